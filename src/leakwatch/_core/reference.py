@@ -1,0 +1,59 @@
+"""Pure-Python reference engine: the oracle the native scanner is tested against.
+
+It splits the buffer into records on ``\\n`` and runs every rule's regex over every record with
+the standard library's ``re`` (bytes mode, ASCII semantics, ``re.MULTILINE`` to mirror the native
+``(?m)``). It is deliberately naive — one ``finditer`` per record per rule — so that it shares no
+code or strategy with the native engine.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from leakwatch._core.types import PatternError, ScanResult
+
+
+class ReferenceScanner:
+    """Same API as :class:`leakwatch._core.Scanner`, thousands of times slower."""
+
+    def __init__(self, patterns, **_ignored):
+        self.patterns = [p.encode("latin-1") if isinstance(p, str) else bytes(p) for p in patterns]
+        self._compiled = []
+        for i, pat in enumerate(self.patterns):
+            try:
+                rx = re.compile(pat, re.MULTILINE)
+            except re.error as e:
+                raise PatternError(i, str(e)) from e
+            if rx.search(b""):
+                raise PatternError(i, "pattern matches the empty string")
+            self._compiled.append(rx)
+
+    @property
+    def n_rules(self) -> int:
+        return len(self._compiled)
+
+    def scan(self, buf) -> ScanResult:
+        data = bytes(memoryview(buf).cast("B"))
+        rec, rule, start, end, ls = [], [], [], [], []
+        offset = 0
+        lines = data.split(b"\n")
+        if data.endswith(b"\n"):
+            lines.pop()  # the empty tail after the final newline is not a record
+        for i, line in enumerate(lines):
+            for r, rx in enumerate(self._compiled):
+                for m in rx.finditer(line):
+                    rec.append(i)
+                    rule.append(r)
+                    start.append(offset + m.start())
+                    end.append(offset + m.end())
+                    ls.append(offset)
+            offset += len(line) + 1
+        return ScanResult(
+            np.asarray(rec, dtype=np.int64),
+            np.asarray(rule, dtype=np.int32),
+            np.asarray(start, dtype=np.int64),
+            np.asarray(end, dtype=np.int64),
+            np.asarray(ls, dtype=np.int64),
+            len(lines) if data else 0,
+        )
