@@ -4,7 +4,7 @@
 same API, used as the oracle in tests.
 """
 from leakwatch._core.reference import ReferenceScanner
-from leakwatch._core.scanner import Scanner
+from leakwatch._core.scanner import Scanner, check_pattern
 from leakwatch._core.types import PatternError, ScanError, ScanResult
 
-__all__ = ["Scanner", "ReferenceScanner", "ScanResult", "PatternError", "ScanError"]
+__all__ = ["Scanner", "check_pattern", "ReferenceScanner", "ScanResult", "PatternError", "ScanError"]

@@ -43,6 +43,11 @@ DEF_BLOCK_SIZE = 1024
 DEF_MAX_MEM = 256 << 20
 
 
+cdef str _re2_message(const string& err):
+    # RE2 quotes the offending pattern, which carries our "(?m)" prefix; the user never wrote it.
+    return err.decode("utf-8", "replace").replace("(?m)", "", 1)
+
+
 cdef inline RE2Options make_options(int64_t max_mem) noexcept nogil:
     cdef RE2Options opts
     opts.set_encoding(EncodingLatin1)   # bytes in, one byte = one character, like Python's bytes re
@@ -88,7 +93,7 @@ cdef class Scanner:
             wrapped = b"(?m)" + pat
             rx = new RE2(StringPiece(<const char*>wrapped, len(wrapped)), opts)
             if not rx.ok():
-                err = rx.error().decode("utf-8", "replace")
+                err = _re2_message(rx.error())
                 del rx
                 raise PatternError(i, err)
             self._rules.push_back(rx)
@@ -116,7 +121,7 @@ cdef class Scanner:
             wrapped = b"(?m)" + self.patterns[i]
             if s.Add(StringPiece(<const char*>wrapped, len(wrapped)), &err) < 0:
                 del s
-                raise PatternError(i, err.decode("utf-8", "replace"))
+                raise PatternError(i, _re2_message(err))
             members.push_back(i)
         if not s.Compile():
             del s
@@ -300,3 +305,21 @@ cdef int _scan_blocks(const char* data, Py_ssize_t n, Py_ssize_t block_size,
         rec += 1
     n_records[0] = rec
     return ST_OK
+
+
+def check_pattern(pattern, int64_t max_mem=DEF_MAX_MEM):
+    """Compile one pattern the way the scanner will and return RE2's program size (a measure of
+    its cost). Raises PatternError with RE2's message when it does not compile or matches the
+    empty string."""
+    cdef bytes pat = pattern.encode("latin-1") if isinstance(pattern, str) else bytes(pattern)
+    cdef bytes wrapped = b"(?m)" + pat
+    cdef RE2Options opts = make_options(max_mem)
+    cdef RE2* rx = new RE2(StringPiece(<const char*>wrapped, len(wrapped)), opts)
+    try:
+        if not rx.ok():
+            raise PatternError(0, _re2_message(rx.error()))
+        if rx.Match(StringPiece(b"", 0), 0, 0, UNANCHORED, NULL, 0):
+            raise PatternError(0, "pattern matches the empty string")
+        return rx.ProgramSize()
+    finally:
+        del rx
