@@ -14,6 +14,10 @@ import numpy as np
 from leakwatch._core.types import PatternError, ScanResult
 
 
+# Every combination of what can precede and follow a position, for zero-width assertions.
+_EMPTY_PROBES = [prev + nxt for prev in (b"", b"\n", b"a", b" ") for nxt in (b"", b"\n", b"a", b" ")]
+
+
 class ReferenceScanner:
     """Same API as :class:`leakwatch._core.Scanner`, thousands of times slower."""
 
@@ -25,8 +29,8 @@ class ReferenceScanner:
                 rx = re.compile(pat, re.MULTILINE)
             except re.error as e:
                 raise PatternError(i, str(e)) from e
-            if rx.search(b""):
-                raise PatternError(i, "pattern matches the empty string")
+            if any(m.start() == m.end() for probe in _EMPTY_PROBES for m in rx.finditer(probe)):
+                raise PatternError(i, "pattern can match the empty string")
             self._compiled.append(rx)
 
     @property

@@ -24,7 +24,7 @@ cimport numpy as cnp
 
 from leakwatch._core.re2 cimport (
     RE2, RE2Options, RE2Set, SetErrorInfo, StringPiece,
-    UNANCHORED, EncodingLatin1, kNoError, kOutOfMemory,
+    UNANCHORED, ANCHOR_BOTH, EncodingLatin1, kNoError, kOutOfMemory,
 )
 
 cnp.import_array()
@@ -46,6 +46,20 @@ DEF_MAX_MEM = 256 << 20
 cdef str _re2_message(const string& err):
     # RE2 quotes the offending pattern, which carries our "(?m)" prefix; the user never wrote it.
     return err.decode("utf-8", "replace").replace("(?m)", "", 1)
+
+
+# Contexts that decide zero-width assertions (^ $ \\b): what precedes and follows a position.
+_EMPTY_PROBES = [(prev + nxt, len(prev)) for prev in (b"", b"\n", b"a", b" ") for nxt in (b"", b"\n", b"a", b" ")]
+
+
+cdef bint _can_match_empty(RE2* rx) except -1:
+    """A rule that can match the empty string (``a*``, ``\\b``, ``^``) would report a "finding" at
+    countless positions and has no value to extract, so such rules are refused."""
+    cdef bytes text
+    for text, p in _EMPTY_PROBES:
+        if rx.Match(StringPiece(<const char*>text, len(text)), p, p, ANCHOR_BOTH, NULL, 0):
+            return True
+    return False
 
 
 cdef inline RE2Options make_options(int64_t max_mem) noexcept nogil:
@@ -75,16 +89,18 @@ cdef class Scanner:
     cdef readonly list patterns
     cdef readonly int oom_splits
     cdef object _lock
+    cdef int _inject_oom               # tests only: pretend shard 0 ran out of memory this many times
 
     def __cinit__(self):
         self.oom_splits = 0
 
-    def __init__(self, patterns, *, Py_ssize_t block_size=DEF_BLOCK_SIZE, int64_t max_mem=DEF_MAX_MEM):
+    def __init__(self, patterns, *, Py_ssize_t block_size=DEF_BLOCK_SIZE, int64_t max_mem=DEF_MAX_MEM, int _inject_oom=0):
         if block_size < 1:
             raise ValueError("block_size must be positive")
         self.block_size = block_size
         self.max_mem = max_mem
         self._lock = threading.Lock()
+        self._inject_oom = _inject_oom
         self.patterns = [p.encode("latin-1") if isinstance(p, str) else bytes(p) for p in patterns]
         cdef RE2Options opts = make_options(max_mem)
         cdef bytes wrapped
@@ -97,9 +113,8 @@ cdef class Scanner:
                 del rx
                 raise PatternError(i, err)
             self._rules.push_back(rx)
-            # A rule that matches the empty string would report a match at every position.
-            if rx.Match(StringPiece(b"", 0), 0, 0, UNANCHORED, NULL, 0):
-                raise PatternError(i, "pattern matches the empty string")
+            if _can_match_empty(rx):
+                raise PatternError(i, "pattern can match the empty string")
         if self.patterns:
             self._build_shard(list(range(len(self.patterns))))
 
@@ -112,6 +127,9 @@ cdef class Scanner:
             del s
 
     cdef _build_shard(self, list ids):
+        """Compile ``ids`` into one RE2::Set; if the program does not fit ``max_mem``, split the
+        rules into two halves (recursively). A single rule that still does not fit is searched
+        directly in every block: its own RE2 compiled, so RE2 can run it (NFA fallback)."""
         cdef RE2Options opts = make_options(self.max_mem)
         cdef RE2Set* s = new RE2Set(opts, UNANCHORED)
         cdef string err
@@ -125,7 +143,13 @@ cdef class Scanner:
             members.push_back(i)
         if not s.Compile():
             del s
-            raise ScanError("RE2::Set failed to compile (rule set too large for max_mem=%d)" % self.max_mem)
+            if len(ids) == 1:
+                self._unsharded.push_back(ids[0])
+                return
+            half = len(ids) // 2
+            self._build_shard(ids[:half])
+            self._build_shard(ids[half:])
+            return
         self._shards.push_back(s)
         self._shard_rules.push_back(members)
 
@@ -185,7 +209,7 @@ cdef class Scanner:
             with nogil:
                 status = _scan_blocks(data, n, self.block_size, self._rules, shards, shard_rules,
                                       unsharded, out_rec, out_rule, out_start, out_end, out_ls,
-                                      &bad_shard, &n_records)
+                                      &bad_shard, &n_records, &self._inject_oom)
             if status == ST_OK:
                 break
             if status == ST_OOM:
@@ -225,7 +249,7 @@ cdef int _scan_blocks(const char* data, Py_ssize_t n, Py_ssize_t block_size,
                       vector[int]& unsharded,
                       vector[int64_t]& out_rec, vector[int]& out_rule, vector[int64_t]& out_start,
                       vector[int64_t]& out_end, vector[int64_t]& out_ls,
-                      int* bad_shard, int64_t* n_records) noexcept nogil:
+                      int* bad_shard, int64_t* n_records, int* inject_oom) noexcept nogil:
     cdef Py_ssize_t pos = 0, bend, counted = 0, blen
     cdef int64_t rec = 0            # records fully before `counted`
     cdef const char* q
@@ -248,6 +272,10 @@ cdef int _scan_blocks(const char* data, Py_ssize_t n, Py_ssize_t block_size,
         hits.clear()
         for k in range(shards.size()):
             v.clear()
+            if k == 0 and inject_oom[0] > 0:
+                inject_oom[0] -= 1
+                bad_shard[0] = 0
+                return ST_OOM
             if not shards[k].Match(block, &v, &err):
                 if err.kind != kNoError:
                     bad_shard[0] = <int>k
@@ -318,8 +346,8 @@ def check_pattern(pattern, int64_t max_mem=DEF_MAX_MEM):
     try:
         if not rx.ok():
             raise PatternError(0, _re2_message(rx.error()))
-        if rx.Match(StringPiece(b"", 0), 0, 0, UNANCHORED, NULL, 0):
-            raise PatternError(0, "pattern matches the empty string")
+        if _can_match_empty(rx):
+            raise PatternError(0, "pattern can match the empty string")
         return rx.ProgramSize()
     finally:
         del rx

@@ -1,0 +1,126 @@
+"""The native scanner must return exactly what the naive reference engine returns.
+
+Hypothesis builds random rule sets from a small regex grammar (classes, repeats, alternation,
+word boundaries, line anchors) and random multi-record buffers; both engines must agree on every
+(record, rule, start, end, line_start) and on the record count. Block sizes are varied so that
+block boundaries fall everywhere, including inside long records.
+"""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leakwatch._core import PatternError, ReferenceScanner, Scanner, check_pattern
+
+# Records avoid \v: RE2's \s is [\t\n\f\r ] while Python's bytes \s adds \v (a documented gap).
+ALPHABET = b"ab019 .@-_:=\"\t\xe9\x00"
+FRAGMENTS = [b"a", b"b", b"ab", b"a@b.0", b"01", b"9", b" ", b"-", b"\t", b"__", b"aa.bb", b"\xe9", b"\x00", b":=\""]
+record_bytes = st.one_of(
+    st.binary(min_size=0, max_size=60).map(lambda b: bytes(ALPHABET[x % len(ALPHABET)] for x in b)),
+    st.lists(st.sampled_from(FRAGMENTS), max_size=20).map(b"".join),
+)
+
+atoms = st.sampled_from(
+    [b"a", b"b", b"0", b"9", b"@", b"\\.", b"-", b"[ab]", b"[0-9]", b"\\d", b"\\w", b"\\s", b"[^ ]", b".", b"[a@]"]
+)
+
+
+@st.composite
+def regexes(draw, depth=0):
+    parts = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.integers(0, 9 if depth < 2 else 6))
+        if kind <= 4:
+            piece = draw(atoms)
+        elif kind == 5:
+            piece = b"\\b"
+        elif kind == 6:
+            piece = draw(st.sampled_from([b"^", b"$"]))
+        elif kind == 7:
+            piece = b"(?:" + draw(regexes(depth + 1)) + b"|" + draw(regexes(depth + 1)) + b")"
+        else:
+            piece = b"(?:" + draw(regexes(depth + 1)) + b")"
+        q = draw(st.sampled_from([b"", b"", b"+", b"*", b"?", b"{2}", b"{1,3}", b"+?"]))
+        if piece in (b"\\b", b"^", b"$"):
+            q = b""
+        parts.append(piece + q)
+    return b"".join(parts)
+
+
+def usable(pattern: bytes) -> bool:
+    try:
+        check_pattern(pattern)
+        ReferenceScanner([pattern])
+    except PatternError:
+        return False
+    return True
+
+
+rule_sets = st.lists(regexes().filter(usable), min_size=1, max_size=6)
+buffers = st.lists(record_bytes, min_size=0, max_size=25).flatmap(
+    lambda recs: st.sampled_from([b"\n".join(recs), b"\n".join(recs) + b"\n"])
+)
+
+
+def assert_same(native, ref):
+    assert native.n_records == ref.n_records
+    for name in ("record", "rule", "start", "end", "line_start"):
+        np.testing.assert_array_equal(getattr(native, name), getattr(ref, name), err_msg=name)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(patterns=rule_sets, buf=buffers, block_size=st.sampled_from([1, 7, 64, 1024]))
+def test_native_equals_reference(patterns, buf, block_size):
+    native = Scanner(patterns, block_size=block_size).scan(buf)
+    ref = ReferenceScanner(patterns).scan(buf)
+    assert_same(native, ref)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(patterns=rule_sets, buf=buffers)
+def test_tiny_dfa_budget_still_exact(patterns, buf):
+    """With a DFA budget too small for the Set, the scanner splits the Set (or falls back to
+    per-rule search) and still returns exactly the reference result — never "no match"."""
+    scanner = Scanner(patterns, max_mem=1 << 16, block_size=64)
+    assert_same(scanner.scan(buf), ReferenceScanner(patterns).scan(buf))
+
+
+def _keyed_corpus(n=400):
+    import random
+
+    rnd = random.Random(7)
+    return b"\n".join(
+        b"k%d%s%d-%dx tail" % (rnd.randrange(40), bytes(rnd.choice(b"abcxyz") for _ in range(rnd.randrange(2, 9))),
+                             rnd.randrange(10**8), rnd.randrange(100))
+        for _ in range(n)
+    )
+
+
+KEYED = [b"k%d[a-z]{2,8}\\d{3,9}(?:-\\d{2,4}){0,3}x" % i for i in range(40)]
+
+
+def test_set_too_large_for_budget_is_split_into_shards():
+    """40 rules do not fit one RE2::Set program under a 96 KiB budget; the scanner compiles
+    several smaller Sets instead of failing, and the result is unchanged."""
+    buf = _keyed_corpus()
+    small = Scanner(KEYED, max_mem=96 << 10)
+    assert small.n_shards > 1
+    expected = ReferenceScanner(KEYED).scan(buf)
+    assert len(expected.record) > 100
+    assert_same(small.scan(buf), expected)
+    assert_same(Scanner(KEYED).scan(buf), expected)
+
+
+def test_dfa_out_of_memory_at_match_time_splits_and_rescans():
+    """RE2::Set::Match reports kOutOfMemory through its ErrorInfo; the scanner must split the
+    failing Set and scan again, never treat the failure as "no match". The out-of-memory report
+    is injected (RE2 only fails a many-match DFA when its state budget cannot hold ~20 states,
+    which no budget that also compiles the program reliably produces)."""
+    buf = _keyed_corpus()
+    scanner = Scanner(KEYED, _inject_oom=3)
+    result = scanner.scan(buf)
+    assert scanner.oom_splits == 3
+    assert scanner.n_shards == 4
+    assert_same(result, ReferenceScanner(KEYED).scan(buf))
+    assert_same(scanner.scan(buf), ReferenceScanner(KEYED).scan(buf))
