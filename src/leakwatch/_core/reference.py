@@ -53,11 +53,12 @@ class ReferenceScanner:
                     end.append(offset + m.end())
                     ls.append(offset)
             offset += len(line) + 1
+        order = sorted(range(len(rec)), key=lambda k: (rec[k], start[k], rule[k]))
         return ScanResult(
-            np.asarray(rec, dtype=np.int64),
-            np.asarray(rule, dtype=np.int32),
-            np.asarray(start, dtype=np.int64),
-            np.asarray(end, dtype=np.int64),
-            np.asarray(ls, dtype=np.int64),
+            np.asarray([rec[k] for k in order], dtype=np.int64),
+            np.asarray([rule[k] for k in order], dtype=np.int32),
+            np.asarray([start[k] for k in order], dtype=np.int64),
+            np.asarray([end[k] for k in order], dtype=np.int64),
+            np.asarray([ls[k] for k in order], dtype=np.int64),
             len(lines) if data else 0,
         )

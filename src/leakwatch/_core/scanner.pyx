@@ -76,7 +76,7 @@ cdef class Scanner:
 
     ``patterns`` are regexes (``str`` or ``bytes``, RE2 syntax, Latin-1: one byte is one
     character). ``scan(buf)`` returns a :class:`~leakwatch._core.types.ScanResult` whose arrays
-    are sorted by (record, rule, start); offsets are absolute within ``buf``.
+    are sorted by (record, start, rule); offsets are absolute within ``buf``.
     """
 
     cdef vector[RE2*] _rules
@@ -232,7 +232,7 @@ cdef class Scanner:
             a_rec[j] = out_rec[j]; a_rule[j] = out_rule[j]
             a_start[j] = out_start[j]; a_end[j] = out_end[j]; a_ls[j] = out_ls[j]
         if m > 1:
-            order = np.lexsort((start, rule, rec))
+            order = np.lexsort((rule, start, rec))
             rec, rule, start, end, ls = rec[order], rule[order], start[order], end[order], ls[order]
         return ScanResult(rec, rule, start, end, ls, n_records)
 

@@ -7,7 +7,7 @@ import numpy as np
 
 
 class ScanResult(NamedTuple):
-    """Matches in one buffer, sorted by (record, rule, start).
+    """Matches in one buffer, sorted by (record, start, rule).
 
     ``start``/``end`` are absolute byte offsets in the scanned buffer (end exclusive);
     ``line_start`` is the offset of the record that holds the match, so

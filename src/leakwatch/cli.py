@@ -1,0 +1,165 @@
+"""Command line entry point: ``leakwatch scan …`` runs headless; more commands follow.
+
+Exit codes are documented in :mod:`leakwatch.exit_codes`; every exception class maps to one of
+them here, in one place.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+
+from leakwatch import __version__
+from leakwatch.errors import LeakwatchError, StoreError, UsageError
+from leakwatch.exit_codes import ExitCode
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+SCAN_EPILOG = textwrap.dedent(
+    """\
+    examples:
+      leakwatch scan /var/log/mule/                 scan a directory tree (recursively)
+      leakwatch scan 'exports/**/*.csv.gz'          globs are expanded by leakwatch too
+      leakwatch scan app.log --jsonl - | jq .entity stream findings as JSON lines
+      leakwatch scan logs/ --fail-on high           CI gate: exit 1 only on high/critical
+
+    what is stored:
+      Findings go to a DuckDB file (--db). Values are never stored raw unless --store-raw is
+      given: each finding keeps a masked preview and an HMAC-SHA256 of the value, keyed per
+      database (the key lives beside the database in FILE.key, mode 0600), so equal values can
+      be counted and joined without being readable. Re-scanning an unchanged file adds nothing.
+
+    exit codes:
+      0  no finding at or above --fail-on     2  usage error, or some input could not be read
+      1  findings at or above --fail-on        3  the database could not be opened or written
+      130 interrupted (what was stored stays)  70 internal error (a bug: please report it)
+    """
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="leakwatch",
+        description="Find customer PII and secrets in gateway, middleware and Salesforce logs "
+        "before they become a breach notice. Findings are kept, masked and hashed, in DuckDB.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"leakwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    scan = sub.add_parser(
+        "scan",
+        help="scan log files, directories or globs for PII and secrets",
+        description="Scan files (plain or gzip, any size) for PII and secrets with the native RE2 "
+        "core, store the findings in DuckDB and print a summary.",
+        epilog=SCAN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scan.add_argument("paths", nargs="+", metavar="PATH", help="file, directory (recursive) or glob; .gz is read transparently")
+    scan.add_argument("--db", default=os.environ.get("LEAKWATCH_DB", "leakwatch.duckdb"), metavar="FILE",
+                      help="DuckDB file to write (default: ./leakwatch.duckdb or $LEAKWATCH_DB)")
+    scan.add_argument("--rules", action="append", metavar="DIR", dest="rules",
+                      help="rules directory or YAML file (repeatable; default: the shipped rules/)")
+    scan.add_argument("--jsonl", metavar="FILE", help="also write one JSON object per finding to FILE ('-' for stdout)")
+    scan.add_argument("--fail-on", default="medium", choices=SEVERITIES, metavar="SEVERITY",
+                      help="exit 1 when a finding has this severity or higher: %s (default: medium)" % ", ".join(SEVERITIES))
+    scan.add_argument("--workers", type=int, default=1, metavar="N",
+                      help="scan with N processes (big files are split by line ranges; default: 1)")
+    scan.add_argument("--store-raw", action="store_true",
+                      help="ALSO store raw matched values in the database (off by default: a leak detector must not become a leak)")
+    scan.add_argument("--rescan", action="store_true", help="scan files again even if unchanged since a completed scan")
+    scan.add_argument("-q", "--quiet", action="store_true", help="print no summary (errors still go to stderr)")
+    scan.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    os.umask(0o077)  # everything leakwatch writes (database, WAL, key, JSONL) is private to the user
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return ExitCode.OK
+    try:
+        if args.command == "scan":
+            return cmd_scan(args, argv if argv is not None else sys.argv[1:])
+        parser.error(f"unknown command {args.command}")
+    except UsageError as e:
+        print(f"leakwatch: error: {e}", file=sys.stderr)
+        return ExitCode.INPUT_ERROR
+    except StoreError as e:
+        print(f"leakwatch: database error: {e}", file=sys.stderr)
+        return ExitCode.STORE_ERROR
+    except LeakwatchError as e:
+        print(f"leakwatch: error: {e}", file=sys.stderr)
+        return ExitCode.INPUT_ERROR
+    except KeyboardInterrupt:
+        print("leakwatch: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK
+
+
+def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
+    """``leakwatch scan``: see ``leakwatch scan --help``."""
+    from rich.console import Console
+
+    from leakwatch.pipeline import scan_paths
+    from leakwatch.report import print_summary
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    jsonl_out = None
+    close_jsonl = False
+    if args.jsonl == "-":
+        jsonl_out = sys.stdout
+    elif args.jsonl:
+        try:
+            jsonl_out = open(args.jsonl, "w", encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot write --jsonl file {args.jsonl}: {e.strerror}") from e
+        close_jsonl = True
+    # The summary goes to stdout unless stdout carries the JSON lines.
+    out = Console(stderr=args.jsonl == "-", highlight=False)
+    err = Console(stderr=True, highlight=False)
+    show_progress = err.is_terminal and not args.no_progress and not args.quiet
+    try:
+        if show_progress:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+            with Progress(TextColumn("[bold]scanning"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                          TimeRemainingColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
+                task = bar.add_task("", total=None)
+
+                def progress(done: int, total: int, path: str) -> None:
+                    bar.update(task, completed=done, total=total, description=os.path.basename(path))
+
+                summary = scan_paths(args.paths, args.db, workers=args.workers, rules_dirs=args.rules,
+                                     store_raw=args.store_raw, jsonl=jsonl_out, fail_on=args.fail_on,
+                                     progress=progress, argv=["leakwatch", *argv], rescan=args.rescan)
+        else:
+            summary = scan_paths(args.paths, args.db, workers=args.workers, rules_dirs=args.rules,
+                                 store_raw=args.store_raw, jsonl=jsonl_out, fail_on=args.fail_on,
+                                 argv=["leakwatch", *argv], rescan=args.rescan)
+    finally:
+        if close_jsonl:
+            jsonl_out.close()
+    for e in summary.rule_errors:
+        err.print(f"leakwatch: rule error: {e}", markup=False)
+    for p in summary.problems:
+        err.print(f"leakwatch: input error: {p}", markup=False)
+    if not args.quiet:
+        print_summary(summary, out, fail_on=args.fail_on)
+    if summary.interrupted:
+        return ExitCode.INTERRUPTED
+    if summary.input_errors:
+        return ExitCode.INPUT_ERROR
+    if summary.findings_at_or_above:
+        return ExitCode.FINDINGS
+    return ExitCode.OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Detection: rules (YAML), validators, context scoring and masking of regex candidates."""

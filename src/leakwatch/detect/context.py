@@ -1,0 +1,84 @@
+"""Context around a candidate: the field name it sits under and nearby keywords.
+
+Logs are mostly structured (JSON, logfmt, query strings, ``Key: value`` headers), so the key in
+front of a value is the strongest context there is: a 10-digit number under ``"phone"`` is a
+phone number, under ``"order_id"`` it is not. ``field_before`` recovers that key from the bytes
+just before the value; ``has_context`` combines it with a rule's keywords.
+"""
+from __future__ import annotations
+
+import re
+
+from leakwatch.detect.rules import ContextSpec
+
+# How far back a key may start: long enough for `"BillingStreet": "` or
+# `Authorization: Bearer `, short enough that the slice and match stay ~1 µs.
+LOOKBACK = 64
+
+# The separator and key in front of a value, written *reversed*: matching it at position 0 of
+# the reversed tail is one anchored match, where a forward `...$` search would try every start
+# position of the tail. Forward shapes covered:
+#   "key": "v    \"key\": \"v    'key': v    key=v    key="v    Key: Bearer v    "key": ["v    <key>v
+_REV_KEY = re.compile(
+    rb"""
+    (?:\s+(?i:reraeb|cisab|nekot))?                # auth scheme: Bearer, Basic, Token
+    (?:["']\\?)?\s*\[?\s*                         # value quote (maybe escaped), array bracket
+    (?:
+        [:=]\s*(?:"\\?([^"\\\n]{1,48})\\?"       # "key":  or  \"key\": (JSON inside a string)
+              |'([^'\\\n]{1,48})'                   # 'key':
+              |([A-Za-z0-9_.\-]{1,48}))             # key= / Key:
+      | >([A-Za-z0-9_.:\-]{1,48})<                  # <key>
+    )
+    """,
+    re.VERBOSE,
+)
+
+_NOT_FIELD_CHARS = re.compile(r"[^a-z0-9.]")
+
+
+def normalize_field(name: str | bytes) -> str:
+    """Lowercase and keep only ``[a-z0-9.]``: ``"First_Name"`` → ``"firstname"``."""
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", errors="replace")
+    return _NOT_FIELD_CHARS.sub("", name.lower())
+
+
+def field_before(line: bytes, start: int) -> str | None:
+    """The normalized key immediately before the value at ``start`` in ``line``, or ``None``.
+
+    Recognizes JSON keys, logfmt and query-string keys, ``Key:`` headers (also with a
+    ``Bearer``/``Basic``/``Token`` scheme in between) and XML tags, looking back at most
+    ``LOOKBACK`` bytes.
+    """
+    lo = start - LOOKBACK
+    tail = line[lo if lo > 0 else 0 : start][::-1]
+    m = _REV_KEY.match(tail)
+    if m is None:
+        return None
+    key = m.group(1) or m.group(2) or m.group(3) or m.group(4)
+    if not key:
+        return None
+    name = normalize_field(key[::-1])
+    return name or None
+
+
+def has_context(ctx: ContextSpec, line: bytes, start: int, end: int, field: str | None) -> bool:
+    """Whether the value at ``line[start:end]`` has the rule's context.
+
+    True when ``field`` (already normalized, e.g. from :func:`field_before`) or its last
+    dotted component is one of ``ctx.fields``, or when one of ``ctx.keywords`` occurs
+    (case-insensitively) within ``ctx.before`` bytes before to ``ctx.after`` bytes after.
+    """
+    if field is not None and ctx.fields:
+        if field in ctx.fields:
+            return True
+        dot = field.rfind(".")
+        if dot >= 0 and field[dot + 1 :] in ctx.fields:
+            return True
+    if ctx.keywords:
+        lo = start - ctx.before
+        window = line[lo if lo > 0 else 0 : end + ctx.after].lower()
+        for k in ctx.keywords:
+            if k in window:
+                return True
+    return False

@@ -1,0 +1,29 @@
+"""Exceptions raised by leakwatch itself.
+
+Library errors (DuckDB, RE2, HTTP, OS) are wrapped in one of these with ``raise ... from e``, so
+the CLI can map each class to one exit code in one place and print a message a user can act on.
+"""
+from __future__ import annotations
+
+
+class LeakwatchError(Exception):
+    """Base of every error leakwatch raises on purpose; its message is meant for the user."""
+
+
+class StoreError(LeakwatchError):
+    """The findings database cannot be opened, migrated, read or written.
+
+    The message names the database file and says what to do about it.
+    """
+
+
+class InputError(LeakwatchError):
+    """An input cannot be read as expected: unreadable file, truncated archive, binary data, huge line."""
+
+
+class RuleLoadError(LeakwatchError):
+    """A rules file is invalid; the message names the file, and the line and field where known."""
+
+
+class UsageError(LeakwatchError):
+    """The command line or the configuration asks for something leakwatch cannot do."""

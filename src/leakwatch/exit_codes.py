@@ -1,0 +1,17 @@
+"""Exit codes are public API: scripts and CI gates branch on them."""
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit status of every ``leakwatch`` command.
+
+    When several apply, the highest-priority one wins: STORE_ERROR, then INPUT_ERROR (the result
+    is incomplete, so "no findings" cannot be promised), then FINDINGS.
+    """
+
+    OK = 0  #: finished; no finding at or above --fail-on
+    FINDINGS = 1  #: finished; at least one finding at or above --fail-on
+    INPUT_ERROR = 2  #: bad usage, or some input (file, line, rule) could not be read; the rest was done
+    STORE_ERROR = 3  #: the database could not be opened or written
+    INTERNAL_ERROR = 70  #: a bug in leakwatch (EX_SOFTWARE); please report it with the traceback
+    INTERRUPTED = 130  #: stopped with Ctrl-C; what was stored so far stays stored

@@ -1,0 +1,344 @@
+"""Headless scan: files → native core → scored findings → DuckDB (and optionally JSON lines).
+
+One process owns the database. With ``workers=1`` it also scans; with ``workers=N`` a pool of
+N processes scans byte ranges of the files (records never straddle a range) and sends back
+columnar batches, which the owner inserts in file order. Processes rather than threads: the
+native scan releases the GIL, but scoring, masking and hashing are Python and would serialise.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import xxhash
+
+from leakwatch.detect.engine import Detector, batch_len, offset_lines, sniff_csv_header
+from leakwatch.detect.rules import Rule, RuleError, Severity, default_rules_dir, load_rules, ruleset_hash
+from leakwatch.sources.files import (
+    CHUNK_SIZE, SNIFF_BYTES, InputFile, InputProblem, ReadStats, expand_paths, iter_chunks,
+    looks_binary, open_stream, split_points,
+)
+from leakwatch.store import Store
+
+# Ranges a big file is cut into for parallel workers: small enough to keep every worker busy
+# to the end and results streaming, large enough that per-range setup (~1 ms) is noise.
+RANGE_BYTES = 64 << 20
+
+
+@dataclass
+class FileResult:
+    """What happened to one input file."""
+
+    path: str
+    status: str = "ok"  # ok | error | skipped | unchanged
+    bytes: int = 0
+    records: int = 0
+    findings: int = 0  # detected in this file (for an unchanged file: stored by earlier scans)
+    new_findings: int = 0  # of those, not already in the database
+    seconds: float = 0.0
+    problems: list[InputProblem] = field(default_factory=list)
+
+
+@dataclass
+class ScanSummary:
+    """The outcome of :func:`scan_paths`; the CLI prints it and derives the exit code."""
+
+    scan_id: int
+    db_path: str
+    files: list[FileResult]
+    problems: list[InputProblem]
+    rule_errors: list[RuleError]
+    by_entity: list[dict]
+    findings_at_or_above: int
+    total_findings: int
+    new_findings: int
+    bytes: int
+    records: int
+    seconds: float
+    interrupted: bool = False
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def input_errors(self) -> int:
+        return len(self.problems) + len(self.rule_errors)
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(rules: list[Rule], key: bytes, store_raw: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides how to stop
+    _WORKER["detector"] = Detector(rules, key, store_raw=store_raw)
+
+
+def _scan_range(path: str, start: int, stop: int | None, header: list[str] | None,
+                detector: Detector | None = None) -> tuple[list[dict], int, int, list[InputProblem], str | None]:
+    """Scan the records of ``path`` that begin in [start, stop). Returns (batches, records,
+    bytes, problems, sha-less content hash when the whole file was read)."""
+    det = detector or _WORKER["detector"]
+    stats = ReadStats()
+    column_rules = det.column_rules_for(header)
+    batches = []
+    records = 0
+    hasher = xxhash.xxh3_128() if start == 0 and stop is None else None
+    for chunk in iter_chunks(path, stats, start=start, stop=stop):
+        if hasher is not None:
+            hasher.update(chunk.data)
+        batch, n = det.process(chunk, header=header, column_rules=column_rules)
+        records += n if chunk.first_line_offset == 0 else max(n - 1, 0)
+        if batch_len(batch):
+            batches.append(batch)
+    return batches, records, stats.bytes_read, stats.problems, (hasher.hexdigest() if hasher else None)
+
+
+def _scan_range_task(args):
+    return _scan_range(*args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Owner side
+
+
+def _prepare(f: InputFile, stats: ReadStats) -> tuple[str, list[str] | None]:
+    """Sniff a file: returns ("binary"|"text", csv header or None). Raises OSError."""
+    stream = open_stream(f.path, stats)
+    try:
+        head = stream.read(SNIFF_BYTES)
+    finally:
+        stream.close()
+        raw = getattr(stream, "_leakwatch_raw", None)
+        if raw is not None:
+            raw.close()
+    if looks_binary(head):
+        return "binary", None
+    first = head.split(b"\n", 1)[0]
+    return "text", sniff_csv_header(first)
+
+
+def scan_paths(
+    paths: list[str],
+    db_path: str | os.PathLike = "leakwatch.duckdb",
+    *,
+    workers: int = 1,
+    rules_dirs: list[str | os.PathLike] | None = None,
+    rules: list[Rule] | None = None,
+    store_raw: bool = False,
+    jsonl: object | None = None,
+    fail_on: Severity | str = Severity.MEDIUM,
+    progress: Callable[[int, int, str], None] | None = None,
+    argv: list[str] | None = None,
+    rescan: bool = False,
+) -> ScanSummary:
+    """Scan files, directories and globs into the database at ``db_path``.
+
+    ``jsonl`` is a text stream that receives one JSON object per new finding. ``progress`` is
+    called as ``progress(bytes_done, bytes_total, current_path)``. Unchanged files (same path,
+    size, mtime and rule set as a completed earlier scan) are skipped unless ``rescan``.
+    """
+    t0 = time.perf_counter()
+    if isinstance(fail_on, str):
+        fail_on = Severity.parse(fail_on)
+    rule_errors: list[RuleError] = []
+    if rules is None:
+        rules, rule_errors = load_rules(rules_dirs or [default_rules_dir()])
+    rules = [r for r in rules if r.enabled]
+    rhash = ruleset_hash(rules)
+    db_path = str(db_path)
+    files, problems = expand_paths(paths, exclude={db_path, db_path + ".wal", db_path + ".key"})
+    results: list[FileResult] = []
+    interrupted = False
+    with Store.open(db_path) as store:
+        scan_id = store.begin_scan(argv or [], rhash, workers)
+        for err in rule_errors:
+            store.add_error(scan_id, err.file, err.line, "rule", str(err))
+        for p in problems:
+            store.add_error(scan_id, p.path, p.line, p.kind, p.message)
+        detector = Detector(rules, store.key, store_raw=store_raw)
+        tally = _Tally()
+        total = sum(f.size for f in files)
+        done = 0
+        pool = ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(rules, store.key, store_raw)) if workers > 1 else None
+        try:
+            for f in files:
+                fr = FileResult(f.path)
+                results.append(fr)
+                t_file = time.perf_counter()
+                if not rescan and store.source_unchanged(f.path, f.size, f.mtime_ns, rhash):
+                    fr.status = "unchanged"
+                    fr.findings = tally.add_stored(store, f.path)
+                    done += f.size
+                    continue
+                stats = ReadStats()
+                try:
+                    kind, header = _prepare(f, stats)
+                except OSError as e:
+                    fr.status = "error"
+                    fr.problems.append(InputProblem(f.path, "unreadable", e.strerror or str(e)))
+                    _record_problems(store, scan_id, fr)
+                    done += f.size
+                    continue
+                source_id = store.begin_source(scan_id, f.path, f.size, f.mtime_ns, stats.compression)
+                if kind == "binary":
+                    fr.status = "skipped"
+                    fr.problems.append(InputProblem(f.path, "binary", "binary file (mostly control bytes), not scanned"))
+                    _record_problems(store, scan_id, fr)
+                    store.finish_source(source_id, "skipped", 0, 0, None, "binary file")
+                    done += f.size
+                    continue
+                content_hash = None
+                try:
+                    for batches, records, nbytes, probs, chash in _file_ranges(f, stats, header, detector, pool):
+                        for batch in offset_lines_all(batches, fr.records):
+                            fr.new_findings += store.insert_findings(scan_id, source_id, f.path, batch)
+                            fr.findings += tally.add_batch(batch)
+                            if jsonl is not None:
+                                _write_jsonl(jsonl, f.path, batch)
+                        fr.records += records
+                        fr.bytes += nbytes
+                        fr.problems.extend(probs)
+                        content_hash = chash or content_hash
+                        done += nbytes if stats.compression is None else 0
+                        if progress:
+                            progress(min(done, total), total, f.path)
+                except OSError as e:
+                    fr.problems.append(InputProblem(f.path, "unreadable", f"read failed: {e.strerror or e}"))
+                fr.seconds = time.perf_counter() - t_file
+                if stats.compression is not None:
+                    done += f.size
+                fr.status = "error" if any(p.kind in ("unreadable", "truncated") for p in fr.problems) else "ok"
+                _record_problems(store, scan_id, fr)
+                store.finish_source(source_id, fr.status, fr.records, fr.findings, content_hash,
+                                    "; ".join(str(p) for p in fr.problems) or None)
+                if progress:
+                    progress(min(done, total), total, f.path)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=not interrupted, cancel_futures=True)
+        all_problems = problems + [p for fr in results for p in fr.problems]
+        n_findings = sum(fr.new_findings for fr in results)
+        status = "interrupted" if interrupted else ("partial" if all_problems or rule_errors else "ok")
+        store.finish_scan(
+            scan_id, status,
+            n_files=len(results), n_bytes=sum(fr.bytes for fr in results),
+            n_records=sum(fr.records for fr in results), n_findings=n_findings,
+            n_errors=len(all_problems) + len(rule_errors),
+        )
+    elapsed = time.perf_counter() - t0
+    return ScanSummary(
+        scan_id=scan_id, db_path=db_path, files=results, problems=all_problems, rule_errors=rule_errors,
+        by_entity=tally.rows(), findings_at_or_above=tally.at_or_above(int(fail_on)),
+        total_findings=tally.total, new_findings=n_findings,
+        bytes=sum(fr.bytes for fr in results), records=sum(fr.records for fr in results),
+        seconds=elapsed, interrupted=interrupted,
+    )
+
+
+class _Tally:
+    """Counts what this run found, including findings the database already held (a re-scan of
+    unchanged content must still fail a CI gate)."""
+
+    def __init__(self):
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.hashes: dict[tuple[str, str, int], set] = {}
+        self.total = 0
+
+    def add_batch(self, batch: dict) -> int:
+        for ent, sev, rank, h in zip(batch["entity"], batch["severity"], batch["severity_rank"], batch["value_hash"]):
+            k = (ent, sev, int(rank))
+            self.counts[k] = self.counts.get(k, 0) + 1
+            self.hashes.setdefault(k, set()).add(h)
+        n = batch_len(batch)
+        self.total += n
+        return n
+
+    def add_stored(self, store: Store, path: str) -> int:
+        rows = store.con.execute(
+            "SELECT entity, severity, severity_rank, value_hash FROM findings WHERE source_path = ?", [path]
+        ).fetchall()
+        if rows:
+            self.add_batch({"entity": [r[0] for r in rows], "severity": [r[1] for r in rows],
+                            "severity_rank": [r[2] for r in rows], "value_hash": [r[3] for r in rows],
+                            "line": rows})
+        return len(rows)
+
+    def at_or_above(self, rank: int) -> int:
+        return sum(n for (_, _, r), n in self.counts.items() if r >= rank)
+
+    def rows(self) -> list[dict]:
+        out = [{"entity": e, "severity": s, "severity_rank": r, "findings": n, "distinct_values": len(self.hashes[(e, s, r)])}
+               for (e, s, r), n in self.counts.items()]
+        out.sort(key=lambda d: (-d["severity_rank"], -d["findings"], d["entity"]))
+        return out
+
+
+def offset_lines_all(batches: list[dict], base: int) -> Iterator[dict]:
+    for b in batches:
+        yield offset_lines(b, base)
+
+
+def _file_ranges(f: InputFile, stats: ReadStats, header, detector: Detector, pool) -> Iterator[tuple]:
+    """Yield per-range results of one file in file order. Line numbers inside each result are
+    relative to its range; the caller adds the records of the ranges before it."""
+    if pool is None or stats.compression is not None or stats.encoding is not None or f.size < 2 * RANGE_BYTES:
+        if pool is None:
+            yield _scan_range(f.path, 0, None, header, detector)
+        else:
+            yield pool.submit(_scan_range_task, (f.path, 0, None, header)).result()
+        return
+    ranges = split_points(f.path, f.size, max(2, f.size // RANGE_BYTES))
+    # Content hash of the whole file: the workers each see only a range, so the owner hashes
+    # the file itself while it waits on them.
+    futures = [pool.submit(_scan_range_task, (f.path, a, b, header)) for a, b in ranges]
+    hasher = xxhash.xxh3_128()
+    with open(f.path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK_SIZE), b""):
+            hasher.update(block)
+    for i, fut in enumerate(futures):
+        batches, records, nbytes, probs, _ = fut.result()
+        yield batches, records, nbytes, probs, (hasher.hexdigest() if i == len(futures) - 1 else None)
+
+
+def _record_problems(store: Store, scan_id: int, fr: FileResult) -> None:
+    for p in fr.problems:
+        store.add_error(scan_id, p.path, p.line, p.kind, p.message)
+
+
+def _write_jsonl(out, path: str, batch: dict) -> None:
+    lines = []
+    raw = batch["raw_value"]
+    for i in range(batch_len(batch)):
+        obj = {
+            "source": path,
+            "line": int(batch["line"][i]),
+            "start": int(batch["start_byte"][i]),
+            "end": int(batch["end_byte"][i]),
+            "rule": batch["rule_id"][i],
+            "entity": batch["entity"][i],
+            "confidence": round(float(batch["confidence"][i]), 3),
+            "severity": batch["severity"][i],
+            "field": batch["field"][i],
+            "masked": batch["masked"][i],
+            "value_hash": batch["value_hash"][i],
+        }
+        if raw[i] is not None:
+            obj["raw"] = raw[i]
+        lines.append(json.dumps(obj, ensure_ascii=False))
+    out.write("\n".join(lines) + "\n")
+    out.flush()
+
+
+__all__ = ["scan_paths", "ScanSummary", "FileResult"]

@@ -1,0 +1,50 @@
+"""Human-readable scan summaries (rich tables). Masked data only: nothing here sees raw values."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from leakwatch.pipeline import ScanSummary
+
+_SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+def print_summary(summary: ScanSummary, console: Console, *, fail_on: str = "medium") -> None:
+    """Per-entity and per-file tables, then one line with totals and throughput."""
+    if summary.by_entity:
+        t = Table(title="Findings by entity", title_justify="left")
+        t.add_column("entity")
+        t.add_column("severity")
+        t.add_column("findings", justify="right")
+        t.add_column("distinct values", justify="right")
+        for row in summary.by_entity:
+            sev = row["severity"]
+            t.add_row(row["entity"], f"[{_SEVERITY_STYLE.get(sev, '')}]{sev}[/]", f"{row['findings']:,}",
+                      f"{row['distinct_values']:,}")
+        console.print(t)
+    else:
+        console.print("No findings.")
+    f = Table(title="Files", title_justify="left")
+    f.add_column("file", overflow="fold")
+    f.add_column("status")
+    f.add_column("lines", justify="right")
+    f.add_column("findings", justify="right")
+    f.add_column("MB", justify="right")
+    f.add_column("MB/s", justify="right")
+    for fr in summary.files:
+        rate = fr.bytes / 1e6 / fr.seconds if fr.seconds > 0 else 0.0
+        status = fr.status if fr.status == "ok" else f"[yellow]{fr.status}[/]"
+        f.add_row(fr.path, status, f"{fr.records:,}", f"{fr.findings:,}", f"{fr.bytes / 1e6:.1f}",
+                  f"{rate:.0f}" if fr.seconds > 0 else "-")
+    if summary.files:
+        console.print(f)
+    verdict = (
+        f"[bold red]{summary.findings_at_or_above:,} at or above {fail_on}[/]"
+        if summary.findings_at_or_above else f"none at or above {fail_on}"
+    )
+    console.print(
+        f"scan {summary.scan_id}: {len(summary.files)} files, {summary.records:,} lines, "
+        f"{summary.bytes / 1e6:.1f} MB in {summary.seconds:.2f} s ({summary.mb_per_s:.0f} MB/s); "
+        f"{summary.total_findings:,} findings ({summary.new_findings:,} new), {verdict}; "
+        f"{summary.input_errors} input problem(s); database {summary.db_path}"
+    )

@@ -1,0 +1,1 @@
+"""Input side: expanding paths, decompressing, re-encoding, and reading newline-aligned chunks."""

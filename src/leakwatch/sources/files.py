@@ -1,0 +1,309 @@
+"""Finding input files and reading them as newline-aligned byte chunks.
+
+Memory stays flat whatever the file size: a file is read in chunks of ``chunk_size`` bytes, each
+cut after its last newline, the tail carried into the next chunk. A record longer than a chunk
+is handed over in pieces (and reported once), so a 50 MB line without a newline costs one chunk
+of memory, not 50 MB.
+"""
+from __future__ import annotations
+
+import codecs
+import glob
+import gzip
+import hashlib
+import io
+import os
+import stat
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHUNK_SIZE = 8 << 20
+# A file whose first 8 KiB are more than 30% control bytes is not a log: images, archives,
+# DuckDB files. A few stray NULs in a log line are scanned normally.
+SNIFF_BYTES = 8192
+BINARY_CONTROL_RATIO = 0.30
+_TEXT_CONTROLS = frozenset(b"\t\n\r\f\b\x1b")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file to scan, as found on disk."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """A path that could not be scanned, or a record that was scanned only in part."""
+
+    path: str
+    kind: str  # missing | unreadable | binary | truncated | encoding | long_line | ...
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class Chunk:
+    """Newline-aligned bytes of one file.
+
+    ``first_line`` is the 0-based line number of the chunk's first record. When that record is
+    the continuation of an over-long line, ``first_line_offset`` is how many bytes of it came in
+    earlier chunks (so offsets within the line stay right).
+    """
+
+    data: bytes
+    first_line: int
+    first_line_offset: int = 0
+
+
+@dataclass
+class ReadStats:
+    """Filled in while a file is read."""
+
+    bytes_read: int = 0
+    records: int = 0
+    sha256: str | None = None
+    compression: str | None = None
+    encoding: str | None = None
+    problems: list[InputProblem] = field(default_factory=list)
+
+
+def expand_paths(args: list[str], *, exclude: set[str] | None = None) -> tuple[list[InputFile], list[InputProblem]]:
+    """Files, directories (recursively, sorted) and glob patterns → the files to scan.
+
+    Paths in ``exclude`` (the database and its key file, for instance) are never scanned.
+    """
+    exclude = {os.path.realpath(p) for p in (exclude or set())}
+    files: list[InputFile] = []
+    problems: list[InputProblem] = []
+    seen: set[str] = set()
+
+    def add(p: str) -> None:
+        real = os.path.realpath(p)
+        if real in seen or real in exclude:
+            return
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            problems.append(InputProblem(p, "unreadable", _os_message(e)))
+            return
+        if not stat.S_ISREG(st.st_mode):
+            problems.append(InputProblem(p, "unreadable", "not a regular file"))
+            return
+        seen.add(real)
+        files.append(InputFile(p, st.st_size, st.st_mtime_ns))
+
+    for arg in args:
+        if os.path.isdir(arg):
+            for root, dirs, names in os.walk(arg, onerror=lambda e: problems.append(InputProblem(e.filename or arg, "unreadable", _os_message(e)))):
+                dirs.sort()
+                for name in sorted(names):
+                    add(os.path.join(root, name))
+        elif os.path.lexists(arg):
+            add(arg)
+        elif glob.has_magic(arg):
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                problems.append(InputProblem(arg, "missing", "pattern matched no files"))
+            for m in matches:
+                if os.path.isdir(m):
+                    files_, problems_ = expand_paths([m], exclude=exclude)
+                    for f in files_:
+                        if os.path.realpath(f.path) not in seen:
+                            seen.add(os.path.realpath(f.path))
+                            files.append(f)
+                    problems.extend(problems_)
+                else:
+                    add(m)
+        else:
+            problems.append(InputProblem(arg, "missing", "no such file or directory"))
+    return files, problems
+
+
+def _os_message(e: OSError) -> str:
+    return e.strerror or str(e)
+
+
+def is_gzip(path: str) -> bool:
+    """Gzip is recognised by its magic bytes, not by the name (rotated logs lose their .gz)."""
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def looks_binary(head: bytes) -> bool:
+    """True when the sample is mostly control bytes (see BINARY_CONTROL_RATIO)."""
+    if not head:
+        return False
+    controls = sum(1 for b in head if b < 32 and b not in _TEXT_CONTROLS)
+    return controls / len(head) > BINARY_CONTROL_RATIO
+
+
+class _Utf16ToUtf8(io.RawIOBase):
+    """Re-encode a UTF-16 stream (with BOM) to UTF-8 on the fly, so the byte-level scanner and
+    the rules see the same text they would in a UTF-8 log."""
+
+    def __init__(self, raw, encoding: str):
+        self._raw = raw
+        self._dec = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf:
+            data = self._raw.read(len(b))
+            if not data:
+                self._buf = self._dec.decode(b"", final=True).encode("utf-8")
+                if not self._buf:
+                    return 0
+                break
+            self._buf = self._dec.decode(data).encode("utf-8")
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def open_stream(path: str, stats: ReadStats):
+    """Open ``path`` for reading decoded bytes: gzip is decompressed, UTF-16 re-encoded, a
+    UTF-8 BOM dropped. Raises OSError for unreadable files."""
+    raw = open(path, "rb")
+    head = raw.read(4)
+    raw.seek(0)
+    if head[:2] == b"\x1f\x8b":
+        stats.compression = "gzip"
+        stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        stream._leakwatch_raw = raw  # keep the file object alive and closable
+        inner_head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+    else:
+        stream = raw
+        inner_head = head
+    if inner_head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        stats.encoding = "utf-16"
+        stream.read(2)
+        enc = "utf-16-le" if inner_head[:2] == b"\xff\xfe" else "utf-16-be"
+        return io.BufferedReader(_Utf16ToUtf8(stream, enc), CHUNK_SIZE)
+    if inner_head[:3] == b"\xef\xbb\xbf":
+        stats.encoding = "utf-8-sig"
+        stream.read(3)
+    return stream
+
+
+def iter_chunks(
+    path: str,
+    stats: ReadStats,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    start: int = 0,
+    stop: int | None = None,
+    hash_content: bool = False,
+) -> Iterator[Chunk]:
+    """Yield newline-aligned chunks of ``path``.
+
+    ``start``/``stop`` (uncompressed files only) must be record boundaries, as returned by
+    :func:`split_points`; parallel workers each read one such range. Problems that do not stop
+    the read (a truncated gzip stream after some data, over-long lines) are appended to
+    ``stats.problems``; a file that cannot be opened raises OSError.
+    """
+    hasher = hashlib.sha256() if hash_content else None
+    stream = open_stream(path, stats)
+    try:
+        if start:
+            stream.seek(start)
+        remaining = None if stop is None else stop - start
+        line = 0
+        carry = b""
+        carry_offset = 0  # bytes of the carried line already handed over in earlier chunks
+        long_line_reported = False
+        while True:
+            want = chunk_size if remaining is None else min(chunk_size, remaining)
+            try:
+                data = stream.read(want) if want > 0 else b""
+            except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+                stats.problems.append(InputProblem(
+                    path, "truncated",
+                    f"compressed data ends early or is corrupt ({e}); kept everything before line {line + 1}",
+                    line + 1))
+                carry = b""  # a record cut by corruption is not trustworthy
+                data = b""
+            if not data:
+                if carry:
+                    stats.bytes_read += len(carry)
+                    stats.records += 1
+                    yield Chunk(carry, line, carry_offset)
+                break
+            if hasher is not None:
+                hasher.update(data)
+            if remaining is not None:
+                remaining -= len(data)
+            buf = carry + data if carry else data
+            cut = buf.rfind(b"\n")
+            if cut == -1:
+                if len(buf) >= chunk_size:
+                    # One record longer than a chunk: hand it over in pieces.
+                    if not long_line_reported:
+                        stats.problems.append(InputProblem(
+                            path, "long_line",
+                            f"line {line + 1} is longer than {chunk_size >> 20 or 1} MiB; scanned in pieces, so a "
+                            "match spanning two pieces may be missed", line + 1))
+                        long_line_reported = True
+                    stats.bytes_read += len(buf)
+                    yield Chunk(buf, line, carry_offset)
+                    carry_offset += len(buf)
+                    carry = b""
+                else:
+                    carry = buf
+                continue
+            piece = buf[: cut + 1] if cut + 1 < len(buf) else buf
+            carry = buf[cut + 1 :]
+            n = piece.count(b"\n")
+            stats.bytes_read += len(piece)
+            stats.records += n
+            yield Chunk(piece, line, carry_offset)
+            line += n
+            carry_offset = 0
+        if hasher is not None:
+            stats.sha256 = hasher.hexdigest()
+    finally:
+        stream.close()
+        raw = getattr(stream, "_leakwatch_raw", None)
+        if raw is not None:
+            raw.close()
+
+
+def split_points(path: str, size: int, parts: int, *, min_part: int = 16 << 20) -> list[tuple[int, int]]:
+    """Cut an uncompressed file into up to ``parts`` byte ranges that start and end on record
+    boundaries, so that workers can scan one file in parallel."""
+    parts = max(1, min(parts, size // min_part or 1))
+    if parts == 1:
+        return [(0, size)]
+    cuts = [0]
+    with open(path, "rb") as f:
+        for k in range(1, parts):
+            target = size * k // parts
+            if target <= cuts[-1]:
+                continue
+            f.seek(target - 1)
+            cut = target - 1
+            while True:  # find the newline that closes the record holding `target - 1`
+                block = f.read(1 << 20)
+                nl = block.find(b"\n")
+                if nl != -1 or not block:
+                    cut += (nl + 1) if nl != -1 else len(block)
+                    break
+                cut += len(block)
+            if cut >= size:
+                break
+            if cut > cuts[-1]:
+                cuts.append(cut)
+    cuts.append(size)
+    return list(zip(cuts[:-1], cuts[1:]))

@@ -1,0 +1,203 @@
+"""Versioned schema migrations for the findings database.
+
+Each migration is a function ``mNNN_name(con)`` and :data:`MIGRATIONS` lists them in order (the
+scheme simonw/llm uses). Applied ones are recorded in ``schema_migrations``; opening a database
+applies only those it has not seen, each in its own transaction. Never edit a migration that has
+shipped: add the next one.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import duckdb
+
+from leakwatch.errors import StoreError
+
+Migration = Callable[[duckdb.DuckDBPyConnection], None]
+
+_NAME_RE: Final = re.compile(r"^m(\d{3,})_\w+$")
+
+SCAN_STATUSES: Final = ("running", "ok", "partial", "failed", "interrupted")
+SOURCE_STATUSES: Final = ("running", "ok", "error", "skipped", "unchanged")
+
+
+def _in_list(values: Sequence[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
+    """Create scans, sources, findings and scan_errors."""
+    con.execute(
+        f"""
+        CREATE SEQUENCE scans_seq START 1;
+        CREATE TABLE scans (
+            scan_id     BIGINT PRIMARY KEY DEFAULT nextval('scans_seq'),
+            started_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            finished_at TIMESTAMPTZ,
+            status      VARCHAR NOT NULL DEFAULT 'running'
+                        CHECK (status IN ({_in_list(SCAN_STATUSES)})),
+            argv        VARCHAR,
+            rules_hash  VARCHAR,
+            workers     INTEGER,
+            n_files     BIGINT NOT NULL DEFAULT 0,
+            n_bytes     BIGINT NOT NULL DEFAULT 0,
+            n_records   BIGINT NOT NULL DEFAULT 0,
+            n_findings  BIGINT NOT NULL DEFAULT 0,
+            n_errors    BIGINT NOT NULL DEFAULT 0,
+            version     VARCHAR
+        );
+
+        CREATE SEQUENCE sources_seq START 1;
+        CREATE TABLE sources (
+            source_id    BIGINT PRIMARY KEY DEFAULT nextval('sources_seq'),
+            scan_id      BIGINT NOT NULL,
+            path         VARCHAR NOT NULL,
+            size         BIGINT,
+            mtime_ns     BIGINT,
+            content_hash VARCHAR,
+            compression  VARCHAR,
+            status       VARCHAR NOT NULL DEFAULT 'running'
+                         CHECK (status IN ({_in_list(SOURCE_STATUSES)})),
+            n_records    BIGINT NOT NULL DEFAULT 0,
+            n_findings   BIGINT NOT NULL DEFAULT 0,
+            started_at   TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            finished_at  TIMESTAMPTZ,
+            error        VARCHAR
+        );
+
+        CREATE SEQUENCE findings_seq START 1;
+        -- No PRIMARY KEY and no UNIQUE index here, on purpose. finding_id is unique by its
+        -- sequence; (source_path, line, start_byte, rule_id, value_hash) is kept unique by
+        -- ingest.insert_findings, the only writer. Measured on DuckDB 2.0.1 with 50k-row batches:
+        -- a UNIQUE index plus ON CONFLICT DO NOTHING is planned as a MERGE that scans the whole
+        -- findings table per batch (300-800 ms at 1.5M rows, growing with the table), and a
+        -- primary key alone adds ~20 ms per batch.
+        CREATE TABLE findings (
+            finding_id      BIGINT NOT NULL DEFAULT nextval('findings_seq'),
+            scan_id         BIGINT NOT NULL,
+            source_id       BIGINT NOT NULL,
+            source_path     VARCHAR NOT NULL,
+            line            BIGINT NOT NULL,
+            start_byte      INTEGER NOT NULL,
+            end_byte        INTEGER NOT NULL,
+            rule_id         VARCHAR NOT NULL,
+            entity          VARCHAR NOT NULL,
+            confidence      DOUBLE,
+            score_base      DOUBLE,
+            score_validator DOUBLE,
+            score_context   DOUBLE,
+            severity        VARCHAR NOT NULL,
+            severity_rank   TINYINT NOT NULL CHECK (severity_rank BETWEEN 0 AND 4),
+            field           VARCHAR,
+            masked          VARCHAR,
+            value_hash      VARCHAR NOT NULL,
+            raw_value       VARCHAR,
+            created_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+
+        CREATE SEQUENCE scan_errors_seq START 1;
+        CREATE TABLE scan_errors (
+            error_id    BIGINT PRIMARY KEY DEFAULT nextval('scan_errors_seq'),
+            scan_id     BIGINT NOT NULL,
+            source_path VARCHAR,
+            line        BIGINT,
+            kind        VARCHAR NOT NULL,
+            message     VARCHAR NOT NULL,
+            -- "at" is a reserved word in DuckDB 2, so the column name is always quoted.
+            "at"        TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        """
+    )
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (m001_initial,)
+
+
+def migration_version(migration: Migration) -> int:
+    """The version number encoded in a migration's name (``m007_x`` → 7)."""
+    m = _NAME_RE.match(migration.__name__)
+    if m is None:
+        raise ValueError(f"migration {migration.__name__!r} is not named mNNN_description")
+    return int(m.group(1))
+
+
+def _check_order(migrations: Sequence[Migration]) -> None:
+    versions = [migration_version(m) for m in migrations]
+    if versions != sorted(set(versions)):
+        raise ValueError(f"migration versions must be unique and increasing, got {versions}")
+
+
+def _ensure_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       VARCHAR NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        )
+        """
+    )
+
+
+def applied_versions(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """Versions recorded in ``schema_migrations`` (empty if the table does not exist yet)."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() "
+        "WHERE table_name = 'schema_migrations' AND schema_name = 'main'"
+        " AND database_name = current_database()"
+    ).fetchone()[0]
+    if not exists:
+        return {}
+    return dict(con.execute("SELECT version, name FROM schema_migrations").fetchall())
+
+
+def pending_migrations(
+    con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] = MIGRATIONS, *, label: str = "database"
+) -> list[Migration]:
+    """Migrations in ``migrations`` not yet applied, in order.
+
+    Raises :class:`StoreError` when the database records a version this code does not know,
+    i.e. it was written by a newer leakwatch.
+    """
+    _check_order(migrations)
+    done = applied_versions(con)
+    known = {migration_version(m) for m in migrations}
+    unknown = sorted(set(done) - known)
+    if unknown:
+        raise StoreError(
+            f"{label}: schema version {unknown[-1]} ({done[unknown[-1]]}) is newer than this "
+            f"leakwatch knows (up to {max(known, default=0)}); upgrade leakwatch to use this database"
+        )
+    return [m for m in migrations if migration_version(m) not in done]
+
+
+def apply_migrations(
+    con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] = MIGRATIONS, *, label: str = "database"
+) -> list[int]:
+    """Apply the pending migrations, each in its own transaction; return the versions applied.
+
+    A failing migration is rolled back (earlier ones stay applied) and raised as
+    :class:`StoreError` naming ``label`` and the migration.
+    """
+    _ensure_table(con)
+    applied = []
+    for migration in pending_migrations(con, migrations, label=label):
+        version = migration_version(migration)
+        con.begin()
+        try:
+            migration(con)
+            con.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                [version, migration.__name__],
+            )
+            con.commit()
+        except duckdb.Error as e:
+            con.rollback()
+            raise StoreError(f"{label}: migration {migration.__name__} failed and was rolled back: {e}") from e
+        except BaseException:
+            con.rollback()
+            raise
+        applied.append(version)
+    return applied

@@ -1,0 +1,120 @@
+"""Masked previews never reveal the value; normalizers make equal things hash equal."""
+from __future__ import annotations
+
+import random
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from leakwatch.detect.mask import MASKERS, NORMALIZERS, get_masker, get_normalizer
+
+
+@pytest.mark.parametrize(
+    ("style", "value", "expected"),
+    [
+        ("email", b"jane.doe@example.com", "j***@e******.com"),
+        ("email", b"ops@mail.example.org", "o***@m***********.org"),
+        ("card", b"4111 1111 1111 1111", "************1111"),
+        ("card", b"378282246310005", "***********0005"),
+        ("iban", b"GB82 WEST 1234 5698 7654 32", "GB****************5432"),
+        ("phone", b"+44 20 7946 0958", "+**********58"),
+        ("phone", b"030 1234567", "********67"),
+        ("national_id", b"123-45-6789", "*******89"),
+        ("national_id", b"RSSMRA85T10A562S", "**************2S"),
+        ("name", b"Jane Doe", "J***"),
+        ("ip", b"203.0.113.5", "203.x.x.x"),
+        ("ip", b"2001:db8::1", "2001:x:\u2026"),
+        ("ip", b"not-an-address", "no**********ss"),
+        ("generic", b"0123456789abcdef", "01************ef"),
+        ("generic", b"short", "*****"),
+        ("date", b"1985-04-12", "****-**-**"),
+        ("address", b"1 Market St", "* ****** **"),
+        ("sfid", b"0015j00000AbCdEAAV", "001***************"),
+        ("password", b"hunter2", "********"),
+        ("redact", b"anything", "[REDACTED]"),
+        ("secret", b"sk-proj-" + b"A1b2C3d4" * 20, "sk-proj-\u2026[168]"),
+        ("secret", b"sk-ant-api03-" + b"x9Y8z7W6" * 12, "sk-ant-api03-\u2026[109]"),
+        ("secret", b"AKIA" + b"Z9Y8X7W6V5U4T3S2", "AKIA\u2026[20]"),
+        ("secret", b"ghp_" + b"a1" * 18, "ghp_\u2026[40]"),
+        ("secret", b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "eyJ\u2026[41]"),
+        ("secret", b"Zk3p9QmX2vL8nR4tW7yB1cF6hJ0sD5gA", "\u2026[32]"),
+        ("secret", b"xai-" + b"Q1w2E3r4" * 5, "xai-\u2026[44]"),
+    ],
+)
+def test_mask_examples(style, value, expected):
+    out = get_masker(style)(value)
+    assert out == expected
+    assert value.decode("utf-8") not in out
+
+
+def test_every_style_has_an_example():
+    covered = {
+        "email", "card", "iban", "phone", "national_id", "name", "ip", "generic", "date", "address", "sfid",
+        "password", "redact", "secret",
+    }
+    assert covered == set(MASKERS)
+
+
+def _random_part_shown(masked: str, value: str) -> int:
+    """Characters of ``value`` beyond a vendor prefix that appear in ``masked``, as the longest
+    run of consecutive value characters found in the output."""
+    longest = 0
+    for i in range(len(value)):
+        for j in range(i + longest + 1, len(value) + 1):
+            if value[i:j] in masked:
+                longest = j - i
+            else:
+                break
+    return longest
+
+
+@pytest.mark.parametrize("prefix", ["sk-proj-", "sk-ant-api03-", "AKIA", "AIza", "hf_", "gsk_", "r8_", "", "eyJ"])
+def test_secret_mask_shows_at_most_4_random_characters(prefix):
+    rng = random.Random(prefix)
+    for n in (8, 16, 40, 120):
+        rand = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(n))
+        masked = get_masker("secret")((prefix + rand).encode())
+        assert rand not in masked
+        # Strip the prefix the mask is allowed to show, then look for any of the random part.
+        shown = masked[len(prefix):] if masked.startswith(prefix) else masked
+        assert _random_part_shown(shown, rand) <= 4, masked
+
+
+@given(st.binary(min_size=1, max_size=200))
+def test_no_masker_crashes_or_reveals_long_values(value):
+    for style, masker in MASKERS.items():
+        out = masker(value)
+        assert isinstance(out, str)
+        text = value.decode("utf-8", errors="replace")
+        if len(text.strip()) >= 6 and any(c.isalnum() for c in text):
+            assert text not in out, style
+
+
+@pytest.mark.parametrize(
+    ("style", "a", "b"),
+    [
+        ("lower", b"Jane@Example.COM", b"jane@example.com"),
+        ("digits", b"4111 1111-1111 1111", b"4111111111111111"),
+        ("alnum_upper", b"gb82 west 1234 5698 7654 32", b"GB82WEST12345698765432"),
+        ("sfid15", b"0015j00000AbCdEAAV", b"0015j00000AbCdE"),
+        ("ip", b"2001:DB8:0:0:0:0:0:1", b"2001:db8::1"),
+        ("lower_ws", b"  Jane   DOE ", b"jane doe"),
+        ("alnum", b"ab-12_cd", b"ab12cd"),
+        ("upper", b"ab", b"AB"),
+        ("none", b"X y", b"X y"),
+    ],
+)
+def test_normalizers_make_forms_equal(style, a, b):
+    n = get_normalizer(style)
+    assert n(a) == n(b)
+
+
+def test_normalizer_ip_fallback_and_unknown_styles():
+    assert get_normalizer("ip")(b"not-an-ip") == b"not-an-ip"
+    assert set(NORMALIZERS) >= {"none", "lower", "digits", "alnum_upper", "sfid15"}
+    with pytest.raises(KeyError):
+        get_masker("nope")
+    with pytest.raises(KeyError):
+        get_normalizer("nope")

@@ -1,0 +1,442 @@
+"""Every shipped rule, through the real path: native Scanner → Evaluator.
+
+Each rule has true positives (the value it must report) and hard negatives (lines it must stay
+silent on). Values are fake: example.* domains, issuer test cards, documentation IPs, national
+IDs with checksums computed by python-stdnum for made-up numbers. Credentials are generated at
+import time from a seeded RNG so that no key-shaped literal sits in the repository.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import random
+import string
+
+import pytest
+
+from leakwatch._core import ReferenceScanner, Scanner
+from leakwatch._core.fastval import sfid_suffix
+from leakwatch.detect.context import field_before, has_context, normalize_field
+from leakwatch.detect.evaluate import Evaluator
+from leakwatch.detect.mask import get_masker
+from leakwatch.detect.rules import default_rules_dir, load_rules
+
+RULES, ERRORS = load_rules([default_rules_dir()])
+SCANNER = Scanner([r.regex for r in RULES])
+EVALUATOR = Evaluator(RULES)
+
+_rng = random.Random(20240311)
+_B62 = string.ascii_letters + string.digits
+
+
+def _fake(n: int, alphabet: str = _B62) -> str:
+    return "".join(_rng.choice(alphabet) for _ in range(n))
+
+
+def _b64url_json(obj: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+OPENAI_PROJ = "sk-" + "proj-" + _fake(40) + "_" + _fake(40) + "T3Blbk" + "FJ" + _fake(30)
+OPENAI_LEGACY = "sk-" + _fake(20) + "T3Blbk" + "FJ" + _fake(20)
+ANTHROPIC = "sk-" + "ant-api03-" + _fake(60) + "-" + _fake(30) + "AA"
+GOOGLE = "AI" + "za" + _fake(35, _B62 + "_-")
+HF = "hf" + "_" + _fake(34, string.ascii_letters)
+GROQ = "gsk" + "_" + _fake(52)
+REPLICATE = "r8" + "_" + _fake(37)
+COHERE = _fake(40)
+MISTRAL = _fake(32)
+AWS_AKID = "AK" + "IA" + _fake(16, string.ascii_uppercase + string.digits)
+AWS_SECRET = _fake(40, _B62 + "/+")
+AZURE_HEX = _fake(32, "0123456789abcdef")
+AZURE_STORAGE = base64.b64encode(bytes(_rng.getrandbits(8) for _ in range(64))).decode()
+BEARER = _fake(40, _B62 + "._-")
+BASIC = base64.b64encode(b"svc-shop:Hunter2-Example").decode()
+JWT = _b64url_json({"alg": "HS256", "typ": "JWT"}) + "." + _b64url_json({"sub": "test-user", "iat": 1700000000}) + "." + _fake(43, _B62 + "_-")
+JWT_NO_ALG = _b64url_json({"typ": "JWT", "kid": "k1"}) + "." + _b64url_json({"sub": "test-user"}) + "." + _fake(43, _B62 + "_-")
+SF_SESSION = "00D5j000000AbCd" + "!" + _fake(96, _B62 + "._")
+SECRET_32 = _fake(32)
+
+
+def _sfid18(id15: str) -> str:
+    return id15 + sfid_suffix(id15.encode())
+
+
+# (rule id, line, value the rule must report)
+POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
+    ("email", '{"email": "jane.doe@example.com", "status": "ok"}', "jane.doe@example.com"),
+    ("email", "notify j.smith+shop@mail.example.org about order", "j.smith+shop@mail.example.org"),
+    ("email", "mailto:ops@example.invalid", "ops@example.invalid"),
+    ("phone_e164", '{"phone": "+44 20 7946 0958"}', "+44 20 7946 0958"),
+    ("phone_e164", "callback +1 (555) 010-1234 requested", "+1 (555) 010-1234"),
+    ("phone_e164", "sms_to=+4915112345678 status=queued", "+4915112345678"),
+    ("phone_national", '{"MobilePhone": "030 1234567"}', "030 1234567"),
+    ("phone_national", "phone=(555) 010-1234 channel=web", "(555) 010-1234"),
+    ("phone_national", "Tel: 06 12 34 56 78", "06 12 34 56 78"),
+    ("date_of_birth", '{"birthdate": "1985-04-12"}', "1985-04-12"),
+    ("date_of_birth", '{"Birthdate":"1985-04-12T00:00:00.000Z"}', "1985-04-12"),
+    ("date_of_birth", "dob=12.04.1985 country=DE", "12.04.1985"),
+    ("date_of_birth", "Geburtsdatum: 04/12/1985", "04/12/1985"),
+    ("date_of_birth", "date_of_birth=19850412", "19850412"),
+    ("street_address", '{"BillingStreet": "1 Market St", "BillingCity": "Springfield"}', "1 Market St"),
+    ("street_address", 'address="221B Baker Street, London"', "221B Baker Street, London"),
+    ("street_address", '{"street": "Hauptstra\u00dfe 5"}'.encode(), "Hauptstra\u00dfe 5".encode()),
+    ("person_name", '{"firstName": "Jane", "last_name": "Doe"}', "Jane"),
+    ("person_name", '{"firstName": "Jane", "last_name": "Doe"}', "Doe"),
+    ("person_name", 'USER_NAME="Jane Roe" action=login', "Jane Roe"),
+    ("person_name", '{"customerName": "Jos\u00e9 M\u00fcller"}'.encode(), "Jos\u00e9 M\u00fcller".encode()),
+    ("person_name", '{"FirstName":"Ana-Maria","full_name":"Ana-Maria Test"}', "Ana-Maria Test"),
+    ("person_name_generic", '{"Id": "x", "Name": "Jane Doe"}', "Jane Doe"),
+    ("payment_card", "card=4111 1111 1111 1111 exp=12/30", "4111 1111 1111 1111"),
+    ("payment_card", '{"pan":"5555555555554444"}', "5555555555554444"),
+    ("payment_card", "amex 3782 822463 10005 ok", "3782 822463 10005"),
+    ("payment_card", "discover=6011-1111-1111-1117", "6011-1111-1111-1117"),
+    ("payment_card", "mc2 2223003122003222", "2223003122003222"),
+    ("payment_card", "jcb 3530111333300000", "3530111333300000"),
+    ("iban", "refund to IBAN GB82 WEST 1234 5698 7654 32 today", "GB82 WEST 1234 5698 7654 32"),
+    ("iban", "DE89370400440532013000 USD", "DE89370400440532013000"),
+    ("iban", '{"iban":"NL91ABNA0417164300"}', "NL91ABNA0417164300"),
+    ("us_ssn", "applicant ssn 123-45-6789 verified", "123-45-6789"),
+    ("us_ssn_plain", '{"ssn": "123456789"}', "123456789"),
+    ("us_ssn_plain", "Social Security Number: 536221234", "536221234"),
+    ("uk_nino", "NINO AB 12 34 56 C on file", "AB 12 34 56 C"),
+    ("uk_nino", '{"ni_number":"AB123456C"}', "AB123456C"),
+    ("de_steuerid", "Steuer-ID: 86420975363", "86420975363"),
+    ("de_steuerid", '{"steuerId":"86 420 975 363"}', "86 420 975 363"),
+    ("de_steuerid", "IdNr 86420975363", "86420975363"),
+    ("fr_nir", "nir 185057800608491", "185057800608491"),
+    ("fr_nir", "numero: 2 69 07 99 123 456 94", "2 69 07 99 123 456 94"),
+    ("es_dni", "DNI 12345678Z", "12345678Z"),
+    ("es_dni", '{"nif":"12345678-Z"}', "12345678-Z"),
+    ("es_nie", "NIE X7654321J", "X7654321J"),
+    ("it_codice_fiscale", "cf RSSMRA85T10A562S", "RSSMRA85T10A562S"),
+    ("nl_bsn", "BSN: 123456782", "123456782"),
+    ("nl_bsn", '{"burgerservicenummer":"1234.56.782"}', "1234.56.782"),
+    ("pl_pesel", "pesel=85010112345", "85010112345"),
+    ("pl_pesel", '{"PESEL": "44050543214"}', "44050543214"),
+    ("ipv4_public", "client=203.0.113.5 lb=10.0.0.1", "203.0.113.5"),
+    ("ipv4_public", 'fwd="198.51.100.23" dyno=web.1', "198.51.100.23"),
+    ("ipv4_public", "resolver 8.8.8.8", "8.8.8.8"),
+    ("ipv4_public", "src=172.32.0.1", "172.32.0.1"),
+    ("ipv4_public", "peer 192.0.2.44:443", "192.0.2.44"),
+    ("ipv6_global", "client 2001:db8::1 connected", "2001:db8::1"),
+    ("ipv6_global", "dns=2606:4700:4700::1111", "2606:4700:4700::1111"),
+    ("ipv6_global", "[2001:db8:85a3:0:0:8a2e:370:7334]:443", "2001:db8:85a3:0:0:8a2e:370:7334"),
+    ("sf_record_id", '{"AccountId":"0015j00000AbCdE"}', "0015j00000AbCdE"),
+    ("sf_record_id", f'"URI_ID_DERIVED":"{_sfid18("0035j00000XyZ12")}"', _sfid18("0035j00000XyZ12")),
+    ("sf_record_id", "/lightning/r/Order/8015j00000QrStU/view", "8015j00000QrStU"),
+    ("sf_record_id", f"individual={_sfid18('0PK5j00000LmNoP')}", _sfid18("0PK5j00000LmNoP")),
+    ("sf_session_id", f"sid={SF_SESSION} host=shop.my.salesforce.com", SF_SESSION),
+    ("private_key", '"key": "-----BEGIN RSA PRIVATE KEY-----\\nMIIEpAIBAAKCAQEA"', "-----BEGIN RSA PRIVATE KEY-----"),
+    ("private_key", "-----BEGIN OPENSSH PRIVATE KEY-----", "-----BEGIN OPENSSH PRIVATE KEY-----"),
+    ("private_key", "pem=-----BEGIN PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----"),
+    ("openai_api_key", f'{{"model": "gpt-4o", "api_key": "{OPENAI_PROJ}"}}', OPENAI_PROJ),
+    ("openai_api_key", f"OPENAI_API_KEY={OPENAI_LEGACY}", OPENAI_LEGACY),
+    ("anthropic_api_key", f"x-api-key: {ANTHROPIC}", ANTHROPIC),
+    ("google_api_key", f"GET /v1beta/models?key={GOOGLE} HTTP/1.1", GOOGLE),
+    ("huggingface_token", f"HF_TOKEN={HF}", HF),
+    ("groq_api_key", f"groq key {GROQ}", GROQ),
+    ("replicate_api_token", f"REPLICATE_API_TOKEN={REPLICATE}", REPLICATE),
+    ("cohere_api_key", f"COHERE_API_KEY={COHERE}", COHERE),
+    ("cohere_api_key", f'"cohere": "Bearer {COHERE}"', COHERE),
+    ("mistral_api_key", f'{{"mistral_api_key": "{MISTRAL}"}}', MISTRAL),
+    ("aws_access_key_id", f"aws_access_key_id={AWS_AKID}", AWS_AKID),
+    ("aws_secret_access_key", f"aws_secret_access_key={AWS_SECRET}", AWS_SECRET),
+    ("aws_secret_access_key", f'{{"AWS_SECRET_ACCESS_KEY": "{AWS_SECRET}"}}', AWS_SECRET),
+    ("azure_api_key", f"api-key: {AZURE_HEX}", AZURE_HEX),
+    ("azure_api_key", f"Ocp-Apim-Subscription-Key: {AZURE_HEX}", AZURE_HEX),
+    ("azure_storage_key", f"DefaultEndpointsProtocol=https;AccountName=shop;AccountKey={AZURE_STORAGE};EndpointSuffix=core.windows.net", AZURE_STORAGE),
+    ("bearer_token", f"Authorization: Bearer {BEARER}", BEARER),
+    ("bearer_token", f'{{"headers": {{"authorization": "bearer {BEARER}"}}}}', BEARER),
+    ("basic_auth", f"Authorization: Basic {BASIC}", BASIC),
+    ("jwt", f"token={JWT}", JWT),
+    ("password_in_url", "postgres://shop:S3cr3t-Pa55@db.example.org:5432/shop", "S3cr3t-Pa55"),
+    ("password", '{"user": "svc", "password": "hunter2!x"}', "hunter2!x"),
+    ("password", "<password>Tr0ub4dor</password>", "Tr0ub4dor"),
+    ("password", "db_passwd=Kx9#mQ2v retries=3", "Kx9#mQ2v"),
+    ("generic_api_key", f'{{"client_secret": "{SECRET_32}"}}', SECRET_32),
+    ("generic_api_key", f"access_token={SECRET_32}&page=2", SECRET_32),
+    # JSON logged inside a JSON string (LLM request bodies, Mule payloads): escaped quotes.
+    ("phone_national", r'{"body": "{\"phone\": \"030 1234567\"}"}', "030 1234567"),
+    ("password", r'{"payload": "{\"password\": \"hunter2!x\"}"}', "hunter2!x"),
+    ("person_name", r'{"payload": "{\"firstName\": \"Jane\", \"x\": 1}"}', "Jane"),
+    ("street_address", r'{"payload": "{\"MailingStreet\": \"1 Market St\"}"}', "1 Market St"),
+    ("us_ssn_plain", r'{"payload": "{\"ssn\":\"123456789\"}"}', "123456789"),
+]
+
+# (rule id, line on which that rule must report nothing)
+NEGATIVES: list[tuple[str, str | bytes]] = [
+    ("email", "GET /img/logo@2x.png HTTP/1.1"),
+    ("email", "com.shop.checkout.OrderService@6d06d69c"),
+    ("email", "[MuleRuntime].uber.12: [orders-api].orders-flow.CPU_LITE @3f2a1b"),
+    ("phone_e164", "GET /search?q=shoes+12345678 HTTP/1.1"),
+    ("phone_e164", "[10/Jun/2023:15:36:28 +0000]"),
+    ("phone_e164", "ts=2024-03-11T16:00:00+01:00 n=+1234"),
+    ("phone_national", '{"order_id": "0123456789"}'),
+    ("phone_national", "hotel_id=1234567890"),
+    ("phone_national", '{"phone_verified": true, "count": 12345678}'),
+    ("phone_national", "phone=0000000000"),
+    ("date_of_birth", '{"created": "2024-03-11"}'),
+    ("date_of_birth", "dob=2099-01-01"),
+    ("date_of_birth", "adobe_version=2001-01-01"),
+    ("date_of_birth", '{"birthdate": "1985-13-45"}'),
+    ("street_address", '{"ip_address": "203.0.113.9"}'),
+    ("street_address", "remote_addr=10.1.2.3 status=200"),
+    ("street_address", '{"email_address": "Room 12 example"}'),
+    ("street_address", '{"address": "Main Street"}'),
+    ("street_address", '{"address": "https://example.com/1"}'),
+    ("person_name", '{"logger_name": "Main"}'),
+    ("person_name", '{"firstName": "jane"}'),
+    ("person_name", '{"event_name": "OrderCreated"}'),
+    ("person_name", '{"hostname": "Web"}'),
+    ("person_name_generic", '{"name": "Checkout"}'),
+    ("person_name_generic", '{"name": "checkout-service"}'),
+    ("person_name_generic", '{"service_name": "Order Service"}'),
+    ("payment_card", "trace=4111111111111112"),
+    ("payment_card", "span 41111111111111111"),
+    ("payment_card", "ts=1710172800123 id=4111-1111-1111-111"),
+    ("payment_card", '"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"'),
+    ("iban", "GB82 WEST 1234 5698 7654 33"),
+    ("iban", "ZZ12ABCD12345678"),
+    ("iban", "DE8937040044053201300"),
+    ("us_ssn", "ssn 078-05-1120"),
+    ("us_ssn", "000-12-3456 666-12-3456 900-12-3456 123-00-4567 123-45-0000"),
+    ("us_ssn", "date 2024-03-11"),
+    ("us_ssn_plain", '{"order_id": "123456789"}'),
+    ("us_ssn_plain", "ssn=000123456"),
+    ("uk_nino", "QQ123456C"),
+    ("uk_nino", "GB123456A BG123456A"),
+    ("uk_nino", "AB123456E"),
+    ("de_steuerid", '{"order_id": "86420975363"}'),
+    ("de_steuerid", "steuerid=86420975364"),
+    ("fr_nir", "185057800608492"),
+    ("fr_nir", "385057800608491"),
+    ("es_dni", "12345678A"),
+    ("es_dni", "20240311T160000"),
+    ("es_nie", "X7654321A"),
+    ("it_codice_fiscale", "RSSMRA85T10A562X"),
+    ("it_codice_fiscale", "ABCDEFGHIJKLMNOP"),
+    ("nl_bsn", "bsn=123456789"),
+    ("nl_bsn", '{"order":"123456782"}'),
+    ("pl_pesel", "pesel=85010112346"),
+    ("pl_pesel", "order=85010112345"),
+    ("ipv4_public", "10.0.0.1 192.168.1.1 172.20.0.1 127.0.0.1 169.254.169.254"),
+    ("ipv4_public", "cgnat 100.64.1.1 multicast 224.0.0.1 bcast 255.255.255.255 any 0.0.0.0"),
+    ("ipv4_public", "Mozilla/5.0 AppleWebKit/537.36 Chrome/120.0.0.0 Safari/537.36"),
+    ("ipv4_public", "agent v1.2.3.4 build 3.15.19"),
+    ("ipv6_global", "fe80::1 ::1 fc00::1"),
+    ("ipv6_global", "[10/Jun/2023:15:36:28 +0000]"),
+    ("ipv6_global", "teredo 2001::1"),
+    ("sf_record_id", '"USER_ID":"0055j00000AT6I1","ORGANIZATION_ID":"00D5j00000AbCdE"'),
+    ("sf_record_id", "0015j10000AbCdE 0015j00000AbCdE12"),
+    ("sf_session_id", "sid=00D5j000000AbCd!short"),
+    ("private_key", "-----BEGIN PUBLIC KEY----- -----BEGIN CERTIFICATE-----"),
+    ("openai_api_key", f"x-api-key: {ANTHROPIC}"),
+    ("openai_api_key", "task-0123456789abcdefghijABCDEFGHIJ0123456789"),
+    ("openai_api_key", "sk-test"),
+    ("anthropic_api_key", "sk-ant-api03-short"),
+    ("google_api_key", "AIzaShort123"),
+    ("huggingface_token", "hf_model_name_for_the_inference_pipeline_x"),
+    ("groq_api_key", "gsk_0123456789"),
+    ("replicate_api_token", "r8_short"),
+    ("cohere_api_key", "cohere_model=command-r-plus-08-2024"),
+    ("cohere_api_key", f"token {COHERE}"),
+    ("mistral_api_key", "mistral_model=mistral-large-latest"),
+    ("aws_access_key_id", "AKIA123 XAKIA0123456789ABCDEF"),
+    ("aws_secret_access_key", f"aws_secret_access_key={AWS_SECRET}x"),
+    ("aws_secret_access_key", "aws_secret_access_key=" + "a" * 40),
+    ("aws_secret_access_key", f"secret={AWS_SECRET}"),
+    ("azure_api_key", "api-key: 00000000000000000000000000000000"),
+    ("azure_storage_key", "AccountKey=short;"),
+    ("bearer_token", '{"token_type": "Bearer", "expires_in": 3600}'),
+    ("bearer_token", "Bearer aaaaaaaaaaaaaaaaaaaaaaaa"),
+    ("bearer_token", "bearer authentication failed for tenant"),
+    ("basic_auth", "Basic plan selected for customer"),
+    ("basic_auth", "Authorization: Basic dGVzdA=="),
+    ("jwt", f"token={JWT_NO_ALG}"),
+    ("jwt", "eyJhbGciOiJIUzI1.eyJzdWIiOiIx.abc"),
+    ("password_in_url", "https://user:${PASS}@h.example.com/"),
+    ("password_in_url", "http://host:8080/x@y"),
+    ("password", "password=${DB_PASSWORD}"),
+    ("password", '"password": null, "password": "********", passwd=[FILTERED]'),
+    ("password", '{"bypass": "true", "password_hash": "abc123def"}'),
+    ("password", "test pass: 12 of 15"),
+    ("generic_api_key", '{"api_key": "my_application_key_name"}'),
+    ("generic_api_key", "access_token=short"),
+    ("generic_api_key", '{"secret": "aaaaaaaaaaaaaaaaaaaaaaaaa"}'),
+]
+
+# Ordinary log lines: no rule may report anything on them.
+PLAIN_LOG = [
+    '10.56.147.63 - - [22/Mar/2024:23:08:47 +0000] "POST /checkout/confirm HTTP/1.1" 200 60842 '
+    '"https://shop.example.com/" "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 '
+    '(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36" 0.024',
+    '{"ts":"2024-03-11T09:17:00.173Z","level":"DEBUG","logger":"com.shop.checkout.OrderService",'
+    '"thread":"http-nio-8080-exec-76","trace_id":"e7e39f7a17e9c01cee1afd75e8aad058","span_id":"c3b3b8baee59901a",'
+    '"request_id":"27e5bfd4-394a-2238-4000-f2832c5ed1e2","msg":"order processed","order_id":5269133543,'
+    '"amount":264.31,"currency":"EUR","host":"ip-10-0-81-15.eu-west-1.compute.internal","version":"3.15.19"}',
+    '369 <158>1 2024-03-08T03:20:26.919Z host heroku router - at=info method=GET path="/api/v2/cart" '
+    'host=shop.herokuapp.com request_id=98ddbe40-786f-d3da-a605-e315353eceef fwd="10.56.147.63" dyno=web.8 '
+    "connect=4ms service=848ms status=200 bytes=7894 protocol=https",
+    "INFO  2024-03-11 16:02:11,123 [[MuleRuntime].uber.12: [orders-api].orders-flow.CPU_LITE @3f2a1b] "
+    "[processor: orders-flow/processors/0; event: 27e5bfd4-394a-2238-4000-f2832c5ed1e2] "
+    "org.mule.runtime.core.internal.processor.LoggerMessageProcessor: Order sync completed status=OK",
+    '"URI","20240311192252.699","4ZbnG8273be1684","00D5j00000AbCdE","0055j00000C5C3B","860","118",'
+    '"/lightning/r/Account/view","","f440ec9a57f25de5","2024-03-19T11:17:13.964Z","0055j00000AT6I1AAL",'
+    '"10.1.2.3","Salesforce.com IP"',
+    '{"model": "gpt-4o", "messages": [{"role": "system", "content": "You are a helpful assistant."}], '
+    '"temperature": 0.2, "max_tokens": 512}',
+]
+
+
+def _b(x: str | bytes) -> bytes:
+    return x.encode("utf-8") if isinstance(x, str) else x
+
+
+def detect(line: str | bytes) -> list[tuple[str, bytes]]:
+    """(rule id, value) for every candidate of ``line`` that survives the evaluator."""
+    buf = _b(line)
+    res = SCANNER.scan(buf)
+    out = []
+    for rule, start, end, ls in zip(res.rule, res.start, res.end, res.line_start):
+        rec_end = buf.find(b"\n", int(ls))
+        record = buf[int(ls) : rec_end if rec_end >= 0 else len(buf)]
+        v = EVALUATOR.evaluate(int(rule), record, int(start - ls), int(end - ls))
+        if v is not None:
+            out.append((RULES[rule].id, record[v.value_start : v.value_end]))
+    return out
+
+
+def test_shipped_rules_load_cleanly():
+    assert ERRORS == []
+    assert len({r.id for r in RULES}) == len(RULES)
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "line", "value"),
+    POSITIVES,
+    ids=[f"{rid}-{i}" for i, (rid, _, _) in enumerate(POSITIVES)],
+)
+def test_true_positive(rule_id, line, value):
+    assert (rule_id, _b(value)) in detect(line)
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "line"),
+    NEGATIVES,
+    ids=[f"{rid}-{i}" for i, (rid, _) in enumerate(NEGATIVES)],
+)
+def test_hard_negative(rule_id, line):
+    found = [v for rid, v in detect(line) if rid == rule_id]
+    assert found == []
+
+
+def test_every_rule_has_positive_and_negative_examples():
+    ids = {r.id for r in RULES}
+    assert ids - {rid for rid, _, _ in POSITIVES} == set(), "rules without a true positive"
+    assert ids - {rid for rid, _ in NEGATIVES} == set(), "rules without a hard negative"
+    assert {rid for rid, _, _ in POSITIVES} | {rid for rid, _ in NEGATIVES} <= ids, "examples for unknown rules"
+
+
+@pytest.mark.parametrize("line", PLAIN_LOG, ids=[f"plain-{i}" for i in range(len(PLAIN_LOG))])
+def test_ordinary_log_lines_are_silent(line):
+    assert detect(line) == []
+    # Not even the regex prefilter fires: a shipped rule matching common log text would push
+    # every line into the slow second stage.
+    assert len(SCANNER.scan(_b(line)).rule) == 0
+
+
+def test_scanner_agrees_with_python_re():
+    """The evaluator re-matches value-group rules with Python's re: both engines must agree."""
+    buf = b"\n".join(_b(line) for _, line, _ in POSITIVES) + b"\n" + b"\n".join(_b(x) for _, x in NEGATIVES)
+    native = SCANNER.scan(buf)
+    ref = ReferenceScanner([r.regex for r in RULES]).scan(buf)
+    for a, b in zip(native[:5], ref[:5]):
+        assert a.tolist() == b.tolist()
+
+
+def test_many_lines_in_one_buffer():
+    lines = [_b(line) for _, line, _ in POSITIVES]
+    found = set(detect(b"\n".join(lines)))
+    for rid, _, value in POSITIVES:
+        assert (rid, _b(value)) in found
+
+
+def test_order_id_is_not_a_phone_even_under_a_phone_keyword_elsewhere():
+    line = '{"phone_verified": false, "order_id": "0123456789"}'
+    assert [rid for rid, _ in detect(line) if rid.startswith("phone")] == []
+
+
+def test_sfid_wrong_checksum_is_penalized_not_dropped():
+    rid = [r.id for r in RULES].index("sf_record_id")
+    good = _sfid18("0015j00000AbCdE")
+    bad = good[:15] + ("AAA" if good[15:] != "AAA" else "BBB")
+    verdicts = {}
+    for value in (good, bad):
+        line = f'{{"AccountId":"{value}"}}'.encode()
+        start = line.index(value.encode())
+        verdicts[value] = EVALUATOR.evaluate(rid, line, start, start + 18)
+    assert verdicts[good] is not None and verdicts[bad] is not None
+    assert verdicts[bad].score_validator < 0 < verdicts[good].score_validator
+    assert verdicts[bad].confidence < verdicts[good].confidence
+
+
+def test_context_raises_confidence():
+    rid = [r.id for r in RULES].index("payment_card")
+    with_ctx = b'{"card_number": "4111111111111111"}'
+    without = b'{"ref": "4111111111111111"}'
+    a = EVALUATOR.evaluate(rid, with_ctx, with_ctx.index(b"4111"), with_ctx.index(b"4111") + 16)
+    b = EVALUATOR.evaluate(rid, without, without.index(b"4111"), without.index(b"4111") + 16)
+    assert a.score_context > 0 and b.score_context == 0
+    assert a.confidence > b.confidence
+    assert a.field == "cardnumber"
+
+
+def test_masked_previews_never_reveal_the_examples():
+    by_id = {r.id: r for r in RULES}
+    for rid, _, value in POSITIVES:
+        raw = _b(value)
+        out = get_masker(by_id[rid].mask)(raw)
+        assert raw.decode("utf-8") not in out, (rid, out)
+
+
+@pytest.mark.parametrize(
+    ("line", "value", "field"),
+    [
+        ('{"email": "a@b.co"}', "a@b.co", "email"),
+        ('{"email":"a@b.co"}', "a@b.co", "email"),
+        ("user_email=a@b.co", "a@b.co", "useremail"),
+        ('user_email="a@b.co"', "a@b.co", "useremail"),
+        ('"contact": {"Phone": "+44 20 7946 0958"}', "+44", "phone"),
+        ("Authorization: Bearer abc.def", "abc.def", "authorization"),
+        ("GET /x?first_name=Jane&x=1", "Jane", "firstname"),
+        (r'"{\"First_Name\": \"Jane\"}"', "Jane", "firstname"),
+        ("<email>a@b.co</email>", "a@b.co", "email"),
+        ('{"emails": ["a@b.co"]}', "a@b.co", "emails"),
+        ("'contact.email': 'a@b.co'", "a@b.co", "contact.email"),
+        ("plain text a@b.co", "a@b.co", None),
+        ("a@b.co", "a@b.co", None),
+    ],
+)
+def test_field_before(line, value, field):
+    b = line.encode()
+    assert field_before(b, b.index(value.encode())) == field
+
+
+def test_normalize_field():
+    assert normalize_field("First_Name") == "firstname"
+    assert normalize_field(b"Contact.E-Mail") == "contact.email"
+
+
+def test_has_context_fields_keywords_and_window():
+    ctx = next(r.context for r in RULES if r.id == "payment_card")
+    for line in (b"card no 4111111111111111", b"4111111111111111 (visa)"):
+        s = line.index(b"4111")
+        assert has_context(ctx, line, s, s + 16, None)
+    line = b"4111111111111111 paid by card"  # "card" ends 13 bytes after: outside `after` (10)
+    assert not has_context(ctx, line, 0, 16, None)
+    far = b"card " + b"x" * 60 + b" 4111111111111111"
+    s = far.index(b"4111")
+    assert not has_context(ctx, far, s, s + 16, None)
+    assert has_context(ctx, far, s, s + 16, "cardnumber")
+    assert has_context(ctx, far, s, s + 16, "payment.cardnumber")  # last dotted component
