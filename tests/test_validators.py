@@ -25,7 +25,8 @@ CASES: dict[str, tuple[dict, list, list]] = {
     "email": ({}, [b"jane@example.com", b"a.b+c@mail.example.org"], [b"logo@2x.png", b"app@1.2.3.js", b"@example.com"]),
     "iban": (
         {},
-        [b"GB82 WEST 1234 5698 7654 32", b"DE89370400440532013000", b"NO9386011117947", b"MT84MALT011000012345MTLCAST001S"],
+        [b"GB82 WEST 1234 5698 7654 32", b"DE89370400440532013000", b"NO9386011117947",
+         b"MT84MALT011000012345MTLCAST001S"],
         [b"GB82 WEST 1234 5698 7654 33", b"DE8937040044053201300", b"XX89370400440532013000", b"GB82-WEST"],
     ),
     "sfid": (
@@ -69,16 +70,24 @@ CASES: dict[str, tuple[dict, list, list]] = {
         [b"1985-04-12", b"12.04.1985", b"04/12/1985", b"19850412", b"1900-01-01", b"31.12.1999"],
         [b"1985-13-01", b"30.02.1985", b"1899-12-31", (TODAY + dt.timedelta(days=1)).isoformat().encode(), b"12-04-85"],
     ),
-    "phone": ({}, [b"+44 20 7946 0958", b"(555) 010-1234", b"030 1234567"], [b"1234567", b"+1234567890123456", b"0000000000"]),
-    "aws_secret": ({}, [b"hFyJfm5di4PzJ59FHz5r1pY4OjE2jBMptUsGr7Cm"], [b"a" * 40, b"hFyJfm5di4PzJ59FHz5r1pY4OjE2jBMptUsGr7C", b"0123456789" * 4]),
+    "phone": (
+        {}, [b"+44 20 7946 0958", b"(555) 010-1234", b"030 1234567"], [b"1234567", b"+1234567890123456", b"0000000000"],
+    ),
+    "aws_secret": ({}, [b"hFyJfm5di4PzJ59FHz5r1pY4OjE2jBMptUsGr7Cm"], [b"a" * 40, b"hFyJfm5di4PzJ59F", b"0123456789" * 4]),
     "password": (
         {},
         [b"hunter2!x", b"Tr0ub4dor", b"correct-horse"],
         [b"null", b"********", b"${DB_PASSWORD}", b"${DB_PASSWORD", b"{{ secret }}", b"<password>", b"[FILTERED]",
          b"%s", b"true", b"abc", b"$DB_PASS", b"xxxxxx"],
     ),
-    "street": ({}, [b"1 Market St", b"Hauptstra\xc3\x9fe 5", b"221B Baker Street"], [b"Main Street", b"12345", b"https://x.example/1"]),
-    "basic_auth": ({}, [base64.b64encode(b"user:pass")], [base64.b64encode(b"userpass"), b"not base64!", base64.b64encode(b":pw")]),
+    "street": (
+        {},
+        [b"1 Market St", b"Hauptstra\xc3\x9fe 5", b"221B Baker Street"],
+        [b"Main Street", b"12345", b"https://x.example/1"],
+    ),
+    "basic_auth": (
+        {}, [base64.b64encode(b"user:pass")], [base64.b64encode(b"userpass"), b"not base64!", base64.b64encode(b":pw")],
+    ),
 }
 
 

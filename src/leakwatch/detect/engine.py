@@ -53,14 +53,9 @@ def column_at(line: bytes, offset: int) -> int:
     prefix = line[:offset]
     if b'"' not in prefix:
         return prefix.count(b",")
-    # Quoted values may hold commas; count separators outside quotes.
-    col, quoted = 0, False
-    for b in prefix:
-        if b == 34:
-            quoted = not quoted
-        elif b == 44 and not quoted:
-            col += 1
-    return col
+    # Quoted values may hold commas: only commas outside quotes separate columns. Splitting on
+    # '"' alternates outside/inside segments (a doubled "" toggles twice, so it stays right).
+    return sum(seg.count(b",") for seg in prefix.split(b'"')[::2])
 
 
 @dataclass
@@ -137,7 +132,9 @@ class Detector:
                     line_bytes = line_bytes[:-1]
                 cur_ls = ls
             field = None
-            if line_col_names is not None:
+            # Mixed files (a CSV export with JSON lines appended, say) keep the header only for
+            # lines that look like rows of it.
+            if line_col_names is not None and line_bytes[:1] not in (b"{", b"[", b"<"):
                 ci = column_at(line_bytes, s - ls)
                 if ci < len(line_col_names):
                     field = line_col_names[ci]

@@ -46,26 +46,29 @@ def mask_email(v: bytes) -> str:
     return f"{local[0]}***@{host[0]}{_stars(len(host) - 1)}.{tld}"
 
 
-def _keep_last(v: bytes, keep: int, alphabet: bytes) -> str:
-    s = _text(bytes(c for c in v if c in alphabet))
+_DIGITS = b"0123456789"
+_ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# bytes.translate deletion tables: everything but digits / ASCII letters and digits.
+_NOT_DIGITS = bytes(c for c in range(256) if c not in _DIGITS)
+_NOT_ALNUM = bytes(c for c in range(256) if c not in _ALNUM)
+
+
+def _keep_last(kept: bytes, keep: int) -> str:
+    s = kept.decode("ascii")
     if len(s) <= keep * 2:
         # Too short for the tail to be safe to show: keep nothing.
         return _stars(len(s))
     return _stars(len(s) - keep) + s[-keep:]
 
 
-_DIGITS = b"0123456789"
-_ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
 def mask_card(v: bytes) -> str:
     """All digits starred but the last four: ``************1111``."""
-    return _keep_last(v, 4, _DIGITS)
+    return _keep_last(v.translate(None, _NOT_DIGITS), 4)
 
 
 def mask_iban(v: bytes) -> str:
     """Country code and last four: ``GB****************5432``."""
-    s = _text(bytes(c for c in v if c in _ALNUM)).upper()
+    s = v.translate(None, _NOT_ALNUM).decode("ascii").upper()
     if len(s) < 10:
         return _stars(len(s))
     return s[:2] + _stars(len(s) - 6) + s[-4:]
@@ -74,12 +77,12 @@ def mask_iban(v: bytes) -> str:
 def mask_phone(v: bytes) -> str:
     """Last two digits, and a leading ``+`` if there was one: ``+**********58``."""
     plus = "+" if v.lstrip()[:1] == b"+" else ""
-    return plus + _keep_last(v, 2, _DIGITS)
+    return plus + _keep_last(v.translate(None, _NOT_DIGITS), 2)
 
 
 def mask_national_id(v: bytes) -> str:
     """Last two characters of the identifier (separators dropped)."""
-    return _keep_last(v, 2, _ALNUM)
+    return _keep_last(v.translate(None, _NOT_ALNUM), 2)
 
 
 # Longest first: the first that matches wins. These are public, documented formats; showing
@@ -181,8 +184,6 @@ def get_masker(style: str) -> Masker:
         raise KeyError(style) from None
 
 
-_NOT_DIGITS = bytes(c for c in range(256) if c not in _DIGITS)
-_NOT_ALNUM = bytes(c for c in range(256) if c not in _ALNUM)
 _WS = re.compile(rb"\s+")
 
 

@@ -27,8 +27,9 @@ from typing import Any
 import yaml
 
 from leakwatch._core import PatternError, check_pattern
+from leakwatch.detect.context import normalize_field
 from leakwatch.detect.mask import MASKERS, NORMALIZERS
-from leakwatch.detect.validators import get_validator
+from leakwatch.detect.validators import VALIDATORS, get_validator
 
 # RE2 program size above which a rule is refused. The shipped rules measure 17-277; a rule of a
 # few thousand instructions (e.g. `(?:[a-z0-9]{1,100}\.){1,10}`, 3016) multiplies the states of
@@ -198,7 +199,9 @@ def _type_name(v: Any) -> str:
 def _want_str(name: str, v: Any) -> str:
     if isinstance(v, bool):
         # YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans.
-        raise _FieldError(name, f"expected a string, got boolean {v!r} (quote the value: YAML reads on/off/yes/no as booleans)")
+        raise _FieldError(
+            name, f"expected a string, got boolean {v!r} (quote the value: YAML reads on/off/yes/no as booleans)"
+        )
     if not isinstance(v, str):
         raise _FieldError(name, f"expected a string, got {_type_name(v)} {v!r}")
     return v
@@ -261,8 +264,6 @@ def _parse_validator(raw: Any) -> tuple[str, dict, str, float, float]:
     try:
         get_validator(name, params)
     except KeyError:
-        from leakwatch.detect.validators import VALIDATORS
-
         hint = difflib.get_close_matches(name, list(VALIDATORS), n=1, cutoff=0.6)
         extra = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(sorted(VALIDATORS))})"
         raise _FieldError("validator", f"unknown validator {name!r}{extra}") from None
@@ -279,8 +280,6 @@ def _parse_context(raw: Any) -> ContextSpec:
             raise _FieldError("context", _unknown_key(k, CONTEXT_FIELDS), getattr(raw, "key_lines", {}).get(k))
     keywords = _want_str_list("context.keywords", raw.get("keywords", []))
     fields = _want_str_list("context.fields", raw.get("fields", []))
-    from leakwatch.detect.context import normalize_field
-
     spec = ContextSpec(
         keywords=tuple(dict.fromkeys(k.lower().encode("utf-8") for k in keywords)),
         before=_want_int("context.before", raw.get("before", 40), 0, 1024),
@@ -298,12 +297,12 @@ def _check_regex(regex: str) -> bool:
     """Validate a rule regex; returns whether it has a ``value`` group."""
     if not regex:
         raise _FieldError("regex", "must not be empty")
-    try:
-        regex.encode("latin-1")
-    except UnicodeEncodeError:
-        raise _FieldError(
-            "regex", "non-Latin-1 character: patterns match bytes; write UTF-8 sequences as \\xNN escapes"
-        ) from None
+    for ch in regex:
+        if ord(ch) > 127:
+            # The scanner reads the pattern as Latin-1 bytes, so "ß" would look for byte 0xDF,
+            # never the UTF-8 bytes C3 9F that logs carry.
+            utf8 = "".join(f"\\x{b:02x}" for b in ch.encode("utf-8"))
+            raise _FieldError("regex", f"non-ASCII character {ch!r}: patterns match bytes; write {utf8} instead")
     try:
         size = check_pattern(regex)
     except PatternError as e:
@@ -334,7 +333,7 @@ def _nested_unbounded(items, inside: bool) -> bool:
     exponentially on such a pattern; RE2 does not, but value groups are re-matched with re)."""
     for op, av in items:
         if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT):
-            lo, hi, sub = av
+            _lo, hi, sub = av
             unbounded = hi == _sre.MAXREPEAT
             if unbounded and inside:
                 return True
@@ -511,7 +510,8 @@ def load_rules(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> tuple[
                     seen.setdefault(rid, f"{path}:{raw.line}")
                 continue
             if rule.id in seen:
-                errors.append(RuleError(rule.source, rule.line, rule.id, "id", f"duplicate id (first defined at {seen[rule.id]})"))
+                msg = f"duplicate id (first defined at {seen[rule.id]})"
+                errors.append(RuleError(rule.source, rule.line, rule.id, "id", msg))
                 continue
             seen[rule.id] = f"{rule.source}:{rule.line}"
             if rule.enabled:

@@ -21,6 +21,7 @@ from typing import Any, Final, Self
 
 import duckdb
 
+from leakwatch import __version__
 from leakwatch.errors import StoreError
 from leakwatch.store import ingest
 from leakwatch.store.migrations import (
@@ -59,15 +60,6 @@ def key_path_for(db_path: str | Path) -> Path:
 def wal_path_for(db_path: str | Path) -> Path:
     """DuckDB's write-ahead log for ``db_path``: ``<db path>.wal``."""
     return Path(f"{db_path}.wal")
-
-
-def _package_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("leakwatch")
-    except PackageNotFoundError:
-        return None
 
 
 def _explain_open_error(path: Path, e: duckdb.Error, read_only: bool) -> str:
@@ -316,7 +308,7 @@ class Store:
         with self._write("record a new scan") as con:
             row = con.execute(
                 "INSERT INTO scans (argv, rules_hash, workers, version) VALUES (?, ?, ?, ?) RETURNING scan_id",
-                [argv_text, rules_hash, workers, version or _package_version()],
+                [argv_text, rules_hash, workers, version or __version__],
             ).fetchone()
         return int(row[0])
 

@@ -89,14 +89,17 @@ def list_scans(con: duckdb.DuckDBPyConnection, *, limit: int = 20) -> list[dict[
     return _rows(con, "list scans", "SELECT * FROM scans ORDER BY scan_id DESC LIMIT ?", [limit])
 
 
-def summary_by_entity(con: duckdb.DuckDBPyConnection, scan_id: int | None = None) -> list[dict[str, Any]]:
+def summary_by_entity(
+    con: duckdb.DuckDBPyConnection, scan_id: int | None = None, *, source_path: str | None = None
+) -> list[dict[str, Any]]:
     """Findings per (entity, severity): keys ``entity``, ``severity``, ``severity_rank``,
     ``count``, ``distinct_values`` (distinct value hashes). Most severe, then most frequent first.
 
     ``scan_id=None`` covers every scan. A scan counts only the findings it added: repeats of
-    findings stored by an earlier scan are deduplicated away.
+    findings stored by an earlier scan are deduplicated away. ``source_path`` narrows it to one
+    file (e.g. to report what an unchanged, skipped file holds).
     """
-    where, params = _where(scan_id=scan_id)
+    where, params = _where(scan_id=scan_id, source_path=source_path)
     return _rows(
         con,
         "summarise findings by entity",
