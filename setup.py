@@ -34,6 +34,12 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
     Extension(
+        "leakwatch._core.rows",
+        sources=["src/leakwatch/_core/rows.pyx"],
+        language="c",
+        extra_compile_args=["-O2"],
+    ),
+    Extension(
         "leakwatch._core.fastval",
         sources=["src/leakwatch/_core/fastval.pyx"],
         language="c",

@@ -146,3 +146,21 @@ def test_entropy_threshold_param():
     v = b"abcdabcdabcdabcd"  # exactly 2 bits/byte
     assert get_validator("entropy", {"min": 2.0})(v)
     assert not get_validator("entropy", {"min": 2.1})(v)
+
+
+def test_fast_ipv4_public_agrees_with_ipaddress_module():
+    """The integer-range IPv4 check must decide exactly like the ipaddress-based reference."""
+    import random
+
+    from leakwatch.detect.validators import get_validator, ipv4_public_reference
+
+    check = get_validator("ipv4_public", {})
+    rnd = random.Random(11)
+    samples = [b"%d.%d.%d.%d" % tuple(rnd.randrange(256) for _ in range(4)) for _ in range(20000)]
+    # Edges of every special range, leading zeros and out-of-range octets.
+    samples += [b"10.0.0.0", b"9.255.255.255", b"11.0.0.0", b"100.63.255.255", b"100.64.0.0", b"100.127.255.255",
+                b"100.128.0.0", b"172.15.255.255", b"172.16.0.0", b"172.31.255.255", b"172.32.0.0", b"192.0.2.1",
+                b"198.51.100.7", b"203.0.113.9", b"224.0.0.1", b"239.255.255.255", b"255.255.255.255",
+                b"01.2.3.4", b"1.2.3.256", b"1.2.3", b"1.2.3.4.5", b"8.8.8.8", b"0.1.2.3", b"127.0.0.1"]
+    for s in samples:
+        assert check(s) == ipv4_public_reference(s), s

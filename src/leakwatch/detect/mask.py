@@ -217,6 +217,10 @@ def _norm_sfid15(v: bytes) -> bytes:
 
 
 def _norm_ip(v: bytes) -> bytes:
+    if b":" not in v:
+        parts = v.split(b".")
+        if len(parts) == 4 and all(p.isdigit() and (len(p) == 1 or p[0] != 48) for p in parts):
+            return v  # dotted IPv4 without leading zeros is already canonical
     try:
         return ipaddress.ip_address(v.decode("ascii")).compressed.encode("ascii")
     except (ValueError, UnicodeDecodeError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import glob
 import gzip
-import hashlib
 import io
 import os
 import stat
@@ -18,6 +17,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from leakwatch._core.rows import count_newlines
 
 CHUNK_SIZE = 8 << 20
 # A file whose first 8 KiB are more than 30% control bytes is not a log: images, archives,
@@ -52,16 +53,30 @@ class InputProblem:
 
 @dataclass
 class Chunk:
-    """Newline-aligned bytes of one file.
+    """Newline-aligned bytes of one file: ``data[:end]``.
 
-    ``first_line`` is the 0-based line number of the chunk's first record. When that record is
-    the continuation of an over-long line, ``first_line_offset`` is how many bytes of it came in
-    earlier chunks (so offsets within the line stay right).
+    ``data`` may be a buffer that the reader reuses for the next chunk, so a consumer finishes
+    with a chunk before asking for the next one (and copies what it keeps). ``first_line`` is
+    the 0-based line number of the chunk's first record. When that record is the continuation
+    of an over-long line, ``first_line_offset`` is how many bytes of it came in earlier chunks.
     """
 
-    data: bytes
+    data: bytes | bytearray
     first_line: int
     first_line_offset: int = 0
+    end: int = -1
+
+    def __post_init__(self):
+        if self.end < 0:
+            self.end = len(self.data)
+
+    @property
+    def view(self) -> memoryview:
+        """The chunk's bytes without copying."""
+        return memoryview(self.data)[: self.end]
+
+    def tobytes(self) -> bytes:
+        return bytes(self.view)
 
 
 @dataclass
@@ -205,74 +220,78 @@ def iter_chunks(
     chunk_size: int = CHUNK_SIZE,
     start: int = 0,
     stop: int | None = None,
-    hash_content: bool = False,
+    hasher=None,
 ) -> Iterator[Chunk]:
-    """Yield newline-aligned chunks of ``path``.
+    """Yield newline-aligned chunks of ``path``, reading into one reused buffer (fresh 8 MiB
+    allocations cost more in page faults than the scan of their contents).
 
     ``start``/``stop`` (uncompressed files only) must be record boundaries, as returned by
-    :func:`split_points`; parallel workers each read one such range. Problems that do not stop
-    the read (a truncated gzip stream after some data, over-long lines) are appended to
-    ``stats.problems``; a file that cannot be opened raises OSError.
+    :func:`split_points`; parallel workers each read one such range. ``hasher`` (anything with
+    ``update``) sees every byte read, in order. Problems that do not stop the read (a truncated
+    gzip stream after some data, over-long lines) are appended to ``stats.problems``; a file
+    that cannot be opened raises OSError.
     """
-    hasher = hashlib.sha256() if hash_content else None
     stream = open_stream(path, stats)
     try:
         if start:
             stream.seek(start)
         remaining = None if stop is None else stop - start
+        buf = bytearray(chunk_size)
+        view = memoryview(buf)
+        filled = 0  # bytes at the front of buf carried over from the previous read
         line = 0
-        carry = b""
         carry_offset = 0  # bytes of the carried line already handed over in earlier chunks
         long_line_reported = False
         while True:
-            want = chunk_size if remaining is None else min(chunk_size, remaining)
+            if filled == len(buf):
+                # A record longer than the buffer: hand it over in pieces.
+                if not long_line_reported:
+                    stats.problems.append(InputProblem(
+                        path, "long_line",
+                        f"line {line + 1} is longer than {max(chunk_size >> 20, 1)} MiB; scanned in pieces, so a "
+                        "match spanning two pieces may be missed", line + 1))
+                    long_line_reported = True
+                stats.bytes_read += filled
+                yield Chunk(buf, line, carry_offset, filled)
+                carry_offset += filled
+                filled = 0
+            want = len(buf) - filled
+            if remaining is not None:
+                want = min(want, remaining)
             try:
-                data = stream.read(want) if want > 0 else b""
+                got = stream.readinto(view[filled : filled + want]) if want > 0 else 0
             except (EOFError, gzip.BadGzipFile, zlib.error) as e:
                 stats.problems.append(InputProblem(
                     path, "truncated",
                     f"compressed data ends early or is corrupt ({e}); kept everything before line {line + 1}",
                     line + 1))
-                carry = b""  # a record cut by corruption is not trustworthy
-                data = b""
-            if not data:
-                if carry:
-                    stats.bytes_read += len(carry)
+                filled = 0  # a record cut by corruption is not trustworthy
+                got = 0
+            if not got:
+                if filled:
+                    stats.bytes_read += filled
                     stats.records += 1
-                    yield Chunk(carry, line, carry_offset)
+                    yield Chunk(buf, line, carry_offset, filled)
                 break
             if hasher is not None:
-                hasher.update(data)
+                hasher.update(view[filled : filled + got])
             if remaining is not None:
-                remaining -= len(data)
-            buf = carry + data if carry else data
-            cut = buf.rfind(b"\n")
+                remaining -= got
+            new_end = filled + got
+            cut = buf.rfind(b"\n", filled, new_end)
             if cut == -1:
-                if len(buf) >= chunk_size:
-                    # One record longer than a chunk: hand it over in pieces.
-                    if not long_line_reported:
-                        stats.problems.append(InputProblem(
-                            path, "long_line",
-                            f"line {line + 1} is longer than {chunk_size >> 20 or 1} MiB; scanned in pieces, so a "
-                            "match spanning two pieces may be missed", line + 1))
-                        long_line_reported = True
-                    stats.bytes_read += len(buf)
-                    yield Chunk(buf, line, carry_offset)
-                    carry_offset += len(buf)
-                    carry = b""
-                else:
-                    carry = buf
+                filled = new_end
                 continue
-            piece = buf[: cut + 1] if cut + 1 < len(buf) else buf
-            carry = buf[cut + 1 :]
-            n = piece.count(b"\n")
-            stats.bytes_read += len(piece)
+            n = count_newlines(view[: cut + 1])
+            stats.bytes_read += cut + 1
             stats.records += n
-            yield Chunk(piece, line, carry_offset)
+            yield Chunk(buf, line, carry_offset, cut + 1)
             line += n
             carry_offset = 0
-        if hasher is not None:
-            stats.sha256 = hasher.hexdigest()
+            rest = new_end - cut - 1
+            if rest:
+                buf[:rest] = buf[cut + 1 : new_end]
+            filled = rest
     finally:
         stream.close()
         raw = getattr(stream, "_leakwatch_raw", None)
