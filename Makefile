@@ -13,7 +13,7 @@ test: setup
 	$(PY) -m pytest -q
 
 demo: setup
-	$(PY) -m leakwatch.demo
+	$(PY) scripts/demo.py
 
 bench:
 	@LEAKWATCH_EXTRAS=dev,bench ./scripts/bootstrap.sh
