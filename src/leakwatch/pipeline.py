@@ -23,7 +23,7 @@ from leakwatch.detect.engine import Detector, batch_len, offset_lines, sniff_csv
 from leakwatch.detect.rules import Rule, RuleError, Severity, default_rules_dir, load_rules, ruleset_hash
 from leakwatch.sources.files import (
     CHUNK_SIZE, SNIFF_BYTES, InputFile, InputProblem, ReadStats, expand_paths, iter_chunks,
-    looks_binary, open_stream, split_points,
+    looks_binary, open_stream, read_head, split_points,
 )
 from leakwatch.store import Store
 
@@ -124,7 +124,7 @@ def _prepare(f: InputFile, stats: ReadStats) -> tuple[str, list[str] | None]:
     """Sniff a file: returns ("binary"|"text", csv header or None). Raises OSError."""
     stream = open_stream(f.path, stats)
     try:
-        head = stream.read(SNIFF_BYTES)
+        head = read_head(stream, SNIFF_BYTES)
     finally:
         stream.close()
         raw = getattr(stream, "_leakwatch_raw", None)

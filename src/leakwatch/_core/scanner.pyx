@@ -38,7 +38,7 @@ cdef enum:
     ST_OOM = 1
     ST_SET_ERROR = 2
 
-DEF_BLOCK_SIZE = 256
+DEF_BLOCK_SIZE = 128
 # RE2's default is 8 MiB; a Set over ~50 digit-heavy PII rules needs more DFA cache than that to
 # stay at full speed on large inputs. The Set gets 2/3 of this budget.
 DEF_MAX_MEM = 256 << 20

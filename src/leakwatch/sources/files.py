@@ -25,6 +25,9 @@ CHUNK_SIZE = 8 << 20
 # DuckDB files. A few stray NULs in a log line are scanned normally.
 SNIFF_BYTES = 8192
 BINARY_CONTROL_RATIO = 0.30
+# ... or more than 5% control bytes and more than 25% invalid UTF-8: random-looking data.
+RANDOM_CONTROL_RATIO = 0.05
+RANDOM_INVALID_UTF8_RATIO = 0.25
 _TEXT_CONTROLS = frozenset(b"\t\n\r\f\b\x1b")
 
 
@@ -157,8 +160,15 @@ def looks_binary(head: bytes) -> bool:
     """True when the sample is mostly control bytes (see BINARY_CONTROL_RATIO)."""
     if not head:
         return False
-    controls = sum(1 for b in head if b < 32 and b not in _TEXT_CONTROLS)
-    return controls / len(head) > BINARY_CONTROL_RATIO
+    ratio = sum(1 for b in head if b < 32 and b not in _TEXT_CONTROLS) / len(head)
+    if ratio > BINARY_CONTROL_RATIO:
+        return True
+    # Compressed or encrypted bytes (the bodies of PNG, JPEG, ZIP files) are only ~10% control
+    # bytes, but mostly invalid UTF-8. Legacy 8-bit text (Latin-1, CP1251) is invalid UTF-8 too,
+    # yet has next to no control bytes, so it still counts as text.
+    if ratio > RANDOM_CONTROL_RATIO:
+        return head.decode("utf-8", "replace").count("\ufffd") / len(head) > RANDOM_INVALID_UTF8_RATIO
+    return False
 
 
 class _Utf16ToUtf8(io.RawIOBase):
@@ -198,7 +208,10 @@ def open_stream(path: str, stats: ReadStats):
         stats.compression = "gzip"
         stream = gzip.GzipFile(fileobj=raw, mode="rb")
         stream._leakwatch_raw = raw  # keep the file object alive and closable
-        inner_head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+        try:
+            inner_head = stream.peek(4)[:4]
+        except _CORRUPT:
+            inner_head = b""  # truncated or corrupt from the start: iter_chunks reports it
     else:
         stream = raw
         inner_head = head
@@ -232,6 +245,7 @@ def iter_chunks(
     that cannot be opened raises OSError.
     """
     stream = open_stream(path, stats)
+    compressed = stats.compression is not None
     try:
         if start:
             stream.seek(start)
@@ -258,15 +272,24 @@ def iter_chunks(
             want = len(buf) - filled
             if remaining is not None:
                 want = min(want, remaining)
-            try:
-                got = stream.readinto(view[filled : filled + want]) if want > 0 else 0
-            except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            got, corrupt = _fill(stream, view[filled : filled + want], compressed) if want > 0 else (0, None)
+            if corrupt is not None:
+                # Keep the whole records read before the damage; the record it cut is not
+                # trustworthy and is dropped.
+                cut = buf.rfind(b"\n", filled, filled + got)
+                if hasher is not None:
+                    hasher.update(view[filled : filled + got])
+                if cut != -1:
+                    n = count_newlines(view[: cut + 1])
+                    stats.bytes_read += cut + 1
+                    stats.records += n
+                    yield Chunk(buf, line, carry_offset, cut + 1)
+                    line += n
                 stats.problems.append(InputProblem(
                     path, "truncated",
-                    f"compressed data ends early or is corrupt ({e}); kept everything before line {line + 1}",
+                    f"compressed data ends early or is corrupt ({corrupt}); kept everything before line {line + 1}",
                     line + 1))
-                filled = 0  # a record cut by corruption is not trustworthy
-                got = 0
+                break
             if not got:
                 if filled:
                     stats.bytes_read += filled
@@ -297,6 +320,38 @@ def iter_chunks(
         raw = getattr(stream, "_leakwatch_raw", None)
         if raw is not None:
             raw.close()
+
+
+_CORRUPT = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _fill(stream, view: memoryview, compressed: bool) -> tuple[int, Exception | None]:
+    """Read into ``view``; returns (bytes read, the corruption error that stopped the read).
+
+    A plain file is read with one ``readinto``. A compressed stream is read with ``readinto1``
+    until ``view`` is full: a plain ``readinto`` that hits a truncated or corrupt stream raises
+    and loses everything it had decompressed into ``view`` in the same call."""
+    if not compressed:
+        return stream.readinto(view), None
+    got = 0
+    try:
+        while got < len(view):
+            n = stream.readinto1(view[got:])
+            if not n:
+                break
+            got += n
+    except _CORRUPT as e:
+        return got, e
+    return got, None
+
+
+def read_head(stream, size: int) -> bytes:
+    """Up to ``size`` bytes from the start of an :func:`open_stream` stream. A compressed stream
+    that ends early or is corrupt gives what came before the damage (:func:`iter_chunks`
+    reports the problem when the file is read)."""
+    buf = bytearray(size)
+    got, _ = _fill(stream, memoryview(buf), True)
+    return bytes(buf[:got])
 
 
 def split_points(path: str, size: int, parts: int, *, min_part: int = 16 << 20) -> list[tuple[int, int]]:
