@@ -17,7 +17,7 @@ demo: setup
 
 bench:
 	@LEAKWATCH_EXTRAS=dev,bench ./scripts/bootstrap.sh
-	$(PY) -m pytest bench/ --benchmark-only -p no:cacheprovider -q -s
+	$(PY) -m pytest bench/ --benchmark-only -p no:cacheprovider --benchmark-columns=min,median,max,rounds --benchmark-sort=name
 
 clean:
 	rm -rf build demo-out .pytest_cache src/leakwatch/_core/*.so src/leakwatch/_core/*.cpp src/leakwatch/_core/*.c

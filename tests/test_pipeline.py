@@ -128,7 +128,7 @@ def test_samples_are_realistic(sample, rules):
     if sample.name == "elf.csv":
         assert sniff_csv_header(sample.read_bytes().split(b"\n", 1)[0])[3] == "FirstName"
         assert {"email", "person_name", "ipv4_public"} <= found
-        assert {"FirstName", "LastName", "email", "clientip"} <= set(batch["field"])
+        assert {"firstname", "lastname", "email", "clientip"} <= set(batch["field"])
     else:
         assert {"email", "payment_card", "ipv4_public", "openai_api_key", "jwt", "password"} <= found
         assert len(found) >= 9

@@ -46,23 +46,33 @@ def assert_line_numbers(data: bytes, chunks) -> None:
 
 
 @pytest.mark.parametrize("chunk_size", [16, 64, 100, 4096])
-def test_iter_chunks_reassembles_the_file_exactly(tmp_path, chunk_size):
+@pytest.mark.parametrize("pieces", [False, True])
+def test_iter_chunks_reassembles_the_file_exactly(tmp_path, chunk_size, pieces):
+    """With ``pieces`` a line longer than chunk_size comes in pieces; without, the buffer grows
+    to hold it whole (up to max_record)."""
     data = varied_lines(400)
     p = tmp_path / "a.log"
     p.write_bytes(data)
-    chunks, stats = collect(p, chunk_size=chunk_size)
+    kw = {"max_record": chunk_size} if pieces else {}
+    chunks, stats = collect(p, chunk_size=chunk_size, **kw)
     assert b"".join(c[0] for c in chunks) == data
     assert stats.bytes_read == len(data)
+    assert stats.records == data.count(b"\n")
     assert_line_numbers(data, chunks)
-    for piece, _, _ in chunks:
-        assert 0 < len(piece) <= chunk_size
+    longest = max(len(line) + 1 for line in data.split(b"\n"))
+    for piece, _, offset in chunks:
+        # Grown buffers double, so a chunk may hold a bit more than the longest line.
+        assert 0 < len(piece) <= (chunk_size if pieces else 2 * max(chunk_size, longest))
+        if not pieces:
+            assert offset == 0 and piece.endswith(b"\n")
+    assert bool([pr for pr in stats.problems if pr.kind == "long_line"]) == (pieces and longest > chunk_size)
 
 
-def test_iter_chunks_chunks_end_on_newlines_unless_the_line_is_too_long(tmp_path):
+def test_iter_chunks_long_line_in_pieces_beyond_max_record(tmp_path):
     data = b"short line\n" * 30 + b"L" * 300 + b"\nafter the long one\n" + b"tail without newline"
     p = tmp_path / "a.log"
     p.write_bytes(data)
-    chunks, stats = collect(p, chunk_size=64)
+    chunks, stats = collect(p, chunk_size=64, max_record=64)
     assert b"".join(c[0] for c in chunks) == data
     assert_line_numbers(data, chunks)
     # Only pieces of the 300-byte line 31 (and the unterminated last record) may lack a newline.
@@ -81,11 +91,24 @@ def test_iter_chunks_chunks_end_on_newlines_unless_the_line_is_too_long(tmp_path
     assert str(long[0]).startswith(f"{p}:31: line 31 is longer than")
 
 
+def test_iter_chunks_grows_for_a_long_line_below_max_record_then_shrinks(tmp_path):
+    data = b"short line\n" * 30 + b"L" * 300 + b"\n" + b"after\n" * 100
+    p = tmp_path / "a.log"
+    p.write_bytes(data)
+    chunks, stats = collect(p, chunk_size=64, max_record=1024)
+    assert b"".join(c[0] for c in chunks) == data
+    assert_line_numbers(data, chunks)
+    assert stats.problems == []
+    (k,) = [i for i, c in enumerate(chunks) if b"L" in c[0]]
+    assert b"L" * 300 + b"\n" in chunks[k][0] and chunks[k][2] == 0  # whole, not in pieces
+    assert k + 1 < len(chunks) and all(len(c[0]) <= 64 for c in chunks[k + 1:])  # shrunk back
+
+
 def test_iter_chunks_line_numbers_after_several_long_lines(tmp_path):
     data = b"a\n" + b"x" * 200 + b"\n" + b"b\n" + b"y" * 129 + b"\n" + b"c\n"
     p = tmp_path / "a.log"
     p.write_bytes(data)
-    chunks, _ = collect(p, chunk_size=64)
+    chunks, _ = collect(p, chunk_size=64, max_record=64)
     assert b"".join(c[0] for c in chunks) == data
     assert_line_numbers(data, chunks)
     # The chunk holding "c" knows it is line index 4.

@@ -118,6 +118,7 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
     elif args.jsonl:
         try:
             jsonl_out = open(args.jsonl, "w", encoding="utf-8")
+            os.chmod(args.jsonl, 0o600)  # an existing file keeps its mode on open; findings are private
         except OSError as e:
             raise UsageError(f"cannot write --jsonl file {args.jsonl}: {e.strerror}") from e
         close_jsonl = True
@@ -146,10 +147,11 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
     finally:
         if close_jsonl:
             jsonl_out.close()
+    # One line per problem, never wrapped at the terminal width: logs get grepped for file names.
     for e in summary.rule_errors:
-        err.print(f"leakwatch: rule error: {e}", markup=False)
+        err.print(f"leakwatch: rule error: {e}", markup=False, emoji=False, soft_wrap=True)
     for p in summary.problems:
-        err.print(f"leakwatch: input error: {p}", markup=False)
+        err.print(f"leakwatch: input error: {p}", markup=False, emoji=False, soft_wrap=True)
     if not args.quiet:
         print_summary(summary, out, fail_on=args.fail_on)
     if summary.interrupted:

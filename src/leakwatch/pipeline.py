@@ -21,6 +21,7 @@ import xxhash
 
 from leakwatch.detect.engine import Detector, batch_len, offset_lines, sniff_csv_header
 from leakwatch.detect.rules import Rule, RuleError, Severity, default_rules_dir, load_rules, ruleset_hash
+from leakwatch.errors import UsageError
 from leakwatch.sources.files import (
     CHUNK_SIZE, SNIFF_BYTES, InputFile, InputProblem, ReadStats, expand_paths, iter_chunks,
     looks_binary, open_stream, read_head, split_points,
@@ -163,6 +164,10 @@ def scan_paths(
     if rules is None:
         rules, rule_errors = load_rules(rules_dirs or [default_rules_dir()])
     rules = [r for r in rules if r.enabled]
+    if not rules and not rule_errors:
+        # Nothing could ever be found: "no findings" (exit 0) would be a false all-clear.
+        where = ", ".join(str(d) for d in (rules_dirs or [default_rules_dir()]))
+        raise UsageError(f"no enabled rules to scan with (rules from {where})")
     rhash = ruleset_hash(rules)
     db_path = str(db_path)
     files, problems = expand_paths(paths, exclude={db_path, db_path + ".wal", db_path + ".key"})

@@ -353,35 +353,3 @@ def check_pattern(pattern, int64_t max_mem=DEF_MAX_MEM):
     finally:
         del rx
 
-
-def _prefilter_profile(Scanner sc, buf):
-    """Diagnostics for tuning block_size: (blocks, blocks with any hit, rule hits, seconds
-    spent in the Set pass alone). Not part of the stable API."""
-    cdef const unsigned char[::1] view = memoryview(buf).cast("B")
-    cdef Py_ssize_t n = view.shape[0], pos = 0, bend
-    cdef const char* data = <const char*>&view[0]
-    cdef const char* q
-    cdef vector[int] v
-    cdef SetErrorInfo err
-    cdef size_t k
-    cdef long blocks = 0, hit_blocks = 0, hits = 0, before
-    import time
-    t = time.perf_counter()
-    with nogil:
-        while pos < n:
-            bend = pos + sc.block_size
-            if bend >= n:
-                bend = n
-            else:
-                q = <const char*>memchr(data + bend - 1, b'\n', n - bend + 1)
-                bend = (q - data + 1) if q != NULL else n
-            blocks += 1
-            before = hits
-            for k in range(sc._shards.size()):
-                v.clear()
-                sc._shards[k].Match(StringPiece(data + pos, bend - pos), &v, &err)
-                hits += v.size()
-            if hits > before:
-                hit_blocks += 1
-            pos = bend
-    return blocks, hit_blocks, hits, time.perf_counter() - t

@@ -201,7 +201,7 @@ class Detector:
                     rule_id, entity, severity, rank, mask, normalize = self._plans[ri]
                     base, boost = rule.confidence, rule.context.boost
                     rows.append((ln, at, at + len(raw), rule_id, entity, min(1.0, base + boost), base, 0.0, boost,
-                                 severity, rank, header[ci], mask(raw), _hmac_hex(key, normalize(raw)),
+                                 severity, rank, normalize_field(header[ci]), mask(raw), _hmac_hex(key, normalize(raw)),
                                  raw.decode("utf-8", "backslashreplace") if store_raw else None))
 
 

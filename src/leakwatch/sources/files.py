@@ -20,7 +20,11 @@ from pathlib import Path
 
 from leakwatch._core.rows import count_newlines
 
-CHUNK_SIZE = 8 << 20
+# Chunks of 1 MiB: large enough that per-call costs vanish, small enough that worker threads
+# interleave their GIL-bound post-processing finely (2 threads: 1.6x at 1 MiB, 1.3x at 8 MiB).
+CHUNK_SIZE = 1 << 20
+# A record longer than this is scanned in pieces (and reported): memory stays bounded.
+MAX_RECORD = 8 << 20
 # A file whose first 8 KiB are more than 30% control bytes is not a log: images, archives,
 # DuckDB files. A few stray NULs in a log line are scanned normally.
 SNIFF_BYTES = 8192
@@ -92,6 +96,10 @@ class ReadStats:
     compression: str | None = None
     encoding: str | None = None
     problems: list[InputProblem] = field(default_factory=list)
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n:,} bytes"
 
 
 def expand_paths(args: list[str], *, exclude: set[str] | None = None) -> tuple[list[InputFile], list[InputProblem]]:
@@ -211,7 +219,12 @@ def open_stream(path: str, stats: ReadStats):
         try:
             inner_head = stream.peek(4)[:4]
         except _CORRUPT:
-            inner_head = b""  # truncated or corrupt from the start: iter_chunks reports it
+            # Truncated or corrupt from the start. A GzipFile that raised may read on as if at a
+            # clean end, so start over: the first read raises again, and iter_chunks reports it.
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")
+            stream._leakwatch_raw = raw
+            inner_head = b""
     else:
         stream = raw
         inner_head = head
@@ -231,6 +244,7 @@ def iter_chunks(
     stats: ReadStats,
     *,
     chunk_size: int = CHUNK_SIZE,
+    max_record: int = MAX_RECORD,
     start: int = 0,
     stop: int | None = None,
     hasher=None,
@@ -238,7 +252,9 @@ def iter_chunks(
     """Yield newline-aligned chunks of ``path``, reading into one reused buffer (fresh 8 MiB
     allocations cost more in page faults than the scan of their contents).
 
-    ``start``/``stop`` (uncompressed files only) must be record boundaries, as returned by
+    The buffer grows past ``chunk_size`` only to hold one record of up to ``max_record``
+    bytes; a longer record is handed over in pieces of that size. ``start``/``stop``
+    (uncompressed files only) must be record boundaries, as returned by
     :func:`split_points`; parallel workers each read one such range. ``hasher`` (anything with
     ``update``) sees every byte read, in order. Problems that do not stop the read (a truncated
     gzip stream after some data, over-long lines) are appended to ``stats.problems``; a file
@@ -256,13 +272,19 @@ def iter_chunks(
         line = 0
         carry_offset = 0  # bytes of the carried line already handed over in earlier chunks
         long_line_reported = False
+        max_record = max(max_record, chunk_size)
         while True:
-            if filled == len(buf):
-                # A record longer than the buffer: hand it over in pieces.
+            if filled == len(buf) and len(buf) < max_record:
+                # One record fills the buffer: grow it rather than cut the record.
+                view.release()
+                buf.extend(bytes(min(len(buf), max_record - len(buf))))
+                view = memoryview(buf)
+            elif filled == len(buf):
+                # A record longer than max_record: hand it over in pieces.
                 if not long_line_reported:
                     stats.problems.append(InputProblem(
                         path, "long_line",
-                        f"line {line + 1} is longer than {max(chunk_size >> 20, 1)} MiB; scanned in pieces, so a "
+                        f"line {line + 1} is longer than {_size(max_record)}; scanned in pieces, so a "
                         "match spanning two pieces may be missed", line + 1))
                     long_line_reported = True
                 stats.bytes_read += filled
@@ -315,6 +337,11 @@ def iter_chunks(
             if rest:
                 buf[:rest] = buf[cut + 1 : new_end]
             filled = rest
+            if len(buf) > chunk_size and rest < chunk_size:
+                # The long record is done: shrink back so memory follows the common case.
+                view.release()
+                del buf[max(chunk_size, rest):]
+                view = memoryview(buf)
     finally:
         stream.close()
         raw = getattr(stream, "_leakwatch_raw", None)
