@@ -262,7 +262,20 @@ def test_scanning_the_database_directory_skips_the_database(tmp_path, cli, query
         r = cli("scan", ".", "--db", "lw.duckdb", "--rescan")
         assert r.rc == 1, r.err
         assert r.err == ""
-    assert query(tmp_path / "lw.duckdb", "SELECT DISTINCT path FROM sources") == [("./app.log",)]
+    # Stored absolute: the same file scanned from elsewhere is the same source.
+    assert query(tmp_path / "lw.duckdb", "SELECT DISTINCT path FROM sources") == [(str(tmp_path / "app.log"),)]
+
+
+def test_same_file_from_another_directory_is_not_stored_twice(tmp_path, cli, query, monkeypatch):
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "app.log").write_text(f"mail={EMAIL}\n")
+    db = tmp_path / "lw.duckdb"
+    monkeypatch.chdir(tmp_path)
+    assert cli("scan", "logs/app.log", "--db", str(db), "--rescan").rc == 1
+    monkeypatch.chdir(tmp_path / "logs")
+    r = cli("scan", "app.log", "--db", str(db), "--rescan")
+    assert r.rc == 1
+    assert query(db, "SELECT count(*) FROM findings") == [(1,)]
 
 
 # --- re-scans --------------------------------------------------------------------------------------
@@ -323,11 +336,11 @@ def test_directories_recursively_globs_and_gzip(tmp_path, cli, query, monkeypatc
     db2 = tmp_path / "glob.duckdb"
     r = cli("scan", "logs/**/*.log", "--db", db2, "-q")
     assert r.rc == 1
-    assert query(db2, "SELECT path FROM sources ORDER BY path") == [("logs/2024/05/01/d.log",), ("logs/a.log",)]
+    assert query(db2, "SELECT path FROM sources ORDER BY path") == [(str(tmp_path / "logs/2024/05/01/d.log"),), (str(tmp_path / "logs/a.log"),)]
     db3 = tmp_path / "glob3.duckdb"
     assert cli("scan", "logs/*/*/*/*.gz", "logs/a.log", "logs/a.log", "--db", db3, "-q").rc == 1
     assert query(db3, "SELECT path, n_findings FROM sources ORDER BY path") == [
-        ("logs/2024/05/01/c.log.gz", 1), ("logs/a.log", 1)]
+        (str(tmp_path / "logs/2024/05/01/c.log.gz"), 1), (str(tmp_path / "logs/a.log"), 1)]
 
 
 # --- parallel workers ----------------------------------------------------------------------------

@@ -41,7 +41,12 @@ def regexes(draw, depth=0):
             piece = b"(?:" + draw(regexes(depth + 1)) + b"|" + draw(regexes(depth + 1)) + b")"
         else:
             piece = b"(?:" + draw(regexes(depth + 1)) + b")"
-        q = draw(st.sampled_from([b"", b"", b"+", b"*", b"?", b"{2}", b"{1,3}", b"+?"]))
+        if kind >= 7:
+            # Groups get bounded repeats only: a nested unbounded repeat such as (?:a+)+ makes the
+            # backtracking reference engine exponential (RE2 does not care).
+            q = draw(st.sampled_from([b"", b"?", b"{2}", b"{1,3}"]))
+        else:
+            q = draw(st.sampled_from([b"", b"", b"+", b"*", b"?", b"{2}", b"{1,3}", b"+?"]))
         if piece in (b"\\b", b"^", b"$"):
             q = b""
         parts.append(piece + q)

@@ -3,8 +3,11 @@
 The calling thread owns the database. With ``workers=1`` it also scans; with ``workers=N`` a
 pool of N threads scans byte ranges of the files (records never straddle a range) and hands back
 columnar batches, which the owner inserts in file order. Threads rather than processes: the
-native scan (most of the time) releases the GIL, all threads share one compiled rule set and
-its DFA cache (whose warm-up is ~0.2 s per process on 200 MB), and nothing is pickled.
+native scan, most of the work, releases the GIL; nothing is pickled and nothing forks a process
+that holds DuckDB's threads. Each thread compiles its own rules (see ``_DetectorFactory``).
+
+Paths are stored absolute, so the same file scanned from another directory is recognised as
+unchanged and its findings are not stored twice; JSON lines and the summary show them as given.
 """
 from __future__ import annotations
 
@@ -181,7 +184,7 @@ def scan_paths(
             store.add_error(scan_id, err.file, err.line, "rule", str(err))
         for p in problems:
             store.add_error(scan_id, p.path, p.line, p.kind, p.message)
-        detector = Detector(rules, store.key, store_raw=store_raw)
+        detector = Detector(rules, store.key, store_raw=store_raw) if pool is None else None
         per_thread = _DetectorFactory(rules, store.key, store_raw)
         tally = _Tally()
         total = sum(f.size for f in files)
@@ -206,9 +209,10 @@ def scan_paths(
             for f in files:
                 fr = FileResult(f.path)
                 results.append(fr)
-                if not rescan and store.source_unchanged(f.path, f.size, f.mtime_ns, rhash):
+                stored_path = os.path.abspath(f.path)
+                if not rescan and store.source_unchanged(stored_path, f.size, f.mtime_ns, rhash):
                     fr.status = "unchanged"
-                    fr.findings = tally.add_stored(store, f.path)
+                    fr.findings = tally.add_stored(store, stored_path)
                     advance(f.size, f.path)
                     continue
                 stats = ReadStats()
@@ -220,7 +224,7 @@ def scan_paths(
                     _record_problems(store, scan_id, fr)
                     advance(f.size, f.path)
                     continue
-                source_id = store.begin_source(scan_id, f.path, f.size, f.mtime_ns, stats.compression)
+                source_id = store.begin_source(scan_id, stored_path, f.size, f.mtime_ns, stats.compression)
                 if kind == "binary":
                     fr.status = "skipped"
                     fr.problems.append(InputProblem(f.path, "binary", "binary file (mostly control bytes), not scanned"))
@@ -228,7 +232,7 @@ def scan_paths(
                     store.finish_source(source_id, "skipped", 0, 0, None, "binary file")
                     advance(f.size, f.path)
                     continue
-                job = _FileJob(fr, source_id, stats.compression is not None, time.perf_counter())
+                job = _FileJob(fr, source_id, stored_path, stats.compression is not None, time.perf_counter())
                 splittable = pool is not None and stats.compression is None and stats.encoding is None \
                     and f.size >= 2 * MIN_RANGE_BYTES
                 ranges = split_points(f.path, f.size, max(workers * 4, f.size // RANGE_BYTES),
@@ -248,6 +252,8 @@ def scan_paths(
                 pool.shutdown(wait=True, cancel_futures=True)
         all_problems = problems + [p for fr in results for p in fr.problems]
         n_findings = sum(fr.new_findings for fr in results)
+        tally.paths = [os.path.abspath(fr.path) for fr in results if fr.findings]
+        by_entity = tally.rows(store)
         status = "interrupted" if interrupted else ("partial" if all_problems or rule_errors else "ok")
         store.finish_scan(
             scan_id, status,
@@ -258,7 +264,7 @@ def scan_paths(
     elapsed = time.perf_counter() - t0
     return ScanSummary(
         scan_id=scan_id, db_path=db_path, files=results, problems=all_problems, rule_errors=rule_errors,
-        by_entity=tally.rows(), findings_at_or_above=tally.at_or_above(int(fail_on)),
+        by_entity=by_entity, findings_at_or_above=tally.at_or_above(int(fail_on)),
         total_findings=tally.total, new_findings=n_findings,
         bytes=sum(fr.bytes for fr in results), records=sum(fr.records for fr in results),
         seconds=elapsed, interrupted=interrupted,
@@ -279,6 +285,7 @@ class _Done:
 class _FileJob:
     result: FileResult
     source_id: int
+    stored_path: str
     compressed: bool
     started: float
     ranges_left: int = 0
@@ -329,7 +336,7 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     fr = job.result
     for batch in batches:
         offset_lines(batch, fr.records)
-        fr.new_findings += store.insert_findings(scan_id, job.source_id, fr.path, batch)
+        fr.new_findings += store.insert_findings(scan_id, job.source_id, job.stored_path, batch)
         fr.findings += tally.add_batch(batch)
         if jsonl is not None:
             _write_jsonl(jsonl, fr.path, batch)
@@ -355,37 +362,48 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
 
 class _Tally:
     """Counts what this run found, including findings the database already held (a re-scan of
-    unchanged content must still fail a CI gate)."""
+    unchanged content must still fail a CI gate). Only counters live in memory; distinct values
+    are counted by DuckDB at the end, so memory does not grow with the number of findings."""
 
     def __init__(self):
         self.counts: dict[tuple[str, str, int], int] = {}
-        self.hashes: dict[tuple[str, str, int], set] = {}
         self.total = 0
+        self.paths: list[str] = []
 
     def add_batch(self, batch: dict) -> int:
-        for ent, sev, rank, h in zip(batch["entity"], batch["severity"], batch["severity_rank"], batch["value_hash"]):
-            k = (ent, sev, int(rank))
-            self.counts[k] = self.counts.get(k, 0) + 1
-            self.hashes.setdefault(k, set()).add(h)
+        counts = self.counts
+        for k in zip(batch["entity"], batch["severity"], batch["severity_rank"]):
+            counts[k] = counts.get(k, 0) + 1
         n = batch_len(batch)
         self.total += n
         return n
 
     def add_stored(self, store: Store, path: str) -> int:
         rows = store.con.execute(
-            "SELECT entity, severity, severity_rank, value_hash FROM findings WHERE source_path = ?", [path]
+            "SELECT entity, severity, severity_rank, count(*) FROM findings WHERE source_path = ? GROUP BY ALL",
+            [path],
         ).fetchall()
-        if rows:
-            self.add_batch({"entity": [r[0] for r in rows], "severity": [r[1] for r in rows],
-                            "severity_rank": [r[2] for r in rows], "value_hash": [r[3] for r in rows],
-                            "line": rows})
-        return len(rows)
+        n = 0
+        for ent, sev, rank, c in rows:
+            k = (ent, sev, int(rank))
+            self.counts[k] = self.counts.get(k, 0) + c
+            n += c
+        self.total += n
+        return n
 
     def at_or_above(self, rank: int) -> int:
         return sum(n for (_, _, r), n in self.counts.items() if r >= rank)
 
-    def rows(self) -> list[dict]:
-        out = [{"entity": e, "severity": s, "severity_rank": r, "findings": n, "distinct_values": len(self.hashes[(e, s, r)])}
+    def rows(self, store: Store) -> list[dict]:
+        distinct = {}
+        if self.paths:
+            distinct = {
+                (e, s): d for e, s, d in store.con.execute(
+                    "SELECT entity, severity, count(DISTINCT value_hash) FROM findings "
+                    "WHERE source_path IN (SELECT unnest(?)) GROUP BY ALL", [self.paths]
+                ).fetchall()
+            }
+        out = [{"entity": e, "severity": s, "severity_rank": r, "findings": n, "distinct_values": distinct.get((e, s), 0)}
                for (e, s, r), n in self.counts.items()]
         out.sort(key=lambda d: (-d["severity_rank"], -d["findings"], d["entity"]))
         return out
