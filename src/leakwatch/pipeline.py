@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -88,7 +89,7 @@ INSERT_ROWS = 50_000
 
 
 def _scan_range(path: str, start: int, stop: int | None, header: list[str] | None,
-                detector: Detector, whole_file: bool) -> tuple[list[dict], int, int, list[InputProblem], str | None]:
+                detector: Detector, whole_file: bool, cancel=None) -> tuple[list[dict], int, int, list[InputProblem], str | None]:
     """Scan the records of ``path`` that begin in [start, stop). Returns (batches, records,
     bytes, problems, content hash when ``whole_file``). Runs on worker threads: the native scan
     releases the GIL, and all workers share one Detector (RE2's DFA cache is built once)."""
@@ -104,6 +105,8 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
         records += n if chunk.first_line_offset == 0 else max(n - 1, 0)
         if batch_len(batch):
             batches.append(batch)
+        if cancel is not None and cancel.requested:
+            break  # Ctrl-C: hand back what was found so far; the owner stores it, then stops
     return _merge(batches), records, stats.bytes_read, stats.problems, (hasher.hexdigest() if hasher else None)
 
 
@@ -176,6 +179,7 @@ def scan_paths(
     files, problems = expand_paths(paths, exclude={db_path, db_path + ".wal", db_path + ".key"})
     results: list[FileResult] = []
     interrupted = False
+    stop = _StopOnSigint()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="leakwatch-scan") if workers > 1 else None
     with Store.open(db_path) as store:
         store.mark_interrupted_scans()
@@ -198,15 +202,19 @@ def scan_paths(
         # Jobs (byte ranges of files) run on the pool; results are consumed in file order, with
         # a bounded number in flight so memory does not grow with the input.
         pending: deque = deque()
+        open_jobs: list[_FileJob] = []
         max_pending = 3 * workers
 
         def drain(limit: int) -> None:
             while len(pending) > limit:
                 job, fut = pending.popleft()
-                _consume(store, scan_id, job, fut.result(), tally, jsonl, advance)
+                # After Ctrl-C a range may have stopped early: store it, but never close its file as complete.
+                _consume(store, scan_id, job, fut.result(), tally, jsonl, advance, final=not stop.requested)
+                stop.check()
 
         try:
             for f in files:
+                stop.check()
                 fr = FileResult(f.path)
                 results.append(fr)
                 stored_path = os.path.abspath(f.path)
@@ -233,6 +241,7 @@ def scan_paths(
                     advance(f.size, f.path)
                     continue
                 job = _FileJob(fr, source_id, stored_path, stats.compression is not None, time.perf_counter())
+                open_jobs.append(job)
                 splittable = pool is not None and stats.compression is None and stats.encoding is None \
                     and f.size >= 2 * MIN_RANGE_BYTES
                 ranges = split_points(f.path, f.size, max(workers * 4, f.size // RANGE_BYTES),
@@ -241,13 +250,24 @@ def scan_paths(
                 if len(ranges) > 1:
                     job.hash_future = pool.submit(_hash_file, f.path)
                 for a, b in ranges:
-                    args = (f.path, a, b, header, detector if pool is None else per_thread, len(ranges) == 1)
+                    args = (f.path, a, b, header, detector if pool is None else per_thread, len(ranges) == 1, stop)
                     pending.append((job, pool.submit(_scan_range_safe, *args) if pool else _Done(_scan_range_safe(*args))))
                     drain(max_pending)
             drain(0)
         except KeyboardInterrupt:
             interrupted = True
+            # Store what the ranges already scanned found; files not finished are closed as
+            # errors so that a later scan does not take them for complete.
+            for job, fut in pending:
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    _consume(store, scan_id, job, fut.result(), tally, jsonl, advance, final=False)
+            for job in open_jobs:
+                if not job.finished:
+                    job.result.status = "error"
+                    store.finish_source(job.source_id, "error", job.result.records, job.result.findings, None,
+                                        "interrupted before the end of the file")
         finally:
+            stop.restore()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         all_problems = problems + [p for fr in results for p in fr.problems]
@@ -271,6 +291,34 @@ def scan_paths(
     )
 
 
+class _StopOnSigint:
+    """Ctrl-C during a scan: stop at the next boundary between stored batches instead of
+    wherever the signal lands. Raised in the middle of a DuckDB insert, KeyboardInterrupt
+    becomes DuckDB's "Query interrupted" error and the scan could not be closed cleanly. A
+    second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            self.restore()
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 class _Done:
     """A finished 'future' for the in-process (one worker) path."""
 
@@ -279,6 +327,15 @@ class _Done:
 
     def result(self):
         return self._value
+
+    def done(self) -> bool:
+        return True
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self):
+        return None
 
 
 @dataclass
@@ -291,6 +348,7 @@ class _FileJob:
     ranges_left: int = 0
     content_hash: str | None = None
     hash_future: object = None
+    finished: bool = False
 
 
 _LOCAL = threading.local()
@@ -330,7 +388,7 @@ def _scan_range_safe(*args):
         return [], 0, 0, [InputProblem(args[0], "unreadable", f"read failed: {e.strerror or e}")], None
 
 
-def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, jsonl, advance) -> None:
+def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, jsonl, advance, final=True) -> None:
     """Store one range's findings (in file order) and close the file after its last range."""
     batches, records, nbytes, probs, chash = result
     fr = job.result
@@ -347,7 +405,7 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     if not job.compressed:
         advance(nbytes, fr.path)
     job.ranges_left -= 1
-    if job.ranges_left:
+    if job.ranges_left or not final:
         return
     if job.hash_future is not None:
         job.content_hash = job.hash_future.result()
@@ -358,6 +416,7 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     _record_problems(store, scan_id, fr)
     store.finish_source(job.source_id, fr.status, fr.records, fr.findings, job.content_hash,
                         "; ".join(str(p) for p in fr.problems) or None)
+    job.finished = True
 
 
 class _Tally:
