@@ -192,3 +192,28 @@ def test_scan_paths_on_samples_matches_the_detector(sample, rules, tmp_path, que
     assert got == want
     assert summary.total_findings == len(want) == summary.new_findings
     assert summary.records == sample.read_bytes().count(b"\n")
+
+
+def test_csv_name_cell_with_escaped_quotes_is_found_at_its_written_span(tmp_path):
+    """A quoted CSV cell holding quotes ("" in the file) is still a candidate, and its offsets
+    cover the cell as written in the line."""
+    from leakwatch.detect.engine import Detector, sniff_csv_header
+    from leakwatch.detect.rules import default_rules_dir, load_rules
+    from leakwatch.sources.files import ReadStats, iter_chunks
+
+    rules, errors = load_rules([default_rules_dir()])
+    assert not errors
+    path = tmp_path / "contacts.csv"
+    row = b'"003000000000001","Jane ""JJ"" Doe","Smith"'
+    path.write_bytes(b'"Id","FirstName","LastName"\n' + row + b"\n")
+    header = sniff_csv_header(path.read_bytes().split(b"\n", 1)[0])
+    det = Detector(rules, b"k" * 32)
+    cols = det.column_rules_for(header)
+    (chunk,) = list(iter_chunks(str(path), ReadStats()))
+    batch, _ = det.process(chunk, header=header, column_rules=cols)
+    found = {(f, s, e, m) for f, s, e, m, r in zip(batch["field"], batch["start_byte"], batch["end_byte"],
+                                                  batch["masked"], batch["rule_id"]) if r == "person_name"}
+    written = b'Jane ""JJ"" Doe'
+    start = row.index(written)
+    assert ("firstname", start, start + len(written), "J***") in found
+    assert ("lastname", row.index(b"Smith"), row.index(b"Smith") + 5, "S***") in found

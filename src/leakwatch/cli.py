@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--fail-on", default="medium", choices=SEVERITIES, metavar="SEVERITY",
                       help="exit 1 when a finding has this severity or higher: %s (default: medium)" % ", ".join(SEVERITIES))
     scan.add_argument("--workers", type=int, default=1, metavar="N",
-                      help="scan with N processes (big files are split by line ranges; default: 1)")
+                      help="scan with N threads (files larger than 16 MB are split into line-aligned ranges; default: 1)")
     scan.add_argument("--store-raw", action="store_true",
                       help="ALSO store raw matched values in the database (off by default: a leak detector must not become a leak)")
     scan.add_argument("--rescan", action="store_true", help="scan files again even if unchanged since a completed scan")

@@ -190,9 +190,11 @@ class Detector:
             search_from = 0
             for ci, cell in enumerate(cells):
                 raw = cell.encode("latin-1")
-                at = line.find(raw, search_from) if raw else -1
+                # In the line, a quote inside a quoted cell is written twice.
+                written = raw.replace(b'"', b'""') if b'"' in raw else raw
+                at = line.find(written, search_from) if raw else -1
                 if at >= 0:
-                    search_from = at + len(raw)
+                    search_from = at + len(written)
                 rules_here = column_rules.get(ci)
                 if not rules_here or not raw.strip() or len(raw) > MAX_COLUMN_VALUE or at < 0:
                     continue
@@ -200,9 +202,10 @@ class Detector:
                     rule = self.rules[ri]
                     rule_id, entity, severity, rank, mask, normalize = self._plans[ri]
                     base, boost = rule.confidence, rule.context.boost
-                    rows.append((ln, at, at + len(raw), rule_id, entity, min(1.0, base + boost), base, 0.0, boost,
+                    rows.append((ln, at, at + len(written), rule_id, entity, min(1.0, base + boost), base, 0.0, boost,
                                  severity, rank, normalize_field(header[ci]), mask(raw), _hmac_hex(key, normalize(raw)),
-                                 raw.decode("utf-8", "backslashreplace") if store_raw else None))
+                                 # raw_value is the cell as written, like every finding's [start, end)
+                                 written.decode("utf-8", "backslashreplace") if store_raw else None))
 
 
 def empty_batch() -> dict:

@@ -16,7 +16,6 @@ import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from leakwatch._core.rows import count_newlines
 
