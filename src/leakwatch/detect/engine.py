@@ -13,7 +13,9 @@ import re
 
 import numpy as np
 
-from leakwatch._core import Scanner
+from typing import NamedTuple
+
+from leakwatch._core import ScanResult, Scanner
 from leakwatch._core.rows import build_rows
 from leakwatch.detect.context import normalize_field
 from leakwatch.detect.evaluate import Evaluator
@@ -121,25 +123,30 @@ class Detector:
         ``line`` in the batch is 1-based and relative to the start of the range being read;
         ``start_byte``/``end_byte`` are offsets within the line.
         """
-        data = chunk.data
-        limit = chunk.end
         res = self.scanner.scan(chunk.view)
+        rows = self.rows(chunk.data, chunk.end, res, chunk.first_line, chunk.first_line_offset, header)
+        if column_rules:
+            self._column_candidates(rows, chunk, column_rules, header)
+        return _columns(rows), res.n_records
+
+    def batch_from_hits(self, hits: "Hits", header: list[str] | None = None) -> dict:
+        """The batch for a chunk that a worker scanned and compacted (see :func:`compact_hits`)."""
+        return _columns(self.rows(hits.data, len(hits.data), hits.result, hits.first_line, hits.first_line_offset,
+                                  header))
+
+    def rows(self, data, limit: int, res, first_line: int, first_off: int, header: list[str] | None) -> list[tuple]:
+        """Score, mask and hash the matches ``res`` of ``data[:limit]``: one tuple per finding."""
         if self.compiled:
-            rows = build_rows(data, limit, res.record.tolist(), res.rule.tolist(), res.start.tolist(),
+            return build_rows(data, limit, res.record.tolist(), res.rule.tolist(), res.start.tolist(),
                               res.end.tolist(), res.line_start.tolist(), self.evaluator._plans, self._plans,
-                              self.key, self.store_raw, chunk.first_line + 1, chunk.first_line_offset,
-                              header, column_at)
-            if column_rules:
-                self._column_candidates(rows, chunk, column_rules, header)
-            return _columns(rows), res.n_records
+                              self.key, self.store_raw, first_line + 1, first_off, header, column_at)
         rows: list[tuple] = []
         add = rows.append
         evaluate = self.evaluator.evaluate
         plans = self._plans
         key = self.key
         store_raw = self.store_raw
-        first_line = chunk.first_line + 1
-        first_off = chunk.first_line_offset
+        first_line = first_line + 1
         line = b""
         cur_ls = -1
         csv_header = header
@@ -172,9 +179,7 @@ class Detector:
             add((first_line + rec, vs + off, ve + off, rule_id, entity, conf, sb, sv, sc, severity, rank, fld,
                  mask(value), _hmac_hex(key, normalize(value)),
                  value.decode("utf-8", "backslashreplace") if store_raw else None))
-        if column_rules:
-            self._column_candidates(rows, chunk, column_rules, header)
-        return _columns(rows), res.n_records
+        return rows
 
     def _column_candidates(self, rows: list, chunk: Chunk, column_rules, header) -> None:
         """Whole cells of name-like CSV columns as candidates of the rules that claim them."""
@@ -206,6 +211,38 @@ class Detector:
                                  severity, rank, normalize_field(header[ci]), mask(raw), _hmac_hex(key, normalize(raw)),
                                  # raw_value is the cell as written, like every finding's [start, end)
                                  written.decode("utf-8", "backslashreplace") if store_raw else None))
+
+
+class Hits(NamedTuple):
+    """The records of one chunk that hold matches, and the matches re-based onto them."""
+
+    data: bytes
+    result: ScanResult
+    first_line: int
+    first_line_offset: int
+
+
+def compact_hits(data, limit: int, res: ScanResult, first_line: int, first_line_offset: int) -> Hits:
+    """Keep only the records that hold matches (2–4% of a log), so that a worker thread can hand
+    a chunk's matches to the database owner without holding on to the whole chunk. Offsets are
+    moved onto the compacted bytes; record numbers stay those of the chunk."""
+    ls = res.line_start
+    if len(ls) == 0:
+        return Hits(b"", res, first_line, first_line_offset)
+    starts, inverse = np.unique(ls, return_inverse=True)
+    parts = []
+    new_starts = []
+    pos = 0
+    for u in starts.tolist():
+        nl = data.find(b"\n", u, limit)
+        end = nl if nl != -1 else limit
+        parts.append(data[u:end])
+        new_starts.append(pos)
+        pos += end - u + 1
+    new_ls = np.asarray(new_starts, dtype=np.int64)[inverse.reshape(-1)]
+    shift = new_ls - ls
+    moved = ScanResult(res.record, res.rule, res.start + shift, res.end + shift, new_ls, res.n_records)
+    return Hits(b"\n".join(parts) + b"\n", moved, first_line, first_line_offset)
 
 
 def empty_batch() -> dict:
