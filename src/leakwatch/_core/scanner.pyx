@@ -128,9 +128,8 @@ cdef class Scanner:
             del s
 
     cdef _build_shard(self, list ids):
-        """Compile ``ids`` into one RE2::Set; if the program does not fit ``max_mem``, split the
-        rules into two halves (recursively). A single rule that still does not fit is searched
-        directly in every block: its own RE2 compiled, so RE2 can run it (NFA fallback)."""
+        """Compile ``ids`` into one RE2::Set, or split them (``_split``) if its program does not
+        fit ``max_mem``."""
         cdef RE2Options opts = make_options(self.max_mem)
         cdef RE2Set* s = new RE2Set(opts, UNANCHORED)
         cdef string err
@@ -144,31 +143,30 @@ cdef class Scanner:
             members.push_back(i)
         if not s.Compile():
             del s
-            if len(ids) == 1:
-                self._unsharded.push_back(ids[0])
-                return
-            half = len(ids) // 2
-            self._build_shard(ids[:half])
-            self._build_shard(ids[half:])
+            self._split(ids)
             return
         self._shards.push_back(s)
         self._shard_rules.push_back(members)
 
-    cdef _split_shard(self, int k):
-        """The DFA of shard k ran out of memory: replace it by two halves (or, for a single rule,
-        search that rule in every block; RE2 itself falls back to its NFA when its DFA fails)."""
-        cdef list ids = [x for x in self._shard_rules[k]]
-        cdef RE2Set* old = self._shards[k]
-        self._shards.erase(self._shards.begin() + k)
-        self._shard_rules.erase(self._shard_rules.begin() + k)
-        self._retired.push_back(old)
-        self.oom_splits += 1
+    cdef _split(self, list ids):
+        """Rules that cannot share one Set: two Sets of half each, or, for a single rule, no Set
+        at all (it is searched in every block; RE2 falls back to its NFA if its DFA fails)."""
         if len(ids) == 1:
             self._unsharded.push_back(ids[0])
             return
         half = len(ids) // 2
         self._build_shard(ids[:half])
         self._build_shard(ids[half:])
+
+    cdef _split_shard(self, int k):
+        """The DFA of shard k ran out of memory: replace it by smaller ones (see ``_split``)."""
+        cdef list ids = [x for x in self._shard_rules[k]]
+        cdef RE2Set* old = self._shards[k]
+        self._shards.erase(self._shards.begin() + k)
+        self._shard_rules.erase(self._shard_rules.begin() + k)
+        self._retired.push_back(old)
+        self.oom_splits += 1
+        self._split(ids)
 
     @property
     def n_rules(self):
