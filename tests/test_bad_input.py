@@ -131,7 +131,7 @@ def test_50mb_line_without_newline(tmp_path, query, good):
     assert [(o["line"], o["start"], o["end"]) for o in key] == [(1, 12, 12 + len(KEY))]
     assert [o["line"] for o in objs if o["rule"] == "email" and o["source"] == str(p)] == [2]
     (msg,) = input_error_lines(err)
-    assert msg.startswith(f"leakwatch: input error: {p}:1: line 1 is longer than")
+    assert msg.startswith(f"leakwatch: input error: {p}:1: line longer than")
     assert ("long_line", 1) in [(e[2], e[1]) for e in errors(query, db)]
     assert_good_scanned(query, db, good)
     assert query(db, "SELECT n_records FROM sources WHERE path = ?", str(p)) == [(2,)]
@@ -163,7 +163,7 @@ def test_truncated_gzip_keeps_findings_before_the_cut(tmp_path, cli, query, good
     rows = findings(query, db, p)
     assert len(rows) == 4000  # every email line came before the cut
     assert [x[1] for x in rows] == list(range(1, 4001))
-    assert err_row[1] > 4000 and f"kept everything before line {err_row[1]}" in err_row[3]
+    assert err_row[1] > 4000 and "kept every line before this one" in err_row[3]
     assert query(db, "SELECT status FROM sources WHERE path = ?", str(p)) == [("error",)]
     assert_good_scanned(query, db, good)
 

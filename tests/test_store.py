@@ -16,6 +16,7 @@ import pytest
 
 from leakwatch.errors import StoreError
 from leakwatch.store import MIGRATIONS, Store, key_path_for, wal_path_for
+from leakwatch.store.migrations import migration_version
 from leakwatch.store import queries as q
 
 PATH = "/var/log/app/service.log"
@@ -77,7 +78,8 @@ def test_migrations_apply_once_and_are_recorded(db: Path):
     with Store.open(db) as s:
         rows = s.con.execute("SELECT version, name, applied_at FROM schema_migrations").fetchall()
         tables = {r[0] for r in s.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    assert [(v, n) for v, n, _ in rows] == [(1, "m001_initial")]
+    assert [(v, n) for v, n, _ in rows] == [(1, "m001_initial"), (2, "m002_source_entity_counts")]
+    assert [(v, n) for v, n, _ in rows] == [(migration_version(m), m.__name__) for m in MIGRATIONS]
     assert {"scans", "sources", "findings", "scan_errors", "schema_migrations"} <= tables
 
     with Store.open(db) as s:
@@ -86,32 +88,32 @@ def test_migrations_apply_once_and_are_recorded(db: Path):
 
 
 def test_new_migration_is_applied_on_reopen_and_only_once(db: Path):
-    def m002_add_note(con):
+    def m099_add_note(con):
         con.execute("ALTER TABLE scans ADD COLUMN note VARCHAR")
 
     with Store.open(db) as s:
         s.begin_scan(["leakwatch"], "r", 1)
-    migrations = (*MIGRATIONS, m002_add_note)
+    migrations = (*MIGRATIONS, m099_add_note)
     for _ in range(2):
         with Store.open(db, migrations=migrations) as s:
             versions = s.con.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
-            assert versions == [(1, "m001_initial"), (2, "m002_add_note")]
+            assert versions == [(1, "m001_initial"), (2, "m002_source_entity_counts"), (99, "m099_add_note")]
             assert s.con.execute("SELECT count(*), count(note) FROM scans").fetchone() == (1, 0)
 
-    with pytest.raises(StoreError, match=r"schema version 2 .* newer"):
+    with pytest.raises(StoreError, match=r"schema version 99 .* newer"):
         Store.open(db)
 
 
 def test_failing_migration_is_rolled_back(db: Path):
-    def m002_broken(con):
+    def m099_broken(con):
         con.execute("CREATE TABLE half_done (x INTEGER)")
         con.execute("SELECT * FROM no_such_table")
 
     Store.open(db).close()
-    with pytest.raises(StoreError, match=r"leakwatch\.duckdb: migration m002_broken failed"):
-        Store.open(db, migrations=(*MIGRATIONS, m002_broken))
+    with pytest.raises(StoreError, match=r"leakwatch\.duckdb: migration m099_broken failed"):
+        Store.open(db, migrations=(*MIGRATIONS, m099_broken))
     with Store.open(db) as s:
-        assert s.con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (1,)
+        assert s.con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (2,)
         assert not s.con.execute("SELECT * FROM duckdb_tables() WHERE table_name = 'half_done'").fetchall()
 
 
@@ -120,11 +122,11 @@ def test_read_only_refuses_pending_migrations_and_writes(db: Path):
         Store.open(db, read_only=True)
     Store.open(db).close()
 
-    def m002_noop(con):
+    def m099_noop(con):
         pass
 
     with pytest.raises(StoreError, match="schema upgrade"):
-        Store.open(db, read_only=True, migrations=(*MIGRATIONS, m002_noop))
+        Store.open(db, read_only=True, migrations=(*MIGRATIONS, m099_noop))
     with Store.open(db, read_only=True) as s:
         assert q.count_findings(s.con) == 0
         with pytest.raises(StoreError, match="read-only"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import textwrap
 
@@ -86,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "scan":
             return cmd_scan(args, argv if argv is not None else sys.argv[1:])
-        parser.error(f"unknown command {args.command}")
     except UsageError as e:
         print(f"leakwatch: error: {e}", file=sys.stderr)
         return ExitCode.INPUT_ERROR
@@ -99,6 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("leakwatch: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (`leakwatch scan … --jsonl - | head`): stop quietly;
+        # what was stored stays stored.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return ExitCode.INTERRUPTED
+    except Exception:  # noqa: BLE001 - the one place that turns a bug into exit code 70
+        import traceback
+
+        traceback.print_exc()
+        print("leakwatch: internal error (a bug): please report it with the traceback above", file=sys.stderr)
+        return ExitCode.INTERNAL_ERROR
     return ExitCode.OK
 
 
@@ -118,7 +130,10 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
     elif args.jsonl:
         try:
             jsonl_out = open(args.jsonl, "w", encoding="utf-8")
-            os.chmod(args.jsonl, 0o600)  # an existing file keeps its mode on open; findings are private
+            # An existing regular file keeps its mode on open; findings are private. Devices
+            # and pipes (/dev/stdout, a FIFO) are left alone.
+            if stat.S_ISREG(os.fstat(jsonl_out.fileno()).st_mode):
+                os.fchmod(jsonl_out.fileno(), 0o600)
         except OSError as e:
             raise UsageError(f"cannot write --jsonl file {args.jsonl}: {e.strerror}") from e
         close_jsonl = True
@@ -128,6 +143,7 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
     show_progress = err.is_terminal and not args.no_progress and not args.quiet
     try:
         if show_progress:
+            from rich.markup import escape
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
             with Progress(TextColumn("[bold]scanning"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -135,7 +151,7 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
                 task = bar.add_task("", total=None)
 
                 def progress(done: int, total: int, path: str) -> None:
-                    bar.update(task, completed=done, total=total, description=os.path.basename(path))
+                    bar.update(task, completed=done, total=total, description=escape(os.path.basename(path)))
 
                 summary = scan_paths(args.paths, args.db, workers=args.workers, rules_dirs=args.rules,
                                      store_raw=args.store_raw, jsonl=jsonl_out, fail_on=args.fail_on,

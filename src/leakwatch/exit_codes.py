@@ -14,4 +14,4 @@ class ExitCode(IntEnum):
     INPUT_ERROR = 2  #: bad usage, or some input (file, line, rule) could not be read; the rest was done
     STORE_ERROR = 3  #: the database could not be opened or written
     INTERNAL_ERROR = 70  #: a bug in leakwatch (EX_SOFTWARE); please report it with the traceback
-    INTERRUPTED = 130  #: stopped with Ctrl-C; what was stored so far stays stored
+    INTERRUPTED = 130  #: stopped with Ctrl-C, or the reader of our output went away; what was stored stays stored

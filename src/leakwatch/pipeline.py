@@ -2,7 +2,7 @@
 
 The calling thread owns the database. With ``workers=1`` it also scans; with ``workers=N`` a
 pool of N threads scans byte ranges of the files (records never straddle a range) and hands back
-columnar batches, which the owner inserts in file order. Threads rather than processes: the
+the matched records (``Hits``), which the owner scores and inserts in file order. Threads rather than processes: the
 native scan, most of the work, releases the GIL; nothing is pickled and nothing forks a process
 that holds DuckDB's threads. Each thread compiles its own rules (see ``_DetectorFactory``).
 
@@ -11,6 +11,7 @@ unchanged and its findings are not stored twice; JSON lines and the summary show
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ from leakwatch.detect.rules import Rule, RuleError, Severity, default_rules_dir,
 from leakwatch.errors import UsageError
 from leakwatch.sources.files import (
     CHUNK_SIZE, SNIFF_BYTES, InputFile, InputProblem, ReadStats, expand_paths, iter_chunks,
-    looks_binary, open_stream, read_head, split_points,
+    close_stream, looks_binary, open_stream, read_head, split_points,
 )
 from leakwatch.store import Store
 
@@ -112,15 +113,18 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
             if len(res.record):
                 items.append(compact_hits(chunk.data, chunk.end, res, chunk.first_line, chunk.first_line_offset))
         else:
-            batch, n = detector.process(chunk, header=header, column_rules=column_rules)
+            batch, n = detector.process(chunk, header=header, column_rules=column_rules, file_start=start == 0)
             if batch_len(batch):
                 items.append(batch)
         records += n if chunk.first_line_offset == 0 else max(n - 1, 0)
         if cancel is not None and cancel.requested:
+            complete = False
             break  # Ctrl-C: hand back what was found so far; the owner stores it, then stops
+    else:
+        complete = True
     if not to_hits:
         items = _merge(items)
-    return items, records, stats.bytes_read, stats.problems, (hasher.hexdigest() if hasher else None)
+    return items, records, stats.bytes_read, stats.problems, (hasher.hexdigest() if hasher else None), complete
 
 
 def _merge(batches: list[dict]) -> list[dict]:
@@ -146,10 +150,7 @@ def _prepare(f: InputFile, stats: ReadStats) -> tuple[str, list[str] | None]:
     try:
         head = read_head(stream, SNIFF_BYTES)
     finally:
-        stream.close()
-        raw = getattr(stream, "_leakwatch_raw", None)
-        if raw is not None:
-            raw.close()
+        close_stream(stream)
     if looks_binary(head):
         return "binary", None
     first = head.split(b"\n", 1)[0]
@@ -192,8 +193,6 @@ def scan_paths(
     files, problems = expand_paths(paths, exclude={db_path, db_path + ".wal", db_path + ".key"})
     results: list[FileResult] = []
     interrupted = False
-    stop = _StopOnSigint()
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="leakwatch-scan") if workers > 1 else None
     # One DuckDB thread: inserts are small next to the scan, and DuckDB's own pool would compete
     # with the scanning threads for the same cores (measured: 2 workers 0.96 s → 0.90 s).
     with Store.open(db_path, threads=1) as store:
@@ -220,6 +219,8 @@ def scan_paths(
         pending: deque = deque()
         open_jobs: list[_FileJob] = []
         max_pending = 3 * workers
+        stop = _StopOnSigint()
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="leakwatch-scan") if workers > 1 else None
 
         def drain(limit: int) -> None:
             while len(pending) > limit:
@@ -234,9 +235,10 @@ def scan_paths(
                 fr = FileResult(f.path)
                 results.append(fr)
                 stored_path = os.path.abspath(f.path)
-                if not rescan and store.source_unchanged(stored_path, f.size, f.mtime_ns, rhash):
+                counts = None if rescan else store.unchanged_counts(stored_path, f.size, f.mtime_ns, rhash)
+                if counts is not None:
                     fr.status = "unchanged"
-                    fr.findings = tally.add_stored(store, stored_path)
+                    fr.findings = tally.add_counts(counts)
                     advance(f.size, f.path)
                     continue
                 stats = ReadStats()
@@ -257,12 +259,15 @@ def scan_paths(
                     advance(f.size, f.path)
                     continue
                 job = _FileJob(fr, source_id, stored_path, stats.compression is not None, time.perf_counter(),
-                               detector=detector, header=header)
+                               detector=detector, header=header, size=f.size)
                 open_jobs.append(job)
                 splittable = pool is not None and stats.compression is None and stats.encoding is None \
                     and f.size >= 2 * MIN_RANGE_BYTES
-                ranges = split_points(f.path, f.size, max(workers * 4, f.size // RANGE_BYTES),
-                                      min_part=MIN_RANGE_BYTES) if splittable else [(0, None)]
+                try:
+                    ranges = split_points(f.path, f.size, max(workers * 4, f.size // RANGE_BYTES),
+                                          min_part=MIN_RANGE_BYTES) if splittable else [(0, None)]
+                except OSError:
+                    ranges = [(0, None)]  # the read itself will report what is wrong with the file
                 job.ranges_left = len(ranges)
                 if len(ranges) > 1:
                     job.hash_future = pool.submit(_hash_file, f.path)
@@ -273,16 +278,36 @@ def scan_paths(
             drain(0)
         except KeyboardInterrupt:
             interrupted = True
-            # Store what the ranges already scanned found; files not finished are closed as
-            # errors so that a later scan does not take them for complete.
+            stop.requested = True  # workers stop after their current chunk
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            # Store what the ranges already scanned found, in order; a file whose ranges did not
+            # all complete is closed as an error, so that a later scan does not take it as done.
             for job, fut in pending:
-                if fut.done() and not fut.cancelled() and fut.exception() is None:
-                    _consume(store, scan_id, job, fut.result(), tally, jsonl, advance, final=False)
+                if fut.cancelled():
+                    job.broken = True
+                    continue
+                try:
+                    result = fut.result()
+                except Exception:  # noqa: BLE001 - the file is closed as an error below
+                    job.broken = True
+                    continue
+                _consume(store, scan_id, job, result, tally, jsonl, advance, final=False)
             for job in open_jobs:
                 if not job.finished:
                     job.result.status = "error"
                     store.finish_source(job.source_id, "error", job.result.records, job.result.findings, None,
                                         "interrupted before the end of the file")
+        except BaseException:
+            # Anything unexpected (a closed stdout under --jsonl -, a full disk): record the scan
+            # as failed before the error goes up; what was stored stays stored.
+            stop.requested = True
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(Exception):
+                store.finish_scan(scan_id, "failed", n_files=len(results), n_bytes=sum(fr.bytes for fr in results),
+                                  n_records=sum(fr.records for fr in results))
+            raise
         finally:
             stop.restore()
             if pool is not None:
@@ -368,6 +393,9 @@ class _FileJob:
     finished: bool = False
     detector: Detector | None = None
     header: list[str] | None = None
+    size: int = 0
+    broken: bool = False  # a range stopped early (Ctrl-C): later ranges cannot be numbered
+    counts: dict = field(default_factory=dict)
 
 
 _LOCAL = threading.local()
@@ -404,43 +432,58 @@ def _scan_range_safe(*args):
     try:
         return _scan_range(*args)
     except OSError as e:
-        return [], 0, 0, [InputProblem(args[0], "unreadable", f"read failed: {e.strerror or e}")], None
+        return [], 0, 0, [InputProblem(args[0], "unreadable", f"read failed: {e.strerror or e}")], None, False
 
 
 def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, jsonl, advance, final=True) -> None:
     """Store one range's findings (in file order) and close the file after its last range."""
-    items, records, nbytes, probs, chash = result
+    items, records, nbytes, probs, chash, complete = result
     fr = job.result
+    if job.broken:
+        return  # an earlier range stopped short: this one's line numbers would be wrong
     if items and isinstance(items[0], Hits):
         rows = [job.detector.batch_from_hits(h, job.header) for h in items]
         batches = _merge([b for b in rows if batch_len(b)])
     else:
         batches = items
+    base = fr.records  # lines in this file before this range
     for batch in batches:
-        offset_lines(batch, fr.records)
+        offset_lines(batch, base)
         fr.new_findings += store.insert_findings(scan_id, job.source_id, job.stored_path, batch)
         fr.findings += tally.add_batch(batch)
+        _count_into(job.counts, batch)
         if jsonl is not None:
             _write_jsonl(jsonl, fr.path, batch)
     fr.records += records
     fr.bytes += nbytes
-    fr.problems.extend(probs)
+    fr.problems.extend(p if p.line is None else InputProblem(p.path, p.kind, p.message, p.line + base) for p in probs)
     job.content_hash = chash or job.content_hash
     if not job.compressed:
         advance(nbytes, fr.path)
+    if not complete:
+        job.broken = True
     job.ranges_left -= 1
-    if job.ranges_left or not final:
+    if job.ranges_left or not final or job.broken:
         return
     if job.hash_future is not None:
-        job.content_hash = job.hash_future.result()
+        try:
+            job.content_hash = job.hash_future.result()
+        except OSError as e:
+            fr.problems.append(InputProblem(fr.path, "unreadable", f"read failed while hashing: {e.strerror or e}"))
     if job.compressed:
-        advance(0, fr.path)
+        advance(job.size, fr.path)
     fr.seconds = time.perf_counter() - job.started
     fr.status = "error" if any(p.kind in ("unreadable", "truncated") for p in fr.problems) else "ok"
     _record_problems(store, scan_id, fr)
     store.finish_source(job.source_id, fr.status, fr.records, fr.findings, job.content_hash,
-                        "; ".join(str(p) for p in fr.problems) or None)
+                        "; ".join(str(p) for p in fr.problems) or None,
+                        entity_counts=[(e, s, r, n) for (e, s, r), n in job.counts.items()])
     job.finished = True
+
+
+def _count_into(counts: dict, batch: dict) -> None:
+    for k in zip(batch["entity"], batch["severity"], batch["severity_rank"]):
+        counts[k] = counts.get(k, 0) + 1
 
 
 class _Tally:
@@ -454,18 +497,13 @@ class _Tally:
         self.paths: list[str] = []
 
     def add_batch(self, batch: dict) -> int:
-        counts = self.counts
-        for k in zip(batch["entity"], batch["severity"], batch["severity_rank"]):
-            counts[k] = counts.get(k, 0) + 1
+        _count_into(self.counts, batch)
         n = batch_len(batch)
         self.total += n
         return n
 
-    def add_stored(self, store: Store, path: str) -> int:
-        rows = store.con.execute(
-            "SELECT entity, severity, severity_rank, count(*) FROM findings WHERE source_path = ? GROUP BY ALL",
-            [path],
-        ).fetchall()
+    def add_counts(self, rows: list[tuple[str, str, int, int]]) -> int:
+        """Counts recorded for a file skipped as unchanged (see Store.unchanged_counts)."""
         n = 0
         for ent, sev, rank, c in rows:
             k = (ent, sev, int(rank))

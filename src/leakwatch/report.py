@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from leakwatch.pipeline import ScanSummary
@@ -19,7 +20,7 @@ def print_summary(summary: ScanSummary, console: Console, *, fail_on: str = "med
         t.add_column("distinct values", justify="right")
         for row in summary.by_entity:
             sev = row["severity"]
-            t.add_row(row["entity"], f"[{_SEVERITY_STYLE.get(sev, '')}]{sev}[/]", f"{row['findings']:,}",
+            t.add_row(escape(row["entity"]), f"[{_SEVERITY_STYLE.get(sev, '')}]{sev}[/]", f"{row['findings']:,}",
                       f"{row['distinct_values']:,}")
         console.print(t)
     else:
@@ -34,7 +35,7 @@ def print_summary(summary: ScanSummary, console: Console, *, fail_on: str = "med
     for fr in summary.files:
         rate = fr.bytes / 1e6 / fr.seconds if fr.seconds > 0 else 0.0
         status = fr.status if fr.status == "ok" else f"[yellow]{fr.status}[/]"
-        f.add_row(fr.path, status, f"{fr.records:,}", f"{fr.findings:,}", f"{fr.bytes / 1e6:.1f}",
+        f.add_row(escape(fr.path), status, f"{fr.records:,}", f"{fr.findings:,}", f"{fr.bytes / 1e6:.1f}",
                   f"{rate:.0f}" if fr.seconds > 0 else "-")
     if summary.files:
         console.print(f)
@@ -46,5 +47,5 @@ def print_summary(summary: ScanSummary, console: Console, *, fail_on: str = "med
         f"scan {summary.scan_id}: {len(summary.files)} files, {summary.records:,} lines, "
         f"{summary.bytes / 1e6:.1f} MB in {summary.seconds:.2f} s ({summary.mb_per_s:.0f} MB/s); "
         f"{summary.total_findings:,} findings ({summary.new_findings:,} new), {verdict}; "
-        f"{summary.input_errors} input problem(s); database {summary.db_path}"
+        f"{summary.input_errors} input problem(s); database {escape(summary.db_path)}"
     )

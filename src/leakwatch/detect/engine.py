@@ -1,7 +1,7 @@
 """From bytes to findings: the native scan, then per-candidate scoring, masking and hashing.
 
-A :class:`Detector` is built once per process from the enabled rules and the database's HMAC
-key. ``process(chunk)`` returns a columnar batch ready for one DuckDB insert. Raw values never
+A :class:`Detector` is built from the enabled rules and the database's HMAC key, once per
+scanning thread. ``process(chunk)`` returns a columnar batch ready for one DuckDB insert. Raw values never
 leave this module unless ``store_raw`` is set: the batch carries a masked preview and a keyed
 hash of the normalised value.
 """
@@ -117,7 +117,7 @@ class Detector:
         return out
 
     def process(self, chunk: Chunk, *, header: list[str] | None = None,
-                column_rules: dict[int, list[int]] | None = None) -> tuple[dict, int]:
+                column_rules: dict[int, list[int]] | None = None, file_start: bool = True) -> tuple[dict, int]:
         """Scan one chunk. Returns (batch columns, number of records in the chunk).
 
         ``line`` in the batch is 1-based and relative to the start of the range being read;
@@ -126,7 +126,7 @@ class Detector:
         res = self.scanner.scan(chunk.view)
         rows = self.rows(chunk.data, chunk.end, res, chunk.first_line, chunk.first_line_offset, header)
         if column_rules:
-            self._column_candidates(rows, chunk, column_rules, header)
+            self._column_candidates(rows, chunk, column_rules, header, file_start)
         return _columns(rows), res.n_records
 
     def batch_from_hits(self, hits: "Hits", header: list[str] | None = None) -> dict:
@@ -181,7 +181,7 @@ class Detector:
                  value.decode("utf-8", "backslashreplace") if store_raw else None))
         return rows
 
-    def _column_candidates(self, rows: list, chunk: Chunk, column_rules, header) -> None:
+    def _column_candidates(self, rows: list, chunk: Chunk, column_rules, header, file_start: bool) -> None:
         """Whole cells of name-like CSV columns as candidates of the rules that claim them."""
         key, store_raw = self.key, self.store_raw
         data = chunk.tobytes()
@@ -189,8 +189,9 @@ class Detector:
         for line in data.split(b"\n"):
             ln += 1
             line = line.rstrip(b"\r")
-            if (chunk.first_line == 0 and ln == 1) or not line or line[:1] in (b"{", b"[", b"<"):
-                continue  # the header itself, blank lines, lines that are not rows
+            if ((file_start and chunk.first_line == 0 and ln == 1) or (chunk.first_line_offset and ln == chunk.first_line + 1)
+                    or not line or line[:1] in (b"{", b"[", b"<")):
+                continue  # the header, the rest of an over-long line, blank lines, lines that are not rows
             cells = _csv_cells(line) if b'"' in line else line.decode("latin-1").split(",")
             search_from = 0
             for ci, cell in enumerate(cells):
@@ -243,11 +244,6 @@ def compact_hits(data, limit: int, res: ScanResult, first_line: int, first_line_
     shift = new_ls - ls
     moved = ScanResult(res.record, res.rule, res.start + shift, res.end + shift, new_ls, res.n_records)
     return Hits(b"\n".join(parts) + b"\n", moved, first_line, first_line_offset)
-
-
-def empty_batch() -> dict:
-    """A batch with no rows (same columns as :meth:`Detector.process`)."""
-    return {c: [] for c in BATCH_COLUMNS}
 
 
 def batch_len(batch: dict) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -416,16 +417,37 @@ class Store:
         n_findings: int,
         content_hash: str | None,
         error: str | None = None,
+        entity_counts: list[tuple[str, str, int, int]] | None = None,
     ) -> None:
-        """Close a source with its final ``status`` (ok, error, skipped, unchanged) and counts."""
+        """Close a source with its final ``status`` (ok, error, skipped, unchanged) and counts;
+        ``entity_counts`` are (entity, severity, severity_rank, findings) detected in the file."""
         if status not in SOURCE_STATUSES or status == "running":
             raise ValueError(f"bad source status {status!r}")
+        counts = json.dumps([list(c) for c in entity_counts]) if entity_counts is not None else None
         with self._write(f"finish source {source_id}") as con:
             con.execute(
                 "UPDATE sources SET status = ?, n_records = ?, n_findings = ?, content_hash = ?,"
-                " error = ?, finished_at = current_timestamp WHERE source_id = ?",
-                [status, n_records, n_findings, content_hash, error, source_id],
+                " error = ?, entity_counts = ?, finished_at = current_timestamp WHERE source_id = ?",
+                [status, n_records, n_findings, content_hash, error, counts, source_id],
             )
+
+    def unchanged_counts(self, path: str | Path, size: int, mtime_ns: int,
+                         rules_hash: str) -> list[tuple[str, str, int, int]] | None:
+        """For a file already scanned to completion with the same size, mtime and rules: the
+        (entity, severity, severity_rank, findings) counts of that scan; None if it must be scanned."""
+        try:
+            row = self.con.execute(
+                """
+                SELECT s.entity_counts FROM sources s JOIN scans c USING (scan_id)
+                WHERE s.path = ? AND s.size = ? AND s.mtime_ns = ? AND c.rules_hash = ?
+                  AND s.status = 'ok' AND s.finished_at IS NOT NULL AND s.entity_counts IS NOT NULL
+                ORDER BY s.source_id DESC LIMIT 1
+                """,
+                [str(path), size, mtime_ns, rules_hash],
+            ).fetchone()
+        except duckdb.Error as e:
+            raise StoreError(f"{self._path}: cannot look up earlier scans of {path}: {e}") from e
+        return None if row is None else [tuple(c) for c in json.loads(row[0])]
 
     def add_error(self, scan_id: int, source_path: str | Path | None, line: int | None, kind: str, message: str) -> None:
         """Record an input problem (unreadable file, truncated gzip, binary data, huge line, bad rule…)."""

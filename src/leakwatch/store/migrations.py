@@ -112,7 +112,14 @@ def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (m001_initial,)
+def m002_source_entity_counts(con: duckdb.DuckDBPyConnection) -> None:
+    """Per-source finding counts by (entity, severity), as JSON: what a later scan reports for a
+    file it skips as unchanged. Counting the ``findings`` rows of that path instead would also
+    count values from earlier versions of the file that are no longer in it."""
+    con.execute("ALTER TABLE sources ADD COLUMN entity_counts VARCHAR")
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (m001_initial, m002_source_entity_counts)
 
 
 def migration_version(migration: Migration) -> int:
