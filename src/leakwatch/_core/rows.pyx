@@ -10,7 +10,7 @@ per finding.
 """
 from libc.string cimport memchr
 
-from leakwatch.detect.context import field_before, has_context
+from leakwatch.detect.context import NOT_ROW_STARTS, field_before, has_context
 from leakwatch.detect.evaluate import _normalized
 
 try:
@@ -61,7 +61,7 @@ def build_rows(data, Py_ssize_t limit, list recs, list rule_idx, list starts, li
             if ln and line[ln - 1] == 13:
                 line = line[:ln - 1]
             cur_ls = ls
-            csv_line = header is not None and line[:1] not in (b"{", b"[", b"<")
+            csv_line = header is not None and line[:1] not in NOT_ROW_STARTS
         s -= ls
         e -= ls
         if e > len(line):

@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # rules.py imports this module: no runtime import back
     from leakwatch.detect.rules import ContextSpec
 
+# First bytes of a line that is not a row of a CSV file's header, even in a file that has one
+# (JSON, arrays, XML appended to an export): such lines get no column names.
+NOT_ROW_STARTS = (b"{", b"[", b"<")
+
 # How far back a key may start: long enough for `"BillingStreet": "` or
 # `Authorization: Bearer `, short enough that the slice and match stay ~1 µs.
 LOOKBACK = 64

@@ -8,7 +8,6 @@ hash of the normalised value.
 from __future__ import annotations
 
 import csv
-import hmac
 import re
 
 import numpy as np
@@ -17,10 +16,11 @@ from typing import NamedTuple
 
 from leakwatch._core import ScanResult, Scanner
 from leakwatch._core.rows import build_rows
-from leakwatch.detect.context import normalize_field
+from leakwatch.detect.context import NOT_ROW_STARTS, normalize_field
 from leakwatch.detect.evaluate import Evaluator
 from leakwatch.detect.mask import get_masker, get_normalizer
 from leakwatch.detect.rules import Rule
+from leakwatch.hashing import keyed_hash
 from leakwatch.sources.files import Chunk
 
 BATCH_COLUMNS = (
@@ -61,16 +61,6 @@ def column_at(line: bytes, offset: int) -> int:
     # Quoted values may hold commas: only commas outside quotes separate columns. Splitting on
     # '"' alternates outside/inside segments (a doubled "" toggles twice, so it stays right).
     return b"".join(prefix.split(b'"')[::2]).count(b",")
-
-
-try:  # hmac.digest's own fast path, without its Python-level dispatch (~0.5 µs a call)
-    from _hashlib import hmac_digest as _hmac_digest
-except ImportError:  # pragma: no cover - Python built without OpenSSL
-    _hmac_digest = hmac.digest
-
-
-def _hmac_hex(key: bytes, value: bytes) -> str:
-    return _hmac_digest(key, value, "sha256").hex()
 
 
 def _columns(rows: list[tuple]) -> dict:
@@ -161,7 +151,7 @@ class Detector:
                 cur_ls = ls
                 # Mixed files (a CSV export with JSON lines appended, say) keep the header only
                 # for lines that look like rows of it.
-                csv_line = csv_header is not None and line[:1] not in (b"{", b"[", b"<")
+                csv_line = csv_header is not None and line[:1] not in NOT_ROW_STARTS
             s -= ls
             e -= ls
             field = None
@@ -177,7 +167,7 @@ class Detector:
             value = line[vs:ve]
             off = first_off if rec == 0 else 0
             add((first_line + rec, vs + off, ve + off, rule_id, entity, conf, sb, sv, sc, severity, rank, fld,
-                 mask(value), _hmac_hex(key, normalize(value)),
+                 mask(value), keyed_hash(key, normalize(value)),
                  value.decode("utf-8", "backslashreplace") if store_raw else None))
         return rows
 
@@ -190,7 +180,7 @@ class Detector:
             ln += 1
             line = line.rstrip(b"\r")
             if ((file_start and chunk.first_line == 0 and ln == 1) or (chunk.first_line_offset and ln == chunk.first_line + 1)
-                    or not line or line[:1] in (b"{", b"[", b"<")):
+                    or not line or line[:1] in NOT_ROW_STARTS):
                 continue  # the header, the rest of an over-long line, blank lines, lines that are not rows
             cells = _csv_cells(line) if b'"' in line else line.decode("latin-1").split(",")
             search_from = 0
@@ -209,7 +199,7 @@ class Detector:
                     rule_id, entity, severity, rank, mask, normalize = self._plans[ri]
                     base, boost = rule.confidence, rule.context.boost
                     rows.append((ln, at, at + len(written), rule_id, entity, min(1.0, base + boost), base, 0.0, boost,
-                                 severity, rank, normalize_field(header[ci]), mask(raw), _hmac_hex(key, normalize(raw)),
+                                 severity, rank, normalize_field(header[ci]), mask(raw), keyed_hash(key, normalize(raw)),
                                  # raw_value is the cell as written, like every finding's [start, end)
                                  written.decode("utf-8", "backslashreplace") if store_raw else None))
 

@@ -8,7 +8,6 @@ around the connect and around every write, and whatever already exists is tighte
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import os
 import re
@@ -24,6 +23,7 @@ import duckdb
 
 from leakwatch import __version__
 from leakwatch.errors import StoreError
+from leakwatch.hashing import keyed_hash
 from leakwatch.store import ingest
 from leakwatch.store.migrations import (
     MIGRATIONS,
@@ -278,7 +278,7 @@ class Store:
         Equal values hash equal within one database and differently across databases, so hashes
         can be joined and counted without storing the value, and are useless elsewhere.
         """
-        return hmac.digest(self.key, normalized, "sha256").hex()
+        return keyed_hash(self.key, normalized)
 
     # -- writes --------------------------------------------------------------------------------
 
