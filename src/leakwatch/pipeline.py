@@ -1,10 +1,11 @@
 """Headless scan: files → native core → scored findings → DuckDB (and optionally JSON lines).
 
-The calling thread owns the database. With ``workers=1`` it also scans; with ``workers=N`` a
-pool of N threads scans byte ranges of the files (records never straddle a range) and hands back
-the matched records (``Hits``), which the owner scores and inserts in file order. Threads rather than processes: the
-native scan, most of the work, releases the GIL; nothing is pickled and nothing forks a process
-that holds DuckDB's threads. Each thread compiles its own rules (see ``_DetectorFactory``).
+The calling thread owns the database. A pool of ``workers`` threads (one by default) scans byte
+ranges of the files (records never straddle a range) and hands back the matched records
+(``Hits``), which the owner scores and inserts in file order while the workers scan on. Threads
+rather than processes: the native scan, most of the work, releases the GIL; nothing is pickled
+and nothing forks a process that holds DuckDB's threads. Each thread uses its own compiled
+rules, kept warm between scans in the process (see ``_DetectorFactory``).
 
 Paths are stored absolute, so the same file scanned from another directory is recognised as
 unchanged and its findings are not stored twice; JSON lines and the summary show them as given.
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 
 import xxhash
 
-from leakwatch.detect.engine import Detector, Hits, batch_len, compact_hits, offset_lines, sniff_csv_header
+from leakwatch.detect.engine import SCANNERS, Detector, Hits, batch_len, compact_hits, offset_lines, sniff_csv_header
 from leakwatch.detect.rules import Rule, RuleError, Severity, default_rules_dir, load_rules, ruleset_hash
 from leakwatch.errors import UsageError
 from leakwatch.sources.files import (
@@ -90,9 +91,13 @@ INSERT_ROWS = 50_000
 
 
 def _scan_range(path: str, start: int, stop: int | None, header: list[str] | None,
-                detector, whole_file: bool, cancel=None) -> tuple[list, int, int, list[InputProblem], str | None]:
+                detector, hashing: tuple | None, cancel=None) -> tuple[list, int, int, list[InputProblem], str | None]:
     """Scan the records of ``path`` that begin in [start, stop). Returns (batches, records,
-    bytes, problems, content hash when ``whole_file``).
+    bytes, problems, content hash or None, complete).
+
+    ``hashing`` is None (the file's content hash is computed elsewhere) or (hasher, last): the
+    range feeds ``hasher``, and the last range of the file returns its digest. One worker reads
+    a file's ranges in order, so they can share one hasher.
 
     With a :class:`_DetectorFactory` (worker threads) the items are :class:`Hits` — the matched
     records only, not yet scored — unless the file has CSV name columns, whose every cell is a
@@ -105,7 +110,7 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
     to_hits = to_hits and not column_rules
     items = []
     records = 0
-    hasher = xxhash.xxh3_128() if whole_file else None
+    hasher, last = hashing if hashing is not None else (None, False)
     for chunk in iter_chunks(path, stats, start=start, stop=stop or None, hasher=hasher):
         if to_hits:
             res = detector.scanner.scan(chunk.view)
@@ -124,7 +129,7 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
         complete = True
     if not to_hits:
         items = _merge(items)
-    return items, records, stats.bytes_read, stats.problems, (hasher.hexdigest() if hasher else None), complete
+    return items, records, stats.bytes_read, stats.problems, (hasher.hexdigest() if hasher is not None and last else None), complete
 
 
 def _merge(batches: list[dict]) -> list[dict]:
@@ -220,7 +225,9 @@ def scan_paths(
         open_jobs: list[_FileJob] = []
         max_pending = 3 * workers
         stop = _StopOnSigint()
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="leakwatch-scan") if workers > 1 else None
+        # Scanning runs on the pool even with one worker: this thread scores and stores what the
+        # worker found while it scans on (measured: 158 → 200 MB/s on one worker).
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="leakwatch-scan")
 
         def drain(limit: int) -> None:
             while len(pending) > limit:
@@ -261,26 +268,31 @@ def scan_paths(
                 job = _FileJob(fr, source_id, stored_path, stats.compression is not None, time.perf_counter(),
                                detector=detector, header=header, size=f.size)
                 open_jobs.append(job)
-                splittable = pool is not None and stats.compression is None and stats.encoding is None \
-                    and f.size >= 2 * MIN_RANGE_BYTES
+                # Ranges let workers share a big file and let the owner score and store one range
+                # while the next is scanned: with one worker they are smaller, read in order, and
+                # share one content hasher; with several, the hash is a separate job.
+                splittable = stats.compression is None and stats.encoding is None and f.size >= 2 * MIN_RANGE_BYTES
+                parts = max(workers * 4, f.size // RANGE_BYTES) if workers > 1 else f.size // MIN_RANGE_BYTES
                 try:
-                    ranges = split_points(f.path, f.size, max(workers * 4, f.size // RANGE_BYTES),
-                                          min_part=MIN_RANGE_BYTES) if splittable else [(0, None)]
+                    ranges = split_points(f.path, f.size, parts, min_part=MIN_RANGE_BYTES) if splittable else [(0, None)]
                 except OSError:
                     ranges = [(0, None)]  # the read itself will report what is wrong with the file
                 job.ranges_left = len(ranges)
-                if len(ranges) > 1:
+                hasher = None
+                if len(ranges) > 1 and workers > 1:
                     job.hash_future = pool.submit(_hash_file, f.path)
-                for a, b in ranges:
-                    args = (f.path, a, b, header, detector if pool is None else per_thread, len(ranges) == 1, stop)
-                    pending.append((job, pool.submit(_scan_range_safe, *args) if pool else _Done(_scan_range_safe(*args))))
+                else:
+                    hasher = xxhash.xxh3_128()
+                for i, (a, b) in enumerate(ranges):
+                    hashing = (hasher, i == len(ranges) - 1) if hasher is not None else None
+                    args = (f.path, a, b, header, per_thread, hashing, stop)
+                    pending.append((job, pool.submit(_scan_range_safe, *args)))
                     drain(max_pending)
             drain(0)
         except KeyboardInterrupt:
             interrupted = True
             stop.requested = True  # workers stop after their current chunk
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
             # Store what the ranges already scanned found, in order; a file whose ranges did not
             # all complete is closed as an error, so that a later scan does not take it as done.
             for job, fut in pending:
@@ -295,6 +307,7 @@ def scan_paths(
                 _consume(store, scan_id, job, result, tally, jsonl, advance, final=False)
             for job in open_jobs:
                 if not job.finished:
+                    _flush(store, scan_id, job, tally, jsonl)
                     job.result.status = "error"
                     store.finish_source(job.source_id, "error", job.result.records, job.result.findings, None,
                                         "interrupted before the end of the file")
@@ -302,16 +315,18 @@ def scan_paths(
             # Anything unexpected (a closed stdout under --jsonl -, a full disk): record the scan
             # as failed before the error goes up; what was stored stays stored.
             stop.requested = True
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
+            for job in open_jobs:
+                with contextlib.suppress(Exception):
+                    _flush(store, scan_id, job, tally, jsonl)
             with contextlib.suppress(Exception):
                 store.finish_scan(scan_id, "failed", n_files=len(results), n_bytes=sum(fr.bytes for fr in results),
                                   n_records=sum(fr.records for fr in results))
             raise
         finally:
             stop.restore()
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
+            per_thread.give_back()
         all_problems = problems + [p for fr in results for p in fr.problems]
         n_findings = sum(fr.new_findings for fr in results)
         tally.paths = [os.path.abspath(fr.path) for fr in results if fr.findings]
@@ -361,25 +376,6 @@ class _StopOnSigint:
             self._previous = None
 
 
-class _Done:
-    """A finished 'future' for the in-process (one worker) path."""
-
-    def __init__(self, value):
-        self._value = value
-
-    def result(self):
-        return self._value
-
-    def done(self) -> bool:
-        return True
-
-    def cancelled(self) -> bool:
-        return False
-
-    def exception(self):
-        return None
-
-
 @dataclass
 class _FileJob:
     result: FileResult
@@ -395,6 +391,7 @@ class _FileJob:
     header: list[str] | None = None
     size: int = 0
     broken: bool = False  # a range stopped early (Ctrl-C): later ranges cannot be numbered
+    buffer: list = field(default_factory=list)  # scored rows not yet inserted (see _flush)
     counts: dict = field(default_factory=dict)
 
 
@@ -404,18 +401,31 @@ _LOCAL = threading.local()
 class _DetectorFactory:
     """Gives each worker thread its own Detector on first use. Sharing one would serialise the
     threads on RE2's DFA cache lock, taken once per Set::Match call (hundreds of thousands per
-    file); a private DFA per thread costs only its warm-up."""
+    file); a private DFA per thread costs only its warm-up, and that is paid once per process:
+    the scanners come from (and go back to) the process-wide :data:`SCANNERS` pool."""
 
     def __init__(self, rules, key, store_raw):
         self.args = (rules, key, store_raw)
+        self._lock = threading.Lock()
+        self._taken: list[Detector] = []
 
     def get(self) -> Detector:
         det = getattr(_LOCAL, "detector", None)
         if det is None or getattr(_LOCAL, "args", None) is not self.args:
             rules, key, store_raw = self.args
-            det = _LOCAL.detector = Detector(rules, key, store_raw=store_raw)
+            scanner = SCANNERS.take(r.regex for r in rules if r.enabled)
+            det = _LOCAL.detector = Detector(rules, key, store_raw=store_raw, scanner=scanner)
             _LOCAL.args = self.args
+            with self._lock:
+                self._taken.append(det)
         return det
+
+    def give_back(self) -> None:
+        """After the pool's threads have ended: their scanners go back for the next scan."""
+        with self._lock:
+            taken, self._taken = self._taken, []
+        for det in taken:
+            SCANNERS.give_back(det.scanner)
 
 
 def _hash_file(path: str) -> str:
@@ -449,11 +459,7 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     base = fr.records  # lines in this file before this range
     for batch in batches:
         offset_lines(batch, base)
-        fr.new_findings += store.insert_findings(scan_id, job.source_id, job.stored_path, batch)
-        fr.findings += tally.add_batch(batch)
-        _count_into(job.counts, batch)
-        if jsonl is not None:
-            _write_jsonl(jsonl, fr.path, batch)
+        job.buffer = _merge(job.buffer + [batch])
     fr.records += records
     fr.bytes += nbytes
     fr.problems.extend(p if p.line is None else InputProblem(p.path, p.kind, p.message, p.line + base) for p in probs)
@@ -463,6 +469,10 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     if not complete:
         job.broken = True
     job.ranges_left -= 1
+    # Ranges are small (8 MiB for one worker) and each insert has a fixed cost: rows wait here
+    # until there are INSERT_ROWS of them or the file (or the scan) ends.
+    if not job.ranges_left or not final or job.broken or sum(batch_len(b) for b in job.buffer) >= INSERT_ROWS:
+        _flush(store, scan_id, job, tally, jsonl)
     if job.ranges_left or not final or job.broken:
         return
     if job.hash_future is not None:
@@ -479,6 +489,18 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
                         "; ".join(str(p) for p in fr.problems) or None,
                         entity_counts=[(e, s, r, n) for (e, s, r), n in job.counts.items()])
     job.finished = True
+
+
+def _flush(store: Store, scan_id: int, job: _FileJob, tally: _Tally, jsonl) -> None:
+    """Insert the rows a file's ranges have produced so far (in file order)."""
+    fr = job.result
+    batches, job.buffer = job.buffer, []
+    for batch in batches:
+        fr.new_findings += store.insert_findings(scan_id, job.source_id, job.stored_path, batch)
+        fr.findings += tally.add_batch(batch)
+        _count_into(job.counts, batch)
+        if jsonl is not None:
+            _write_jsonl(jsonl, fr.path, batch)
 
 
 def _count_into(counts: dict, batch: dict) -> None:
