@@ -6,6 +6,7 @@ them here, in one place.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import stat
 import sys
@@ -73,7 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--rescan", action="store_true", help="scan files again even if unchanged since a completed scan")
     scan.add_argument("-q", "--quiet", action="store_true", help="print no summary (errors still go to stderr)")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
+
+
+# Further subcommands, one module each: ``register(sub)`` adds its parser and sets
+# ``func=run``, where ``run(args, argv) -> int``. Importing them must stay cheap (heavy imports
+# go inside ``run``): every ``leakwatch`` invocation builds the whole parser.
+COMMAND_MODULES = (
+    "leakwatch.commands.pull",
+    "leakwatch.commands.export",
+    "leakwatch.commands.flows",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "scan":
             return cmd_scan(args, argv if argv is not None else sys.argv[1:])
+        return args.func(args, argv if argv is not None else sys.argv[1:])
     except UsageError as e:
         print(f"leakwatch: error: {e}", file=sys.stderr)
         return ExitCode.INPUT_ERROR

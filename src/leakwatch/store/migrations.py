@@ -119,7 +119,103 @@ def m002_source_entity_counts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE sources ADD COLUMN entity_counts VARCHAR")
 
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (m001_initial, m002_source_entity_counts)
+def m003_context_events_salesforce(con: duckdb.DuckDBPyConnection) -> None:
+    """Where each finding was and where its data went; the events the failure patterns need;
+    Salesforce key prefixes learned from describe; EventLogFile pull checkpoints.
+
+    findings gain: ``field_path`` (the field as the format names it: CSV column, JSON path such
+    as ``messages[0].content``, logfmt key), ``ts`` (the record's own timestamp, UTC), ``format``
+    (the reader that parsed the record), ``detector`` (``regex``, ``column`` for whole CSV cells of
+    name-like columns, ``ner`` for presidio), the destination of the record's outbound call
+    (``dest_*``, ``residency_violation``) and the Salesforce object/field the value belongs to.
+
+    ``events`` holds one row per record that matters to a pattern even without PII in it: an
+    outbound call to an AI endpoint, an EventLogFile row of a bulk, report or API event, a CDN
+    hit on an AI-content path. Actors (user, connected app) are stored as keyed hashes with a
+    masked preview, like finding values.
+    """
+    con.execute(
+        """
+        ALTER TABLE findings ADD COLUMN field_path VARCHAR;
+        ALTER TABLE findings ADD COLUMN ts TIMESTAMPTZ;
+        ALTER TABLE findings ADD COLUMN format VARCHAR;
+        ALTER TABLE findings ADD COLUMN detector VARCHAR DEFAULT 'regex';
+        ALTER TABLE findings ADD COLUMN dest_host VARCHAR;
+        ALTER TABLE findings ADD COLUMN dest_vendor VARCHAR;
+        ALTER TABLE findings ADD COLUMN dest_region VARCHAR;
+        ALTER TABLE findings ADD COLUMN dest_jurisdiction VARCHAR;
+        ALTER TABLE findings ADD COLUMN residency_violation BOOLEAN;
+        ALTER TABLE findings ADD COLUMN sf_object VARCHAR;
+        ALTER TABLE findings ADD COLUMN sf_field VARCHAR;
+        ALTER TABLE findings ADD COLUMN actor_hash VARCHAR;
+
+        ALTER TABLE sources ADD COLUMN format VARCHAR;
+        ALTER TABLE sources ADD COLUMN parse_problems BIGINT DEFAULT 0;
+
+        CREATE SEQUENCE events_seq START 1;
+        CREATE TABLE events (
+            event_id            BIGINT NOT NULL DEFAULT nextval('events_seq'),
+            scan_id             BIGINT NOT NULL,
+            source_id           BIGINT NOT NULL,
+            source_path         VARCHAR NOT NULL,
+            line                BIGINT NOT NULL,
+            ts                  TIMESTAMPTZ,
+            format              VARCHAR,
+            kind                VARCHAR NOT NULL,   -- ai_call | bulk | report_export | api | cdn_ai
+            event_type          VARCHAR,            -- EventLogFile EVENT_TYPE, HTTP method, ...
+            actor_hash          VARCHAR,            -- keyed hash of user id / username
+            actor_masked        VARCHAR,
+            app                 VARCHAR,            -- connected app id, client name, dyno, Mule app
+            url_host            VARCHAR,
+            url_path            VARCHAR,            -- path only, query string dropped
+            status              INTEGER,
+            dest_vendor         VARCHAR,
+            dest_region         VARCHAR,
+            dest_jurisdiction   VARCHAR,
+            residency_violation BOOLEAN,
+            via_gateway         BOOLEAN,
+            sf_object           VARCHAR,            -- ENTITY_TYPE / ENTITY_NAME of bulk and API rows
+            rows_processed      BIGINT,
+            edge_location       VARCHAR,            -- CDN edge (P4)
+            cache_status        VARCHAR,
+            created_at          TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+
+        CREATE TABLE sf_prefixes (
+            prefix      VARCHAR PRIMARY KEY,
+            object_name VARCHAR NOT NULL,
+            origin      VARCHAR NOT NULL,        -- describe (learned from an org)
+            instance    VARCHAR,
+            learned_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+
+        CREATE TABLE pull_checkpoints (
+            instance        VARCHAR PRIMARY KEY,  -- instance URL (no credentials)
+            last_created    VARCHAR NOT NULL,     -- CreatedDate of the newest fully stored file
+            last_id         VARCHAR,
+            updated_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+
+        CREATE TABLE pulled_files (
+            log_id        VARCHAR PRIMARY KEY,    -- EventLogFile Id
+            instance      VARCHAR NOT NULL,
+            event_type    VARCHAR,
+            log_date      VARCHAR,
+            created_date  VARCHAR NOT NULL,
+            interval      VARCHAR,
+            sequence      INTEGER,
+            path          VARCHAR,
+            size          BIGINT,
+            sha256        VARCHAR,
+            status        VARCHAR NOT NULL,       -- downloading | stored | scanned | failed
+            error         VARCHAR,
+            updated_at    TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        """
+    )
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (m001_initial, m002_source_entity_counts, m003_context_events_salesforce)
 
 
 def migration_version(migration: Migration) -> int:

@@ -1,0 +1,1 @@
+"""Subcommands other than ``scan``: one module each, registered by :mod:`leakwatch.cli`."""

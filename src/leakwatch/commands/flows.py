@@ -1,0 +1,15 @@
+"""``leakwatch flows``: placeholder until its issue-3 work lands (registered so the CLI wiring is fixed)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("flows", help="(not yet available)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    from leakwatch.errors import UsageError
+
+    raise UsageError("'leakwatch flows' is not available yet")
