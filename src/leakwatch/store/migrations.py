@@ -215,7 +215,36 @@ def m003_context_events_salesforce(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (m001_initial, m002_source_entity_counts, m003_context_events_salesforce)
+def m004_alerts(con: duckdb.DuckDBPyConnection) -> None:
+    """Alerts raised by the failure-pattern detectors (P1–P4, bulk exports, API volume): what a
+    responder triages and what incidents are later opened from. ``evidence`` is JSON with the
+    finding and event ids behind the alert; ``summary`` holds masked values only. ``alert_key``
+    identifies the same alert across re-runs, so running the detectors twice adds nothing."""
+    con.execute(
+        """
+        CREATE SEQUENCE alerts_seq START 1;
+        CREATE TABLE alerts (
+            alert_id     BIGINT NOT NULL DEFAULT nextval('alerts_seq'),
+            alert_key    VARCHAR NOT NULL,
+            scan_id      BIGINT,
+            pattern      VARCHAR NOT NULL,   -- P1_key_exposed | P1_gateway_bypass | P2_bulk_then_ai | P3_prompt_pii | P4_cdn_region | bulk_export | api_volume
+            severity     VARCHAR NOT NULL,
+            severity_rank TINYINT NOT NULL,
+            ts           TIMESTAMPTZ,        -- when it happened (from the logs), if known
+            actor_hash   VARCHAR,
+            dest_vendor  VARCHAR,
+            dest_region  VARCHAR,
+            summary      VARCHAR NOT NULL,
+            evidence     VARCHAR,            -- JSON: {"findings": [...], "events": [...], ...}
+            created_at   TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        """
+    )
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    m001_initial, m002_source_entity_counts, m003_context_events_salesforce, m004_alerts,
+)
 
 
 def migration_version(migration: Migration) -> int:
