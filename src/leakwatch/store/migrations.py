@@ -148,6 +148,7 @@ def m003_context_events_salesforce(con: duckdb.DuckDBPyConnection) -> None:
         ALTER TABLE findings ADD COLUMN sf_object VARCHAR;
         ALTER TABLE findings ADD COLUMN sf_field VARCHAR;
         ALTER TABLE findings ADD COLUMN actor_hash VARCHAR;
+        ALTER TABLE findings ADD COLUMN prompt_role VARCHAR;   -- system | user | assistant | tool, for LLM message content
 
         ALTER TABLE sources ADD COLUMN format VARCHAR;
         ALTER TABLE sources ADD COLUMN parse_problems BIGINT DEFAULT 0;
