@@ -40,14 +40,17 @@ def count_newlines(buf):
 
 def build_rows(data, Py_ssize_t limit, list recs, list rule_idx, list starts, list ends, list line_starts,
                list eval_plans, list out_plans, bytes key, bint store_raw, Py_ssize_t first_line,
-               Py_ssize_t first_off, list header, column_at):
-    """Rows (tuples in BATCH_COLUMNS order) for the matches of one chunk."""
+               Py_ssize_t first_off, list header, column_at, field_of=None):
+    """Rows (tuples in BATCH_COLUMNS order) for the matches of one chunk.
+
+    ``field_of(line_start, offset)``, when given, names the field (as its format writes it) that
+    holds byte ``offset`` of the record starting at ``line_start``, or returns None."""
     cdef list rows = []
     cdef Py_ssize_t i, m = len(recs), rec, ri, s, e, ls, cur_ls = -1, nl, vs, ve, off, ln
     cdef bytes line = b""
     cdef bint csv_line = False
     cdef double base, s_val, s_ctx, conf
-    cdef object plan, m_, validator, ctx, field, value
+    cdef object plan, m_, validator, ctx, field, value, path
     for i in range(m):
         rec = recs[i]
         ri = rule_idx[i]
@@ -90,9 +93,13 @@ def build_rows(data, Py_ssize_t limit, list recs, list rule_idx, list starts, li
                 continue
             else:
                 s_val = penalty
+        if field is None and field_of is not None:
+            field = field_of(cur_ls, vs)
         if field is None:
             field = field_before(line, vs)
+            path = field
         else:
+            path = field
             field = _normalized(field)
         s_ctx = 0.0
         if ctx is not None:
@@ -111,5 +118,5 @@ def build_rows(data, Py_ssize_t limit, list recs, list rule_idx, list starts, li
         off = first_off if rec == 0 else 0
         rows.append((first_line + rec, vs + off, ve + off, rule_id, entity, conf, base, s_val, s_ctx, severity,
                      rank, field, mask(value), _hmac_digest(key, normalize(value), "sha256").hex(),
-                     value.decode("utf-8", "backslashreplace") if store_raw else None))
+                     value.decode("utf-8", "backslashreplace") if store_raw else None, path))
     return rows

@@ -27,7 +27,7 @@ from leakwatch.sources.files import Chunk
 BATCH_COLUMNS = (
     "line", "start_byte", "end_byte", "rule_id", "entity", "confidence", "score_base",
     "score_validator", "score_context", "severity", "severity_rank", "field", "masked",
-    "value_hash", "raw_value",
+    "value_hash", "raw_value", "field_path",
 )
 
 # A CSV header: 3+ comma-separated identifiers, optionally quoted (EventLogFile, report exports).
@@ -125,15 +125,21 @@ class Detector:
         return _columns(self.rows(hits.data, len(hits.data), hits.result, hits.first_line, hits.first_line_offset,
                                   header))
 
-    def rows(self, data, limit: int, res, first_line: int, first_off: int, header: list[str] | None) -> list[tuple]:
-        """Score, mask and hash the matches ``res`` of ``data[:limit]``: one tuple per finding."""
+    def rows(self, data, limit: int, res, first_line: int, first_off: int, header: list[str] | None,
+             field_of=None) -> list[tuple]:
+        """Score, mask and hash the matches ``res`` of ``data[:limit]``: one tuple per finding.
+
+        ``field_of(line_start, offset)`` names the field holding a value when the record's format
+        is known (see :mod:`leakwatch.detect.enrich`); otherwise the key before the value is used.
+        """
         if self.compiled:
             return build_rows(data, limit, res.record.tolist(), res.rule.tolist(), res.start.tolist(),
                               res.end.tolist(), res.line_start.tolist(), self.evaluator._plans, self._plans,
-                              self.key, self.store_raw, first_line + 1, first_off, header, column_at)
+                              self.key, self.store_raw, first_line + 1, first_off, header, column_at, field_of)
         rows: list[tuple] = []
         add = rows.append
         evaluate = self.evaluator.evaluate
+        value_start = self.evaluator.value_start
         plans = self._plans
         key = self.key
         store_raw = self.store_raw
@@ -160,16 +166,21 @@ class Detector:
                 ci = column_at(line, s)
                 if ci < len(csv_header):
                     field = csv_header[ci]
-            v = evaluate(ri, line, s, e if e <= len(line) else len(line), field)
+            e = e if e <= len(line) else len(line)
+            if field is None and field_of is not None:
+                # The field holding the value, not the match: a rule's value group may start later.
+                field = field_of(cur_ls, value_start(ri, line, s, e))
+            v = evaluate(ri, line, s, e, field)
             if v is None:
                 continue
             vs, ve, conf, sb, sv, sc, fld = v
+            path = field if field is not None else fld
             rule_id, entity, severity, rank, mask, normalize = plans[ri]
             value = line[vs:ve]
             off = first_off if rec == 0 else 0
             add((first_line + rec, vs + off, ve + off, rule_id, entity, conf, sb, sv, sc, severity, rank, fld,
                  mask(value), keyed_hash(key, normalize(value)),
-                 value.decode("utf-8", "backslashreplace") if store_raw else None))
+                 value.decode("utf-8", "backslashreplace") if store_raw else None, path))
         return rows
 
     def _column_candidates(self, rows: list, chunk: Chunk, column_rules, header, file_start: bool) -> None:
@@ -202,7 +213,7 @@ class Detector:
                     rows.append((ln, at, at + len(written), rule_id, entity, min(1.0, base + boost), base, 0.0, boost,
                                  severity, rank, normalize_field(header[ci]), mask(raw), keyed_hash(key, normalize(raw)),
                                  # raw_value is the cell as written, like every finding's [start, end)
-                                 written.decode("utf-8", "backslashreplace") if store_raw else None))
+                                 written.decode("utf-8", "backslashreplace") if store_raw else None, header[ci]))
 
 
 class ScannerPool:

@@ -69,6 +69,15 @@ class Evaluator:
             )
         self._plans = plans
 
+    def value_start(self, rule_index: int, line: bytes, start: int, end: int) -> int:
+        """Where the value of the match ``line[start:end]`` begins (its ``value`` group, if any)."""
+        value_rx, group = self._plans[rule_index][:2]
+        if value_rx is not None:
+            m = value_rx.match(line, start, end)
+            if m is not None and m.start(group) >= 0:
+                return m.start(group)
+        return start
+
     def evaluate(self, rule_index: int, line: bytes, start: int, end: int, field: str | None = None) -> Verdict | None:
         """Score the match ``line[start:end]`` of rule ``rule_index``; ``None`` means drop it.
 

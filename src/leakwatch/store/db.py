@@ -418,17 +418,22 @@ class Store:
         content_hash: str | None,
         error: str | None = None,
         entity_counts: list[tuple[str, str, int, int]] | None = None,
+        fmt: str | None = None,
+        parse_problems: int = 0,
     ) -> None:
         """Close a source with its final ``status`` (ok, error, skipped, unchanged) and counts;
-        ``entity_counts`` are (entity, severity, severity_rank, findings) detected in the file."""
+        ``entity_counts`` are (entity, severity, severity_rank, findings) detected in the file,
+        ``fmt`` the format it was read as and ``parse_problems`` the records that did not parse
+        as that format (they were scanned as text)."""
         if status not in SOURCE_STATUSES or status == "running":
             raise ValueError(f"bad source status {status!r}")
         counts = json.dumps([list(c) for c in entity_counts]) if entity_counts is not None else None
         with self._write(f"finish source {source_id}") as con:
             con.execute(
                 "UPDATE sources SET status = ?, n_records = ?, n_findings = ?, content_hash = ?,"
-                " error = ?, entity_counts = ?, finished_at = current_timestamp WHERE source_id = ?",
-                [status, n_records, n_findings, content_hash, error, counts, source_id],
+                " error = ?, entity_counts = ?, format = ?, parse_problems = ?, finished_at = current_timestamp"
+                " WHERE source_id = ?",
+                [status, n_records, n_findings, content_hash, error, counts, fmt, parse_problems, source_id],
             )
 
     def unchanged_counts(self, path: str | Path, size: int, mtime_ns: int,
@@ -465,6 +470,13 @@ class Store:
         """
         with self._write(f"store findings from {source_path}") as con:
             return ingest.insert_findings(con, scan_id, source_id, str(source_path), batch)
+
+    def insert_events(self, scan_id: int, source_id: int, source_path: str | Path, rows: list[tuple]) -> int:
+        """Store event rows (see :data:`leakwatch.store.ingest.EVENT_COLUMNS`); return how many were new."""
+        if not rows:
+            return 0
+        with self._write(f"store events from {source_path}") as con:
+            return ingest.insert_events(con, scan_id, source_id, str(source_path), rows)
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file now (DuckDB also does this on close)."""

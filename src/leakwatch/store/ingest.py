@@ -38,11 +38,38 @@ FINDING_COLUMNS: Final[dict[str, str]] = {
     "masked": "VARCHAR",
     "value_hash": "VARCHAR",
     "raw_value": "VARCHAR",
+    # What the record's format says about the finding (m003); NULL where nothing is known.
+    "field_path": "VARCHAR",
+    "ts": "EPOCH",  # float seconds since 1970 UTC, NaN for unknown; stored as TIMESTAMPTZ
+    "format": "VARCHAR",
+    "detector": "VARCHAR",
+    "dest_host": "VARCHAR",
+    "dest_vendor": "VARCHAR",
+    "dest_region": "VARCHAR",
+    "dest_jurisdiction": "VARCHAR",
+    "residency_violation": "TRISTATE",  # int8: 1 true, 0 false, -1 unknown
+    "sf_object": "VARCHAR",
+    "sf_field": "VARCHAR",
+    "actor_hash": "VARCHAR",
+    "prompt_role": "VARCHAR",
 }
 
 #: Keys a batch may leave out; their column is then NULL. ``raw_value`` is stored only when the
 #: user asked for raw values, so it is usually absent.
-OPTIONAL_COLUMNS: Final = frozenset({"field", "raw_value"})
+OPTIONAL_COLUMNS: Final = frozenset({
+    "field", "raw_value", "field_path", "ts", "format", "detector", "dest_host", "dest_vendor", "dest_region",
+    "dest_jurisdiction", "residency_violation", "sf_object", "sf_field", "actor_hash", "prompt_role",
+})
+
+
+def _sql_expr(key: str, sql_type: str, present: bool) -> str:
+    """How a batch column becomes a table value (the two encoded types have no NULL in NumPy)."""
+    if sql_type == "EPOCH":
+        return f"CASE WHEN isnan(b.{key}) THEN NULL ELSE to_timestamp(b.{key}) END" if present \
+            else "CAST(NULL AS TIMESTAMPTZ)"
+    if sql_type == "TRISTATE":
+        return f"CASE WHEN b.{key} < 0 THEN NULL ELSE b.{key} > 0 END" if present else "CAST(NULL AS BOOLEAN)"
+    return f"CAST(b.{key} AS {sql_type})" if present else f"CAST(NULL AS {sql_type})"
 
 #: What makes two findings the same; the batch-side part is everything but ``source_path``.
 DEDUP_KEY: Final = ("source_path", "line", "start_byte", "rule_id", "value_hash")
@@ -114,7 +141,7 @@ def _insert_sql(present: list[str], prior_source_ids: list[int], dedupe_batch: b
     targets = ["scan_id", "source_id", "source_path", *FINDING_COLUMNS]
     exprs = ["CAST($scan_id AS BIGINT)", "CAST($source_id AS BIGINT)", "CAST($path AS VARCHAR)"]
     for key, sql_type in FINDING_COLUMNS.items():
-        exprs.append(f"CAST(b.{key} AS {sql_type})" if key in present else f"CAST(NULL AS {sql_type})")
+        exprs.append(_sql_expr(key, sql_type, key in present))
     source = f"(SELECT DISTINCT ON (line, start_byte, rule_id, value_hash) * FROM {_VIEW})" if dedupe_batch else _VIEW
     ids = ", ".join(str(int(i)) for i in prior_source_ids)
     return f"""
@@ -167,4 +194,77 @@ def insert_findings(
         row = con.execute(_insert_sql(list(cols), prior, may_repeat_keys(cols)), params).fetchone()
     finally:
         con.unregister(_VIEW)
+    return int(row[0]) if row else 0
+
+
+#: Event batch key → SQL type of the ``events`` column it fills (see m003).
+EVENT_COLUMNS: Final[dict[str, str]] = {
+    "line": "BIGINT",
+    "ts": "EPOCH",
+    "format": "VARCHAR",
+    "kind": "VARCHAR",
+    "event_type": "VARCHAR",
+    "actor_hash": "VARCHAR",
+    "actor_masked": "VARCHAR",
+    "app": "VARCHAR",
+    "url_host": "VARCHAR",
+    "url_path": "VARCHAR",
+    "status": "BIGINT",  # -1 for unknown
+    "dest_vendor": "VARCHAR",
+    "dest_region": "VARCHAR",
+    "dest_jurisdiction": "VARCHAR",
+    "residency_violation": "TRISTATE",
+    "via_gateway": "TRISTATE",
+    "sf_object": "VARCHAR",
+    "rows_processed": "BIGINT",  # -1 for unknown
+    "edge_location": "VARCHAR",
+    "cache_status": "VARCHAR",
+}
+
+_EVENTS_VIEW: Final = "_leakwatch_events_batch"
+
+
+def insert_events(con: duckdb.DuckDBPyConnection, scan_id: int, source_id: int, source_path: str,
+                  rows: list[tuple]) -> int:
+    """Insert event rows (tuples in :data:`EVENT_COLUMNS` order) in one statement; return how many
+    were new. An event is identified by (source_path, line, kind): a re-scan of a changed file
+    adds only the events of lines that are new."""
+    if not rows:
+        return 0
+    cols: dict[str, np.ndarray] = {}
+    for i, (key, sql_type) in enumerate(EVENT_COLUMNS.items()):
+        values = [r[i] for r in rows]
+        if sql_type == "VARCHAR":
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = values
+        elif sql_type == "EPOCH":
+            arr = np.asarray(values, dtype=np.float64)
+        elif sql_type == "TRISTATE":
+            arr = np.asarray(values, dtype=np.int8)
+        else:
+            arr = np.asarray(values, dtype=np.int64)
+        cols[key] = arr
+    exprs = []
+    for key, sql_type in EVENT_COLUMNS.items():
+        if sql_type == "BIGINT" and key != "line":
+            exprs.append(f"CASE WHEN b.{key} < 0 THEN NULL ELSE b.{key} END")
+        else:
+            exprs.append(_sql_expr(key, sql_type, True))
+    sql = f"""
+        INSERT INTO events (scan_id, source_id, source_path, {', '.join(EVENT_COLUMNS)})
+        SELECT CAST($scan_id AS BIGINT), CAST($source_id AS BIGINT), CAST($path AS VARCHAR), {', '.join(exprs)}
+        FROM (SELECT DISTINCT ON (line, kind) * FROM {_EVENTS_VIEW}) AS b
+        WHERE NOT EXISTS (
+            SELECT 1 FROM events AS e
+            WHERE e.source_path = $path AND e.line BETWEEN $line_lo AND $line_hi
+              AND e.line = b.line AND e.kind = b.kind
+        )
+    """
+    params = {"scan_id": scan_id, "source_id": source_id, "path": str(source_path),
+              "line_lo": int(cols["line"].min()), "line_hi": int(cols["line"].max())}
+    con.register(_EVENTS_VIEW, cols)
+    try:
+        row = con.execute(sql, params).fetchone()
+    finally:
+        con.unregister(_EVENTS_VIEW)
     return int(row[0]) if row else 0
