@@ -428,12 +428,19 @@ def _build_rule(raw: _Mapping, source: str) -> Rule:
 # --- loading -----------------------------------------------------------------------------------
 
 
+# Data files that live beside the rules in rules/ but are not rule files: the AI-endpoint
+# registry (leakwatch.detect.egress) and the Salesforce field map (leakwatch.detect.salesforce).
+# A directory load skips them; naming one explicitly as a rule file still reports its errors.
+NOT_RULE_FILES = frozenset({"ai_endpoints.yaml", "salesforce_fields.yaml"})
+
+
 def _rule_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     files: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            files.extend(sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file()))
+            files.extend(sorted(f for f in p.iterdir()
+                                if f.suffix in (".yaml", ".yml") and f.is_file() and f.name not in NOT_RULE_FILES))
         else:
             files.append(p)
     return files
