@@ -1,0 +1,897 @@
+"""Failure-pattern detectors: what went wrong around the findings, as alerts a responder triages.
+
+Each detector is one DuckDB query over ``findings`` and ``events`` (schema m003) that returns one
+row per alert; Python only turns rows into :class:`Alert` objects and stores them in ``alerts``
+(m004). The detectors and what one alert stands for:
+
+``P1_key_exposed``
+    An AI-service credential seen in logs or in an exported custom setting: one alert per
+    credential (``value_hash``). Critical when it sits in a ``…__c`` field of an export (an
+    org-wide custom setting: everyone with export rights holds the key) or in more than one file.
+``P1_gateway_bypass``
+    AI calls that did not go through the AI gateway (``via_gateway = false``; unknown is not
+    flagged): one alert per caller (actor, else connected app) × vendor × host.
+``P2_bulk_then_ai``
+    A bulk read of customer objects followed within ``window_minutes`` by an AI call from the
+    same user or the same connected app: one alert per bulk job row, listing the calls.
+``P3_prompt_pii``
+    Customer identifiers inside LLM prompts: one alert per destination host (or, when the
+    destination is unknown, per logging system, i.e. per file name with rotation digits folded),
+    with entity and role counts. A system prompt is sent with every request, so PII there is the
+    worst case.
+``P4_cdn_region``
+    AI-generated content served from CDN edges whose jurisdiction is not allowed: one alert per
+    host × jurisdiction, listing the edges. An edge that cannot be placed is not allowed either
+    (the residency rule for AI calls), but is only medium: it mostly means the edge table lacks it.
+``bulk_export``
+    ReportExport rows and Bulk API result downloads: one alert per caller per UTC day. A download
+    known to have fewer than ``bulk_min_rows`` rows does not count; ReportExport rows carry no
+    row count, so each counts, and the day is high only when known rows reach ``bulk_min_rows``.
+``api_volume``
+    An hour in which a caller made unusually many API calls compared with its own history.
+    The statistic: calls per UTC hour per caller; the baseline of hour *h* is the **median** of
+    the caller's hourly counts over the ``api_volume_baseline_days`` before *h*, counting only
+    hours in which it made at least one call (quiet hours left out, so the baseline is
+    conservative: a caller active 9-to-5 is compared with its working hours, not with its
+    nights). *h* is unusual when ``count >= api_volume_factor × median`` and
+    ``count >= api_volume_min_events``, and only once at least ``api_volume_min_baseline_hours``
+    such hours precede it. The median, not the mean, so one earlier burst does not raise the bar
+    for the next one.
+
+Alerts are deduplicated by :attr:`Alert.alert_key`, a hash of what identifies the alert (the
+credential's hash, the caller and host, the bulk row's content, ...), never of its counts, so
+re-running the detectors adds nothing. When a re-run finds more evidence for a stored alert, its
+row is refreshed (summary, evidence, and severity, which only ever rises); an alert whose severity
+rose is returned again with :attr:`Alert.escalated_from` set.
+
+Nothing here reads ``raw_value``. Summaries carry masked previews, entity names, hosts, objects
+and counts; evidence carries ids and aggregates.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+import duckdb
+
+from leakwatch.detect.rules import Rule, Severity
+from leakwatch.errors import StoreError, UsageError
+from leakwatch.store.db import private_umask
+
+PATTERNS: Final = (
+    "P1_key_exposed", "P1_gateway_bypass", "P2_bulk_then_ai", "P3_prompt_pii", "P4_cdn_region",
+    "bulk_export", "api_volume",
+)
+
+#: Entities of the shipped rules tagged ``credential`` and ``ai`` (see :func:`entities_tagged`;
+#: a test keeps this in step with ``rules/secrets.yaml``).
+AI_CREDENTIAL_ENTITIES: Final = (
+    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "HUGGINGFACE_TOKEN", "GROQ_API_KEY",
+    "REPLICATE_API_TOKEN", "COHERE_API_KEY", "MISTRAL_API_KEY", "AZURE_API_KEY",
+)
+
+#: Entities of the shipped rules tagged ``credential``: never customer data (P3 leaves them to P1).
+CREDENTIAL_ENTITIES: Final = (
+    *AI_CREDENTIAL_ENTITIES, "PRIVATE_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+    "AZURE_STORAGE_KEY", "BEARER_TOKEN", "BASIC_AUTH_CREDENTIALS", "JWT", "PASSWORD", "API_KEY",
+    "SALESFORCE_SESSION_ID",
+)
+
+#: The vendor a credential belongs to, for alerts whose records name no destination.
+_CREDENTIAL_VENDOR: Final = {
+    "OPENAI_API_KEY": "openai", "ANTHROPIC_API_KEY": "anthropic", "GOOGLE_API_KEY": "google",
+    "HUGGINGFACE_TOKEN": "huggingface", "GROQ_API_KEY": "groq", "REPLICATE_API_TOKEN": "replicate",
+    "COHERE_API_KEY": "cohere", "MISTRAL_API_KEY": "mistral", "AZURE_API_KEY": "azure",
+}
+
+# A generic credential (API_KEY, BEARER_TOKEN, a bare token found by a column rule) counts as an
+# AI credential when the field holding it names an AI service: `OpenAI_API_Key__c`,
+# `headers.x-anthropic-key`, `llm_token`. Matched against the lower-cased field path.
+_AI_FIELD_RE: Final = (
+    r"openai|open_ai|anthropic|claude|gemini|vertex_?ai|bedrock|cohere|mistral|groq|hugging_?face"
+    r"|replicate|perplexity|deepseek|together_?ai|fireworks|gpt|llm|genai|gen_ai"
+    r"|(^|[^a-z])ai[_.-]?(api|key|token|secret)"
+)
+
+# LLM request bodies, by their documented shapes: OpenAI/Anthropic `messages[i].content` (or its
+# parts' `.text`), OpenAI Responses `input[i].content[j].text`, Gemini `contents[i].parts[j].text`
+# and `systemInstruction.parts[j].text`. These paths mean "prompt" wherever they appear.
+_LLM_PATH_RE: Final = (
+    r"(^|\.)(messages|input)\[\d+\]\.content(\[\d+\]\.text)?$"
+    r"|(^|\.)contents\[\d+\]\.parts\[\d+\]\.text$"
+    r"|(^|\.)system_?instruction\.parts\[\d+\]\.text$"
+)
+# Bare names that are a prompt only in a record sent to an AI endpoint (dest_vendor known):
+# `prompt` (completions), `system` (Anthropic), `instructions` (OpenAI Responses), `input`.
+_PROMPT_PATH_RE: Final = r"(^|\.)(prompt|system|instructions|input)$"
+# Paths that are a system prompt by the API's definition, when the reader gave no role.
+_SYSTEM_PATH_RE: Final = r"(^|\.)(system|instructions|system_?instruction\.parts\[\d+\]\.text)$"
+
+# Bulk operations that write rather than read (BulkApi OPERATION_TYPE); anything else — query,
+# queryAll, a result download, or no operation known — counts as a read for P2.
+_BULK_WRITE_RE: Final = r"insert|update|upsert|delete"
+
+#: At most this many finding/event ids go into one alert's evidence (the totals are kept).
+MAX_EVIDENCE_IDS: Final = 100
+
+#: Common CDN points of presence (IATA airport codes, as CloudFront, Cloudflare and Fastly name
+#: their edges) → jurisdiction, in the AI-endpoint registry's codes: ``EU`` for EU member states,
+#: otherwise the country (``UK``, ``CH``, ``NO``: European but outside the EU).
+DEFAULT_EDGE_JURISDICTIONS: Final[Mapping[str, str]] = {
+    **dict.fromkeys(
+        ("FRA", "MUC", "DUS", "HAM", "BER", "TXL", "AMS", "CDG", "ORY", "MRS", "MAD", "BCN", "LIS",
+         "MXP", "MIL", "LIN", "FCO", "PMO", "ARN", "CPH", "HEL", "DUB", "WAW", "VIE", "BRU", "PRG",
+         "BUD", "OTP", "SOF", "ZAG", "ATH", "LUX", "TLL", "RIX", "VNO", "BTS", "LJU", "MLA"),
+        "EU",
+    ),
+    **dict.fromkeys(("LHR", "LON", "LCY", "MAN", "EDI", "LGW"), "UK"),
+    **dict.fromkeys(("ZRH", "GVA"), "CH"),
+    "OSL": "NO", "IST": "TR",
+    **dict.fromkeys(
+        ("IAD", "JFK", "EWR", "LGA", "BOS", "PHL", "ATL", "MIA", "ORD", "DFW", "IAH", "DEN", "PHX",
+         "LAX", "SFO", "SJC", "SEA", "MSP", "DTW", "SLC", "LAS", "HIO", "PDX", "CMH", "BNA"),
+        "US",
+    ),
+    **dict.fromkeys(("YUL", "YYZ", "YTO", "YVR"), "CA"),
+    **dict.fromkeys(("GRU", "GIG"), "BR"),
+    **dict.fromkeys(("MEX", "QRO"), "MX"),
+    **dict.fromkeys(("NRT", "HND", "KIX"), "JP"),
+    **dict.fromkeys(("BOM", "DEL", "MAA", "BLR", "HYD"), "IN"),
+    **dict.fromkeys(("SYD", "MEL", "PER", "BNE"), "AU"),
+    "SIN": "SG", "HKG": "HK", "ICN": "KR", "TPE": "TW", "JNB": "ZA", "CPT": "ZA", "DXB": "AE",
+    "TLV": "IL", "SCL": "CL", "EZE": "AR", "LIM": "PE", "BOG": "CO", "AKL": "NZ", "CGK": "ID", "KUL": "MY",
+    "BKK": "TH", "MNL": "PH",
+}
+
+_EDGE_CODE_RE: Final = re.compile(r"[A-Za-z]{3}(?![A-Za-z])")
+
+#: What a jurisdiction mapping returns for an edge it cannot place (the registry's word too).
+UNKNOWN_JURISDICTION: Final = "UNKNOWN"
+# Allowing a group allows its members: the EEA is the EU plus Norway, Iceland and Liechtenstein
+# (the same rule as the residency check of AI calls).
+_JURISDICTION_GROUPS: Final = {"EEA": frozenset({"EU", "EEA", "NO", "IS", "LI"})}
+
+
+def _jurisdiction_allowed(jurisdiction: str, allowed: Iterable[str]) -> bool:
+    j = jurisdiction.upper()
+    if j == UNKNOWN_JURISDICTION:
+        return False
+    return any(a.upper() == j or j in _JURISDICTION_GROUPS.get(a.upper(), ()) for a in allowed)
+
+
+def default_edge_jurisdiction(edge: str) -> str | None:
+    """The jurisdiction of a CDN edge from :data:`DEFAULT_EDGE_JURISDICTIONS`, or None.
+
+    Reads the airport code CDNs put in their edge names: CloudFront ``FRA56-P1``, Cloudflare's
+    colo ``CDG``, Fastly's ``cache-fra-eddf8230042-FRA``. The leading code wins; otherwise the
+    first three-letter token that is a known POP.
+    """
+    text = edge.strip()
+    lead = _EDGE_CODE_RE.match(text)
+    if lead and lead.group().upper() in DEFAULT_EDGE_JURISDICTIONS:
+        return DEFAULT_EDGE_JURISDICTIONS[lead.group().upper()]
+    for token in re.split(r"[^A-Za-z0-9]+", text):
+        m = _EDGE_CODE_RE.match(token)
+        if m and len(token) == 3 and token.upper() in DEFAULT_EDGE_JURISDICTIONS:
+            return DEFAULT_EDGE_JURISDICTIONS[token.upper()]
+    return None
+
+
+def entities_tagged(rules: Iterable[Rule], *tags: str) -> tuple[str, ...]:
+    """Entities of the rules that carry every tag in ``tags``, sorted and unique: e.g.
+    ``entities_tagged(rules, "credential", "ai")`` for :attr:`PatternSettings.ai_credential_entities`
+    when users add their own credential rules."""
+    want = set(tags)
+    return tuple(sorted({r.entity for r in rules if want <= set(r.tags)}))
+
+
+@dataclass(frozen=True)
+class PatternSettings:
+    """What the detectors look for. Every field has a default that suits a Salesforce org."""
+
+    #: P2: how long after a bulk read an AI call still counts as following it.
+    window_minutes: int = 60
+    #: P2: the smallest bulk read (rows) worth an alert; bulk_export: rows that make a day "high".
+    bulk_min_rows: int = 1000
+    #: P2: objects whose bulk read matters (case-insensitive Salesforce API names).
+    bulk_objects: tuple[str, ...] = ("Contact", "Lead", "Account")
+    #: api_volume: how many times the caller's median hour an hour must reach.
+    api_volume_factor: float = 3.0
+    #: api_volume: the fewest calls in an hour that can be unusual (ignores 2 → 7 calls).
+    api_volume_min_events: int = 50
+    #: api_volume: active hours of history needed before a caller's hours are judged.
+    api_volume_min_baseline_hours: int = 12
+    #: api_volume: how far back the baseline reaches (4 weeks: weekly rhythms, recent habits).
+    api_volume_baseline_days: int = 28
+    #: P4: jurisdictions where AI-generated content may be served (``EU``, ``EEA``, ``UK``...;
+    #: ``EEA`` also allows EU, NO, IS, LI).
+    allowed_jurisdictions: tuple[str, ...] = ("EU",)
+    #: P4: maps an edge location to a jurisdiction, None or ``"unknown"`` when it cannot;
+    #: defaults to :func:`default_edge_jurisdiction` (``EgressRegistry.edge_jurisdiction`` fits).
+    edge_jurisdiction: Callable[[str], str | None] | None = None
+    #: P4: when not empty, the edges allowed to serve AI content, as prefixes of the edge name
+    #: (``FRA`` allows ``FRA56-P1``), instead of the jurisdiction test.
+    allowed_edges: tuple[str, ...] = ()
+    #: P1: entities that are AI-service credentials whatever field they sit in.
+    ai_credential_entities: tuple[str, ...] = AI_CREDENTIAL_ENTITIES
+    #: P1: credentials that count as AI credentials in an AI-named field; P3: never customer data.
+    credential_entities: tuple[str, ...] = CREDENTIAL_ENTITIES
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("window_minutes", self.window_minutes > 0, "a positive number of minutes"),
+            ("bulk_min_rows", self.bulk_min_rows >= 0, "zero or more rows"),
+            ("api_volume_factor", self.api_volume_factor >= 1, "a factor of 1 or more"),
+            ("api_volume_min_events", self.api_volume_min_events >= 1, "one or more events"),
+            ("api_volume_min_baseline_hours", self.api_volume_min_baseline_hours >= 1, "one or more hours"),
+            ("api_volume_baseline_days", self.api_volume_baseline_days >= 1, "one or more days"),
+        )
+        for name, ok, want in checks:
+            if not ok:
+                raise UsageError(f"pattern setting {name} = {getattr(self, name)!r}: must be {want}")
+        for name in ("bulk_objects", "allowed_jurisdictions", "allowed_edges", "ai_credential_entities",
+                     "credential_entities"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise UsageError(f"pattern setting {name} = {value!r}: must be a list of names")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert as stored in ``alerts``. ``summary`` is one line of masked facts; ``evidence``
+    is JSON-ready (ids of the findings/events behind it, counts, first/last times in ISO 8601)."""
+
+    alert_key: str
+    pattern: str
+    severity: Severity
+    ts: datetime | None
+    actor_hash: str | None
+    dest_vendor: str | None
+    dest_region: str | None
+    summary: str
+    evidence: dict[str, Any] = field(compare=False)
+    scan_id: int | None = None
+    #: Set once stored.
+    alert_id: int | None = None
+    #: The stored severity when a re-run raised it; None for a new alert.
+    escalated_from: Severity | None = None
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _db_label(con: duckdb.DuckDBPyConnection) -> str:
+    try:
+        row = con.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchone()
+        return row[0] if row and row[0] else "database"
+    except duckdb.Error:
+        return "database"
+
+
+def _rows(
+    con: duckdb.DuckDBPyConnection, what: str, sql: str, params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    try:
+        cur = con.execute(sql, dict(params or {}))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+    except duckdb.Error as e:
+        raise StoreError(f"{_db_label(con)}: cannot {what}: {e}") from e
+
+
+def _key(pattern: str, *parts: object) -> str:
+    """A stable alert key: the pattern and a hash of what identifies the alert."""
+    text = "\x1f".join(
+        "" if p is None else (p.isoformat() if isinstance(p, (datetime, date)) else str(p)) for p in parts
+    )
+    return f"{pattern}:{hashlib.sha256(text.encode('utf-8')).hexdigest()[:32]}"
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    if ts is None:
+        return None
+    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _iso(ts: datetime | None) -> str | None:
+    ts = _utc(ts)
+    return ts.isoformat().replace("+00:00", "Z") if ts else None
+
+
+def _ids(ids: Sequence[int] | None) -> list[int]:
+    return [int(i) for i in (ids or [])][:MAX_EVIDENCE_IDS]
+
+
+def _counts(hist: Mapping[str, int] | None) -> dict[str, int]:
+    """A DuckDB histogram as a plain dict, largest first."""
+    items = sorted((hist or {}).items(), key=lambda kv: (-kv[1], str(kv[0])))
+    return {str(k): int(v) for k, v in items}
+
+
+def _count_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} x{v}" for k, v in counts.items())
+
+
+def _who(actor_masked: str | None, actor_hash: str | None, app: str | None) -> str:
+    """A caller as a summary may name it: the masked preview, else a hash prefix, else the app."""
+    if actor_masked:
+        who = f"user {actor_masked}"
+    elif actor_hash:
+        who = f"user #{actor_hash[:8]}"
+    else:
+        return f"app {app}" if app else "an unidentified caller"
+    return f"{who} (app {app})" if app else who
+
+
+def _dest(host: str | None, vendor: str | None, region: str | None) -> str:
+    inner = ", ".join(x for x in (vendor, region) if x)
+    name = host or vendor or "an unknown AI service"
+    return f"{name} ({inner})" if inner and host else name
+
+
+def _span(first: datetime | None, last: datetime | None) -> str:
+    if first is None:
+        return "time unknown"
+    a, b = _iso(first), _iso(last)
+    return a if a == b else f"{a} .. {b}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _dedup_events(where: str) -> str:
+    """Events matching ``where``, one row per (file, line, kind): a file scanned again after it
+    grew must not count its old lines twice."""
+    return f"""
+        SELECT * FROM events WHERE {where}
+        QUALIFY row_number() OVER (PARTITION BY source_path, line, kind ORDER BY event_id DESC) = 1
+    """
+
+
+def _caller_key() -> str:
+    # Group by the user when known, else by the connected app: NULL actor and app merge into one
+    # "unidentified" caller rather than vanishing from GROUP BY's view.
+    return "actor_hash, CASE WHEN actor_hash IS NULL THEN app END AS app_key"
+
+
+# -- detectors ----------------------------------------------------------------------------------
+
+
+def _p1_key_exposed(con: duckdb.DuckDBPyConnection, s: PatternSettings) -> list[Alert]:
+    rows = _rows(
+        con,
+        "look for exposed AI credentials (P1)",
+        """
+        WITH cred AS (
+            SELECT finding_id, source_path, line, ts, entity, masked, value_hash, actor_hash,
+                   dest_vendor, dest_region, coalesce(field_path, sf_field, field) AS fpath,
+                   coalesce(suffix(lower(field_path), '__c') OR suffix(lower(sf_field), '__c'), false)
+                       AS in_setting
+            FROM findings
+            WHERE list_contains($ai, entity)
+               OR (list_contains($cred, entity)
+                   AND regexp_matches(lower(coalesce(field_path, sf_field, field, '')), $ai_field))
+        )
+        SELECT value_hash,
+               arg_min(entity, finding_id) AS entity,
+               arg_min(masked, finding_id) AS masked,
+               count(DISTINCT source_path) AS n_files,
+               count(DISTINCT (source_path, line)) AS n_lines,
+               count(*) AS n_findings,
+               min(ts) AS first_ts, max(ts) AS last_ts,
+               bool_or(in_setting) AS in_setting,
+               list(DISTINCT fpath ORDER BY fpath) FILTER (fpath IS NOT NULL) AS fields,
+               list(DISTINCT source_path ORDER BY source_path) AS files,
+               list(finding_id ORDER BY finding_id) AS ids,
+               mode(actor_hash) AS actor_hash, mode(dest_vendor) AS dest_vendor,
+               mode(dest_region) AS dest_region
+        FROM cred GROUP BY value_hash ORDER BY first_ts NULLS LAST, value_hash
+        """,
+        {"ai": list(s.ai_credential_entities), "cred": list(s.credential_entities), "ai_field": _AI_FIELD_RE},
+    )
+    alerts = []
+    for r in rows:
+        critical = r["in_setting"] or r["n_files"] > 1
+        vendor = r["dest_vendor"] or _CREDENTIAL_VENDOR.get(r["entity"])
+        where = "an exported custom setting" if r["in_setting"] else "logs"
+        summary = (
+            f"{r['entity']} {r['masked'] or ''} exposed in {where}: "
+            f"{_plural(r['n_lines'], 'line')} in {_plural(r['n_files'], 'file')}, {_span(r['first_ts'], r['last_ts'])}"
+        )
+        alerts.append(Alert(
+            alert_key=_key("P1_key_exposed", r["value_hash"]),
+            pattern="P1_key_exposed",
+            severity=Severity.CRITICAL if critical else Severity.HIGH,
+            ts=_utc(r["first_ts"]),
+            actor_hash=r["actor_hash"],
+            dest_vendor=vendor,
+            dest_region=r["dest_region"],
+            summary=summary,
+            evidence={
+                "findings": _ids(r["ids"]), "n_findings": r["n_findings"], "value_hash": r["value_hash"],
+                "entity": r["entity"], "masked": r["masked"], "n_files": r["n_files"],
+                "n_lines": r["n_lines"], "files": r["files"][:MAX_EVIDENCE_IDS], "fields": r["fields"] or [],
+                "in_exported_setting": bool(r["in_setting"]),
+                "first_ts": _iso(r["first_ts"]), "last_ts": _iso(r["last_ts"]),
+            },
+        ))
+    return alerts
+
+
+def _p1_gateway_bypass(con: duckdb.DuckDBPyConnection, s: PatternSettings) -> list[Alert]:
+    rows = _rows(
+        con,
+        "look for AI calls that bypass the gateway (P1)",
+        f"""
+        WITH ai AS ({_dedup_events("kind = 'ai_call' AND via_gateway = false")})
+        SELECT {_caller_key()}, dest_vendor, url_host,
+               count(*) AS n_calls, min(ts) AS first_ts, max(ts) AS last_ts,
+               count(DISTINCT source_path) AS n_files,
+               arg_max(actor_masked, ts) AS actor_masked,
+               list(DISTINCT app ORDER BY app) FILTER (app IS NOT NULL) AS apps,
+               mode(dest_region) AS dest_region,
+               count(*) FILTER (residency_violation) AS n_residency,
+               list(event_id ORDER BY event_id) AS ids
+        FROM ai GROUP BY ALL ORDER BY first_ts NULLS LAST
+        """,
+    )
+    alerts = []
+    for r in rows:
+        who = _who(r["actor_masked"], r["actor_hash"], r["app_key"] or (r["apps"][0] if r["apps"] else None))
+        extra = f", {r['n_residency']} violating residency" if r["n_residency"] else ""
+        summary = (
+            f"{who} called {_dest(r['url_host'], r['dest_vendor'], r['dest_region'])} directly, not via the "
+            f"AI gateway: {_plural(r['n_calls'], 'call')}{extra}, {_span(r['first_ts'], r['last_ts'])}"
+        )
+        alerts.append(Alert(
+            alert_key=_key("P1_gateway_bypass", r["actor_hash"], r["app_key"], r["dest_vendor"], r["url_host"]),
+            pattern="P1_gateway_bypass",
+            # A direct call that also leaves the allowed jurisdiction is both unmonitored and unlawful.
+            severity=Severity.CRITICAL if r["n_residency"] else Severity.HIGH,
+            ts=_utc(r["first_ts"]),
+            actor_hash=r["actor_hash"],
+            dest_vendor=r["dest_vendor"],
+            dest_region=r["dest_region"],
+            summary=summary,
+            evidence={
+                "events": _ids(r["ids"]), "n_calls": r["n_calls"], "n_files": r["n_files"],
+                "url_host": r["url_host"], "apps": r["apps"] or [], "n_residency_violations": r["n_residency"],
+                "first_ts": _iso(r["first_ts"]), "last_ts": _iso(r["last_ts"]),
+            },
+        ))
+    return alerts
+
+
+def _p2_bulk_then_ai(con: duckdb.DuckDBPyConnection, s: PatternSettings) -> list[Alert]:
+    rows = _rows(
+        con,
+        "look for bulk reads followed by AI calls (P2)",
+        f"""
+        WITH bulk AS (
+            SELECT * FROM ({_dedup_events(
+                "kind = 'bulk' AND ts IS NOT NULL AND rows_processed >= $min_rows"
+                " AND list_contains($objects, lower(sf_object))"
+                " AND NOT regexp_matches(lower(coalesce(event_type, '')), $write_ops)")})
+            -- The hourly and the daily EventLogFile of a day hold the same rows: one job row once.
+            QUALIFY row_number() OVER (
+                PARTITION BY ts, actor_hash, app, sf_object, event_type, rows_processed ORDER BY event_id) = 1
+        ),
+        ai AS ({_dedup_events("kind = 'ai_call' AND ts IS NOT NULL")})
+        SELECT b.event_id, b.ts, b.actor_hash, b.actor_masked, b.app, b.sf_object, b.event_type,
+               b.rows_processed,
+               count(*) AS n_calls,
+               count(*) FILTER (a.residency_violation) AS n_residency,
+               list({{'event_id': a.event_id, 'ts': a.ts, 'host': a.url_host, 'vendor': a.dest_vendor,
+                      'region': a.dest_region, 'residency_violation': a.residency_violation,
+                      'via_gateway': a.via_gateway,
+                      'matched_on': CASE WHEN a.actor_hash = b.actor_hash THEN 'actor' ELSE 'app' END}}
+                    ORDER BY coalesce(a.residency_violation, false) DESC, a.ts, a.event_id) AS calls
+        FROM bulk b JOIN ai a
+          ON a.ts >= b.ts AND a.ts <= b.ts + to_minutes(CAST($window AS BIGINT))
+         AND (a.actor_hash = b.actor_hash OR a.app = b.app)
+        GROUP BY ALL ORDER BY b.ts, b.event_id
+        """,
+        {
+            "min_rows": s.bulk_min_rows, "objects": [o.lower() for o in s.bulk_objects],
+            "write_ops": _BULK_WRITE_RE, "window": s.window_minutes,
+        },
+    )
+    alerts = []
+    for r in rows:
+        calls = r["calls"]
+        # Calls are ordered residency violations first, so the first names the worst destination.
+        top = calls[0]
+        hosts = sorted({c["host"] or c["vendor"] or "?" for c in calls})
+        extra = f", {r['n_residency']} violating residency" if r["n_residency"] else ""
+        summary = (
+            f"{_who(r['actor_masked'], r['actor_hash'], r['app'])} bulk-read {r['rows_processed']:,} "
+            f"{r['sf_object']} rows at {_iso(r['ts'])}, then within {s.window_minutes} min made "
+            f"{_plural(r['n_calls'], 'AI call')} to {', '.join(hosts)}{extra}"
+        )
+        alerts.append(Alert(
+            alert_key=_key("P2_bulk_then_ai", _utc(r["ts"]), r["actor_hash"], r["app"], r["sf_object"],
+                           r["event_type"], r["rows_processed"]),
+            pattern="P2_bulk_then_ai",
+            severity=Severity.CRITICAL if r["n_residency"] else Severity.HIGH,
+            ts=_utc(r["ts"]),
+            actor_hash=r["actor_hash"],
+            dest_vendor=top["vendor"],
+            dest_region=top["region"],
+            summary=summary,
+            evidence={
+                "events": [r["event_id"], *_ids([c["event_id"] for c in calls])],
+                "bulk_event": r["event_id"], "sf_object": r["sf_object"], "event_type": r["event_type"],
+                "rows_processed": r["rows_processed"], "app": r["app"], "n_calls": r["n_calls"],
+                "n_residency_violations": r["n_residency"], "window_minutes": s.window_minutes,
+                "calls": [{**c, "ts": _iso(c["ts"])} for c in calls[:MAX_EVIDENCE_IDS]],
+            },
+        ))
+    return alerts
+
+
+_ROLE_SEVERITY: Final = {"system": Severity.CRITICAL, "user": Severity.HIGH}
+
+
+def _p3_prompt_pii(con: duckdb.DuckDBPyConnection, s: PatternSettings) -> list[Alert]:
+    rows = _rows(
+        con,
+        "look for customer data in LLM prompts (P3)",
+        """
+        WITH p AS (
+            SELECT finding_id, source_path, line, ts, entity, dest_host, dest_vendor, dest_region,
+                   residency_violation, actor_hash,
+                   coalesce(lower(prompt_role),
+                            CASE WHEN regexp_matches(lower(coalesce(field_path, '')), $system_path)
+                                 THEN 'system' END) AS role,
+                   -- The system behind a prompt without a known destination: its log file's name,
+                   -- rotation and date digits folded (app.log.1, app-2024-03-11.log.gz).
+                   regexp_replace(regexp_replace(source_path, '\\.(gz|bz2|xz|zst|zip)$', ''),
+                                  '[0-9]+', '#', 'g') AS system
+            FROM findings
+            WHERE NOT list_contains($cred, entity)
+              AND (prompt_role IS NOT NULL
+                   OR regexp_matches(lower(coalesce(field_path, '')), $llm_path)
+                   OR (dest_vendor IS NOT NULL
+                       AND regexp_matches(lower(coalesce(field_path, '')), $prompt_path)))
+        )
+        SELECT dest_host, CASE WHEN dest_host IS NULL THEN system END AS system,
+               mode(dest_vendor) AS dest_vendor, mode(dest_region) AS dest_region,
+               histogram(entity) AS entities,
+               histogram(coalesce(role, 'unknown')) AS roles,
+               count(DISTINCT (source_path, line)) AS n_prompts,
+               count(DISTINCT source_path) AS n_files,
+               list(DISTINCT source_path ORDER BY source_path) AS files,
+               count(*) FILTER (residency_violation) AS n_residency,
+               min(ts) AS first_ts, max(ts) AS last_ts,
+               mode(actor_hash) AS actor_hash,
+               list(finding_id ORDER BY CASE role WHEN 'system' THEN 0 WHEN 'user' THEN 1 ELSE 2 END, finding_id)
+                   AS ids,
+               count(*) AS n_findings
+        FROM p GROUP BY ALL ORDER BY first_ts NULLS LAST
+        """,
+        {
+            "cred": list(s.credential_entities), "system_path": _SYSTEM_PATH_RE, "llm_path": _LLM_PATH_RE,
+            "prompt_path": _PROMPT_PATH_RE,
+        },
+    )
+    alerts = []
+    for r in rows:
+        entities, roles = _counts(r["entities"]), _counts(r["roles"])
+        severity = max((_ROLE_SEVERITY.get(role, Severity.MEDIUM) for role in roles), default=Severity.MEDIUM)
+        target = _dest(r["dest_host"], r["dest_vendor"], r["dest_region"]) if r["dest_host"] \
+            else f"an AI service from {r['system']}"
+        extra = f"; {r['n_residency']} to a destination violating residency" if r["n_residency"] else ""
+        summary = (
+            f"Customer data in LLM prompts to {target}: {_count_text(entities)} in "
+            f"{_plural(r['n_prompts'], 'prompt')} (roles: {_count_text(roles)}){extra}, "
+            f"{_span(r['first_ts'], r['last_ts'])}"
+        )
+        alerts.append(Alert(
+            alert_key=_key("P3_prompt_pii", r["dest_host"], r["system"]),
+            pattern="P3_prompt_pii",
+            severity=severity,
+            ts=_utc(r["first_ts"]),
+            actor_hash=r["actor_hash"],
+            dest_vendor=r["dest_vendor"],
+            dest_region=r["dest_region"],
+            summary=summary,
+            evidence={
+                "findings": _ids(r["ids"]), "n_findings": r["n_findings"], "entities": entities,
+                "roles": roles, "n_prompts": r["n_prompts"], "n_files": r["n_files"],
+                "files": r["files"][:MAX_EVIDENCE_IDS], "dest_host": r["dest_host"], "system": r["system"],
+                "n_residency_violations": r["n_residency"],
+                "first_ts": _iso(r["first_ts"]), "last_ts": _iso(r["last_ts"]),
+            },
+        ))
+    return alerts
+
+
+def _p4_cdn_region(con: duckdb.DuckDBPyConnection, s: PatternSettings) -> list[Alert]:
+    edges = _rows(
+        con, "list CDN edges (P4)",
+        "SELECT DISTINCT edge_location FROM events WHERE kind = 'cdn_ai' AND edge_location IS NOT NULL",
+    )
+    mapper = s.edge_jurisdiction or default_edge_jurisdiction
+    allowed_edges = [e.strip().upper() for e in s.allowed_edges if e.strip()]
+    outside: dict[str, str] = {}
+    for e in edges:
+        edge = e["edge_location"]
+        jur = (mapper(edge) or UNKNOWN_JURISDICTION).upper()
+        if allowed_edges:
+            ok = any(edge.strip().upper().startswith(a) for a in allowed_edges)
+        else:
+            # An edge nobody can place is not allowed (as for AI calls): the alert asks for the
+            # edge to be added to the table, at a lower severity than a known foreign edge.
+            ok = _jurisdiction_allowed(jur, s.allowed_jurisdictions)
+        if not ok:
+            outside[edge] = jur
+    if not outside:
+        return []
+    rows = _rows(
+        con,
+        "look for AI content served outside the allowed regions (P4)",
+        f"""
+        WITH cdn AS ({_dedup_events("kind = 'cdn_ai' AND edge_location IS NOT NULL")}),
+        juris AS (SELECT unnest($edges) AS edge_location, unnest($jurs) AS jurisdiction)
+        SELECT url_host, jurisdiction,
+               histogram(edge_location) AS edges,
+               histogram(coalesce(cache_status, 'unknown')) AS cache,
+               count(*) AS n_hits, count(DISTINCT source_path) AS n_files,
+               min(ts) AS first_ts, max(ts) AS last_ts,
+               mode(dest_vendor) AS dest_vendor, mode(actor_hash) AS actor_hash,
+               list(event_id ORDER BY event_id) AS ids
+        FROM cdn JOIN juris USING (edge_location)
+        GROUP BY ALL ORDER BY first_ts NULLS LAST
+        """,
+        {"edges": list(outside), "jurs": list(outside.values())},
+    )
+    alerts = []
+    for r in rows:
+        edges_seen = _counts(r["edges"])
+        unknown = r["jurisdiction"] == UNKNOWN_JURISDICTION
+        where = "from edges of unknown jurisdiction" if unknown else f"in {r['jurisdiction']}"
+        summary = (
+            f"AI-generated content from {r['url_host'] or 'an unknown host'} served {where} "
+            f"(allowed: {', '.join(allowed_edges or s.allowed_jurisdictions)}) by edges {', '.join(edges_seen)}: "
+            f"{_plural(r['n_hits'], 'response')}, {_span(r['first_ts'], r['last_ts'])}"
+        )
+        alerts.append(Alert(
+            alert_key=_key("P4_cdn_region", r["url_host"], r["jurisdiction"]),
+            pattern="P4_cdn_region",
+            severity=Severity.MEDIUM if unknown else Severity.HIGH,
+            ts=_utc(r["first_ts"]),
+            actor_hash=r["actor_hash"],
+            dest_vendor=r["dest_vendor"],
+            dest_region=r["jurisdiction"],
+            summary=summary,
+            evidence={
+                "events": _ids(r["ids"]), "n_hits": r["n_hits"], "n_files": r["n_files"],
+                "url_host": r["url_host"], "jurisdiction": r["jurisdiction"], "edges": edges_seen,
+                "cache_status": _counts(r["cache"]), "allowed_jurisdictions": list(s.allowed_jurisdictions),
+                "allowed_edges": allowed_edges,
+                "first_ts": _iso(r["first_ts"]), "last_ts": _iso(r["last_ts"]),
+            },
+        ))
+    return alerts
+
+
+# Report exports and Bulk API result downloads. A download known to be small is not an export;
+# one of unknown size (ReportExport rows carry no row count) is.
+_EXPORT_WHERE: Final = (
+    "(kind = 'report_export'"
+    " OR (kind = 'bulk' AND regexp_matches(lower(coalesce(event_type, '')), '^bulkapiresult')))"
+    " AND coalesce(rows_processed >= $min_rows, true)"
+)
+
+
+def _bulk_export(con: duckdb.DuckDBPyConnection, s: PatternSettings) -> list[Alert]:
+    rows = _rows(
+        con,
+        "look for report exports and bulk result downloads",
+        f"""
+        WITH ex AS ({_dedup_events(_EXPORT_WHERE)})
+        SELECT {_caller_key()}, CAST(timezone('UTC', ts) AS DATE) AS day,
+               count(*) AS n_exports,
+               sum(rows_processed) AS rows, count(rows_processed) AS n_with_rows,
+               histogram(coalesce(event_type, kind)) AS types,
+               list(DISTINCT sf_object ORDER BY sf_object) FILTER (sf_object IS NOT NULL) AS objects,
+               list(DISTINCT app ORDER BY app) FILTER (app IS NOT NULL) AS apps,
+               arg_max(actor_masked, ts) AS actor_masked,
+               min(ts) AS first_ts, max(ts) AS last_ts,
+               list(event_id ORDER BY event_id) AS ids
+        FROM ex GROUP BY ALL ORDER BY day NULLS LAST
+        """,
+        {"min_rows": s.bulk_min_rows},
+    )
+    alerts = []
+    for r in rows:
+        rows_n = int(r["rows"] or 0)
+        if r["n_with_rows"]:
+            rows_text = f"{rows_n:,} rows" + ("" if r["n_with_rows"] == r["n_exports"] else " (some counts unknown)")
+        else:
+            rows_text = "row count unknown"
+        objects = f" of {', '.join(r['objects'])}" if r["objects"] else ""
+        summary = (
+            f"{_who(r['actor_masked'], r['actor_hash'], r['app_key'] or (r['apps'][0] if r['apps'] else None))} "
+            f"exported data on {r['day'] or 'an unknown day'}: {_plural(r['n_exports'], 'export')}{objects}, "
+            f"{rows_text} ({_count_text(_counts(r['types']))})"
+        )
+        alerts.append(Alert(
+            alert_key=_key("bulk_export", r["actor_hash"], r["app_key"], r["day"]),
+            pattern="bulk_export",
+            severity=Severity.HIGH if rows_n >= s.bulk_min_rows and r["n_with_rows"] else Severity.MEDIUM,
+            ts=_utc(r["first_ts"]),
+            actor_hash=r["actor_hash"],
+            dest_vendor=None,
+            dest_region=None,
+            summary=summary,
+            evidence={
+                "events": _ids(r["ids"]), "n_exports": r["n_exports"], "rows": rows_n if r["n_with_rows"] else None,
+                "day": r["day"].isoformat() if r["day"] else None, "types": _counts(r["types"]),
+                "objects": r["objects"] or [], "apps": r["apps"] or [],
+                "first_ts": _iso(r["first_ts"]), "last_ts": _iso(r["last_ts"]),
+            },
+        ))
+    return alerts
+
+
+def _api_volume(con: duckdb.DuckDBPyConnection, s: PatternSettings) -> list[Alert]:
+    # RANGE frames take constants only; both are ints checked by PatternSettings.
+    days = int(s.api_volume_baseline_days)
+    rows = _rows(
+        con,
+        "look for unusual API volume",
+        f"""
+        WITH api AS ({_dedup_events("kind = 'api' AND ts IS NOT NULL")}),
+        hours AS (
+            SELECT {_caller_key()}, date_trunc('hour', timezone('UTC', ts)) AS hour,
+                   count(*) AS n, sum(rows_processed) AS rows,
+                   arg_max(actor_masked, ts) AS actor_masked,
+                   list(DISTINCT app ORDER BY app) FILTER (app IS NOT NULL) AS apps,
+                   histogram(sf_object) FILTER (sf_object IS NOT NULL) AS objects,
+                   list(event_id ORDER BY event_id) AS ids
+            FROM api GROUP BY ALL
+        ),
+        scored AS (
+            SELECT *, median(n) OVER w AS baseline, count(*) OVER w AS baseline_hours
+            FROM hours
+            WINDOW w AS (PARTITION BY actor_hash, app_key ORDER BY hour
+                         RANGE BETWEEN INTERVAL {days} DAYS PRECEDING AND INTERVAL 1 HOUR PRECEDING)
+        )
+        SELECT *, timezone('UTC', hour) AS hour_utc FROM scored
+        WHERE baseline_hours >= $min_hours AND n >= $min_events AND n >= $factor * baseline
+        ORDER BY hour
+        """,
+        {"min_hours": s.api_volume_min_baseline_hours, "min_events": s.api_volume_min_events,
+         "factor": s.api_volume_factor},
+    )
+    alerts = []
+    for r in rows:
+        ratio = r["n"] / r["baseline"] if r["baseline"] else float("inf")
+        hour = _utc(r["hour_utc"])
+        summary = (
+            f"{_who(r['actor_masked'], r['actor_hash'], r['app_key'] or (r['apps'][0] if r['apps'] else None))} "
+            f"made {r['n']:,} API calls in the hour from {_iso(hour)}, {ratio:.1f}x its median hour "
+            f"({r['baseline']:g} over {r['baseline_hours']} active hours)"
+        )
+        alerts.append(Alert(
+            alert_key=_key("api_volume", r["actor_hash"], r["app_key"], hour),
+            pattern="api_volume",
+            # factor² (9x with the default 3) is well past any daily rhythm.
+            severity=Severity.HIGH if ratio >= s.api_volume_factor ** 2 else Severity.MEDIUM,
+            ts=hour,
+            actor_hash=r["actor_hash"],
+            dest_vendor=None,
+            dest_region=None,
+            summary=summary,
+            evidence={
+                "events": _ids(r["ids"]), "n_events": r["n"], "hour": _iso(hour),
+                "baseline_median": r["baseline"], "baseline_hours": r["baseline_hours"],
+                "baseline_days": days, "ratio": round(ratio, 2), "factor": s.api_volume_factor,
+                "rows": int(r["rows"]) if r["rows"] is not None else None,
+                "objects": _counts(r["objects"]), "apps": r["apps"] or [],
+            },
+        ))
+    return alerts
+
+
+DETECTORS: Final[Mapping[str, Callable[[duckdb.DuckDBPyConnection, PatternSettings], list[Alert]]]] = {
+    "P1_key_exposed": _p1_key_exposed,
+    "P1_gateway_bypass": _p1_gateway_bypass,
+    "P2_bulk_then_ai": _p2_bulk_then_ai,
+    "P3_prompt_pii": _p3_prompt_pii,
+    "P4_cdn_region": _p4_cdn_region,
+    "bulk_export": _bulk_export,
+    "api_volume": _api_volume,
+}
+
+
+# -- running and storing ------------------------------------------------------------------------
+
+
+def detect_patterns(
+    con: duckdb.DuckDBPyConnection, settings: PatternSettings, *, patterns: Iterable[str] | None = None
+) -> list[Alert]:
+    """Run the detectors (all, or those named in ``patterns``) and return their alerts without
+    storing anything; one alert per key. Raises :class:`StoreError` if the database cannot be read,
+    :class:`UsageError` for an unknown pattern name."""
+    names = list(DETECTORS) if patterns is None else list(patterns)
+    unknown = [n for n in names if n not in DETECTORS]
+    if unknown:
+        raise UsageError(f"unknown pattern(s) {', '.join(unknown)}; known: {', '.join(DETECTORS)}")
+    by_key: dict[str, Alert] = {}
+    for name in names:
+        for alert in DETECTORS[name](con, settings):
+            # Two rows with one key (e.g. a bulk row in two files): keep the worse.
+            kept = by_key.get(alert.alert_key)
+            if kept is None or alert.severity > kept.severity:
+                by_key[alert.alert_key] = alert
+    return list(by_key.values())
+
+
+def run_patterns(
+    con: duckdb.DuckDBPyConnection, settings: PatternSettings, *, scan_id: int | None = None
+) -> list[Alert]:
+    """Run every detector over the whole database and store the alerts; return the new ones.
+
+    Patterns span files and scans (yesterday's bulk export pulled from Salesforce, today's
+    gateway log), so the detectors read everything; ``scan_id`` is recorded on the alerts this
+    run adds. An alert whose key is already stored is not added again: its row gets the fresh
+    summary and evidence, and its severity if higher; it is returned (with ``escalated_from``
+    set) only when its severity rose. All writes are one transaction. Raises :class:`StoreError`.
+    """
+    found = detect_patterns(con, settings)
+    if not found:
+        return []
+    label = _db_label(con)
+    out: list[Alert] = []
+    try:
+        with private_umask():
+            con.begin()
+            try:
+                stored = {
+                    k: (int(i), int(rank))
+                    for k, i, rank in con.execute(
+                        "SELECT alert_key, alert_id, severity_rank FROM alerts WHERE list_contains(?, alert_key)",
+                        [[a.alert_key for a in found]],
+                    ).fetchall()
+                }
+                for alert in found:
+                    evidence = json.dumps(alert.evidence, sort_keys=True, default=str)
+                    if alert.alert_key not in stored:
+                        row = con.execute(
+                            """
+                            INSERT INTO alerts (alert_key, scan_id, pattern, severity, severity_rank, ts,
+                                                actor_hash, dest_vendor, dest_region, summary, evidence)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING alert_id
+                            """,
+                            [alert.alert_key, scan_id, alert.pattern, str(alert.severity), int(alert.severity),
+                             alert.ts, alert.actor_hash, alert.dest_vendor, alert.dest_region, alert.summary,
+                             evidence],
+                        ).fetchone()
+                        out.append(replace(alert, scan_id=scan_id, alert_id=int(row[0])))
+                        continue
+                    alert_id, old_rank = stored[alert.alert_key]
+                    severity = max(alert.severity, Severity(old_rank))
+                    con.execute(
+                        "UPDATE alerts SET summary = ?, evidence = ?, severity = ?, severity_rank = ?"
+                        " WHERE alert_id = ?",
+                        [alert.summary, evidence, str(severity), int(severity), alert_id],
+                    )
+                    if alert.severity > old_rank:
+                        out.append(replace(alert, alert_id=alert_id, escalated_from=Severity(old_rank)))
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+    except duckdb.Error as e:
+        raise StoreError(f"{label}: cannot store alerts: {e}") from e
+    return out
