@@ -1,0 +1,572 @@
+"""leakwatch's settings: one frozen object from a TOML file and ``LEAKWATCH_*`` variables.
+
+Where the settings come from, later ones winning key by key:
+
+1. the defaults below (every field documents itself: :func:`describe` lists them all);
+2. one TOML file: the ``--config FILE`` a caller passes to :func:`load_config`, else
+   ``$LEAKWATCH_CONFIG``, else ``./leakwatch.toml`` when it exists (a named file that is missing
+   is an error; a missing ``./leakwatch.toml`` is not);
+3. environment variables ``LEAKWATCH_<SECTION>_<KEY>``, e.g. ``LEAKWATCH_PATTERNS_BULK_MIN_ROWS=500``.
+   Lists are written comma-separated (``EU,UK``) or as a TOML array (``["EU", "UK"]``); a
+   regex list takes a TOML array or exactly one regex; ``formats.custom`` takes a TOML array of
+   inline tables.
+
+A file looks like this::
+
+    [residency]
+    allowed_jurisdictions = ["EU", "EEA", "UK", "CH"]
+
+    [egress]
+    approved_gateways = ["ai-gateway.example.com"]
+    gateway_sources = ["/var/log/ai-gateway/*.log"]
+
+    [patterns]
+    bulk_min_rows = 500
+
+    [[formats.custom]]
+    name = "apigee"
+    regex = '^(?P<ts>\\S+) (?P<client_ip>\\S+) (?P<method>[A-Z]+) (?P<path>\\S+)'
+    paths = ["apigee-*.log"]
+
+Unknown sections or keys, and values of the wrong type, raise :class:`ConfigError` naming the
+file (or variable), the key, and the closest valid key; relative paths in the file are relative
+to the file's directory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import functools
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+from leakwatch.errors import UsageError
+
+ENV_PREFIX = "LEAKWATCH_"
+CONFIG_ENV = "LEAKWATCH_CONFIG"
+DEFAULT_FILE = "leakwatch.toml"
+
+_JURISDICTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{1,15}\Z")
+_OBJECT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_FORMAT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+_HOST_RE = re.compile(r"(?:\*\.)?[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\Z")
+
+
+class ConfigError(UsageError):
+    """The configuration is invalid; the message names the file or variable and the key."""
+
+
+def _doc(text: str, kind: str, default: Any = dataclasses.MISSING, **extra: Any) -> Any:
+    """A dataclass field whose metadata carries its documentation and value kind."""
+    meta = {"doc": text, "kind": kind, **extra}
+    if isinstance(default, (list, tuple)):
+        value = tuple(default)
+        return field(default=value, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ResidencyConfig:
+    """``[residency]``: where personal data may go."""
+
+    allowed_jurisdictions: tuple[str, ...] = _doc(
+        "Jurisdictions data may be sent to. Codes as in the AI-endpoint registry: EU, US, UK, CH, "
+        "NO, … ('EEA' also covers EU, NO, IS and LI). Calls to any other jurisdiction, or to one "
+        "that is unknown, are residency violations unless the endpoint is marked sovereign. The "
+        "default keeps data in the EU; add EEA, UK, CH or other adequacy countries as your policy "
+        "allows.",
+        "jurisdictions", ("EU",),
+    )
+
+
+@dataclass(frozen=True)
+class EgressConfig:
+    """``[egress]``: AI endpoints and the organisation's own AI gateway."""
+
+    registry: Path | None = _doc(  # noqa: RUF009 - _doc returns a dataclasses.field
+        "The AI-endpoint registry (YAML). Empty: the shipped rules/ai_endpoints.yaml.", "path", None,
+    )
+    approved_gateways: tuple[str, ...] = _doc(
+        "Hosts of the organisation's approved AI gateway ('*.gw.example.com' covers its "
+        "subdomains). A direct call to an AI endpoint from anywhere else bypasses the gateway.",
+        "hosts", (),
+    )
+    gateway_sources: tuple[str, ...] = _doc(
+        "Glob patterns of log files that are the gateway's own logs: their AI calls are the "
+        "gateway doing its job, not a bypass. A pattern with '/' matches the whole path, one "
+        "without matches the file name.",
+        "globs", (),
+    )
+
+    @property
+    def registry_path(self) -> Path:
+        """The registry file to load: :attr:`registry`, or the shipped one."""
+        if self.registry is not None:
+            return self.registry
+        from leakwatch.detect.egress import default_registry_path
+
+        return default_registry_path()
+
+    def is_approved_gateway(self, host: str | None) -> bool:
+        """Whether ``host`` (already extracted, lowercase) is one of :attr:`approved_gateways`."""
+        if not host:
+            return False
+        host = host.lower().rstrip(".")
+        for g in self.approved_gateways:
+            if g.startswith("*."):
+                if host.endswith(g[1:]):
+                    return True
+            elif host == g:
+                return True
+        return False
+
+    def is_gateway_source(self, path: str | os.PathLike) -> bool:
+        """Whether the log file at ``path`` matches one of :attr:`gateway_sources`."""
+        return _glob_match(path, self.gateway_sources)
+
+
+@dataclass(frozen=True)
+class PatternsConfig:
+    """``[patterns]``: thresholds of the failure-pattern detectors."""
+
+    bulk_then_ai_window_minutes: int = _doc(
+        "P2: how long after a bulk export an AI call by the same actor counts as following it.",
+        "int", 60, lo=1, hi=7 * 24 * 60,
+    )
+    bulk_min_rows: int = _doc(
+        "Rows a Bulk API job, report export or API query must process to count as a bulk export.",
+        "int", 1000, lo=1, hi=10**12,
+    )
+    bulk_objects: tuple[str, ...] = _doc(
+        "Salesforce objects whose bulk export counts (they hold people's data).",
+        "objects", ("Contact", "Lead", "Account"),
+    )
+    api_volume_factor: float = _doc(
+        "API-volume alert: an actor's events in a window above this multiple of its usual volume.",
+        "float", 3.0, lo=1.0, hi=1e6,
+    )
+    api_volume_min_events: int = _doc(
+        "API-volume alert: windows with fewer events never alert, however unusual.",
+        "int", 50, lo=1, hi=10**12,
+    )
+
+
+@dataclass(frozen=True)
+class CdnConfig:
+    """``[cdn]``: AI-generated content served through a CDN (pattern P4)."""
+
+    ai_paths: tuple[str, ...] = _doc(
+        "Regexes (Python syntax) of request paths that serve AI-generated content.",
+        "regexes", (r"^/(ai|genai|assistant|recommendations?)/",),
+    )
+    allowed_regions: tuple[str, ...] = _doc(
+        "Edge locations allowed to serve it, as prefixes of the edge code ('FRA' allows "
+        "'FRA56-P5'). Empty: the edge's jurisdiction (the registry's cdn_edge table) must be in "
+        "residency.allowed_jurisdictions.",
+        "upper_list", (),
+    )
+
+    @functools.cached_property
+    def _ai_path_re(self) -> re.Pattern[str] | None:
+        return re.compile("|".join(f"(?:{p})" for p in self.ai_paths)) if self.ai_paths else None
+
+    def is_ai_path(self, path: str) -> bool:
+        """Whether the request path (query string included or not) matches :attr:`ai_paths`."""
+        rx = self._ai_path_re
+        return rx is not None and rx.search(path) is not None
+
+
+@dataclass(frozen=True)
+class CustomFormat:
+    """One user-defined log format: a regex with named groups, applied to each line of the
+    files whose path matches ``paths`` (globs, as for ``egress.gateway_sources``)."""
+
+    name: str
+    regex: str
+    paths: tuple[str, ...]
+
+    @functools.cached_property
+    def compiled(self) -> re.Pattern[str]:
+        """The compiled regex (validated when the configuration was loaded)."""
+        return re.compile(self.regex)
+
+    def matches(self, path: str | os.PathLike) -> bool:
+        """Whether this format applies to the file at ``path``."""
+        return _glob_match(path, self.paths)
+
+
+@dataclass(frozen=True)
+class FormatsConfig:
+    """``[formats]``: log formats beyond the built-in ones."""
+
+    custom: tuple[CustomFormat, ...] = _doc(
+        "User-defined formats, as [[formats.custom]] tables with name, regex (named groups become "
+        "fields) and paths (globs of the files it applies to). The first that matches a file wins.",
+        "custom_formats", (),
+    )
+
+    def for_path(self, path: str | os.PathLike) -> CustomFormat | None:
+        """The first custom format whose globs match ``path``."""
+        return next((f for f in self.custom if f.matches(path)), None)
+
+
+@dataclass(frozen=True)
+class NerConfig:
+    """``[ner]``: named-entity recognition on free text (presidio), beyond the regex rules."""
+
+    enabled: bool = _doc(
+        "Run NER on free-text fields (prompts, messages, descriptions). Off by default: it finds "
+        "names and addresses no regex can, at tens of lines per second instead of hundreds of MB.",
+        "bool", False,
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """All of leakwatch's settings. ``source`` is the TOML file they were read from, if any."""
+
+    residency: ResidencyConfig = field(default_factory=ResidencyConfig)
+    egress: EgressConfig = field(default_factory=EgressConfig)
+    patterns: PatternsConfig = field(default_factory=PatternsConfig)
+    cdn: CdnConfig = field(default_factory=CdnConfig)
+    formats: FormatsConfig = field(default_factory=FormatsConfig)
+    ner: NerConfig = field(default_factory=NerConfig)
+    source: Path | None = None
+
+    @classmethod
+    def default(cls) -> Config:
+        """The settings with nothing configured."""
+        return cls()
+
+
+SECTIONS: Mapping[str, type] = {
+    "residency": ResidencyConfig,
+    "egress": EgressConfig,
+    "patterns": PatternsConfig,
+    "cdn": CdnConfig,
+    "formats": FormatsConfig,
+    "ner": NerConfig,
+}
+_CUSTOM_KEYS = ("name", "regex", "paths")
+
+
+def env_name(section: str, key: str) -> str:
+    """The environment variable of a setting: ``("patterns", "bulk_min_rows")`` →
+    ``LEAKWATCH_PATTERNS_BULK_MIN_ROWS``."""
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+
+
+def describe() -> list[tuple[str, str, Any, str]]:
+    """Every setting as ``(toml key, environment variable, default, documentation)``."""
+    out = []
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            out.append((f"{section}.{f.name}", env_name(section, f.name), f.default, f.metadata["doc"]))
+    return out
+
+
+def _glob_match(path: str | os.PathLike, patterns: tuple[str, ...]) -> bool:
+    if not patterns:
+        return False
+    p = PurePath(path).as_posix()
+    name = PurePath(path).name
+    for pat in patterns:
+        if fnmatch.fnmatchcase(p if "/" in pat else name, pat):
+            return True
+    return False
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+class _Where:
+    """Where a value came from, for error messages: a file (with the text, to find lines) or a
+    variable."""
+
+    def __init__(self, file: Path | None = None, text: str = "", var: str | None = None):
+        self.file = file
+        self.text = text
+        self.var = var
+
+    def locate(self, section: str, key: str | None = None) -> str:
+        if self.var is not None:
+            return self.var
+        line = _key_line(self.text, section, key)
+        where = str(self.file) + (f":{line}" if line else "")
+        return f"{where}: {section}.{key}" if key else f"{where}: [{section}]"
+
+    @property
+    def base_dir(self) -> Path:
+        return self.file.parent if self.file is not None else Path.cwd()
+
+
+def _key_line(text: str, section: str, key: str | None) -> int | None:
+    """Best-effort line of ``key`` under ``[section]`` (tomllib does not report positions)."""
+    lines = text.splitlines()
+    header = re.compile(r"\s*\[\[?\s*" + re.escape(section) + r"(?:\.[^\]]*)?\s*\]\]?")
+    dotted = re.compile(r"\s*" + re.escape(section) + r"\s*\.\s*" + re.escape(key or "") + r"\s*=") if key else None
+    in_section = False
+    for i, line in enumerate(lines, 1):
+        if dotted is not None and dotted.match(line):
+            return i
+        if re.match(r"\s*\[", line):
+            in_section = bool(header.match(line))
+            if in_section and key is None:
+                return i
+            continue
+        if in_section and key is not None and re.match(r"\s*" + re.escape(key) + r"\s*=", line):
+            return i
+    return None
+
+
+def _unknown(name: str, valid: list[str], what: str, where: str = "") -> str:
+    hint = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    head = f"unknown {what} {name!r}{where}"
+    if hint:
+        return f"{head} (did you mean {hint[0]!r}?)"
+    return f"{head} (valid: {', '.join(valid)})"
+
+
+def _tname(v: Any) -> str:
+    return {str: "string", bool: "boolean", int: "integer", float: "number", list: "array"}.get(
+        type(v), "table" if isinstance(v, dict) else type(v).__name__
+    )
+
+
+def _str_list(v: Any, loc: str) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(f"{loc}: expected an array of strings, got {_tname(v)} {v!r}")
+    if any(not x.strip() for x in v):
+        raise ConfigError(f"{loc}: empty string in {v!r}")
+    return [x.strip() for x in v]
+
+
+def _check_regex(rx: str, loc: str) -> re.Pattern[str]:
+    try:
+        return re.compile(rx)
+    except re.error as e:
+        raise ConfigError(f"{loc}: invalid regex {rx!r}: {e}") from None
+
+
+def _convert(section: str, f: dataclasses.Field, v: Any, where: _Where) -> Any:
+    """Validate one value of ``[section] f.name`` and convert it to the field's type."""
+    loc = where.locate(section, f.name)
+    kind = f.metadata["kind"]
+    meta = f.metadata
+    if kind == "int":
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{loc}: expected an integer, got {_tname(v)} {v!r}")
+        if not meta["lo"] <= v <= meta["hi"]:
+            raise ConfigError(f"{loc}: {v} is out of range {meta['lo']}..{meta['hi']}")
+        return v
+    if kind == "float":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{loc}: expected a number, got {_tname(v)} {v!r}")
+        if not meta["lo"] <= v <= meta["hi"]:
+            raise ConfigError(f"{loc}: {v} is out of range {meta['lo']:g}..{meta['hi']:g}")
+        return float(v)
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise ConfigError(f"{loc}: expected true or false, got {_tname(v)} {v!r}")
+        return v
+    if kind == "path":
+        if not isinstance(v, str):
+            raise ConfigError(f"{loc}: expected a path (string), got {_tname(v)} {v!r}")
+        if not v.strip():
+            return None
+        p = Path(v).expanduser()
+        p = p if p.is_absolute() else where.base_dir / p
+        if not p.is_file():
+            raise ConfigError(f"{loc}: no such file: {p}")
+        return p
+    if kind == "jurisdictions":
+        out = []
+        for x in _str_list(v, loc):
+            if not _JURISDICTION_RE.match(x):
+                raise ConfigError(f"{loc}: {x!r} is not a jurisdiction code (EU, EEA, US, UK, CH, …)")
+            out.append(x.upper())
+        return tuple(dict.fromkeys(out))
+    if kind == "hosts":
+        from leakwatch.detect.egress import extract_host
+
+        out = []
+        for x in _str_list(v, loc):
+            wild = x.startswith("*.")
+            host = extract_host(x[2:] if wild else x)
+            if host is None or not _HOST_RE.match(host):
+                raise ConfigError(f"{loc}: {x!r} is not a host name")
+            out.append(("*." if wild else "") + host)
+        return tuple(dict.fromkeys(out))
+    if kind == "globs":
+        return tuple(_str_list(v, loc))
+    if kind == "objects":
+        out = _str_list(v, loc)
+        for x in out:
+            if not _OBJECT_RE.match(x):
+                raise ConfigError(f"{loc}: {x!r} is not a Salesforce object name")
+        return tuple(out)
+    if kind == "regexes":
+        out = _str_list(v, loc)
+        for i, x in enumerate(out):
+            _check_regex(x, f"{loc}[{i}]")
+        return tuple(out)
+    if kind == "upper_list":
+        return tuple(x.upper() for x in _str_list(v, loc))
+    if kind == "custom_formats":
+        return _custom_formats(v, loc)
+    raise AssertionError(f"no converter for kind {kind!r}")  # pragma: no cover
+
+
+def _custom_formats(v: Any, loc: str) -> tuple[CustomFormat, ...]:
+    if not isinstance(v, list):
+        raise ConfigError(f"{loc}: expected an array of tables ([[formats.custom]]), got {_tname(v)}")
+    out: list[CustomFormat] = []
+    names: set[str] = set()
+    for i, item in enumerate(v):
+        iloc = f"{loc}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{iloc}: expected a table with name, regex, paths; got {_tname(item)} {item!r}")
+        for k in item:
+            if k not in _CUSTOM_KEYS:
+                raise ConfigError(f"{iloc}: " + _unknown(k, list(_CUSTOM_KEYS), "key"))
+        for k in _CUSTOM_KEYS:
+            if k not in item:
+                raise ConfigError(f"{iloc}: missing key {k!r}")
+        name = item["name"]
+        if not isinstance(name, str) or not _FORMAT_NAME_RE.match(name):
+            raise ConfigError(f"{iloc}.name: {name!r} must match ^[a-z0-9][a-z0-9_-]*$")
+        if name in names:
+            raise ConfigError(f"{iloc}.name: format {name!r} is defined twice")
+        names.add(name)
+        regex = item["regex"]
+        if not isinstance(regex, str) or not regex:
+            raise ConfigError(f"{iloc}.regex: expected a non-empty string, got {regex!r}")
+        rx = _check_regex(regex, f"{iloc}.regex")
+        if not rx.groupindex:
+            raise ConfigError(f"{iloc}.regex: needs named groups, e.g. (?P<path>\\S+): they become the fields")
+        paths = item["paths"]
+        if isinstance(paths, str):
+            paths = [paths]
+        paths = _str_list(paths, f"{iloc}.paths")
+        if not paths:
+            raise ConfigError(f"{iloc}.paths: give at least one glob of the files in this format")
+        out.append(CustomFormat(name=name, regex=regex, paths=tuple(paths)))
+    return tuple(out)
+
+
+def _apply(values: dict[str, dict[str, Any]], doc: Mapping[str, Any], where: _Where) -> None:
+    """Check ``doc`` (sections of raw values) against the schema and convert into ``values``."""
+    for section, body in doc.items():
+        if section not in SECTIONS:
+            loc = str(where.file) if where.var is None else where.var
+            raise ConfigError(f"{loc}: " + _unknown(section, list(SECTIONS), "section"))
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where.locate(section)}: expected a table [{section}], got {_tname(body)}")
+        fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+        for key, v in body.items():
+            if key not in fields:
+                loc = where.locate(section, key)
+                raise ConfigError(f"{loc}: " + _unknown(key, list(fields), "key", f" in [{section}]"))
+            values[section][key] = _convert(section, fields[key], v, where)
+
+
+def _parse_env_value(f: dataclasses.Field, raw: str, var: str) -> Any:
+    """An environment string → the raw (TOML-like) value the converters expect."""
+    kind = f.metadata["kind"]
+    s = raw.strip()
+    if kind == "int":
+        try:
+            return int(s.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{var}: expected an integer, got {raw!r}") from None
+    if kind == "float":
+        try:
+            return float(s)
+        except ValueError:
+            raise ConfigError(f"{var}: expected a number, got {raw!r}") from None
+    if kind == "path":
+        return raw
+    if kind == "bool":
+        low = s.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{var}: expected true or false (1/0, yes/no), got {raw!r}")
+    if s.startswith("[") or kind == "custom_formats":
+        try:
+            return tomllib.loads(f"v = {s}")["v"]
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{var}: not a TOML array: {e}") from None
+    if kind == "regexes":
+        return [s] if s else []
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _env_doc(env: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str]]:
+    """Settings from ``LEAKWATCH_<SECTION>_<KEY>`` variables, with the variable of each."""
+    known = {env_name(s, f.name): (s, f) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+    doc: dict[str, dict[str, Any]] = {}
+    names: dict[tuple[str, str], str] = {}
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX):
+            continue
+        hit = known.get(var)
+        if hit is None:
+            # Other LEAKWATCH_* variables (LEAKWATCH_CONFIG, LEAKWATCH_RULES) are not settings;
+            # one that starts like a section is a misspelt setting.
+            if any(var.startswith(f"{ENV_PREFIX}{s.upper()}_") for s in SECTIONS):
+                raise ConfigError(f"{var}: " + _unknown(var, sorted(known), "setting variable"))
+            continue
+        section, f = hit
+        doc.setdefault(section, {})[f.name] = _parse_env_value(f, env[var], var)
+        names[(section, f.name)] = var
+    return doc, names
+
+
+def find_config_file(path: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ) -> Path | None:
+    """The TOML file to read: ``path``, else ``$LEAKWATCH_CONFIG``, else ``./leakwatch.toml``
+    when it exists, else ``None``. A file named by ``path`` or the variable must exist."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"--config {path}: no such file")
+        return p
+    named = env.get(CONFIG_ENV)
+    if named:
+        p = Path(named).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={named}: no such file")
+        return p
+    p = Path(DEFAULT_FILE)
+    return p if p.is_file() else None
+
+
+def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ) -> Config:
+    """Read the settings: defaults, then the TOML file (see :func:`find_config_file`), then
+    ``LEAKWATCH_*`` variables from ``env``. Raises :class:`ConfigError` naming the file or
+    variable and the key of the first problem."""
+    values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    file = find_config_file(path, env)
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{file}: cannot read: {e}") from None
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{file}: invalid TOML: {e}") from None
+        _apply(values, doc, _Where(file=file.resolve(), text=text))
+    env_doc, names = _env_doc(env)
+    for section, body in env_doc.items():
+        for key, v in body.items():
+            _apply(values, {section: {key: v}}, _Where(var=names[(section, key)]))
+    parts = {s: SECTIONS[s](**values[s]) for s in SECTIONS}
+    return Config(**parts, source=file.resolve() if file is not None else None)
