@@ -27,3 +27,14 @@ class RuleLoadError(LeakwatchError):
 
 class UsageError(LeakwatchError):
     """The command line or the configuration asks for something leakwatch cannot do."""
+
+
+class SalesforceError(LeakwatchError):
+    """Salesforce could not be reached, or answered with an error, after the retries.
+
+    Messages never contain a session id, password or security token.
+    """
+
+
+class SalesforceAuthError(SalesforceError):
+    """Salesforce refused the login or the session (401/403): the credentials must be fixed."""

@@ -1,0 +1,440 @@
+"""``leakwatch pull`` against the loopback Salesforce (real simple-salesforce, real HTTPS on
+127.0.0.1, real DuckDB): login, paging, checkpoints, resumable downloads, errors, scanning."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from leakwatch.errors import SalesforceAuthError, SalesforceError, UsageError
+from leakwatch.salesforce.pull import (
+    CHUNK_BYTES,
+    Credentials,
+    LogFile,
+    SalesforceClient,
+    build_query,
+    local_path,
+    login_url,
+    pull,
+)
+from leakwatch.salesforce.sim import SalesforceSim
+
+USER = "integration.ops@acme-corp.example"
+PASSWORD = "Tr0ub4dor&3-horse"
+TOKEN = "Xq7RtP2mZk9LwB4nV6cH"
+EMAIL = "jane.doe@example.com"
+
+HEADER_APEX = ('"EVENT_TYPE","TIMESTAMP","REQUEST_ID","ORGANIZATION_ID","USER_ID","RUN_TIME","CPU_TIME","URI",'
+               '"SESSION_KEY","LOGIN_KEY","TYPE","METHOD","SUCCESS","STATUS_CODE","TIME","REQUEST_SIZE",'
+               '"RESPONSE_SIZE","URL","TIMESTAMP_DERIVED","USER_ID_DERIVED","CLIENT_IP","URI_ID_DERIVED"\n')
+HEADER_REST = ('"EVENT_TYPE","TIMESTAMP","REQUEST_ID","ORGANIZATION_ID","USER_ID","RUN_TIME","CPU_TIME","URI",'
+               '"SESSION_KEY","LOGIN_KEY","METHOD","ENTITY_NAME","CONNECTED_APP_ID","MEDIA_TYPE","NUMBER_FIELDS",'
+               '"ROWS_PROCESSED","EXCEPTION_MESSAGE","STATUS_CODE","TIMESTAMP_DERIVED","USER_ID_DERIVED","CLIENT_IP",'
+               '"URI_ID_DERIVED"\n')
+
+
+def apex_csv(email: str = EMAIL) -> bytes:
+    """An ApexCallout log: one call to an AI endpoint whose query string carries an email."""
+    rows = [
+        ('"ApexCallout","20240311160000.000","4ZmHG8Lm2Hd0dS1Hn9DRR-","00D5j00000AbCdE","0055j00000AT6I1","120","30",'
+        '"","vMASKc2V0+Rt4Rpi","Ls8aXTPKNbBl5MvO","REST","POST","1","200","98","412","1530",'
+        f'"https://api.openai.com/v1/chat/completions?user={email}","2024-03-11T16:00:00.000Z","0055j00000AT6I1AAL",'
+        '"Salesforce.com IP",""'),
+        ('"ApexCallout","20240311160512.000","4ZmHG8Lm2Hd0dS1Hn9DRS-","00D5j00000AbCdE","0055j00000AT6I1","88","21",'
+        '"","vMASKc2V0+Rt4Rpi","Ls8aXTPKNbBl5MvO","REST","GET","1","200","55","0","830",'
+        '"https://status.example.net/health","2024-03-11T16:05:12.000Z","0055j00000AT6I1AAL","Salesforce.com IP",""'),
+    ]
+    return (HEADER_APEX + "\n".join(rows) + "\n").encode()
+
+
+def restapi_csv(n: int) -> bytes:
+    """A RestApi log of ``n`` rows (about 330 bytes each), no PII."""
+    row = ('"RestApi","20240311%06d.000","3nWgxWbDKWWDIk0FKfF5D%d","00D5j00000AbCdE","0055j00000AT6I1","%d","12",'
+           '"/services/data/v60.0/sobjects/Account/0015j00000XyZaB","vMASKc2V0+Rt4Rpi","Ls8aXTPKNbBl5MvO","GET",'
+           '"Account","0H45j000000Ck7b","application/json","12","1","","200","2024-03-11T16:00:00.000Z",'
+           '"0055j00000AT6I1AAL","198.51.100.23","0015j00000XyZaBAAZ"\n')
+    return (HEADER_REST + "".join(row % (i % 240000, i, i % 500) for i in range(n))).encode()
+
+
+@pytest.fixture(autouse=True)
+def _loopback_not_proxied(monkeypatch):
+    """The CLI honours proxy variables (as requests does); the simulator is never behind one."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def sim():
+    with SalesforceSim(page_size=2) as s:
+        s.add_user(USER, PASSWORD, TOKEN)
+        s.add_sobject("Invoice__c", "a0X")
+        s.add_sobject("Loyalty_Member__c", "a1B")
+        yield s
+
+
+@pytest.fixture
+def password_env(sim, monkeypatch):
+    for name in ("SF_SESSION_ID", "SF_INSTANCE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SF_USERNAME", USER)
+    monkeypatch.setenv("SF_PASSWORD", PASSWORD)
+    monkeypatch.setenv("SF_SECURITY_TOKEN", TOKEN)
+    monkeypatch.setenv("SF_DOMAIN", sim.url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sim.ca_file)  # requests' own variable: how a user trusts a private CA
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return tmp_path / "lw.duckdb", tmp_path / "elf"
+
+
+def blob_gets(sim: SalesforceSim, log_id: str | None = None):
+    return [r for r in sim.requests_to("sobjects/EventLogFile/", "GET") if r.path.endswith("/LogFile")
+            and (log_id is None or f"/{log_id}/" in r.path)]
+
+
+def secrets_absent(text: str, *extra: str) -> None:
+    for s in (PASSWORD, TOKEN, *extra):
+        assert s not in text
+        if "!" in s:
+            assert s.split("!", 1)[1] not in text
+
+
+def db_text(db: Path) -> str:
+    """Every value of the tables pull writes, as one string."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return repr([con.execute(f"SELECT * FROM {t}").fetchall()
+                     for t in ("pulled_files", "pull_checkpoints", "sf_prefixes", "scans", "scan_errors")])
+    finally:
+        con.close()
+
+
+def test_password_login_downloads_stores_and_scans(sim, password_env, paths, cli, query):
+    db, out = paths
+    apex = apex_csv()
+    rest = restapi_csv(40)
+    a = sim.add_event_log_file("ApexCallout", "2024-03-11", "2024-03-12T02:10:00Z", apex)
+    r = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T02:11:00Z", rest)
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-01")
+    assert res.rc == 1, res.err  # findings at or above medium
+    assert len(sim.requests_to("/services/Soap/u/60.0", "POST")) == 1
+    rows = query(db, "SELECT log_id, event_type, path, size, sha256, status FROM pulled_files ORDER BY created_date")
+    host = f"127.0.0.1_{sim.port}"
+    assert rows == [
+        (a, "ApexCallout", str(out.absolute() / host / "ApexCallout" / f"2024-03-11_{a}.csv"), len(apex),
+         hashlib.sha256(apex).hexdigest(), "scanned"),
+        (r, "RestApi", str(out.absolute() / host / "RestApi" / f"2024-03-11_{r}.csv"), len(rest),
+         hashlib.sha256(rest).hexdigest(), "scanned"),
+    ]
+    assert Path(rows[0][2]).read_bytes() == apex and not list(out.rglob("*.part"))
+    assert Path(rows[0][2]).stat().st_mode & 0o077 == 0  # customer data: private to the user
+    assert query(db, "SELECT instance, last_created, last_id FROM pull_checkpoints") == [
+        (sim.url, "2024-03-12T02:11:00.000+0000", r)]
+    emails = query(db, "SELECT source_path, masked, raw_value FROM findings WHERE entity = 'EMAIL_ADDRESS'")
+    assert [(p, raw) for p, _, raw in emails] == [(rows[0][2], None)]
+    assert EMAIL not in emails[0][1]
+    assert EMAIL not in res.out + res.err
+    secrets_absent(res.out + res.err + db_text(db))
+    assert ("a0X", "Invoice__c") in query(db, "SELECT prefix, object_name FROM sf_prefixes")
+    assert ("a1B", "Loyalty_Member__c") in query(db, "SELECT prefix, object_name FROM sf_prefixes")
+    # The listing asked for what the issue specifies, in CreatedDate order.
+    q = sim.requests_to("query", "GET")[0].query
+    assert "CreatedDate+%3E%3D+2024-03-01T00%3A00%3A00Z" in q and "ORDER+BY+CreatedDate%2C+Id" in q
+
+
+def test_session_id_login(sim, paths, cli, query, monkeypatch):
+    db, out = paths
+    sid = sim.issue_session()
+    for name in ("SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN", "SF_DOMAIN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SF_SESSION_ID", sid)
+    monkeypatch.setenv("SF_INSTANCE_URL", sim.url + "/")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sim.ca_file)
+    log_id = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T00:30:00Z", restapi_csv(3))
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-10", "--no-scan")
+    assert res.rc == 0, res.err
+    assert not sim.requests_to("/services/Soap")  # no login: the session was used as given
+    assert query(db, "SELECT log_id, status FROM pulled_files") == [(log_id, "stored")]
+    secrets_absent(res.out + res.err + db_text(db), sid)
+
+
+def test_query_more_pages_and_a_second_run_fetches_only_new_files(sim, password_env, paths, cli, query):
+    db, out = paths
+    first = [sim.add_event_log_file("RestApi", "2024-03-11", f"2024-03-12T02:1{i}:00Z", restapi_csv(2))
+             for i in range(5)]
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-12")
+    assert res.rc == 0, res.err
+    more = [r for r in sim.requests_to("query/", "GET") if r.path.rstrip("/").split("/")[-1].startswith("01g")]
+    assert len(more) == 2  # 5 records, pages of 2: two queryMore calls
+    assert len(blob_gets(sim)) == 5
+    assert query(db, "SELECT count(*) FROM pulled_files WHERE status = 'scanned'") == [(5,)]
+
+    new = [sim.add_event_log_file("ApexCallout", "2024-03-12", f"2024-03-13T00:0{i}:00Z", apex_csv()) for i in range(2)]
+    before = len(sim.requests)
+    res = cli("pull", "--db", db, "--out", out)  # no --since: from the checkpoint
+    assert res.rc == 1, res.err
+    second = sim.requests[before:]
+    assert sorted(r.path.split("/")[-2] for r in second if r.path.endswith("/LogFile")) == sorted(new)
+    listing = next(r for r in second if r.query.startswith("q="))
+    assert "CreatedDate+%3E%3D+2024-03-12T02%3A14%3A00Z" in listing.query  # the checkpoint's second
+    assert query(db, "SELECT last_created, last_id FROM pull_checkpoints") == [("2024-03-13T00:01:00.000+0000", new[1])]
+    assert "1 already stored" in res.out and "2 downloaded" in res.out
+    assert all(log_id not in [r.path.split("/")[-2] for r in second if r.path.endswith("/LogFile")] for log_id in first)
+
+
+def test_interrupted_download_keeps_checkpoint_and_resumes_with_range(sim, password_env, paths, cli, query):
+    db, out = paths
+    big = restapi_csv(9000) + apex_csv().split(b"\n", 1)[1]  # ~3 MB; the PII row comes last
+    f1 = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T01:00:00Z", restapi_csv(5))
+    f2 = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T02:00:00Z", big)
+    f3 = sim.add_event_log_file("ApexCallout", "2024-03-11", "2024-03-12T03:00:00Z", apex_csv())
+    assert len(big) > 2 * CHUNK_BYTES + 500_000
+    # Both tries of f2 are cut 1.5 MB into their response.
+    sim.drop_connection_after(1_500_000, times=2, path_prefix=f"sobjects/EventLogFile/{f2}/LogFile")
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-12", "--retries", "1")
+    assert res.rc == 4, res.err
+    assert f"EventLogFile {f2}" in res.err and "rerun to resume" in res.err
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(f1,)]
+    assert dict(query(db, "SELECT log_id, status FROM pulled_files")) == {f1: "scanned", f2: "failed"}
+    assert not blob_gets(sim, f3)  # the run stopped at the first failed file
+    part = next(out.rglob(f"*_{f2}.csv.part"))
+    # Each try wrote the whole 1 MiB chunks it received: 1 MiB, then (resumed) 1 MiB more.
+    assert part.stat().st_size == 2 * CHUNK_BYTES
+    assert [r.headers.get("Range") for r in blob_gets(sim, f2)] == [None, f"bytes={CHUNK_BYTES}-"]
+
+    res = cli("pull", "--db", db, "--out", out)
+    assert res.rc == 1, res.err
+    last = blob_gets(sim, f2)[-1]
+    assert last.headers.get("Range") == f"bytes={2 * CHUNK_BYTES}-" and last.status == 206
+    assert last.body_bytes_sent == len(big) - 2 * CHUNK_BYTES
+    assert len(blob_gets(sim, f1)) == 1  # already stored: not fetched again
+    stored = {r[0]: r[1:] for r in query(db, "SELECT log_id, sha256, size, status, path FROM pulled_files")}
+    assert stored[f2][:3] == (hashlib.sha256(big).hexdigest(), len(big), "scanned")
+    assert hashlib.sha256(Path(stored[f2][3]).read_bytes()).hexdigest() == hashlib.sha256(big).hexdigest()
+    assert not part.exists()
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(f3,)]
+    assert "1 resumed" in res.out
+
+
+def test_server_without_range_support_restarts_the_file(sim, password_env, paths, query):
+    db, out = paths
+    sim.range_support = False
+    big = restapi_csv(7000)
+    log_id = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T02:00:00Z", big)
+    sim.drop_connection_after(1_200_000, times=1, path_prefix=f"sobjects/EventLogFile/{log_id}/LogFile")
+    creds = Credentials.from_env()
+    result = pull(db, out, creds, session=sim.session(), since=_dt("2024-03-12"), backoff_s=0, scan=False)
+    gets = blob_gets(sim, log_id)
+    assert [g.headers.get("Range") for g in gets] == [None, f"bytes={CHUNK_BYTES}-"]
+    assert [g.status for g in gets] == [200, 200]  # the range was ignored: the file started again
+    assert result.downloaded[0].resumed_from == 0 and result.downloaded[0].sha256 == hashlib.sha256(big).hexdigest()
+    assert Path(result.downloaded[0].path).read_bytes() == big
+
+
+def test_files_sharing_a_created_date_are_not_lost(sim, password_env, paths, cli, query):
+    db, out = paths
+    a = sim.add_event_log_file("ApexCallout", "2024-03-11", "2024-03-12T02:00:00Z", apex_csv())
+    b = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T02:00:00Z", restapi_csv(2))
+    first, second = sorted([a, b])
+    sim.fail_next(f"sobjects/EventLogFile/{second}/LogFile", 503, times=1)
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-12", "--retries", "0", "--no-scan")
+    assert res.rc == 4
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(first,)]
+    res = cli("pull", "--db", db, "--out", out, "--no-scan")
+    assert res.rc == 0, res.err
+    assert len(blob_gets(sim, first)) == 1 and len(blob_gets(sim, second)) == 2
+    assert dict(query(db, "SELECT log_id, status FROM pulled_files")) == {first: "stored", second: "stored"}
+    # The stored files are scanned by the next run that scans.
+    res = cli("pull", "--db", db, "--out", out)
+    assert res.rc == 1 and query(db, "SELECT count(*) FROM pulled_files WHERE status = 'scanned'") == [(2,)]
+
+
+def test_checkpoint_never_passes_a_failed_file_even_when_later_ones_arrive(sim, password_env, paths, cli, query):
+    db, out = paths
+    f1, f2, f3 = (sim.add_event_log_file("RestApi", "2024-03-11", f"2024-03-12T0{i}:00:00Z", restapi_csv(2))
+                  for i in (1, 2, 3))
+    sim.fail_next(f"sobjects/EventLogFile/{f2}/LogFile", 500, times=1)
+    # Three at once: f3 is already downloading when f2 fails, and is kept.
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-12", "--retries", "0", "--workers", "3",
+              "--no-scan")
+    assert res.rc == 4
+    assert dict(query(db, "SELECT log_id, status FROM pulled_files")) == {f1: "stored", f2: "failed", f3: "stored"}
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(f1,)]
+    res = cli("pull", "--db", db, "--out", out, "--no-scan")
+    assert res.rc == 0, res.err
+    assert [len(blob_gets(sim, f)) for f in (f1, f2, f3)] == [1, 2, 1]
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(f3,)]
+
+
+def test_refused_session_is_explained_without_the_secret(sim, paths, cli, query, monkeypatch):
+    db, out = paths
+    bogus = "00D5j00000AbCdE!AQ8AQGvHd0tq9ZfTZz8H2kJqLxY.k3m_NotIssuedByTheServer"
+    for name in ("SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SF_SESSION_ID", bogus)
+    monkeypatch.setenv("SF_INSTANCE_URL", sim.url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sim.ca_file)
+    sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T02:00:00Z", restapi_csv(2))
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-12")
+    assert res.rc == 2
+    assert "Salesforce refused the session (401): check SF_SESSION_ID" in res.err
+    secrets_absent(res.out + res.err, bogus)
+    assert not blob_gets(sim)
+
+
+def test_wrong_password_is_explained_without_the_secret(sim, password_env, paths, cli, monkeypatch):
+    db, out = paths
+    monkeypatch.setenv("SF_PASSWORD", PASSWORD + "-old")
+    res = cli("pull", "--db", db, "--out", out)
+    assert res.rc == 2
+    assert "Salesforce refused the login" in res.err and "INVALID_LOGIN" in res.err and "SF_PASSWORD" in res.err
+    secrets_absent(res.out + res.err, PASSWORD + "-old")
+
+
+def test_session_expiring_mid_run(sim, password_env, paths, cli, query, monkeypatch):
+    db, out = paths
+    f1 = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T01:00:00Z", restapi_csv(2))
+    f2 = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T02:00:00Z", restapi_csv(2))
+    # A password login logs in again and goes on.
+    sim.fail_next(f"sobjects/EventLogFile/{f2}/LogFile", 401)
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-12", "--no-scan")
+    assert res.rc == 0, res.err
+    assert len(sim.requests_to("/services/Soap/u/", "POST")) == 2
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(f2,)]
+
+    # A session id cannot be renewed: exit 2, checkpoint kept before the refused file.
+    f3 = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T03:00:00Z", restapi_csv(2))
+    sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T04:00:00Z", restapi_csv(2))
+    sid = sim.issue_session()
+    for name in ("SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SF_SESSION_ID", sid)
+    monkeypatch.setenv("SF_INSTANCE_URL", sim.url)
+    sim.fail_next(f"sobjects/EventLogFile/{f3}/LogFile", 401)
+    res = cli("pull", "--db", db, "--out", out, "--no-scan")
+    assert res.rc == 2 and "refused the session (401)" in res.err
+    secrets_absent(res.out + res.err + db_text(db), sid)
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(f2,)]
+    assert query(db, "SELECT status FROM pulled_files WHERE log_id = ?", f3) == [("failed",)]
+    assert f1
+
+
+def test_5xx_is_retried_with_backoff(sim, password_env, paths, query):
+    db, out = paths
+    log_id = sim.add_event_log_file("ApexCallout", "2024-03-11", "2024-03-12T02:00:00Z", apex_csv())
+    sim.fail_next("query", 503, times=2)
+    sim.fail_next(f"sobjects/EventLogFile/{log_id}/LogFile", 503, times=1, retry_after=3)
+    sim.fail_next(f"sobjects/EventLogFile/{log_id}/LogFile", 502, times=1)
+    waits: list[float] = []
+    client = SalesforceClient(Credentials.from_env(), session=sim.session(), sleep=waits.append)
+    result = pull(db, out, client=client, since=_dt("2024-03-12"), scan=True)
+    assert waits == [1.0, 2.0, 3.0, 2.0]  # query: 1, 2; blob: Retry-After 3, then the doubled 2
+    assert [r.status for r in sim.requests_to("query", "GET")] == [503, 503, 200]
+    assert [r.status for r in blob_gets(sim, log_id)] == [503, 502, 200]
+    assert not result.failed and result.scan is not None and result.scan.total_findings >= 1
+    assert query(db, "SELECT status FROM pulled_files") == [("scanned",)]
+
+
+def test_unreachable_server_is_a_salesforce_error(sim, paths):
+    db, out = paths
+    with SalesforceSim() as gone:
+        dead_url = gone.url
+    creds = Credentials(username=USER, password=PASSWORD, security_token=TOKEN, domain=dead_url)
+    waits: list[float] = []
+    client = SalesforceClient(creds, session=sim.session(), retries=2, sleep=waits.append)
+    with pytest.raises(SalesforceError) as e:
+        pull(db, out, client=client)
+    assert str(e.value) == (f"Salesforce could not log in after 3 tries: cannot reach {dead_url}: Connection refused")
+    assert waits == [1.0, 2.0]
+    assert not db.exists()  # nothing was opened before the login worked
+
+
+def test_exhausted_retries_exit_4(sim, password_env, paths, cli):
+    db, out = paths
+    sim.fail_next("query", 503, times=5)
+    res = cli("pull", "--db", db, "--out", out, "--retries", "0")
+    assert res.rc == 4
+    assert "could not list EventLogFile records after 1 try: HTTP 503" in res.err
+
+
+def test_event_type_filter_and_parallel_downloads(sim, password_env, paths, cli, query):
+    db, out = paths
+    wanted = []
+    for i in range(6):
+        wanted.append(sim.add_event_log_file("ApexCallout", "2024-03-11", f"2024-03-12T02:0{i}:00Z", apex_csv()))
+        sim.add_event_log_file("Login", "2024-03-11", f"2024-03-12T02:0{i}:30Z", restapi_csv(1))
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-12", "--event-type", "ApexCallout",
+              "--workers", "3")
+    assert res.rc == 1, res.err
+    assert sorted(r[0] for r in query(db, "SELECT log_id FROM pulled_files")) == sorted(wanted)
+    assert query(db, "SELECT instance, last_id FROM pull_checkpoints") == [
+        (sim.url + "?EventType=ApexCallout", wanted[-1])]
+    res = cli("pull", "--db", db, "--out", out, "--event-type", "Bad'Type")
+    assert res.rc == 2 and "--event-type" in res.err
+
+
+def test_help_teaches_and_leaks_nothing(password_env, cli):
+    res = cli("pull", "--help")
+    assert res.rc == 0
+    for word in ("SF_SESSION_ID", "SF_INSTANCE_URL", "SF_USERNAME", "SF_SECURITY_TOKEN", "SF_DOMAIN", "--since",
+                 "--event-type", "exit codes", "Range", "examples"):
+        assert word in res.out
+    secrets_absent(res.out + res.err, USER)
+
+
+def test_missing_credentials(paths, cli, monkeypatch):
+    db, out = paths
+    for name in ("SF_SESSION_ID", "SF_INSTANCE_URL", "SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SF_SESSION_ID", "00Dx!secret")
+    res = cli("pull", "--db", db, "--out", out)
+    assert res.rc == 2 and "SF_INSTANCE_URL is not set" in res.err and "secret" not in res.err
+    monkeypatch.delenv("SF_SESSION_ID")
+    monkeypatch.setenv("SF_USERNAME", USER)
+    res = cli("pull", "--db", db, "--out", out)
+    assert res.rc == 2 and "SF_PASSWORD, SF_SECURITY_TOKEN not set" in res.err
+
+
+def test_credentials_never_show_in_repr_or_redacted_text():
+    c = Credentials(username=USER, password=PASSWORD, security_token=TOKEN)
+    assert PASSWORD not in repr(c) and TOKEN not in repr(c)
+    assert c.redact(f"bad {PASSWORD}{TOKEN} and {TOKEN}") == "bad *** and ***"
+    s = Credentials(session_id="00D5j00000AbCdE!AQtokenpart", instance_url="https://x.my.salesforce.com")
+    assert s.redact("echo AQtokenpart") == "echo ***"
+
+
+def test_paths_stay_inside_the_output_directory(tmp_path):
+    lf = LogFile(id="0AT5j00000AbCdEGAA", event_type="../../etc/cron.d", log_date="2024-03-11T16:00:00.000+0000",
+                 created_date="2024-03-12T00:00:00.000+0000", interval="Hourly", sequence=1, length=None)
+    p = local_path(tmp_path, "https://acme.my.salesforce.com", lf)
+    assert p.parent.parent.parent == tmp_path and ".." not in p.parts
+    assert p.name == "2024-03-11T16_0AT5j00000AbCdEGAA.csv"
+
+
+def test_login_url_and_query_building():
+    assert login_url(None) == "https://login.salesforce.com"
+    assert login_url("test") == "https://test.salesforce.com"
+    assert login_url("acme.my") == "https://acme.my.salesforce.com"
+    assert login_url("https://127.0.0.1:8443") == "https://127.0.0.1:8443"
+    with pytest.raises(UsageError):
+        login_url("http://login.example")  # a password never goes over plain http
+    q = build_query(_dt("2024-03-12T02:00:00.750"), ["RestApi", "ApexCallout"])
+    assert q == ("SELECT Id, EventType, LogDate, CreatedDate, Interval, Sequence, LogFileLength FROM EventLogFile "
+                 "WHERE CreatedDate >= 2024-03-12T02:00:00Z AND EventType IN ('ApexCallout', 'RestApi') "
+                 "ORDER BY CreatedDate, Id")
+
+
+def test_auth_error_type_from_library(sim, paths):
+    db, out = paths
+    creds = Credentials(session_id="00D5j00000AbCdE!AQnope", instance_url=sim.url)
+    with pytest.raises(SalesforceAuthError):
+        pull(db, out, creds, session=sim.session())
+
+
+def _dt(text: str):
+    from leakwatch.salesforce.pull import parse_sf_datetime
+
+    return parse_sf_datetime(text)
