@@ -22,6 +22,9 @@ KEY = "sk-proj-FAKEtestKEY0a1b2c3d4e5f6g7h8i9j0kLmNoP"
 IP = "93.184.216.34"
 JSON_KEYS = {"source", "line", "start", "end", "rule", "entity", "confidence", "severity", "field", "masked",
              "value_hash"}
+# Present when the record's format or destination says them (see pipeline._JSONL_EXTRA).
+OPTIONAL_JSON_KEYS = {"field_path", "format", "detector", "ts", "dest_host", "dest_vendor", "dest_region",
+                      "dest_jurisdiction", "residency_violation", "sf_object", "sf_field", "prompt_role"}
 
 
 @pytest.fixture
@@ -160,7 +163,8 @@ def test_jsonl_stdout_is_valid_json_with_byte_offsets(tmp_path, cli, query, leak
     lines = leaky.read_bytes().split(b"\n")
     expected = {"email": EMAIL, "payment_card": CARD, "openai_api_key": KEY, "ipv4_public": IP}
     for o in objs:
-        assert set(o) == JSON_KEYS
+        assert JSON_KEYS <= set(o) <= JSON_KEYS | OPTIONAL_JSON_KEYS
+        assert o["format"] == "text" and o["detector"] == "regex"  # an app log without structure
         assert o["source"] == str(leaky)
         assert isinstance(o["line"], int) and isinstance(o["start"], int) and isinstance(o["end"], int)
         # line is 1-based; [start, end) are byte offsets within that line.
@@ -226,7 +230,7 @@ def test_store_raw_keeps_raw_values(tmp_path, cli, query, leaky):
         ("email", EMAIL), ("payment_card", CARD), ("openai_api_key", KEY), ("ipv4_public", IP)]
     objs = jsonl(r.out)
     assert {o["rule"]: o["raw"] for o in objs}["openai_api_key"] == KEY
-    assert all(set(o) == JSON_KEYS | {"raw"} for o in objs)
+    assert all(JSON_KEYS | {"raw"} <= set(o) <= JSON_KEYS | OPTIONAL_JSON_KEYS | {"raw"} for o in objs)
     # The summary never shows raw values, even then.
     assert KEY not in r.err and EMAIL not in r.err
 

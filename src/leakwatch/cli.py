@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 from leakwatch import __version__
-from leakwatch.errors import LeakwatchError, StoreError, UsageError
+from leakwatch.errors import LeakwatchError, SalesforceAuthError, SalesforceError, StoreError, UsageError
 from leakwatch.exit_codes import ExitCode
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -35,9 +35,16 @@ SCAN_EPILOG = textwrap.dedent(
     exit codes:
       0  no finding at or above --fail-on     2  usage error, or some input could not be read
       1  findings at or above --fail-on        3  the database could not be opened or written
+      4  Salesforce or another remote service failed after retries (pull)
       130 interrupted (what was stored stays)  70 internal error (a bug: please report it)
     """
 )
+
+
+def _format_names() -> tuple[str, ...]:
+    from leakwatch.sources.formats import FORMAT_NAMES
+
+    return tuple(FORMAT_NAMES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--store-raw", action="store_true",
                       help="ALSO store raw matched values in the database (off by default: a leak detector must not become a leak)")
     scan.add_argument("--rescan", action="store_true", help="scan files again even if unchanged since a completed scan")
+    scan.add_argument("--format", dest="fmt", metavar="FORMAT", choices=_format_names(),
+                      help="read every file as FORMAT instead of sniffing each one: %s" % ", ".join(_format_names()))
+    scan.add_argument("--config", metavar="FILE",
+                      help="settings file (TOML; default: $LEAKWATCH_CONFIG or ./leakwatch.toml if present)")
+    scan.add_argument("--ner", action=argparse.BooleanOptionalAction, default=None,
+                      help="also run presidio NER (PERSON, LOCATION) on free-text fields such as LLM prompts "
+                      "(default: the config's ner.enabled, off)")
+    scan.add_argument("--no-patterns", action="store_true",
+                      help="do not run the failure-pattern detectors (P1-P4, bulk exports, API volume) after the scan")
     scan.add_argument("-q", "--quiet", action="store_true", help="print no summary (errors still go to stderr)")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     for name in COMMAND_MODULES:
@@ -104,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"leakwatch: error: {e}", file=sys.stderr)
         return ExitCode.INPUT_ERROR
+    except SalesforceAuthError as e:
+        print(f"leakwatch: Salesforce: {e}", file=sys.stderr)
+        return ExitCode.INPUT_ERROR
+    except SalesforceError as e:
+        print(f"leakwatch: Salesforce: {e}", file=sys.stderr)
+        return ExitCode.REMOTE_ERROR
     except StoreError as e:
         print(f"leakwatch: database error: {e}", file=sys.stderr)
         return ExitCode.STORE_ERROR
@@ -137,6 +159,10 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    from leakwatch.config import load_config
+
+    config = load_config(args.config)
+    opts = dict(config=config, fmt=args.fmt, ner=args.ner, run_patterns=not args.no_patterns)
     jsonl_out = None
     close_jsonl = False
     if args.jsonl == "-":
@@ -169,11 +195,11 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
 
                 summary = scan_paths(args.paths, args.db, workers=args.workers, rules_dirs=args.rules,
                                      store_raw=args.store_raw, jsonl=jsonl_out, fail_on=args.fail_on,
-                                     progress=progress, argv=["leakwatch", *argv], rescan=args.rescan)
+                                     progress=progress, argv=["leakwatch", *argv], rescan=args.rescan, **opts)
         else:
             summary = scan_paths(args.paths, args.db, workers=args.workers, rules_dirs=args.rules,
                                  store_raw=args.store_raw, jsonl=jsonl_out, fail_on=args.fail_on,
-                                 argv=["leakwatch", *argv], rescan=args.rescan)
+                                 argv=["leakwatch", *argv], rescan=args.rescan, **opts)
     finally:
         if close_jsonl:
             jsonl_out.close()

@@ -18,11 +18,13 @@ import os
 import signal
 import threading
 import time
+from datetime import datetime, timezone
 from collections.abc import Callable
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import xxhash
 
 from leakwatch.detect.engine import SCANNERS, Detector, Hits, batch_len, compact_hits, offset_lines, sniff_csv_header
@@ -52,6 +54,10 @@ class FileResult:
     new_findings: int = 0  # of those, not already in the database
     seconds: float = 0.0
     problems: list[InputProblem] = field(default_factory=list)
+    fmt: str | None = None
+    events: int = 0  # events stored (calls to AI endpoints, bulk/report/API rows, CDN AI hits)
+    parse_problems: int = 0  # records that did not parse as the file's format (scanned as text)
+    parse_samples: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +77,7 @@ class ScanSummary:
     records: int
     seconds: float
     interrupted: bool = False
+    alerts: list = field(default_factory=list)  # new alerts of the failure-pattern detectors
 
     @property
     def mb_per_s(self) -> float:
@@ -139,7 +146,10 @@ def _merge(batches: list[dict]) -> list[dict]:
         if out and batch_len(out[-1]) < INSERT_ROWS:
             last = out[-1]
             for k, col in b.items():
-                last[k].extend(col)
+                if isinstance(col, np.ndarray) or isinstance(last[k], np.ndarray):
+                    last[k] = np.concatenate([np.asarray(last[k]), np.asarray(col)])
+                else:
+                    last[k].extend(col)
         else:
             out.append(b)
     return out
@@ -149,17 +159,17 @@ def _merge(batches: list[dict]) -> list[dict]:
 # Owner side
 
 
-def _prepare(f: InputFile, stats: ReadStats) -> tuple[str, list[str] | None]:
-    """Sniff a file: returns ("binary"|"text", csv header or None). Raises OSError."""
+def _prepare(f: InputFile, stats: ReadStats) -> tuple[str, list[str] | None, bytes]:
+    """Sniff a file: returns ("binary"|"text", csv header or None, first bytes). Raises OSError."""
     stream = open_stream(f.path, stats)
     try:
         head = read_head(stream, SNIFF_BYTES)
     finally:
         close_stream(stream)
     if looks_binary(head):
-        return "binary", None
+        return "binary", None, head
     first = head.split(b"\n", 1)[0]
-    return "text", sniff_csv_header(first)
+    return "text", sniff_csv_header(first), head
 
 
 def scan_paths(
@@ -175,12 +185,20 @@ def scan_paths(
     progress: Callable[[int, int, str], None] | None = None,
     argv: list[str] | None = None,
     rescan: bool = False,
+    config=None,
+    fmt: str | None = None,
+    ner: bool | None = None,
+    run_patterns: bool = True,
 ) -> ScanSummary:
     """Scan files, directories and globs into the database at ``db_path``.
 
     ``jsonl`` is a text stream that receives one JSON object per new finding. ``progress`` is
     called as ``progress(bytes_done, bytes_total, current_path)``. Unchanged files (same path,
     size, mtime and rule set as a completed earlier scan) are skipped unless ``rescan``.
+    ``config`` is a :class:`leakwatch.config.Config` (default: :func:`leakwatch.config.load_config`);
+    ``fmt`` forces one format for every file; ``ner`` runs presidio NER on free-text fields
+    (default: the config's ``ner.enabled``); ``run_patterns`` runs the failure-pattern detectors
+    over the database at the end and stores their alerts.
     """
     t0 = time.perf_counter()
     if isinstance(fail_on, str):
@@ -207,9 +225,11 @@ def scan_paths(
             store.add_error(scan_id, err.file, err.line, "rule", str(err))
         for p in problems:
             store.add_error(scan_id, p.path, p.line, p.kind, p.message)
+        enricher = _make_enricher(config, store, ner)
+        markers = enricher.marker_patterns
         # Scores findings: in this thread for one worker, and for the Hits that worker threads send.
-        detector = Detector(rules, store.key, store_raw=store_raw)
-        per_thread = _DetectorFactory(rules, store.key, store_raw)
+        detector = Detector(rules, store.key, store_raw=store_raw, markers=markers)
+        per_thread = _DetectorFactory(rules, store.key, store_raw, markers)
         tally = _Tally()
         total = sum(f.size for f in files)
         progress_state = {"done": 0}
@@ -250,7 +270,7 @@ def scan_paths(
                     continue
                 stats = ReadStats()
                 try:
-                    kind, header = _prepare(f, stats)
+                    kind, header, head = _prepare(f, stats)
                 except OSError as e:
                     fr.status = "error"
                     fr.problems.append(InputProblem(f.path, "unreadable", e.strerror or str(e)))
@@ -265,8 +285,13 @@ def scan_paths(
                     store.finish_source(source_id, "skipped", 0, 0, None, "binary file")
                     advance(f.size, f.path)
                     continue
+                pattern = _custom_pattern(enricher, f.path)
+                fctx = enricher.file_context(f.path, head, fmt or ("regex" if pattern else None), pattern)
+                fr.fmt = fctx.fmt
+                if fctx.format_problem:
+                    fr.problems.append(InputProblem(f.path, "format", f"{fctx.format_problem}; scanned as text"))
                 job = _FileJob(fr, source_id, stored_path, stats.compression is not None, time.perf_counter(),
-                               detector=detector, header=header, size=f.size)
+                               detector=detector, header=header, size=f.size, fctx=fctx, enricher=enricher)
                 open_jobs.append(job)
                 # Ranges let workers share a big file and let the owner score and store one range
                 # while the next is scanned: with one worker they are smaller, read in order, and
@@ -327,6 +352,9 @@ def scan_paths(
             stop.restore()
             pool.shutdown(wait=True, cancel_futures=True)
             per_thread.give_back()
+        alerts = []
+        if run_patterns and not interrupted:
+            alerts = _run_patterns(store, enricher.config, scan_id)
         all_problems = problems + [p for fr in results for p in fr.problems]
         n_findings = sum(fr.new_findings for fr in results)
         tally.paths = [os.path.abspath(fr.path) for fr in results if fr.findings]
@@ -344,7 +372,7 @@ def scan_paths(
         by_entity=by_entity, findings_at_or_above=tally.at_or_above(int(fail_on)),
         total_findings=tally.total, new_findings=n_findings,
         bytes=sum(fr.bytes for fr in results), records=sum(fr.records for fr in results),
-        seconds=elapsed, interrupted=interrupted,
+        seconds=elapsed, interrupted=interrupted, alerts=alerts,
     )
 
 
@@ -392,6 +420,9 @@ class _FileJob:
     size: int = 0
     broken: bool = False  # a range stopped early (Ctrl-C): later ranges cannot be numbered
     buffer: list = field(default_factory=list)  # scored rows not yet inserted (see _flush)
+    events: list = field(default_factory=list)  # event rows not yet inserted
+    fctx: object = None  # leakwatch.detect.enrich.FileContext
+    enricher: object = None
     counts: dict = field(default_factory=dict)
 
 
@@ -404,17 +435,17 @@ class _DetectorFactory:
     file); a private DFA per thread costs only its warm-up, and that is paid once per process:
     the scanners come from (and go back to) the process-wide :data:`SCANNERS` pool."""
 
-    def __init__(self, rules, key, store_raw):
-        self.args = (rules, key, store_raw)
+    def __init__(self, rules, key, store_raw, markers=()):
+        self.args = (rules, key, store_raw, tuple(markers))
         self._lock = threading.Lock()
         self._taken: list[Detector] = []
 
     def get(self) -> Detector:
         det = getattr(_LOCAL, "detector", None)
         if det is None or getattr(_LOCAL, "args", None) is not self.args:
-            rules, key, store_raw = self.args
-            scanner = SCANNERS.take(r.regex for r in rules if r.enabled)
-            det = _LOCAL.detector = Detector(rules, key, store_raw=store_raw, scanner=scanner)
+            rules, key, store_raw, markers = self.args
+            scanner = SCANNERS.take([r.regex for r in rules if r.enabled] + list(markers))
+            det = _LOCAL.detector = Detector(rules, key, store_raw=store_raw, scanner=scanner, markers=markers)
             _LOCAL.args = self.args
             with self._lock:
                 self._taken.append(det)
@@ -426,6 +457,54 @@ class _DetectorFactory:
             taken, self._taken = self._taken, []
         for det in taken:
             SCANNERS.give_back(det.scanner)
+
+
+def _make_enricher(config, store: Store, ner: bool | None):
+    """The scan's :class:`~leakwatch.detect.enrich.Enricher`, from the config and what the
+    database learned (custom Salesforce key prefixes)."""
+    from leakwatch.config import load_config
+    from leakwatch.detect import salesforce as sfmap
+    from leakwatch.detect.egress import load_registry
+    from leakwatch.detect.enrich import Enricher
+
+    if config is None:
+        config = load_config()
+    registry = load_registry(config.egress.registry_path)
+    use_ner = config.ner.enabled if ner is None else ner
+    analyzer = None
+    if use_ner:
+        from leakwatch.detect.ner import NerAnalyzer
+
+        analyzer = NerAnalyzer()
+    enricher = Enricher(
+        registry=registry, key=store.key, allowed_jurisdictions=config.residency.allowed_jurisdictions,
+        is_gateway=config.egress.is_approved_gateway, gateway_sources=config.egress.is_gateway_source,
+        cdn_ai_paths=config.cdn.ai_paths, learned_prefixes=sfmap.load_learned_prefixes(store.con), ner=analyzer,
+    )
+    enricher.config = config
+    return enricher
+
+
+def _run_patterns(store: Store, config, scan_id: int) -> list:
+    """Run the failure-pattern detectors over the whole database; return the new alerts."""
+    from leakwatch.detect.patterns import PatternSettings, run_patterns
+
+    p = config.patterns
+    settings = PatternSettings(
+        window_minutes=p.bulk_then_ai_window_minutes, bulk_min_rows=p.bulk_min_rows,
+        bulk_objects=tuple(p.bulk_objects), api_volume_factor=p.api_volume_factor,
+        api_volume_min_events=p.api_volume_min_events,
+        allowed_jurisdictions=tuple(config.residency.allowed_jurisdictions),
+        edge_jurisdiction=getattr(config, "edge_jurisdiction", None),
+    )
+    with store._write("store alerts") as con:
+        return run_patterns(con, settings, scan_id=scan_id)
+
+
+def _custom_pattern(enricher, path: str) -> str | None:
+    """The regex of the user-configured format whose path globs match ``path``, if any."""
+    custom = enricher.config.formats.for_path(path)
+    return custom.regex if custom is not None else None
 
 
 def _hash_file(path: str) -> str:
@@ -451,8 +530,14 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     fr = job.result
     if job.broken:
         return  # an earlier range stopped short: this one's line numbers would be wrong
+    events: list[tuple] = []
     if items and isinstance(items[0], Hits):
-        rows = [job.detector.batch_from_hits(h, job.header) for h in items]
+        rows = []
+        for h in items:
+            batch, ev = job.enricher.process(job.fctx, job.detector, h.data, h.result, h.first_line,
+                                             h.first_line_offset, job.header)
+            rows.append(batch)
+            events += ev
         batches = _merge([b for b in rows if batch_len(b)])
     else:
         batches = items
@@ -460,6 +545,10 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     for batch in batches:
         offset_lines(batch, base)
         job.buffer = _merge(job.buffer + [batch])
+    if events:
+        if base:
+            events = [(e[0] + base, *e[1:]) for e in events]
+        job.events += events
     fr.records += records
     fr.bytes += nbytes
     fr.problems.extend(p if p.line is None else InputProblem(p.path, p.kind, p.message, p.line + base) for p in probs)
@@ -485,9 +574,15 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     fr.seconds = time.perf_counter() - job.started
     fr.status = "error" if any(p.kind in ("unreadable", "truncated") for p in fr.problems) else "ok"
     _record_problems(store, scan_id, fr)
+    fctx = job.fctx
+    if fctx is not None and fctx.parse_problems:
+        fr.parse_problems = fctx.parse_problems
+        fr.parse_samples = list(fctx.problem_samples)
     store.finish_source(job.source_id, fr.status, fr.records, fr.findings, job.content_hash,
                         "; ".join(str(p) for p in fr.problems) or None,
-                        entity_counts=[(e, s, r, n) for (e, s, r), n in job.counts.items()])
+                        entity_counts=[(e, s, r, n) for (e, s, r), n in job.counts.items()],
+                        fmt=fctx.fmt if fctx is not None else None,
+                        parse_problems=fctx.parse_problems if fctx is not None else 0)
     job.finished = True
 
 
@@ -495,6 +590,8 @@ def _flush(store: Store, scan_id: int, job: _FileJob, tally: _Tally, jsonl) -> N
     """Insert the rows a file's ranges have produced so far (in file order)."""
     fr = job.result
     batches, job.buffer = job.buffer, []
+    events, job.events = job.events, []
+    fr.events += store.insert_events(scan_id, job.source_id, job.stored_path, events)
     for batch in batches:
         fr.new_findings += store.insert_findings(scan_id, job.source_id, job.stored_path, batch)
         fr.findings += tally.add_batch(batch)
@@ -557,6 +654,11 @@ def _record_problems(store: Store, scan_id: int, fr: FileResult) -> None:
         store.add_error(scan_id, p.path, p.line, p.kind, p.message)
 
 
+# Optional keys of a JSON line, present when the record's format or destination gave them.
+_JSONL_EXTRA = ("field_path", "format", "detector", "dest_host", "dest_vendor", "dest_region", "dest_jurisdiction",
+                "sf_object", "sf_field", "prompt_role")
+
+
 def _write_jsonl(out, path: str, batch: dict) -> None:
     lines = []
     raw = batch["raw_value"]
@@ -574,6 +676,16 @@ def _write_jsonl(out, path: str, batch: dict) -> None:
             "masked": batch["masked"][i],
             "value_hash": batch["value_hash"][i],
         }
+        for key in _JSONL_EXTRA:
+            col = batch.get(key)
+            if col is not None and col[i] is not None:
+                obj[key] = col[i]
+        ts = batch.get("ts")
+        if ts is not None and ts[i] == ts[i]:  # NaN: the record has no timestamp
+            obj["ts"] = datetime.fromtimestamp(float(ts[i]), timezone.utc).isoformat().replace("+00:00", "Z")
+        viol = batch.get("residency_violation")
+        if viol is not None and viol[i] >= 0:
+            obj["residency_violation"] = bool(viol[i])
         if raw[i] is not None:
             obj["raw"] = raw[i]
         lines.append(json.dumps(obj, ensure_ascii=False))

@@ -27,18 +27,36 @@ def print_summary(summary: ScanSummary, console: Console, *, fail_on: str = "med
         console.print("No findings.")
     f = Table(title="Files", title_justify="left")
     f.add_column("file", overflow="fold")
+    f.add_column("format")
     f.add_column("status")
     f.add_column("lines", justify="right")
     f.add_column("findings", justify="right")
+    f.add_column("events", justify="right")
+    f.add_column("unparsed", justify="right")
     f.add_column("MB", justify="right")
     f.add_column("MB/s", justify="right")
     for fr in summary.files:
         rate = fr.bytes / 1e6 / fr.seconds if fr.seconds > 0 else 0.0
         status = fr.status if fr.status == "ok" else f"[yellow]{fr.status}[/]"
-        f.add_row(escape(fr.path), status, f"{fr.records:,}", f"{fr.findings:,}", f"{fr.bytes / 1e6:.1f}",
-                  f"{rate:.0f}" if fr.seconds > 0 else "-")
+        unparsed = f"[yellow]{fr.parse_problems:,}[/]" if fr.parse_problems else "0"
+        f.add_row(escape(fr.path), escape(fr.fmt or "-"), status, f"{fr.records:,}", f"{fr.findings:,}",
+                  f"{fr.events:,}", unparsed, f"{fr.bytes / 1e6:.1f}", f"{rate:.0f}" if fr.seconds > 0 else "-")
     if summary.files:
         console.print(f)
+    # Records that did not parse as their file's format were still scanned as text; say where.
+    for fr in summary.files:
+        for line, message in fr.parse_samples:
+            console.print(f"  {escape(fr.path)}:{line}: not {escape(fr.fmt or '?')}: {escape(message)}",
+                          style="yellow", soft_wrap=True)
+    if summary.alerts:
+        a = Table(title="Alerts (failure patterns)", title_justify="left")
+        a.add_column("pattern")
+        a.add_column("severity")
+        a.add_column("summary", overflow="fold")
+        for alert in summary.alerts:
+            sev = str(alert.severity)
+            a.add_row(escape(alert.pattern), f"[{_SEVERITY_STYLE.get(sev, '')}]{sev}[/]", escape(alert.summary))
+        console.print(a)
     verdict = (
         f"[bold red]{summary.findings_at_or_above:,} at or above {fail_on}[/]"
         if summary.findings_at_or_above else f"none at or above {fail_on}"

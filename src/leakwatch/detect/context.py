@@ -43,10 +43,16 @@ _REV_KEY = re.compile(
 _NOT_FIELD_BYTES = bytes(c for c in range(256) if not (97 <= c <= 122 or 48 <= c <= 57 or c == 46))
 
 
+_INDEX = re.compile(rb"\[\d+\]")
+
+
 def normalize_field(name: str | bytes) -> str:
-    """Lowercase and keep only ``[a-z0-9.]``: ``"First_Name"`` → ``"firstname"``."""
+    """Lowercase and keep only ``[a-z0-9.]``, without array indexes: ``"First_Name"`` →
+    ``"firstname"``, ``"body.messages[0].content"`` → ``"body.messages.content"``."""
     if isinstance(name, str):
         name = name.encode("utf-8", errors="replace")
+    if b"[" in name:
+        name = _INDEX.sub(b"", name)
     return name.lower().translate(None, _NOT_FIELD_BYTES).decode("ascii")
 
 

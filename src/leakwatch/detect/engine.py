@@ -75,11 +75,14 @@ class Detector:
     """Everything needed to turn a chunk of one file into a findings batch."""
 
     def __init__(self, rules: list[Rule], key: bytes, *, store_raw: bool = False, scanner: Scanner | None = None,
-                 compiled: bool = True):
+                 compiled: bool = True, markers: list[str] | tuple[str, ...] = ()):
         self.rules = [r for r in rules if r.enabled]
         self.key = key
         self.store_raw = store_raw
-        self.scanner = scanner or Scanner([r.regex for r in self.rules])
+        # Markers (leakwatch.detect.enrich) share the rules' RE2::Set: scanner rule indexes at and
+        # above len(self.rules) are markers, never findings.
+        self.markers = tuple(markers)
+        self.scanner = scanner or Scanner([r.regex for r in self.rules] + list(self.markers))
         self.evaluator = Evaluator(self.rules)
         # The compiled loop (leakwatch._core.rows) and the Python loop below give identical rows;
         # the Python one is the readable reference, and the tests compare the two.
@@ -132,6 +135,10 @@ class Detector:
         ``field_of(line_start, offset)`` names the field holding a value when the record's format
         is known (see :mod:`leakwatch.detect.enrich`); otherwise the key before the value is used.
         """
+        if len(res.rule) and int(res.rule.max()) >= len(self.rules):
+            keep = res.rule < len(self.rules)
+            res = ScanResult(res.record[keep], res.rule[keep], res.start[keep], res.end[keep], res.line_start[keep],
+                             res.n_records)
         if self.compiled:
             return build_rows(data, limit, res.record.tolist(), res.rule.tolist(), res.start.tolist(),
                               res.end.tolist(), res.line_start.tolist(), self.evaluator._plans, self._plans,

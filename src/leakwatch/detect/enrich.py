@@ -1,0 +1,394 @@
+"""Third stage: what the record around a finding says — its field, time, destination and owner.
+
+The native scan looks at raw bytes; only the records it flags (a candidate, or a *marker*) are
+parsed here, with the reader of the file's format (:mod:`leakwatch.sources.formats`). Parsing
+2–4% of the records keeps format awareness off the bulk path. From a parsed record a finding
+gets:
+
+- the field path as the format names it (CSV column, JSON path, logfmt key), which also feeds
+  the rules' context scoring (a 10-digit number under ``Phone`` is a phone number);
+- the record's own timestamp;
+- the destination of the record's outbound call (AI vendor, region, jurisdiction) and whether
+  it breaks the configured data residency;
+- the Salesforce object and field the value belongs to, and the role of the LLM message
+  that carries it.
+
+Markers are extra regexes compiled into the same ``RE2::Set`` as the rules. They never become
+findings; they make the records the failure patterns need visible to this stage: calls to AI
+endpoints, EventLogFile rows of bulk, report and API events, CDN hits on AI-content paths,
+EventLogFile header lines (a concatenation of files changes columns mid-file) and, with NER
+on, LLM prompts and other free text.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from leakwatch._core import ScanResult
+from leakwatch.detect import salesforce as sfmap
+from leakwatch.detect.egress import Registry, extract_host
+from leakwatch.detect.context import normalize_field
+from leakwatch.detect.mask import mask_generic, mask_name, mask_shape
+from leakwatch.hashing import keyed_hash
+from leakwatch.sources import formats
+
+# Marker kinds (see module docstring).
+M_AI_HOST = "ai_host"
+M_ELF_EVENT = "elf_event"
+M_ELF_HEADER = "elf_header"
+M_CDN_PATH = "cdn_path"
+M_FREE_TEXT = "free_text"
+
+# EventLogFile event types that the patterns read, and the event kind each becomes.
+ELF_EVENT_KINDS = {
+    "BulkApi": "bulk",
+    "BulkApi2": "bulk",
+    "BulkApiResult": "bulk",
+    "ReportExport": "report_export",
+    "RestApi": "api",
+    "API": "api",
+}
+_ELF_EVENT_MARKER = r'^"(?:' + "|".join(sorted(ELF_EVENT_KINDS, key=len, reverse=True)) + r')",'
+_ELF_HEADER_MARKER = r'^"?EVENT_TYPE"?,'
+# JSON keys whose string values are prose (for NER; see leakwatch.detect.ner.is_free_text).
+_FREE_TEXT_MARKER = r'"(?:content|prompt|input|Description|description|Comments|transcript|text|Body|body)"\s*:\s*"'
+
+_NAN = float("nan")
+
+
+@dataclass
+class FileContext:
+    """How one file is read: its format and the parse problems met so far."""
+
+    path: str
+    fmt: str
+    parser: Any
+    gateway_source: bool = False  # the file is the approved AI gateway's own log
+    format_problem: str | None = None  # why the requested format could not be used
+    parse_problems: int = 0
+    problem_samples: list[tuple[int, str]] = field(default_factory=list)
+
+    def note_problem(self, line: int, message: str) -> None:
+        self.parse_problems += 1
+        if len(self.problem_samples) < 3:
+            self.problem_samples.append((line, message))
+
+
+@dataclass
+class _Record:
+    """A parsed record and what was derived from it (once per record, shared by its findings)."""
+
+    line: bytes
+    parsed: Any
+    fmt: str
+    ts: float = _NAN
+    dest: Any = None
+    dest_host: str | None = None
+    violation: int = -1
+    actor_hash: str | None = None
+    actor_masked: str | None = None
+
+
+class Enricher:
+    """Per scan: the registry, residency rules, markers and HMAC key that enrichment needs.
+
+    Used by the thread that owns the database (it scores and stores in file order, which the
+    EventLogFile header tracking relies on)."""
+
+    def __init__(self, *, registry: Registry, key: bytes, allowed_jurisdictions,
+                 is_gateway: Callable[[str | None], bool] | None = None,
+                 gateway_sources: Callable[[str], bool] | None = None, cdn_ai_paths=(),
+                 learned_prefixes: dict[str, str] | None = None, ner=None):
+        self.registry = registry
+        self.key = key
+        self.allowed = tuple(allowed_jurisdictions)
+        self.is_gateway = is_gateway or (lambda host: False)
+        self.gateway_sources = gateway_sources or (lambda path: False)
+        self.cdn_rx = [re.compile(p) for p in cdn_ai_paths]
+        self.learned = dict(learned_prefixes or {})
+        self.ner = ner
+        markers: list[tuple[str, str]] = [(M_AI_HOST, p) for p in registry.marker_patterns()]
+        markers += [(M_ELF_EVENT, _ELF_EVENT_MARKER), (M_ELF_HEADER, _ELF_HEADER_MARKER)]
+        for p in cdn_ai_paths:
+            # A path regex anchored at the path's start: in a raw line the path follows a space,
+            # a quote or `path=`; the parsed path is checked against the real regex later.
+            markers.append((M_CDN_PATH, r'[ "=](?:' + p.lstrip("^") + ")"))
+        if ner is not None:
+            markers.append((M_FREE_TEXT, _FREE_TEXT_MARKER))
+        self.markers = markers
+        self._parsers: dict[str, Any] = {}
+        self._dest_cache: dict[str, tuple] = {}
+
+    @property
+    def marker_patterns(self) -> list[str]:
+        return [p for _, p in self.markers]
+
+    # -- files -------------------------------------------------------------------------------
+    def file_context(self, path: str, head: bytes, forced: str | None = None, pattern: str | None = None) -> FileContext:
+        """Pick the reader for a file from its first bytes (or ``forced`` by ``--format``)."""
+        fmt = forced or formats.sniff(head, path)
+        header_line = None
+        if fmt in ("eventlogfile", "csv"):
+            header_line = head.split(b"\n", 1)[0].rstrip(b"\r")
+        problem = None
+        try:
+            parser = formats.make_parser(fmt, header_line=header_line, pattern=pattern)
+        except formats.FormatError as e:
+            # A forced --format the file does not have (a CSV without its header, say): the file
+            # is still scanned, as text, and the reason is reported with it.
+            problem = str(e)
+            fmt, parser = "text", formats.make_parser("text")
+        ctx = FileContext(path, fmt, parser, gateway_source=self.gateway_sources(path))
+        ctx.format_problem = problem
+        return ctx
+
+    def _fallback(self, line: bytes):
+        """A record that does not parse as its file's format (a mixed file, an appended JSON
+        line): the reader its own shape suggests, if that is a self-describing line format."""
+        name = formats.sniff(line)
+        if name in ("text", "csv", "eventlogfile"):
+            return None
+        p = self._parsers.get(name)
+        if p is None:
+            try:
+                p = self._parsers[name] = formats.make_parser(name)
+            except Exception:  # noqa: BLE001 - a format that needs configuration is no fallback
+                return None
+        return p
+
+    # -- records -----------------------------------------------------------------------------
+    def _parse(self, fctx: FileContext, line: bytes, line_no: int, header_marked: bool) -> _Record:
+        if header_marked and line_no > 1 and fctx.fmt in ("eventlogfile", "csv"):
+            # Another EventLogFile header mid-file (files concatenated): its columns rule from here.
+            fctx.parser = formats.make_parser("eventlogfile", header_line=line)
+        rec = fctx.parser.parse(line)
+        fmt = fctx.fmt
+        if rec.problem is not None:
+            alt = self._fallback(line)
+            alt_rec = alt.parse(line) if alt is not None else None
+            if alt_rec is not None and alt_rec.problem is None:
+                rec, fmt = alt_rec, alt.name
+            else:
+                fctx.note_problem(line_no, rec.problem)
+        r = _Record(line, rec, fmt)
+        if rec.ts is not None:
+            r.ts = rec.ts.timestamp()
+        attrs = rec.attrs
+        target = attrs.get("url") or attrs.get("host")
+        if target:
+            self._set_dest(r, target)
+        user = attrs.get("user")
+        if user:
+            r.actor_hash = keyed_hash(self.key, user.encode("utf-8", "replace"))
+            r.actor_masked = mask_generic(user.encode("utf-8", "replace"))
+        return r
+
+    def _set_dest(self, r: _Record, target: str) -> None:
+        cached = self._dest_cache.get(target)
+        if cached is None:
+            dest = self.registry.classify(target)
+            host = dest.host if dest is not None else None
+            violation = -1 if dest is None else int(dest.violates(self.allowed))
+            cached = (dest, host, violation)
+            if len(self._dest_cache) < 100_000:
+                self._dest_cache[target] = cached
+        r.dest, r.dest_host, r.violation = cached
+
+    def process(self, fctx: FileContext, detector, data: bytes, res: ScanResult, first_line: int, first_off: int,
+                header: list[str] | None) -> tuple[dict, list[tuple]]:
+        """Findings batch (with the m003 columns) and event rows for one chunk's matches.
+
+        ``data``/``res`` are a chunk (or its compacted hits) and the native scan of it;
+        ``first_line`` is the 0-based line of the chunk's first record within its range."""
+        from leakwatch.detect.engine import _columns  # engine imports this module
+
+        n_rules = len(detector.rules)
+        rule = res.rule
+        marker_mask = rule >= n_rules
+        limit = len(data)
+        # Records in file order, each parsed once.
+        ls_all = res.line_start
+        uniq, first_idx = np.unique(ls_all, return_index=True)
+        recno_of_ls = dict(zip(uniq.tolist(), res.record[first_idx].tolist()))
+        marks_by_ls: dict[int, list[tuple[str, int, int]]] = {}
+        if marker_mask.any():
+            for ls, ri, s, e in zip(ls_all[marker_mask].tolist(), rule[marker_mask].tolist(),
+                                    res.start[marker_mask].tolist(), res.end[marker_mask].tolist()):
+                marks_by_ls.setdefault(ls, []).append((self.markers[ri - n_rules][0], s - ls, e - ls))
+        records: dict[int, _Record] = {}
+        for ls in uniq.tolist():
+            nl = data.find(b"\n", ls, limit)
+            line = bytes(data[ls:nl if nl != -1 else limit])
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            line_no = first_line + 1 + recno_of_ls[ls]
+            marks = marks_by_ls.get(ls, ())
+            records[ls] = self._parse(fctx, line, line_no, any(k == M_ELF_HEADER for k, _, _ in marks))
+
+        def field_of(ls: int, off: int) -> str | None:
+            rec = records.get(ls)
+            return formats.field_at(rec.parsed, off) if rec is not None else None
+
+        sub = res if not marker_mask.any() else ScanResult(
+            res.record[~marker_mask], rule[~marker_mask], res.start[~marker_mask], res.end[~marker_mask],
+            ls_all[~marker_mask], res.n_records)
+        rows = detector.rows(data, limit, sub, first_line, first_off, header, field_of)
+        n_regex = len(rows)
+        rows += self._ner_rows(detector, records, recno_of_ls, first_line, first_off)
+        batch = _columns(rows)
+        self._add_columns(batch, records, recno_of_ls, first_line, first_off)
+        batch["detector"] = ["regex"] * n_regex + ["ner"] * (len(rows) - n_regex)
+        events = self._events(fctx, records, marks_by_ls, recno_of_ls, first_line)
+        return batch, events
+
+    # -- findings columns -------------------------------------------------------------------
+    def _add_columns(self, batch: dict, records: dict[int, _Record], recno_of_ls: dict[int, int],
+                     first_line: int, first_off: int) -> None:
+        ls_of_line = {first_line + 1 + rec: ls for ls, rec in recno_of_ls.items()}
+        n = len(batch["line"])
+        ts = np.full(n, _NAN)
+        viol = np.full(n, -1, dtype=np.int8)
+        cols = {k: [None] * n for k in ("format", "dest_host", "dest_vendor", "dest_region", "dest_jurisdiction",
+                                          "sf_object", "sf_field", "actor_hash", "prompt_role")}
+        for i, (line_no, path, rule_id, start, end) in enumerate(zip(
+                batch["line"], batch["field_path"], batch["rule_id"], batch["start_byte"], batch["end_byte"])):
+            r = records.get(ls_of_line.get(line_no, -1))
+            if r is None:
+                continue
+            ts[i] = r.ts
+            cols["format"][i] = r.fmt
+            cols["actor_hash"][i] = r.actor_hash
+            if r.dest is not None:
+                d = r.dest
+                cols["dest_host"][i] = r.dest_host
+                cols["dest_vendor"][i] = d.vendor
+                cols["dest_region"][i] = d.region
+                cols["dest_jurisdiction"][i] = d.jurisdiction
+                viol[i] = r.violation
+            attrs = r.parsed.attrs
+            if rule_id == "sf_record_id":
+                off = first_off if line_no == first_line + 1 else 0
+                value = r.line[start - off:end - off].decode("latin-1")
+                obj = sfmap.object_for_id(value, self.learned)
+                if obj:
+                    cols["sf_object"][i] = obj
+            else:
+                mapped = sfmap.map_field(path, entity=attrs.get("entity"), event_type=attrs.get("event_type"))
+                if mapped:
+                    cols["sf_object"][i], cols["sf_field"][i] = mapped
+            if path and r.parsed.roles:
+                cols["prompt_role"][i] = formats.role_at(r.parsed, start - (first_off if line_no == first_line + 1 else 0))
+        batch["ts"] = ts
+        batch["residency_violation"] = viol
+        batch.update(cols)
+
+    # -- NER --------------------------------------------------------------------------------
+    def _ner_rows(self, detector, records, recno_of_ls, first_line, first_off) -> list[tuple]:
+        if self.ner is None:
+            return []
+        from leakwatch.detect.ner import is_free_text
+
+        out: list[tuple] = []
+        for ls, r in records.items():
+            spans = [(s, e) for p, s, e in r.parsed.fields if is_free_text(p)]
+            if not spans:
+                continue
+            line_no = first_line + 1 + recno_of_ls[ls]
+            off = first_off if line_no == first_line + 1 else 0
+            for s, e, entity, score in self.ner.analyze(r.line, spans):
+                value = r.line[s:e]
+                path = formats.field_at(r.parsed, s)
+                mask = mask_name if entity == "PERSON_NAME" else mask_shape
+                out.append((line_no, s + off, e + off, f"ner_{entity.lower()}", entity, round(float(score), 3),
+                            float(score), 0.0, 0.0, "medium", 2, normalize_field(path) if path else None, mask(value),
+                            keyed_hash(detector.key, b" ".join(value.lower().split())),
+                            value.decode("utf-8", "backslashreplace") if detector.store_raw else None, path))
+        return out
+
+    # -- events -----------------------------------------------------------------------------
+    def _events(self, fctx: FileContext, records, marks_by_ls, recno_of_ls, first_line) -> list[tuple]:
+        out: list[tuple] = []
+        for ls, marks in marks_by_ls.items():
+            r = records[ls]
+            kinds = {k for k, _, _ in marks}
+            attrs = r.parsed.attrs
+            line_no = first_line + 1 + recno_of_ls[ls]
+            if M_AI_HOST in kinds:
+                if r.dest is None:
+                    # The record names an AI host outside the fields its reader knows as the
+                    # call's target (a URL inside a message): take the host the marker matched.
+                    for k, s, e in marks:
+                        if k == M_AI_HOST:
+                            # A marker includes the byte before the host: take the host itself.
+                            host = extract_host(r.line[s + 1:e].decode("latin-1"))
+                            if host:
+                                self._set_dest(r, host)
+                            if r.dest is not None:
+                                break
+                if r.dest is not None:
+                    out.append(self._event(fctx, r, line_no, "ai_call", attrs))
+            if M_ELF_EVENT in kinds:
+                kind = ELF_EVENT_KINDS.get(attrs.get("event_type", ""))
+                if kind is not None:
+                    out.append(self._event(fctx, r, line_no, kind, attrs))
+            if M_CDN_PATH in kinds:
+                path = attrs.get("path") or ""
+                if any(rx.search(path) for rx in self.cdn_rx):
+                    out.append(self._event(fctx, r, line_no, "cdn_ai", attrs))
+        return out
+
+    def _event(self, fctx: FileContext, r: _Record, line_no: int, kind: str, attrs: dict) -> tuple:
+        d = r.dest if kind == "ai_call" else None
+        url_host = r.dest_host if d is not None else _host_of(attrs.get("url") or attrs.get("host"))
+        if kind == "ai_call":
+            via = 1 if (fctx.gateway_source or self.is_gateway(url_host)) else 0
+        else:
+            via = -1
+        return (
+            line_no, r.ts, r.fmt, kind, attrs.get("event_type") or attrs.get("method"), r.actor_hash, r.actor_masked,
+            attrs.get("app"), url_host, _path_of(attrs), _int(attrs.get("status")),
+            d.vendor if d is not None else None, d.region if d is not None else None,
+            d.jurisdiction if d is not None else None, r.violation if d is not None else -1, via,
+            attrs.get("entity"), _int(attrs.get("rows")), attrs.get("edge"), attrs.get("cache"),
+        )
+
+
+def _int(v: Any) -> int:
+    try:
+        n = int(str(v).strip())
+        return n if n >= 0 else -1
+    except (TypeError, ValueError):
+        return -1
+
+
+_HOST_RX = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:[^@/]*@)?([^/:?#\s\"]+)", re.IGNORECASE)
+
+
+def _host_of(target: str | None) -> str | None:
+    if not target:
+        return None
+    m = _HOST_RX.match(target.strip().strip('"'))
+    return m.group(1).lower() if m else None
+
+
+def _path_of(attrs: dict) -> str | None:
+    """The request path without its query string (a query string may carry PII)."""
+    path = attrs.get("path")
+    if not path:
+        url = attrs.get("url")
+        if url:
+            m = re.match(r"^[a-z][a-z0-9+.-]*://[^/]*(/[^?#]*)?", url.strip('"'), re.IGNORECASE)
+            path = m.group(1) if m else None
+    if path:
+        path = path.split("?", 1)[0]
+    return path or None
+
+
+def epoch(ts) -> float:
+    """Seconds since 1970 for an aware datetime, NaN for None."""
+    return ts.timestamp() if ts is not None else math.nan

@@ -1,0 +1,141 @@
+"""End to end: real log samples of each format → `leakwatch scan` → what the findings, events and
+alerts in DuckDB say about where the data was and where it went."""
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from leakwatch.pipeline import scan_paths
+
+DATA = Path(__file__).parent / "data" / "e2e"
+
+
+def _q(db, sql, params=None):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory):
+    d = tmp_path_factory.mktemp("e2e")
+    logs = d / "logs"
+    shutil.copytree(DATA, logs)
+    db = d / "lw.duckdb"
+    summary = scan_paths([str(logs)], db, store_raw=True)
+    return summary, db, logs
+
+
+def _finding(db, rule, raw):
+    rows = _q(db, "SELECT field_path, format, ts, dest_vendor, dest_region, dest_jurisdiction, residency_violation,"
+                  " sf_object, sf_field, prompt_role, actor_hash, line FROM findings WHERE rule_id = ? AND raw_value = ?",
+              [rule, raw])
+    assert len(rows) == 1, (rule, raw, rows)
+    keys = ("field_path", "format", "ts", "dest_vendor", "dest_region", "dest_jurisdiction", "violation",
+            "sf_object", "sf_field", "role", "actor", "line")
+    return dict(zip(keys, rows[0]))
+
+
+def test_apex_callout_url_to_a_us_endpoint_is_a_residency_violation(scanned):
+    _, db, _ = scanned
+    f = _finding(db, "email", "jane.doe@example.com")
+    assert f["field_path"] == "URL"
+    assert f["format"] == "eventlogfile"
+    assert f["ts"] == datetime(2024, 3, 11, 16, 10, 0, 120000, tzinfo=timezone.utc)
+    assert "openai" in f["dest_vendor"].lower()
+    assert f["dest_jurisdiction"] == "US"
+    assert f["violation"] is True  # the default allowed jurisdictions are the EU's
+    assert f["actor"] is not None and "0055j00000AT6I1" not in f["actor"]
+
+
+def test_llm_system_prompt_keeps_its_path_role_and_destination(scanned):
+    _, db, _ = scanned
+    f = _finding(db, "email", "maria.rossi@example.it")
+    assert f["field_path"] == "body.messages[0].content"
+    assert f["role"] == "system"
+    assert f["format"] == "jsonl"
+    assert "anthropic" in f["dest_vendor"].lower()
+    assert f["ts"] == datetime(2024, 3, 11, 16, 30, 0, 250000, tzinfo=timezone.utc)
+
+
+def test_field_names_decide_phone_or_order_number(scanned):
+    _, db, _ = scanned
+    phones = _q(db, "SELECT raw_value, field_path, format FROM findings WHERE entity = 'PHONE_NUMBER'")
+    assert ("+49 30 901820", "message.customer.phone", "mule") in phones
+    raws = {r for r, _, _ in phones}
+    assert "3044123456" not in raws and "4815162342" not in raws  # order ids, not phone numbers
+
+
+def test_heroku_query_string_email_has_the_path_field_and_the_drain_timestamp(scanned):
+    _, db, _ = scanned
+    f = _finding(db, "email", "tom.baker@example.co.uk")
+    assert f["format"] == "heroku"
+    assert f["field_path"] == "query.email"  # the query parameter inside Heroku's path=
+    assert f["ts"] == datetime(2024, 3, 11, 16, 50, 0, 123456, tzinfo=timezone.utc)
+    assert f["dest_vendor"] is None  # an inbound request to the shop, not a call to an AI service
+
+
+def test_parse_problems_are_counted_per_file_and_the_record_is_still_scanned(scanned):
+    summary, db, logs = scanned
+    by_file = {Path(p).name: (fmt, n) for p, fmt, n in _q(db, "SELECT path, format, parse_problems FROM sources")}
+    assert by_file["llm-gateway-app.jsonl"] == ("jsonl", 1)
+    assert by_file["heroku-router.log"][1] == 1  # the unterminated quote
+    assert by_file["EventLogFile_ApexCallout_2024-03-11.csv"] == ("eventlogfile", 0)
+    # The broken JSON line's email was still found, from the raw bytes.
+    assert _q(db, "SELECT line FROM findings WHERE raw_value = 'lost.line@example.org'") == [(3,)]
+    fr = {Path(f.path).name: f for f in summary.files}
+    assert fr["llm-gateway-app.jsonl"].parse_samples[0][0] == 3
+
+
+def test_events_record_ai_calls_and_bulk_reads(scanned):
+    _, db, _ = scanned
+    calls = _q(db, "SELECT url_host, dest_jurisdiction, via_gateway, format FROM events WHERE kind = 'ai_call' ORDER BY line, url_host")
+    hosts = sorted(h for h, _, _, _ in calls)
+    assert hosts == ["api.anthropic.com", "api.openai.com", "eu.api.openai.com"]
+    assert all(v is False for _, _, v, _ in calls)  # no approved gateway configured
+    assert {h: j for h, j, _, _ in calls}["eu.api.openai.com"] == "EU"
+    bulk = _q(db, "SELECT sf_object, rows_processed, event_type, ts FROM events WHERE kind = 'bulk' ORDER BY ts")
+    assert bulk == [
+        ("Opportunity", 120, "BulkApi", datetime(2024, 3, 11, 9, 0, tzinfo=timezone.utc)),
+        ("Contact", 48210, "BulkApi", datetime(2024, 3, 11, 16, 0, tzinfo=timezone.utc)),
+    ]
+
+
+def test_alerts_from_the_failure_patterns(scanned):
+    summary, db, _ = scanned
+    patterns = {p for (p,) in _q(db, "SELECT pattern FROM alerts")}
+    # The Contact bulk read at 16:00 by 0055j00000AT6I1 is followed at 16:10 by that user's
+    # callout to OpenAI; the Opportunity read is neither a watched object nor followed.
+    assert "P2_bulk_then_ai" in patterns
+    assert "P1_gateway_bypass" in patterns
+    assert "P3_prompt_pii" in patterns
+    p2 = _q(db, "SELECT summary, evidence FROM alerts WHERE pattern = 'P2_bulk_then_ai'")
+    assert len(p2) == 1
+    assert "jane.doe" not in p2[0][0] and "0055j00000AT6I1" not in p2[0][0]
+    assert {a.pattern for a in summary.alerts} == patterns
+
+
+def test_rescanning_adds_no_events_or_alerts(scanned, tmp_path):
+    _, db, logs = scanned
+    before = _q(db, "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM alerts), (SELECT count(*) FROM findings)")
+    scan_paths([str(logs)], db, rescan=True)
+    after = _q(db, "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM alerts), (SELECT count(*) FROM findings)")
+    assert after == before
+
+
+def test_jsonl_output_carries_the_context(tmp_path):
+    out = tmp_path / "f.jsonl"
+    with open(out, "w") as fh:
+        scan_paths([str(DATA / "llm-gateway-app.jsonl")], tmp_path / "x.duckdb", jsonl=fh)
+    objs = [json.loads(x) for x in out.read_text().splitlines()]
+    sys_prompt = next(o for o in objs if o.get("prompt_role") == "system")
+    assert sys_prompt["field_path"] == "body.messages[0].content"
+    assert sys_prompt["ts"] == "2024-03-11T16:30:00.250000Z"
+    assert "maria.rossi@example.it" not in json.dumps(objs)
