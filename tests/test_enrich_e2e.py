@@ -103,8 +103,8 @@ def test_events_record_ai_calls_and_bulk_reads(scanned):
     assert {h: j for h, j, _, _ in calls}["eu.api.openai.com"] == "EU"
     bulk = _q(db, "SELECT sf_object, rows_processed, event_type, ts FROM events WHERE kind = 'bulk' ORDER BY ts")
     assert bulk == [
-        ("Opportunity", 120, "BulkApi", datetime(2024, 3, 11, 9, 0, tzinfo=timezone.utc)),
-        ("Contact", 48210, "BulkApi", datetime(2024, 3, 11, 16, 0, tzinfo=timezone.utc)),
+        ("Opportunity", 120, "BulkApi:query", datetime(2024, 3, 11, 9, 0, tzinfo=timezone.utc)),
+        ("Contact", 48210, "BulkApi:query", datetime(2024, 3, 11, 16, 0, tzinfo=timezone.utc)),
     ]
 
 

@@ -421,6 +421,7 @@ class _FileJob:
     broken: bool = False  # a range stopped early (Ctrl-C): later ranges cannot be numbered
     buffer: list = field(default_factory=list)  # scored rows not yet inserted (see _flush)
     events: list = field(default_factory=list)  # event rows not yet inserted
+    elf_rows: list = field(default_factory=list)  # EventLogFile event rows for store.elf_events
     fctx: object = None  # leakwatch.detect.enrich.FileContext
     enricher: object = None
     counts: dict = field(default_factory=dict)
@@ -531,13 +532,16 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     if job.broken:
         return  # an earlier range stopped short: this one's line numbers would be wrong
     events: list[tuple] = []
+    elf_rows: list[tuple] = []
     if items and isinstance(items[0], Hits):
         rows = []
         for h in items:
-            batch, ev = job.enricher.process(job.fctx, job.detector, h.data, h.result, h.first_line,
-                                             h.first_line_offset, job.header)
+            batch, ev, elf = job.enricher.process(job.fctx, job.detector, h.data, h.result, h.first_line,
+                                                  h.first_line_offset, job.header)
             rows.append(batch)
             events += ev
+            if elf is not None:
+                elf_rows.append(elf)
         batches = _merge([b for b in rows if batch_len(b)])
     else:
         batches = items
@@ -549,6 +553,8 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
         if base:
             events = [(e[0] + base, *e[1:]) for e in events]
         job.events += events
+    for lines, hid, text in elf_rows:
+        job.elf_rows.append((lines + base, hid, text))
     fr.records += records
     fr.bytes += nbytes
     fr.problems.extend(p if p.line is None else InputProblem(p.path, p.kind, p.message, p.line + base) for p in probs)
@@ -560,7 +566,8 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     job.ranges_left -= 1
     # Ranges are small (8 MiB for one worker) and each insert has a fixed cost: rows wait here
     # until there are INSERT_ROWS of them or the file (or the scan) ends.
-    if not job.ranges_left or not final or job.broken or sum(batch_len(b) for b in job.buffer) >= INSERT_ROWS:
+    if (not job.ranges_left or not final or job.broken or sum(batch_len(b) for b in job.buffer) >= INSERT_ROWS
+            or sum(len(t) for _, _, t in job.elf_rows) >= 4 * INSERT_ROWS):
         _flush(store, scan_id, job, tally, jsonl)
     if job.ranges_left or not final or job.broken:
         return
@@ -592,6 +599,10 @@ def _flush(store: Store, scan_id: int, job: _FileJob, tally: _Tally, jsonl) -> N
     batches, job.buffer = job.buffer, []
     events, job.events = job.events, []
     fr.events += store.insert_events(scan_id, job.source_id, job.stored_path, events)
+    elf_rows, job.elf_rows = job.elf_rows, []
+    if elf_rows:
+        fr.events += store.insert_elf_events(scan_id, job.source_id, job.stored_path, elf_rows, job.fctx.headers,
+                                             job.enricher.classify_hosts, job.enricher.hash_actors)
     for batch in batches:
         fr.new_findings += store.insert_findings(scan_id, job.source_id, job.stored_path, batch)
         fr.findings += tally.add_batch(batch)

@@ -70,8 +70,19 @@ class FileContext:
     parser: Any
     gateway_source: bool = False  # the file is the approved AI gateway's own log
     format_problem: str | None = None  # why the requested format could not be used
+    headers: list[list[str]] = field(default_factory=list)  # EventLogFile headers met, by id
+    _header_ids: dict = field(default_factory=dict)
     parse_problems: int = 0
     problem_samples: list[tuple[int, str]] = field(default_factory=list)
+
+    def header_id(self) -> int:
+        """Index (in ``headers``) of the EventLogFile header now in effect."""
+        cols = tuple(getattr(self.parser, "columns", ()) or ())
+        hid = self._header_ids.get(cols)
+        if hid is None:
+            hid = self._header_ids[cols] = len(self.headers)
+            self.headers.append(list(cols))
+        return hid
 
     def note_problem(self, line: int, message: str) -> None:
         self.parse_problems += 1
@@ -121,7 +132,10 @@ class Enricher:
         if ner is not None:
             markers.append((M_FREE_TEXT, _FREE_TEXT_MARKER))
         self.markers = markers
+        self._kind_codes = np.asarray([_KIND_CODES.get(k, 0) for k, _ in markers], dtype=np.int8)
         self._parsers: dict[str, Any] = {}
+        self._shapes: dict[bytes, str] = {}
+        self._actors: dict[str, tuple[str, str]] = {}  # user → (keyed hash, masked): users repeat
         self._dest_cache: dict[str, tuple] = {}
 
     @property
@@ -149,8 +163,15 @@ class Enricher:
 
     def _fallback(self, line: bytes):
         """A record that does not parse as its file's format (a mixed file, an appended JSON
-        line): the reader its own shape suggests, if that is a self-describing line format."""
-        name = formats.sniff(line)
+        line): the reader its own shape suggests, if that is a self-describing line format.
+        Sniffing costs ~45 µs; lines of one source start alike, so the verdict is kept per
+        shape (the first 12 bytes with digits folded)."""
+        shape = line[:12].translate(_FOLD_DIGITS)
+        name = self._shapes.get(shape)
+        if name is None:
+            name = formats.sniff(line)
+            if len(self._shapes) < 4096:
+                self._shapes[shape] = name
         if name in ("text", "csv", "eventlogfile"):
             return None
         p = self._parsers.get(name)
@@ -166,8 +187,16 @@ class Enricher:
         if header_marked and line_no > 1 and fctx.fmt in ("eventlogfile", "csv"):
             # Another EventLogFile header mid-file (files concatenated): its columns rule from here.
             fctx.parser = formats.make_parser("eventlogfile", header_line=line)
-        rec = fctx.parser.parse(line)
         fmt = fctx.fmt
+        if fmt == "eventlogfile" and line[:1] != b'"' and not header_marked:
+            # Not a row of the export (every EventLogFile value is quoted): a mixed file.
+            alt = self._fallback(line)
+            alt_rec = alt.parse(line) if alt is not None else None
+            if alt_rec is not None and alt_rec.problem is None:
+                r = _Record(line, alt_rec, alt.name)
+                self._derive(r)
+                return r
+        rec = fctx.parser.parse(line)
         if rec.problem is not None:
             alt = self._fallback(line)
             alt_rec = alt.parse(line) if alt is not None else None
@@ -176,17 +205,55 @@ class Enricher:
             else:
                 fctx.note_problem(line_no, rec.problem)
         r = _Record(line, rec, fmt)
+        self._derive(r)
+        return r
+
+    def _derive(self, r: _Record) -> None:
+        """Timestamp, destination and actor of a parsed record."""
+        rec = r.parsed
         if rec.ts is not None:
             r.ts = rec.ts.timestamp()
         attrs = rec.attrs
+        if "operation" not in attrs and r.fmt == "eventlogfile":
+            for path, s, e in rec.fields:
+                if path == "OPERATION_TYPE":
+                    attrs["operation"] = r.line[s:e].decode("latin-1")
+                    break
         target = attrs.get("url") or attrs.get("host")
         if target:
             self._set_dest(r, target)
         user = attrs.get("user")
         if user:
-            r.actor_hash = keyed_hash(self.key, user.encode("utf-8", "replace"))
-            r.actor_masked = mask_generic(user.encode("utf-8", "replace"))
-        return r
+            actor = self._actors.get(user)
+            if actor is None:
+                norm = user
+                if len(user) == 15 and _SFID15.match(user):
+                    norm = sfmap.to_18(user)  # USER_ID (15) and USER_ID_DERIVED (18) are one actor
+                actor = (keyed_hash(self.key, norm.encode("utf-8", "replace")),
+                         mask_generic(norm.encode("utf-8", "replace")))
+                if len(self._actors) < 100_000:
+                    self._actors[user] = actor
+            r.actor_hash, r.actor_masked = actor
+
+    # -- for store.elf_events ---------------------------------------------------------------
+    def classify_hosts(self, hosts: list[str]) -> list[tuple]:
+        """(host, vendor, region, jurisdiction, violation, via gateway) for hosts that are AI endpoints."""
+        out = []
+        for h in hosts:
+            dest = self.registry.classify(h)
+            if dest is not None:
+                out.append((h, dest.vendor, dest.region, dest.jurisdiction, int(dest.violates(self.allowed)),
+                            int(self.is_gateway(h))))
+        return out
+
+    def hash_actors(self, users: list[str]) -> list[tuple[str, str, str]]:
+        """(user, keyed hash, masked preview), the same as findings and other events get."""
+        out = []
+        for u in users:
+            r = _Record(b"", formats.ParsedRecord([], None, {"user": u}), "eventlogfile")
+            self._derive(r)
+            out.append((u, r.actor_hash, r.actor_masked))
+        return out
 
     def _set_dest(self, r: _Record, target: str) -> None:
         cached = self._dest_cache.get(target)
@@ -211,24 +278,32 @@ class Enricher:
         rule = res.rule
         marker_mask = rule >= n_rules
         limit = len(data)
-        # Records in file order, each parsed once.
         ls_all = res.line_start
         uniq, first_idx = np.unique(ls_all, return_index=True)
-        recno_of_ls = dict(zip(uniq.tolist(), res.record[first_idx].tolist()))
+        recnos = res.record[first_idx]
         marks_by_ls: dict[int, list[tuple[str, int, int]]] = {}
+        elf_rows: tuple | None = None
+        todo = uniq
         if marker_mask.any():
-            for ls, ri, s, e in zip(ls_all[marker_mask].tolist(), rule[marker_mask].tolist(),
-                                    res.start[marker_mask].tolist(), res.end[marker_mask].tolist()):
+            m_ls = ls_all[marker_mask]
+            if fctx.fmt == "eventlogfile":
+                kinds = self._kind_codes[rule[marker_mask] - n_rules]
+                todo, elf_rows = self._split_elf(fctx, data, uniq, recnos, ls_all[~marker_mask],
+                                                 m_ls[kinds == _K_HEADER], m_ls[kinds == _K_CDN], first_line)
+            keep = np.isin(m_ls, todo) if len(todo) < len(uniq) else np.ones(len(m_ls), dtype=bool)
+            for ls, ri, s, e in zip(m_ls[keep].tolist(), rule[marker_mask][keep].tolist(),
+                                    res.start[marker_mask][keep].tolist(), res.end[marker_mask][keep].tolist()):
                 marks_by_ls.setdefault(ls, []).append((self.markers[ri - n_rules][0], s - ls, e - ls))
+        recno_of_ls = dict(zip(uniq.tolist(), recnos.tolist()))
+        # Records in file order, each parsed once.
         records: dict[int, _Record] = {}
-        for ls in uniq.tolist():
+        for ls in todo.tolist():
             nl = data.find(b"\n", ls, limit)
             line = bytes(data[ls:nl if nl != -1 else limit])
             if line[-1:] == b"\r":
                 line = line[:-1]
-            line_no = first_line + 1 + recno_of_ls[ls]
             marks = marks_by_ls.get(ls, ())
-            records[ls] = self._parse(fctx, line, line_no, any(k == M_ELF_HEADER for k, _, _ in marks))
+            records[ls] = self._parse(fctx, line, first_line + 1 + recno_of_ls[ls], marks_have(marks, M_ELF_HEADER))
 
         def field_of(ls: int, off: int) -> str | None:
             rec = records.get(ls)
@@ -244,7 +319,39 @@ class Enricher:
         self._add_columns(batch, records, recno_of_ls, first_line, first_off)
         batch["detector"] = ["regex"] * n_regex + ["ner"] * (len(rows) - n_regex)
         events = self._events(fctx, records, marks_by_ls, recno_of_ls, first_line)
-        return batch, events
+        return batch, events, elf_rows
+
+    def _split_elf(self, fctx: FileContext, data: bytes, uniq, recnos, finding_ls, header_ls, cdn_ls, first_line):
+        """Set aside the EventLogFile rows that only hold markers (API calls, bulk jobs,
+        callouts: up to a quarter of an export): no per-row Python, their text goes to DuckDB in
+        one piece (see :mod:`leakwatch.store.elf_events`). Returns (records still to parse,
+        (line numbers, header ids, row texts) or None). ``data`` is compacted hits: records are
+        contiguous, each ends where the next begins."""
+        header_ls = sorted(set(header_ls.tolist()))
+        special = np.concatenate([np.asarray(header_ls, dtype=np.int64), cdn_ls.astype(np.int64)])
+        first = np.frombuffer(data, dtype=np.uint8)[uniq]
+        elf = (first == 0x22) & ~np.isin(uniq, finding_ls) & ~np.isin(uniq, special)
+        if not elf.any():
+            return uniq, None
+        # The header in effect for each row: the file's, or the last header line before it.
+        hids = [fctx.header_id()]
+        for ls in header_ls:
+            nl = data.find(b"\n", ls)
+            line = bytes(data[ls:nl if nl != -1 else len(data)]).rstrip(b"\r")
+            recno = int(recnos[np.searchsorted(uniq, ls)])
+            # The header line itself is a record to parse; parsing it switches the columns.
+            self._parse(fctx, line, first_line + 1 + recno, True)
+            hids.append(fctx.header_id())
+        starts = uniq[elf]
+        ends = np.append(uniq[1:] - 1, len(data) - 1)[elf]
+        which = np.searchsorted(np.asarray(header_ls, dtype=np.int64), starts, side="right")
+        hid = np.asarray(hids, dtype=np.int32)[which]
+        text = b"\n".join([data[a:b] for a, b in zip(starts.tolist(), ends.tolist())]).decode("latin-1")
+        lines = recnos[elf] + (first_line + 1)
+        rest = uniq[~elf]
+        if header_ls:
+            rest = rest[~np.isin(rest, np.asarray(header_ls, dtype=np.int64))]  # parsed above
+        return rest, (lines, hid, text.split("\n"))
 
     # -- findings columns -------------------------------------------------------------------
     def _add_columns(self, batch: dict, records: dict[int, _Record], recno_of_ls: dict[int, int],
@@ -314,7 +421,9 @@ class Enricher:
     def _events(self, fctx: FileContext, records, marks_by_ls, recno_of_ls, first_line) -> list[tuple]:
         out: list[tuple] = []
         for ls, marks in marks_by_ls.items():
-            r = records[ls]
+            r = records.get(ls)
+            if r is None:
+                continue  # handed to DuckDB (see process)
             kinds = {k for k, _, _ in marks}
             attrs = r.parsed.attrs
             line_no = first_line + 1 + recno_of_ls[ls]
@@ -349,13 +458,26 @@ class Enricher:
             via = 1 if (fctx.gateway_source or self.is_gateway(url_host)) else 0
         else:
             via = -1
+        event_type = attrs.get("event_type") or attrs.get("method")
+        if kind == "bulk" and attrs.get("operation"):
+            event_type = f"{event_type}:{attrs['operation']}"  # the patterns tell reads from writes
         return (
-            line_no, r.ts, r.fmt, kind, attrs.get("event_type") or attrs.get("method"), r.actor_hash, r.actor_masked,
+            line_no, r.ts, r.fmt, kind, event_type, r.actor_hash, r.actor_masked,
             attrs.get("app"), url_host, _path_of(attrs), _int(attrs.get("status")),
             d.vendor if d is not None else None, d.region if d is not None else None,
             d.jurisdiction if d is not None else None, r.violation if d is not None else -1, via,
             attrs.get("entity"), _int(attrs.get("rows")), attrs.get("edge"), attrs.get("cache"),
         )
+
+
+_K_HEADER, _K_CDN = 1, 2
+_KIND_CODES = {M_ELF_HEADER: _K_HEADER, M_CDN_PATH: _K_CDN}
+_FOLD_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_SFID15 = re.compile(r"^[a-zA-Z0-9]{15}$")
+
+
+def marks_have(marks, kind: str) -> bool:
+    return any(k == kind for k, _, _ in marks)
 
 
 def _int(v: Any) -> int:

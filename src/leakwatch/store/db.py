@@ -478,6 +478,15 @@ class Store:
         with self._write(f"store events from {source_path}") as con:
             return ingest.insert_events(con, scan_id, source_id, str(source_path), rows)
 
+    def insert_elf_events(self, scan_id: int, source_id: int, source_path: str | Path, rows, headers,
+                          classify_hosts, hash_actors) -> int:
+        """Store EventLogFile event rows in bulk (see :mod:`leakwatch.store.elf_events`)."""
+        from leakwatch.store.elf_events import insert_elf_events
+
+        with self._write(f"store events from {source_path}") as con:
+            return insert_elf_events(con, scan_id, source_id, str(source_path), rows, headers, classify_hosts,
+                                     hash_actors)
+
     def checkpoint(self) -> None:
         """Fold the WAL into the database file now (DuckDB also does this on close)."""
         with self._write("checkpoint") as con:
