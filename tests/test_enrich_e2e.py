@@ -139,3 +139,29 @@ def test_jsonl_output_carries_the_context(tmp_path):
     assert sys_prompt["field_path"] == "body.messages[0].content"
     assert sys_prompt["ts"] == "2024-03-11T16:30:00.250000Z"
     assert "maria.rossi@example.it" not in json.dumps(objs)
+
+
+def test_impact_per_destination(scanned):
+    from leakwatch.store import Store
+    from leakwatch.store.queries import impact
+
+    _, db, _ = scanned
+    with Store.open(db, read_only=True) as s:
+        rows = impact(s.con)
+    by_vendor = {(r["dest_vendor"] or "").lower(): r for r in rows}
+    openai = next(r for v, r in by_vendor.items() if "openai" in v)
+    assert openai["residency_violation"] is True and openai["dest_jurisdiction"] == "US"
+    assert openai["data_subjects"] == 1 and "EMAIL_ADDRESS" in openai["entities"]
+    # Violations are listed first.
+    assert rows[0]["residency_violation"] is True
+    # Everything is accounted for: the per-destination findings add up to the table.
+    total = _q(db, "SELECT count(*) FROM findings")[0][0]
+    assert sum(r["findings"] for r in rows) == total
+    # Data subjects are distinct identifying values, not findings: IP addresses and record ids
+    # are not people.
+    from leakwatch.detect.salesforce import SUBJECT_ENTITIES
+
+    internal = by_vendor[""]
+    rows = _q(db, "SELECT entity, value_hash FROM findings WHERE dest_vendor IS NULL")
+    assert internal["data_subjects"] == len({h for e, h in rows if e in SUBJECT_ENTITIES})
+    assert internal["findings"] == len(rows) > internal["data_subjects"]

@@ -204,3 +204,54 @@ def list_errors(
         " ORDER BY error_id LIMIT ? OFFSET ?",
         [scan_id, limit, offset],
     )
+
+
+def impact(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    scan_id: int | None = None,
+    since: Any = None,
+    until: Any = None,
+    subject_entities: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """What an incident report needs to say, per destination (AI vendor, region, jurisdiction;
+    rows with no destination are data that stayed in the company's own systems): the affected
+    Salesforce objects and fields, the entities, and approximate counts of findings, records
+    (distinct log records) and data subjects (distinct keyed hashes of identifying values:
+    the same e-mail in a thousand lines is one person).
+
+    ``since``/``until`` bound the record's own time (``ts``) when known, else when it was
+    stored. Residency violations come first, then the largest number of data subjects.
+    """
+    if subject_entities is None:
+        from leakwatch.detect.salesforce import SUBJECT_ENTITIES
+
+        subject_entities = sorted(SUBJECT_ENTITIES)
+    conds, params = [], []
+    if scan_id is not None:
+        conds.append("scan_id = ?")
+        params.append(scan_id)
+    if since is not None:
+        conds.append("coalesce(ts, created_at) >= ?")
+        params.append(since)
+    if until is not None:
+        conds.append("coalesce(ts, created_at) < ?")
+        params.append(until)
+    where = (" WHERE " + " AND ".join(conds)) if conds else ""
+    subjects = ", ".join("?" for _ in subject_entities) or "NULL"
+    sql = f"""
+        SELECT dest_vendor, dest_region, dest_jurisdiction,
+               bool_or(coalesce(residency_violation, false)) AS residency_violation,
+               list_sort(list_distinct(list(sf_object) FILTER (WHERE sf_object IS NOT NULL))) AS objects,
+               list_sort(list_distinct(list(sf_object || '.' || sf_field) FILTER (WHERE sf_field IS NOT NULL))) AS fields,
+               list_sort(list_distinct(list(entity))) AS entities,
+               count(*) AS findings,
+               count(DISTINCT (source_path, line)) AS records,
+               count(DISTINCT value_hash) FILTER (WHERE entity IN ({subjects})) AS data_subjects,
+               min(coalesce(ts, created_at)) AS first_seen,
+               max(coalesce(ts, created_at)) AS last_seen
+        FROM findings{where}
+        GROUP BY ALL
+        ORDER BY residency_violation DESC, data_subjects DESC, findings DESC, dest_vendor NULLS LAST, dest_region
+    """
+    return _rows(con, "compute the impact", sql, [*subject_entities, *params])
