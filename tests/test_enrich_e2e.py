@@ -165,3 +165,62 @@ def test_impact_per_destination(scanned):
     rows = _q(db, "SELECT entity, value_hash FROM findings WHERE dest_vendor IS NULL")
     assert internal["data_subjects"] == len({h for e, h in rows if e in SUBJECT_ENTITIES})
     assert internal["findings"] == len(rows) > internal["data_subjects"]
+
+
+APIGEE = (
+    "2024-03-11T17:00:00Z|proxy=orders-v2|client=81.2.69.160|uri=/v2/orders?customer=lena.schmidt@example.de|"
+    "target=https://bedrock-runtime.us-east-1.amazonaws.com/model/x/invoke|status=200\n"
+    "garbage line that is not in the template\n"
+)
+
+
+def test_user_configured_regex_format_for_apigee(tmp_path):
+    """A [[formats.custom]] regex with named groups reads the files its globs match."""
+    from leakwatch.config import load_config
+
+    cfg = tmp_path / "leakwatch.toml"
+    cfg.write_text(
+        "[[formats.custom]]\n"
+        'name = "apigee"\n'
+        "regex = '^(?P<timestamp>[^|]+)\\|proxy=(?P<proxy>[^|]*)\\|client=(?P<client>[^|]*)\\|uri=(?P<uri>[^|]*)"
+        "\\|target=(?P<url>[^|]*)\\|status=(?P<status>\\d+)$'\n"
+        'paths = ["apigee-*.log"]\n'
+    )
+    log = tmp_path / "apigee-msglog.log"
+    log.write_text(APIGEE)
+    db = tmp_path / "lw.duckdb"
+    s = scan_paths([str(log)], db, config=load_config(str(cfg)), store_raw=True)
+    assert s.files[0].fmt == "regex"
+    assert s.files[0].parse_problems == 0  # the garbage line holds no candidate: never parsed
+    f = _q(db, "SELECT field_path, ts, dest_vendor, dest_region, residency_violation FROM findings"
+               " WHERE raw_value = 'lena.schmidt@example.de'")
+    assert f[0][0] == "uri" and f[0][1] == datetime(2024, 3, 11, 17, 0, tzinfo=timezone.utc)
+    assert "bedrock" in f[0][2].lower() or "amazon" in f[0][2].lower() or "aws" in f[0][2].lower()
+    assert f[0][3] == "us-east-1" and f[0][4] is True
+
+
+def test_forced_format_that_does_not_fit_is_reported_and_the_file_still_scanned(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("user=ann@example.com did a thing\n")
+    s = scan_paths([str(log)], tmp_path / "lw.duckdb", fmt="eventlogfile")
+    assert s.total_findings == 1
+    assert [p.kind for p in s.problems] == ["format"] and "text" in s.problems[0].message
+
+
+def test_ner_finds_names_in_prompts_when_asked(tmp_path):
+    log = tmp_path / "prompts.jsonl"
+    log.write_text(json.dumps({"ts": "2024-03-11T18:00:00Z", "url": "https://api.openai.com/v1/chat/completions",
+                               "messages": [{"role": "user", "content":
+                                             "Please write a polite reply to Margaret Thornton about her late parcel."}]})
+                   + "\n")
+    db = tmp_path / "lw.duckdb"
+    s = scan_paths([str(log)], db, ner=True, store_raw=True)
+    rows = _q(db, "SELECT entity, detector, raw_value, field_path, masked, dest_vendor FROM findings WHERE detector = 'ner'")
+    assert ("PERSON_NAME", "ner", "Margaret Thornton", "messages[0].content") == rows[0][:4]
+    assert "Thornton" not in rows[0][4]
+    assert "openai" in rows[0][5].lower()
+    # Without --ner (the default) the same prompt gives no name.
+    db2 = tmp_path / "off.duckdb"
+    scan_paths([str(log)], db2)
+    assert _q(db2, "SELECT count(*) FROM findings WHERE detector = 'ner'") == [(0,)]
+    assert s.total_findings >= 1
