@@ -25,7 +25,10 @@ from leakwatch.sources.formats import (
     role_at,
     sniff,
 )
-from leakwatch.sources.formats._json import decode_json_string, walk_json
+from leakwatch.sources.formats._csv import cell_text, split_row
+from leakwatch.sources.formats._json import decode_json_string, fast_record, walk_json
+from leakwatch.sources.formats._record import AttrCollector, norm_key
+from leakwatch.sources.formats._time import _ELF, _EPOCH
 
 DATA = Path(__file__).parent / "data" / "formats"
 
@@ -765,3 +768,242 @@ def test_field_at_prefers_the_innermost_span():
 ])
 def test_parse_timestamp(text, expected):
     assert parse_timestamp(text) == expected
+
+
+# --- fast paths agree with the general readers ---------------------------------------------------
+#
+# The readers take shortcuts on the lines that allow them (bytes.split for plainly quoted CSV
+# rows, json.loads for valid JSON); each shortcut must give exactly the record the general code
+# gives: same fields (in the same order), timestamp, attrs (same insertion order), problem, roles.
+
+
+def assert_same_record(got: ParsedRecord, want: ParsedRecord) -> None:
+    assert got == want
+    assert list(got.attrs.items()) == list(want.attrs.items())  # callers may iterate attrs
+    assert list(got.roles.items()) == list(want.roles.items())
+    assert all(type(f) is tuple for f in got.fields)
+    if want.ts is not None:
+        assert got.ts.tzinfo is want.ts.tzinfo
+
+
+def csv_reference(parser, line: bytes) -> ParsedRecord:
+    """A CSV row as split_row + cell_text + AttrCollector read it, cell by cell, in column order."""
+    if line[-1:] == b"\r":
+        line = line[:-1]
+    spans, problem = split_row(line)
+    cols = parser.columns
+    fields = [(cols[k] if k < len(cols) else f"column[{k}]", s, e) for k, (s, e) in enumerate(spans)]
+    if len(spans) != len(cols):
+        count = f"row has {len(spans)} column{'s' if len(spans) != 1 else ''}, header has {len(cols)}"
+        problem = f"{problem}; {count}" if problem else count
+    col = AttrCollector()
+    for k, name in enumerate(cols):
+        key = norm_key(name)
+        if k < len(spans) and col.wants(key):
+            col.offer(key, cell_text(line[spans[k][0]:spans[k][1]]))
+    return ParsedRecord(fields, col.timestamp(), col.attrs(), problem)
+
+
+_CSV_HEADERS = [
+    (b'"EVENT_TYPE","TIMESTAMP","USER_ID","URI","METHOD","URL","STATUS_CODE","TIMESTAMP_DERIVED","USER_ID_DERIVED",'
+     b'"TIME"'),
+    b"Id,Name,Email,uri,Status,url,date,CreatedDate",
+    b'"A","B"',
+    b"app,App_Name,Status,HTTP_Status,uri,request_uri",  # synonyms of equal rank: the first cell wins
+]
+_csv_cells = st.one_of(
+    st.text(alphabet='ab"é, -\t', max_size=8),
+    st.sampled_from(["", " ", "-", "null", "None", "POST", "/services/data/v59.0/query", " https://api.openai.com/v1 ",
+                     '""https://api.anthropic.com/v1/messages""', '""""', '""', '"', '""x', 'x""',
+                     "20240311160000.250", "2024-03-11T16:00:00.000Z", "not a time", "0055j00000AT6I1",
+                     "0055j00000AT6I1AAL"]),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(header=st.sampled_from(_CSV_HEADERS), cells=st.lists(_csv_cells, max_size=12),
+       quoting=st.sampled_from(["all", "none", "mixed"]), tail=st.sampled_from([b"", b"\r", b'"', b",", b' "']))
+def test_csv_fast_paths_match_the_general_reader(header, cells, quoting, tail):
+    if quoting == "all":
+        text = ",".join(f'"{c}"' for c in cells)
+    elif quoting == "none":
+        text = ",".join(cells)
+    else:
+        text = ",".join(f'"{c}"' if k % 2 else c for k, c in enumerate(cells))
+    line = text.encode() + tail
+    p = make_parser("eventlogfile", header_line=header)
+    assert_same_record(p.parse(line), csv_reference(p, line))
+
+
+@pytest.mark.parametrize("fixture", ["elf_apexcallout_release_a.csv", "elf_apexcallout_release_b.csv",
+                                     "elf_restapi.csv", "report_export.csv"])
+def test_csv_fixture_rows_match_the_general_reader(fixture):
+    p = parser_for(fixture)
+    for line in lines_of(fixture)[1:]:
+        assert_same_record(p.parse(line), csv_reference(p, line))
+
+
+def test_csv_fast_path_reads_eventlogfile_rows_and_triple_quoted_urls():
+    """Guard for the tests above: EventLogFile rows, URL cells in three quotes included, really
+    take the split path (otherwise those tests would compare the general reader with itself)."""
+    p = parser_for("elf_apexcallout_release_a.csv")
+    rows = lines_of("elf_apexcallout_release_a.csv")[1:]
+    assert any(b'"""https://' in r for r in rows)
+    for row in rows:
+        assert p._spans(row)[2] is not None
+    # and a row with a doubled quote inside a value does not
+    assert p._spans(b'"ApexCallout","x ""quoted"" y"')[2] is None
+
+
+def test_csv_wide_row_names_every_extra_column():
+    p = make_parser("csv", header_line=b"A,B")
+    line = b",".join(b"v%d" % k for k in range(15))
+    rec = p.parse(line)
+    assert [f for f, _, _ in rec.fields][-1] == "column[14]"
+    assert_same_record(rec, csv_reference(p, line))
+    quoted = b",".join(b'"v%d"' % k for k in range(15))
+    assert_same_record(p.parse(quoted), csv_reference(p, quoted))
+
+
+# JSON documents shaped like log records: keys the attribute table and the LLM rules react to,
+# values that are URLs, timestamps, empty markers, numbers, nested messages.
+_log_keys = st.sampled_from(["role", "content", "model", "system", "messages", "instructions", "status", "user",
+                             "caller", "url", "upstreamUrl", "path", "ts", "requestTime", "@timestamp", "a", "",
+                             "Status_Code", "host", "x\\y", 'q"k', "é"])
+_log_values = st.one_of(
+    _scalars,
+    st.sampled_from(["-", "null", "  ", "https://api.openai.com/v1/chat", "/orders?id=1", "system", "USER ",
+                     "2024-03-11T16:00:00Z", "10/Jun/2023:15:36:28 +0000", 1710172800, "gpt-4o", "{not json",
+                     '{"role": "user", "content": "hi there"}', "[1, 2, 3, 4, 5]", "tab\there", "é\u2028"]),
+)
+_log_docs = st.recursive(_log_values, lambda kids: st.one_of(
+    st.lists(kids, max_size=4), st.dictionaries(_log_keys, kids, max_size=5)), max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(doc=_log_docs, ascii_only=st.booleans(), spaced=st.booleans())
+def test_json_fast_path_matches_the_walker(doc, ascii_only, spaced):
+    seps = (", ", ": ") if spaced else (",", ":")
+    line = json.dumps(doc, ensure_ascii=ascii_only, separators=seps).encode()
+    p = make_parser("jsonl")
+    slow = p._parse_slow(line)
+    fast = fast_record(line)
+    if fast is not None:
+        assert_same_record(fast, slow)
+    assert_same_record(p.parse(line), slow)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=_json_docs, spaced=st.booleans())
+def test_json_fast_path_takes_every_plain_document(doc, spaced):
+    """Any valid document with no JSON-looking string in it takes the fast path (so the test
+    above compares two different readers) and gives the walker's record."""
+    seps = (", ", ": ") if spaced else (",", ":")
+    line = b"  " + json.dumps(doc, ensure_ascii=False, separators=seps).encode() + b" "
+    assume_plain = all(not (isinstance(v, str) and v[:1] in "{[") for _, v in _expected_leaves(doc))
+    fast = fast_record(line)
+    if assume_plain:
+        assert fast is not None
+        assert_same_record(fast, make_parser("jsonl")._parse_slow(line))
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    (b'{"a":"zzz","a":7}', "duplicate key: a dict keeps one member, the walker lists both"),
+    (b'{"a":{"x":1},"a":"b5"}', "duplicate key holding an object"),
+    (b'{"a": NaN}', "NaN is not JSON"),
+    (b'{"a": -Infinity}', "Infinity is not JSON"),
+    (b'{"email": "jane\xff@example.com"}', "not UTF-8: the walker still gives the field"),
+    (b"[" * 130 + b"]" * 130, "deeper than MAX_DEPTH"),
+    (b'{"body": "{\\"messages\\": [{\\"role\\": \\"user\\"}]}"}', "JSON inside a string"),
+    (b'\xef\xbb\xbf{"a": 1}', "a BOM is not JSON whitespace"),
+    (b'{"a": 1} x', "extra data"),
+])
+def test_json_fast_path_leaves_what_it_cannot_reproduce_to_the_walker(line, why):
+    assert fast_record(line) is None, why
+    p = make_parser("jsonl")
+    assert_same_record(p.parse(line), p._parse_slow(line))
+
+
+@pytest.mark.parametrize("line", [
+    b'{"a":{"status":"x"},"status":200}',  # a shallower field beats a deeper one of equal rank
+    b'{"status":200,"a":{"status":"x"}}',
+    b'{"a":{"status":"x"},"b":{"status":"y"},"status":" "}',  # equal rank and depth: the first wins
+    b'{"a":{"ts":"2023-01-01T00:00:00Z"},"ts":"2024-03-11T16:00:00Z","time":"1710172800"}',
+    b'{"a":[{"ts":"bad"}],"time":"2024-03-11T16:00:00+01:00"}',
+    b'{"model":" m ","system":[{"text":"s"}],"messages":[{"role":" User ","content":"c"},{"role":7}]}',
+    b'{"model":7,"role":"tool","instructions":"x","request":{"model":"second"}}',
+    b'{"integration":{"upstreamUrl":"https://api.openai.com/v1"},"url":"https://b.example/"}',
+    b'{"uri":"https://a.example/x","path":"/p","uri2":"-"}',
+])
+def test_json_fast_path_ranks_depths_and_roles_like_the_walker(line):
+    p = make_parser("jsonl")
+    fast = fast_record(line)
+    assert fast is not None
+    assert_same_record(fast, p._parse_slow(line))
+
+
+def test_json_duplicate_keys_keep_both_fields():
+    line = b'{"a":"zzz","a":7}'
+    rec = make_parser("jsonl").parse(line)
+    assert rec.fields == [("a", 6, 9), ("a", 15, 16)]
+
+
+@pytest.mark.parametrize("fixture", ["apigw_access.jsonl", "app_llm.jsonl"])
+def test_json_fixture_lines_match_the_walker(fixture):
+    p = make_parser("jsonl")
+    taken = 0
+    for line in lines_of(fixture):
+        fast = fast_record(line)
+        taken += fast is not None
+        assert_same_record(p.parse(line), p._parse_slow(line))
+        if fast is not None:
+            assert_same_record(fast, p._parse_slow(line))
+    assert taken >= 2  # the plain lines of each fixture take the fast path
+
+
+# EventLogFile TIMESTAMP is read by slices; _ELF is its definition (\d = Unicode Nd, as int() reads).
+_elf_digits = st.sampled_from("0123456789\u0663\u0969")  # ASCII, Arabic-Indic 3, Devanagari 3
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.lists(_elf_digits, min_size=14, max_size=14).map("".join),
+       frac=st.one_of(st.none(), st.lists(_elf_digits, min_size=0, max_size=8).map("".join)),
+       junk=st.sampled_from(["", "x", "\u00b2", " ", "-"]))
+def test_elf_timestamp_slices_follow_the_regex(body, frac, junk):
+    text = body + ("" if frac is None else "." + frac) + junk
+    if _EPOCH.fullmatch(text.strip()):
+        return  # 14 digits and a long fraction read as an epoch number: another test's business
+    m = _ELF.fullmatch(text.strip())
+    expected = None
+    if m is not None:
+        y, mo, d, h, mi, se, f = m.groups()
+        try:
+            expected = datetime(int(y), int(mo), int(d), int(h), int(mi), int(se), int((f or "0").ljust(6, "0")),
+                                tzinfo=UTC)
+        except ValueError:
+            expected = None
+    assert parse_timestamp(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("20240311160000", datetime(2024, 3, 11, 16, 0, tzinfo=UTC)),
+    ("20240311160000.5", datetime(2024, 3, 11, 16, 0, 0, 500000, tzinfo=UTC)),
+    ("20240311160000.123456", datetime(2024, 3, 11, 16, 0, 0, 123456, tzinfo=UTC)),
+    ("20240311160000.", None),
+    ("20241311160000.000", None),
+    ("10/Jun/2023:15:36:28 +0000", datetime(2023, 6, 10, 15, 36, 28, tzinfo=UTC)),
+    ("10/Jun/2023:15:36:28 +05:30", datetime(2023, 6, 10, 10, 6, 28, tzinfo=UTC)),
+    ("10/Jun/2023:15:36:28 -0000", datetime(2023, 6, 10, 15, 36, 28, tzinfo=UTC)),
+    ("10/Jun/2023:15:36:28.25", datetime(2023, 6, 10, 15, 36, 28, 250000, tzinfo=UTC)),
+    ("10/Jun/2023:15:36:28 +2400", None),
+    ("01/Jan/0001:00:30:00 +0100", None),  # before year 1 in UTC
+    ("2024-03-11T16:00:00.123456789Z", datetime(2024, 3, 11, 16, 0, 0, 123456, tzinfo=UTC)),
+    ("2024-03-11T16:00:00.123456+00:00", datetime(2024, 3, 11, 16, 0, 0, 123456, tzinfo=UTC)),
+    ("2024-03-11 16:00:00,1234567", datetime(2024, 3, 11, 16, 0, 0, 123456, tzinfo=UTC)),
+    ("2024-/03/11", None),
+])
+def test_parse_timestamp_fast_paths(text, expected):
+    got = parse_timestamp(text)
+    assert got == expected
+    if expected is not None:
+        assert got.tzinfo is UTC

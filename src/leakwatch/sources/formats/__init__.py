@@ -149,7 +149,10 @@ def _looks_like_csv_header(lines: list[bytes]) -> bool:
         return False
     # A column name never repeats as a value in its own column, but the first row of a
     # headerless file does: every EventLogFile row starts with the same EVENT_TYPE value.
+    # An EventLogFile header line further down (a second export appended to the first) is no
+    # such row: no event's type is "EVENT_TYPE".
     return not any(row_line[s:e] == names[k] for row_line, r in zip(lines[1:6], rows)
+                   if not row_line.lstrip(b'"').startswith(b"EVENT_TYPE")
                    for k, (s, e) in enumerate(r[:n]) if e > s)
 
 

@@ -8,14 +8,18 @@ the raw line) and is undoubled only for the few cells that become attributes.
 from __future__ import annotations
 
 import re
+from itertools import accumulate, chain, repeat
 
 from leakwatch.sources.formats._record import (
-    AttrCollector,
+    _ABSOLUTE_URL,
+    _EMPTY_VALUES,
+    KEY_ROLES,
     FormatError,
     ParsedRecord,
     RecordParser,
     norm_key,
 )
+from leakwatch.sources.formats._time import parse_timestamp
 
 _BOM = b"\xef\xbb\xbf"
 # A column name: starts with a letter or "_", then letters, digits and the punctuation report
@@ -120,31 +124,117 @@ def parse_header(line: bytes) -> list[str]:
 
 
 class CsvParser(RecordParser):
-    """Rows of a CSV file named by its header (``eventlogfile`` when it has EVENT_TYPE)."""
+    """Rows of a CSV file named by its header (``eventlogfile`` when it has EVENT_TYPE).
+
+    What each column can give (an attribute, the outbound URL, the timestamp) is worked out once
+    from the header, and cell spans come from ``bytes.split`` where the row's shape allows it:
+    a 22-column EventLogFile row parses in ~9 µs instead of ~19 µs with :func:`split_row` and an
+    :class:`AttrCollector` per row. Rows the fast paths cannot read exactly (doubled quotes
+    other than an EventLogFile URL cell in three quotes, mixed quoting, stray quotes) take the
+    general path; both give identical records.
+    """
 
     def __init__(self, name: str, header_line: bytes):
         self.name = name
         self.columns = parse_header(header_line)
         self._header = header_line.rstrip(b"\r\n")
-        # Columns that can give an attribute or the timestamp, decided once per file.
-        self._wanted = [(k, norm_key(c)) for k, c in enumerate(self.columns) if AttrCollector.wants(norm_key(c))]
+        # Field names by index, with room for rows that have a few extra columns; longer rows
+        # extend their own copy.
+        self._names = self.columns + [f"column[{k}]" for k in range(len(self.columns), len(self.columns) + 8)]
+        # (column, URL rank or None, attribute or None, attribute rank), in column order: the order
+        # AttrCollector was offered cells in, which decides ties and the order of attrs.
+        self._plan: list[tuple[int, int | None, str | None, int]] = []
+        ts_cols: list[tuple[int, int]] = []
+        for k, c in enumerate(self.columns):
+            role = KEY_ROLES.get(norm_key(c))
+            if role is None:
+                continue
+            ts_rank, url_rank, attr, rank = role
+            if ts_rank is not None:
+                ts_cols.append((ts_rank, k))
+            if url_rank is not None or attr is not None:
+                self._plan.append((k, url_rank, attr, rank))
+        # Timestamp columns by preference (rank, then column order, as AttrCollector sorts them).
+        self._ts_cols = [k for _, k in sorted(ts_cols)]
+
+    def _spans(self, line: bytes) -> tuple[list[tuple[str, int, int]], str | None, list[bytes] | None]:
+        """``fields`` of a row, a problem of its quoting (not of its column count) and, when a
+        fast path read the row, each cell's bytes (no quotes in them, so no unquoting to do)."""
+        names = self._names
+        if line[:1] == b'"' and line[-1:] == b'"' and len(line) >= 2:  # "…": all quoted, as EventLogFile writes
+            cells = line[1:-1].split(b'","')
+            nc = len(cells)
+            if nc > len(names):
+                names = names + [f"column[{k}]" for k in range(len(names), nc)]
+            # Spans alternate with separators: s0 = 1, e0 = s0 + len(cell 0), s1 = e0 + 3, ...
+            # accumulate/zip keep the per-cell work in C (~3.5 µs for 22 cells, split_row ~6).
+            it = accumulate(chain.from_iterable(zip(map(len, cells), repeat(3))), initial=1)
+            fields = list(zip(names, it, it))
+            # Each separator holds two quotes: any other quote is inside a cell.
+            if line.count(b'"') == 2 * nc:
+                return fields, None, cells
+            for k, c in enumerate(cells):
+                if 34 in c:
+                    # A cell written """URL""" (a quoted string in the cell): split_row's span is
+                    # the URL, and its text has no quotes left.
+                    if len(c) >= 4 and c[:2] == b'""' and c[-2:] == b'""' and 34 not in c[2:-2]:
+                        f = fields[k]
+                        fields[k] = (f[0], f[1] + 2, f[2] - 2)
+                        cells[k] = c[2:-2]
+                    else:
+                        break
+            else:
+                return fields, None, cells
+        elif 34 not in line:  # no quotes at all: cells end at commas
+            cells = line.split(b",")
+            nc = len(cells)
+            if nc > len(names):
+                names = names + [f"column[{k}]" for k in range(len(names), nc)]
+            it = accumulate(chain.from_iterable(zip(map(len, cells), repeat(1))), initial=0)
+            return list(zip(names, it, it)), None, cells
+        spans, problem = split_row(line)
+        if len(spans) > len(names):
+            names = names + [f"column[{k}]" for k in range(len(names), len(spans))]
+        return [(names[k], s, e) for k, (s, e) in enumerate(spans)], problem, None
 
     def _parse(self, line: bytes) -> ParsedRecord:
-        spans, problem = split_row(line)
-        cols = self.columns
-        nc = len(cols)
-        ns = len(spans)
-        rec = ParsedRecord()
-        rec.fields = [(cols[k] if k < nc else f"column[{k}]", s, e) for k, (s, e) in enumerate(spans)]
+        fields, problem, cells = self._spans(line)
+        nc = len(self.columns)
+        ns = len(fields)
         if ns != nc:
             count = f"row has {ns} column{'s' if ns != 1 else ''}, header has {nc}"
             problem = f"{problem}; {count}" if problem else count
-        rec.problem = problem
-        col = AttrCollector()
-        for k, key in self._wanted:
+        if cells is None:
+            cells = [line[s:e] for _, s, e in fields]
+            text_of = cell_text
+        else:
+            text_of = _plain_text
+        # What AttrCollector.offer does with each wanted cell, without the collector.
+        best: dict[str, tuple[int, str]] = {}
+        for k, url_rank, attr, rank in self._plan:
+            if k >= ns:
+                break
+            text = text_of(cells[k])
+            if text in _EMPTY_VALUES:
+                continue
+            if url_rank is not None and _ABSOLUTE_URL.match(text):
+                attr, rank = "url", url_rank
+            elif attr is None:
+                continue
+            old = best.get(attr)
+            if old is None or rank < old[0]:
+                best[attr] = (rank, text[:2048])
+        ts = None
+        for k in self._ts_cols:
             if k < ns:
-                s, e = spans[k]
-                col.offer(key, cell_text(line[s:e]))
-        rec.attrs = col.attrs()
-        rec.ts = col.timestamp()
-        return rec
+                text = text_of(cells[k])
+                if text not in _EMPTY_VALUES:
+                    ts = parse_timestamp(text)
+                    if ts is not None:
+                        break
+        return ParsedRecord(fields, ts, {a: v[1] for a, v in best.items()}, problem, {})
+
+
+def _plain_text(raw: bytes) -> str:
+    """:func:`cell_text` of a cell with no quotes in it."""
+    return raw.decode("utf-8", "replace").strip()

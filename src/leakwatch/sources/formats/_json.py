@@ -4,7 +4,12 @@ The stdlib ``json`` module gives values but no offsets, so this walks the bytes 
 strict (RFC 8259: no NaN, no trailing commas, no control bytes in strings) so that "not JSON"
 means what ``json.loads`` would say, but it does not insist on valid UTF-8 inside strings: a log
 line with one Latin-1 byte in a value still gets its fields. Tokens are matched with regexes, so
-the Python-level loop runs once per token, not per byte: a 2 KB LLM request body is ~30 µs.
+the Python-level loop runs once per token, not per byte.
+
+Most lines take :func:`fast_record` instead: ``json.loads`` (C) validates and decodes, and the
+spans are located with ``bytes.find`` (about 40% less time per line). It gives exactly the
+walker's record or declines (``None``), and the walker does the rest: bad JSON, duplicate keys,
+JSON inside strings, invalid UTF-8.
 
 A string value that itself holds JSON (``"body": "{\\"model\\": …}"``, common when gateways log
 request bodies) is walked too, up to two levels deep; its fields' spans are mapped back to the
@@ -18,6 +23,9 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
 from leakwatch.sources.formats._record import (
+    _ABSOLUTE_URL,
+    _EMPTY_VALUES,
+    KEY_ROLES,
     AttrCollector,
     ParsedRecord,
     RecordParser,
@@ -296,6 +304,196 @@ def walk_json(buf: bytes, start: int = 0, prefix: str = "", *, embed: bool = Tru
     return w.leaves, end, None
 
 
+# --- fast path: json.loads (C) checks and decodes, str.find locates ------------------------------
+
+# The rest of a string after its opening quote, up to and including the closing quote (only for
+# lines with a backslash: without one, the closing quote is the next quote).
+_STR_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"')
+# A number or literal, from anywhere before it (only punctuation and blanks can be in between).
+_SCALAR = re.compile(rb"-?[0-9][-+.0-9eE]*|true|false|null")
+
+
+class _Fallback(Exception):
+    """The fast path cannot reproduce the walker exactly: let the walker do the line."""
+
+
+def _reject_constant(name: str):
+    raise _Fallback  # json.loads takes NaN and Infinity; RFC 8259 (and the walker) does not
+
+
+def _unique_keys(pairs: list) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):  # the walker lists both members; a dict keeps one
+        raise _Fallback
+    return d
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
+def fast_record(line: bytes) -> ParsedRecord | None:
+    """The record :class:`JsonParser` makes of ``line``, when the line is valid JSON in UTF-8
+    with unique keys, no JSON inside its strings and at most ``MAX_DEPTH`` levels; else ``None``
+    (the walker then does it, with the exact error and whatever fields it can get).
+
+    ``json.loads`` (C) checks the line and decodes every string; with the grammar already
+    checked, each value's span is found with ``bytes.find`` from the previous one, so the Python
+    loop runs once per member instead of once per token with a regex each: a 280-byte API
+    Gateway line parses in ~15 µs instead of ~24 µs, a 500-byte LLM request in ~19 instead of ~29.
+    """
+    try:
+        obj = _DECODER.decode(line.decode("utf-8"))
+    except (ValueError, RecursionError, _Fallback):  # UnicodeDecodeError is a ValueError
+        return None
+    fields: list[tuple[str, int, int]] = []
+    pend: list[tuple] = []  # leaves that can give a role, the model, an attribute or the time
+    esc = 92 in line
+    t = type(obj)
+    try:
+        if t is dict or t is list:
+            _fast_walk(obj, "", 0, 0, line, esc, fields, pend)
+        elif t is str:
+            s = line.find(b'"') + 1
+            e = _STR_REST.match(line, s).end() - 1 if esc else line.find(b'"', s)
+            if e - s >= MIN_EMBED and line[s] in b"{[":
+                return None
+            _fast_leaf("$", s, e, True, obj, 0, fields, pend)
+        else:
+            s, e = _SCALAR.search(line).span()
+            _fast_leaf("$", s, e, False, None, 0, fields, pend)
+    except _Fallback:
+        return None
+    # As leaves_to_record and AttrCollector.offer, on the leaves that matter, in the same order.
+    best: dict[str, tuple[int, int, str]] = {}
+    ts_text: list[tuple[int, int, str]] = []
+    roles: dict[str, str] = {}
+    model: str | None = None
+    for path, (kind, key, role), is_str, val, s, e, depth in pend:
+        if kind == 1 and is_str:
+            roles[path[:-5] if path != "role" else ""] = val.strip().lower()
+        elif kind == 2 and is_str and model is None:
+            model = val
+        elif role is not None:
+            val = (val if is_str else line[s:e].decode("ascii", "replace")).strip()
+            if val in _EMPTY_VALUES:
+                continue
+            ts_rank, url_rank, attr, rank = role
+            if ts_rank is not None:
+                ts_text.append((ts_rank, depth, val))
+            if url_rank is not None and _ABSOLUTE_URL.match(val):
+                attr, rank = "url", url_rank
+            elif attr is None:
+                continue
+            old = best.get(attr)
+            if old is None or (rank, depth) < old[:2]:
+                best[attr] = (rank, depth, val[:2048])
+    if roles or model is not None:
+        _system_roles([f[0] for f in fields], roles)
+        if model is not None and model.strip():
+            best.setdefault("model", (0, 0, model.strip()[:256]))
+    col = AttrCollector()
+    col.best = best
+    col.ts_text = ts_text
+    return ParsedRecord(fields, col.timestamp(), {k: v[2] for k, v in best.items()}, None, roles)
+
+
+def _fast_leaf(path, s, e, is_str, val, depth, fields, pend) -> None:
+    fields.append((path, s, e))
+    info = _PATH_INFO.get(path) or _path_info(path)
+    if info[0] or info[2] is not None:
+        pend.append((path, info, is_str, val, s, e, depth))
+
+
+def _fast_walk(v, path: str, depth: int, pos: int, line: bytes, esc: bool, fields: list, pend: list) -> int:
+    """Fields of container ``v`` whose first token is at or after ``line[pos]``; returns the
+    offset after its last token. Between two tokens there are only punctuation and blanks, so
+    the next quote is the next string's and the next digit or letter the next scalar's."""
+    if depth >= MAX_DEPTH:
+        raise _Fallback
+    d1 = depth + 1
+    find = line.find
+    if type(v) is dict:
+        for key, x in v.items():
+            # Skip the key (json.loads has decoded it): its quotes, or its quote and the rest.
+            if esc:
+                pos = _STR_REST.match(line, find(b'"', pos) + 1).end()
+            else:
+                pos = find(b'"', find(b'"', pos) + 1) + 1
+            tx = type(x)
+            if tx is str:
+                s = find(b'"', pos) + 1
+                pos = _STR_REST.match(line, s).end() if esc else find(b'"', s) + 1
+                if pos - s > MIN_EMBED and line[s] in b"{[":
+                    raise _Fallback  # maybe JSON in a string: the walker maps its spans
+                p = (f"{path}.{key}" if path else key) or "$"
+                fields.append((p, s, pos - 1))
+                info = _PATH_INFO.get(p) or _path_info(p)
+                if info[0] or info[2] is not None:
+                    pend.append((p, info, True, x, s, pos - 1, d1))
+            elif tx is dict or tx is list:
+                pos = _fast_walk(x, f"{path}.{key}" if path else key, d1, pos, line, esc, fields, pend)
+            else:
+                s, pos = _SCALAR.search(line, pos).span()
+                p = (f"{path}.{key}" if path else key) or "$"
+                fields.append((p, s, pos))
+                info = _PATH_INFO.get(p) or _path_info(p)
+                if info[0] or info[2] is not None:
+                    pend.append((p, info, False, None, s, pos, d1))
+    else:
+        for i, x in enumerate(v):
+            tx = type(x)
+            if tx is str:
+                s = find(b'"', pos) + 1
+                pos = _STR_REST.match(line, s).end() if esc else find(b'"', s) + 1
+                if pos - s > MIN_EMBED and line[s] in b"{[":
+                    raise _Fallback
+                p = f"{path}[{i}]"
+                fields.append((p, s, pos - 1))
+                info = _PATH_INFO.get(p) or _path_info(p)
+                if info[0] or info[2] is not None:
+                    pend.append((p, info, True, x, s, pos - 1, d1))
+            elif tx is dict or tx is list:
+                pos = _fast_walk(x, f"{path}[{i}]", d1, pos, line, esc, fields, pend)
+            else:
+                s, pos = _SCALAR.search(line, pos).span()
+                p = f"{path}[{i}]"
+                fields.append((p, s, pos))
+                info = _PATH_INFO.get(p) or _path_info(p)
+                if info[0] or info[2] is not None:
+                    pend.append((p, info, False, None, s, pos, d1))
+    return pos
+
+
+# --- leaves → record -------------------------------------------------------------------------------
+
+# path → (kind, normalized key, KEY_ROLES entry or None): kind 1 = a message's role
+# (``…role``), 2 = ``model``. Paths repeat from line to line.
+_PATH_INFO: dict[str, tuple] = {}
+
+
+def _path_info(path: str) -> tuple:
+    key = norm_key(path)
+    if key == "role" and (path == "role" or path.endswith(_ROLE_SUFFIX)):
+        kind = 1
+    elif key == "model":
+        kind = 2
+    else:
+        kind = 0
+    info = (kind, key, KEY_ROLES.get(key))
+    if len(_PATH_INFO) < 8192:  # the bound keeps odd keys from growing it forever
+        _PATH_INFO[path] = info
+    return info
+
+
+def _system_roles(paths: list[str], roles: dict[str, str]) -> None:
+    """Everything under a system key is ``system`` (unless a message role says otherwise)."""
+    for path in paths:
+        if "ystem" in path or "nstruction" in path:
+            m = _SYSTEM_KEY.search(path)
+            if m is not None:
+                roles.setdefault(path[:m.end()], "system")
+
+
 def leaves_to_record(leaves: list[Leaf], rec: ParsedRecord, collector: AttrCollector | None = None) -> AttrCollector:
     """Fill ``rec.fields`` and ``rec.roles`` from leaves and offer their values to a collector.
 
@@ -308,23 +506,18 @@ def leaves_to_record(leaves: list[Leaf], rec: ParsedRecord, collector: AttrColle
     fields = rec.fields
     roles = rec.roles
     model: str | None = None
-    wants = col.wants
     for path, s, e, is_str, buf, bs, be, depth in leaves:
         fields.append((path, s, e))
-        key = norm_key(path)
-        if key == "role" and is_str and (path == "role" or path.endswith(_ROLE_SUFFIX)):
+        kind, key, role = _PATH_INFO.get(path) or _path_info(path)
+        if kind == 1 and is_str:
             roles[path[:-5] if path != "role" else ""] = decode_json_string(buf[bs:be]).strip().lower()
-        elif key == "model" and is_str and model is None:
+        elif kind == 2 and is_str and model is None:
             model = decode_json_string(buf[bs:be])
-        elif wants(key):
+        elif role is not None:
             raw = buf[bs:be]
             col.offer(key, decode_json_string(raw) if is_str else raw.decode("ascii", "replace"), depth)
     if roles or model is not None:
-        for path, *_ in leaves:
-            if "ystem" in path or "nstruction" in path:
-                m = _SYSTEM_KEY.search(path)
-                if m is not None:
-                    roles.setdefault(path[:m.end()], "system")
+        _system_roles([leaf[0] for leaf in leaves], roles)
         if model is not None and model.strip():
             col.best.setdefault("model", (0, 0, model.strip()[:256]))
     return col
@@ -339,6 +532,12 @@ class JsonParser(RecordParser):
         self.name = name
 
     def _parse(self, line: bytes) -> ParsedRecord:
+        rec = fast_record(line)
+        return rec if rec is not None else self._parse_slow(line)
+
+    def _parse_slow(self, line: bytes) -> ParsedRecord:
+        """The walker's record of ``line``: what :func:`fast_record` gives where it applies, and
+        the only path for bad JSON."""
         rec = ParsedRecord()
         i = _WS.match(line).end()
         if i == len(line):

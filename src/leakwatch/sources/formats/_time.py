@@ -9,7 +9,8 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
-# EventLogFile TIMESTAMP: 20240311160000.000 (always UTC).
+# EventLogFile TIMESTAMP: 20240311160000.000 (always UTC). parse_timestamp reads it by slices;
+# this regex is the definition that fast path implements (the tests hold one to the other).
 _ELF = re.compile(r"(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(?:\.(\d{1,6}))?")
 # Common Log Format / API Gateway requestTime: 10/Jun/2023:15:36:28 +0000.
 _CLF = re.compile(r"(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?(?:\s*([+-])(\d\d):?(\d\d))?")
@@ -47,26 +48,46 @@ def parse_timestamp(text: str | bytes | None) -> datetime | None:
     try:
         c0 = s[0]
         if c0.isdigit():
-            m = _ELF.fullmatch(s)
-            if m:
-                y, mo, d, h, mi, se, frac = m.groups()
-                us = int((frac or "0").ljust(6, "0"))
-                return datetime(int(y), int(mo), int(d), int(h), int(mi), int(se), us, tzinfo=UTC)
+            n = len(s)
+            # ISO 8601 first, the most common shape (~0.5 µs saved a call): with "-" at [4] neither
+            # the EventLogFile nor the epoch form can match, and "/" in [:6] still goes to CLF.
+            if n >= 10 and s[4] == "-" and "/" not in s[:6]:
+                return _parse_iso(s)
+            # EventLogFile, by slices: str.isdecimal is category Nd, exactly what \d matches in
+            # _ELF (~1 µs saved a call).
+            if (n == 14 or (16 <= n <= 21 and s[14] == ".")) and s[:14].isdecimal() and (n == 14 or s[15:].isdecimal()):
+                v = int(s[:14])  # one int and divmods: 7 int() calls of slices cost twice as much
+                y, v = divmod(v, 10_000_000_000)
+                mo, v = divmod(v, 100_000_000)
+                d, v = divmod(v, 1_000_000)
+                h, v = divmod(v, 10_000)
+                mi, se = divmod(v, 100)
+                return datetime(y, mo, d, h, mi, se, int(s[15:].ljust(6, "0")) if n > 14 else 0, UTC)
             if "/" in s[:6]:
                 return _parse_clf(s)
             if _EPOCH.fullmatch(s):
                 return _parse_epoch(s)
-            if len(s) >= 10 and s[4] == "-":
-                iso = s.replace(",", ".", 1) if "," in s else s
-                if len(iso) > 26:
-                    iso = _LONG_FRACTION.sub(r"\1", iso, count=1)
-                return _utc(datetime.fromisoformat(iso))
             return None
         if c0.isalpha():
             return _utc(parsedate_to_datetime(s))
     except (ValueError, TypeError, OverflowError, IndexError):
         return None
     return None
+
+
+def _parse_iso(s: str) -> datetime:
+    iso = s.replace(",", ".", 1) if "," in s else s
+    if len(iso) > 26:
+        # search + slices: re.sub with a template costs ~0.7 µs even when nothing matches
+        m = _LONG_FRACTION.search(iso)
+        if m is not None:
+            iso = iso[:m.start() + 7] + iso[m.end():]  # keep "." and 6 digits
+    return _utc(datetime.fromisoformat(iso))
+
+
+# Zones of CLF offsets, built once per distinct offset (a log has one or two) rather than a
+# timedelta and a timezone per line (~0.4 µs); +0000 needs none.
+_CLF_ZONES: dict[tuple[str, str, str], timezone] = {}
 
 
 def _parse_clf(s: str) -> datetime | None:
@@ -77,12 +98,16 @@ def _parse_clf(s: str) -> datetime | None:
     month = _MONTHS.get(mon.lower())
     if month is None:
         return None
-    tz = UTC
-    if sign:
+    us = int(frac.ljust(6, "0")) if frac else 0
+    if not sign or (oh == "00" and om == "00"):  # UTC: no conversion to make
+        return datetime(int(y), month, int(d), int(h), int(mi), int(se), us, UTC)
+    tz = _CLF_ZONES.get((sign, oh, om))
+    if tz is None:
         delta = timedelta(hours=int(oh), minutes=int(om))
         tz = timezone(-delta if sign == "-" else delta)
-    us = int((frac or "0").ljust(6, "0"))
-    return datetime(int(y), month, int(d), int(h), int(mi), int(se), us, tzinfo=tz).astimezone(UTC)
+        if len(_CLF_ZONES) < 256:
+            _CLF_ZONES[(sign, oh, om)] = tz
+    return datetime(int(y), month, int(d), int(h), int(mi), int(se), us, tz).astimezone(UTC)
 
 
 def _parse_epoch(s: str) -> datetime | None:
