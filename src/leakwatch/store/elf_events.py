@@ -128,6 +128,10 @@ def insert_elf_events(
     hdr = _header_table(headers)
     con.register(_BATCH, batch)
     con.register(_HEADERS, hdr)
+    # The scan runs DuckDB on one thread (the scanning threads need the cores); this statement
+    # is where the owner thread waits, so it may use two (measured: 0.93 s → 0.6 s per 200k rows).
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    con.execute("SET threads = 2")
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _leakwatch_elf_rows AS {_ROWS_SQL}")
         hosts = [h for (h,) in con.execute(
@@ -191,6 +195,7 @@ def insert_elf_events(
             except duckdb.Error:
                 pass
         con.execute("DROP TABLE IF EXISTS _leakwatch_elf_rows")
+        con.execute(f"SET threads = {int(threads)}")
 
 
 def _objects(values: list) -> np.ndarray:
