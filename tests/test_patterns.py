@@ -3,7 +3,7 @@ next to a near miss that must stay quiet; re-runs, escalation, and no raw value 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -501,6 +501,251 @@ def test_alerts_never_contain_raw_values(db, store):
               GENERIC_KEY[:12], GENERIC_KEY[-12:], "jane.doe", "@example.com", "7946", "0958", "Doe",
               "alice@", "@acme"]
     assert [h for h in hidden if h in text] == []
+
+
+# -- a realistic day, every pattern at once: the exact alerts -------------------------------------
+#
+# The detectors were rewritten for speed (one aggregating pass, top-100 ids in SQL, bulk store);
+# this day pins what they report, down to each id, count, time and summary.
+
+
+def _ids(db: Db, table: str, where: str, *params, limit: int = 100) -> list[int]:
+    id_col = "event_id" if table == "events" else "finding_id"
+    return [r[0] for r in db.con.execute(
+        f"SELECT {id_col} FROM {table} WHERE {where} ORDER BY {id_col} LIMIT {limit}", list(params)).fetchall()]
+
+
+def _key(pattern: str, *parts) -> str:
+    # The documented key: the pattern and a hash of what identifies the alert.
+    import hashlib
+    text = "\x1f".join("" if p is None else (p.isoformat() if hasattr(p, "isoformat") else str(p)) for p in parts)
+    return f"{pattern}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+
+
+def _plant_day(db: Db) -> dict:
+    alice, bob = actor(db, "alice@acme.example"), actor(db, "bob@acme.example")
+    # Gateway bypass: 130 direct calls by alice from an Apex callout (80) and the Mule app (50),
+    # a third of them to the EU endpoint, five leaving the EU.
+    for i in range(130):
+        apex = i < 80
+        db.event("ai_call", path="/elf/ApexCallout/2024-03-11.csv" if apex else "/var/log/mule/crm-sync.log",
+                 line=(i if apex else i - 80) + 2, ts=T0 + timedelta(minutes=i), url_host="api.openai.com",
+                 dest_vendor="openai", dest_region="eu" if i % 3 == 1 else "us", via_gateway=False,
+                 residency_violation=(i % 26 == 0), app=None if apex else "crm-sync", **alice)
+    for i in range(3):  # a connected app with no user behind it
+        db.event("ai_call", path="/var/log/mule/summarizer.log", line=i + 1, ts=T0 + timedelta(hours=2, seconds=i),
+                 url_host="api.anthropic.com", dest_vendor="anthropic", dest_region="us", via_gateway=False,
+                 app="case-summarizer")
+    # An OpenAI key: twice on line 13 (header and body), once on line 12, once in a Mule log.
+    gw = {"dest_vendor": "openai", "dest_host": "api.openai.com", "actor_hash": alice["actor_hash"]}
+    db.finding(OPENAI_KEY, entity="OPENAI_API_KEY", path="/var/log/gw/access.jsonl", line=12,
+               field_path="headers.authorization", ts=T0, **gw)
+    db.finding(OPENAI_KEY, entity="OPENAI_API_KEY", path="/var/log/gw/access.jsonl", line=13,
+               field_path="headers.authorization", ts=T0 + timedelta(minutes=1), **gw)
+    db.finding(OPENAI_KEY, entity="OPENAI_API_KEY", path="/var/log/gw/access.jsonl", line=13, start=300,
+               field_path="body.openai_api_key", ts=T0 + timedelta(minutes=1), **gw)
+    db.finding(OPENAI_KEY, entity="OPENAI_API_KEY", path="/var/log/mule/crm-sync.log", line=88,
+               field_path="message", ts=T0 + timedelta(hours=5))
+    # Customer data in prompts: the user message stored first, the system prompt after it.
+    openai = {"dest_host": "api.openai.com", "dest_vendor": "openai", "dest_region": "us"}
+    path = "/var/log/app/assistant.jsonl"
+    db.finding(NAME, entity="PERSON_NAME", masker=mask_name, path=path, line=2, field_path="messages[1].content",
+               prompt_role="user", ts=T0 + timedelta(minutes=3), **openai)
+    db.finding(EMAIL, entity="EMAIL_ADDRESS", masker=mask_email, path=path, line=1, field_path="messages[0].content",
+               prompt_role="system", ts=T0 + timedelta(minutes=2), **openai)
+    db.finding(PHONE, entity="PHONE_NUMBER", masker=mask_phone, path=path, line=1, start=80,
+               field_path="messages[0].content", prompt_role="system", ts=T0 + timedelta(minutes=2), **openai)
+    # Exports around UTC midnight: 01:30 in UTC+2 and 23:59:59.999999 are still the 10th.
+    db.event("report_export", path="/elf/ReportExport/2024-03-10.csv", line=2,
+             ts=datetime.fromisoformat("2024-03-11T01:30:00+02:00"), event_type="ReportExport", **alice)
+    db.event("report_export", path="/elf/ReportExport/2024-03-10.csv", line=3,
+             ts=datetime(2024, 3, 10, 23, 59, 59, 999999, tzinfo=UTC), event_type="ReportExport", **alice)
+    db.event("bulk", path="/elf/BulkApiResult/2024-03-11.csv", line=2, ts=datetime(2024, 3, 11, tzinfo=UTC),
+             event_type="BulkApiResult", sf_object="Contact", rows_processed=40_000, **alice)
+    # API volume: bob's steady 20 calls an hour, one more just before 11:00 ends, then 200.
+    midnight = datetime(2024, 3, 11, tzinfo=UTC)
+    _api_hours(db, bob, [20] * 12 + [200], path="/elf/RestApi/2024-03-11.csv", start=midnight)
+    db.event("api", path="/elf/RestApi/2024-03-11-late.csv", line=1,
+             ts=midnight + timedelta(hours=12, microseconds=-1), event_type="RestApi", sf_object="Contact",
+             rows_processed=1, app="0H4Hs000000Integr", **bob)
+    # CDN: two US edges, one nobody can place, one in the EU.
+    _cdn(db, "IAD89-C1", 1, cache="Hit")
+    _cdn(db, "IAD89-C1", 2, ts=T0 + timedelta(minutes=1), cache="Miss")
+    _cdn(db, "XQZ1-P9", 3)
+    _cdn(db, "FRA56-P1", 4)
+    # Bulk read then AI: 09:30 job; calls at 09:29:59 (before), 09:45 (leaves the EU), 10:30:00
+    # (the window's last instant, in the next hour) and 10:30:00.000001 (past it).
+    bulk_ts = T0 + timedelta(minutes=30)
+    _bulk(db, bob, ts=bulk_ts, app=None)
+    for line, (delta, violation) in enumerate(
+            [(timedelta(seconds=-1), False), (timedelta(minutes=15), True), (timedelta(hours=1), False),
+             (timedelta(hours=1, microseconds=1), False)], start=1):
+        _ai(db, bob, ts=bulk_ts + delta, line=line, violation=violation)
+    return {"alice": alice, "bob": bob}
+
+
+def test_realistic_day_gives_exactly_these_alerts(db, store):
+    who = _plant_day(db)
+    alice, bob = who["alice"], who["bob"]
+    got = {a.alert_key: a for a in detect_patterns(db.con, S)}
+
+    ev = lambda where, *p: _ids(db, "events", where, *p)
+    fi = lambda where, *p: _ids(db, "findings", where, *p)
+    hour12 = datetime(2024, 3, 11, 12, tzinfo=UTC)
+    p2_calls = ev("source_path = '/var/log/gw/egress.jsonl' AND line IN (2, 3)")
+    expected = {
+        _key("P1_gateway_bypass", alice["actor_hash"], None, "openai", "api.openai.com"): (
+            Severity.CRITICAL, "us",
+            (f"user {alice['actor_masked']} (app crm-sync) called api.openai.com (openai, us) directly, not via the "
+             "AI gateway: 130 calls, 5 violating residency, 2024-03-11T09:00:00Z .. 2024-03-11T11:09:00Z"),
+            {"events": ev("kind = 'ai_call' AND url_host = 'api.openai.com' AND NOT via_gateway"),
+             "n_calls": 130, "n_files": 2, "url_host": "api.openai.com", "apps": ["crm-sync"],
+             "n_residency_violations": 5, "first_ts": "2024-03-11T09:00:00Z", "last_ts": "2024-03-11T11:09:00Z"}),
+        _key("P1_gateway_bypass", None, "case-summarizer", "anthropic", "api.anthropic.com"): (
+            Severity.HIGH, "us",
+            ("app case-summarizer called api.anthropic.com (anthropic, us) directly, not via the AI gateway: "
+             "3 calls, 2024-03-11T11:00:00Z .. 2024-03-11T11:00:02Z"),
+            {"events": ev("app = 'case-summarizer'"), "n_calls": 3, "n_files": 1, "url_host": "api.anthropic.com",
+             "apps": ["case-summarizer"], "n_residency_violations": 0,
+             "first_ts": "2024-03-11T11:00:00Z", "last_ts": "2024-03-11T11:00:02Z"}),
+        _key("P1_key_exposed", store.hash_value(OPENAI_KEY.encode())): (
+            Severity.CRITICAL, None,
+            (f"OPENAI_API_KEY {mask_secret(OPENAI_KEY.encode())} exposed in logs: 3 lines in 2 files, "
+             "2024-03-11T09:00:00Z .. 2024-03-11T14:00:00Z"),
+            {"findings": fi("entity = 'OPENAI_API_KEY'"), "n_findings": 4,
+             "value_hash": store.hash_value(OPENAI_KEY.encode()), "entity": "OPENAI_API_KEY",
+             "masked": mask_secret(OPENAI_KEY.encode()), "n_files": 2, "n_lines": 3,
+             "files": ["/var/log/gw/access.jsonl", "/var/log/mule/crm-sync.log"],
+             "fields": ["body.openai_api_key", "headers.authorization", "message"], "in_exported_setting": False,
+             "first_ts": "2024-03-11T09:00:00Z", "last_ts": "2024-03-11T14:00:00Z"}),
+        _key("P3_prompt_pii", "api.openai.com", None): (
+            Severity.CRITICAL, "us",
+            ("Customer data in LLM prompts to api.openai.com (openai, us): EMAIL_ADDRESS x1, PERSON_NAME x1, "
+             "PHONE_NUMBER x1 in 2 prompts (roles: system x2, user x1), 2024-03-11T09:02:00Z .. 2024-03-11T09:03:00Z"),
+            {"findings": fi("prompt_role = 'system'") + fi("prompt_role = 'user'"), "n_findings": 3,
+             "entities": {"EMAIL_ADDRESS": 1, "PERSON_NAME": 1, "PHONE_NUMBER": 1}, "roles": {"system": 2, "user": 1},
+             "n_prompts": 2, "n_files": 1, "files": ["/var/log/app/assistant.jsonl"], "dest_host": "api.openai.com",
+             "system": None, "n_residency_violations": 0,
+             "first_ts": "2024-03-11T09:02:00Z", "last_ts": "2024-03-11T09:03:00Z"}),
+        _key("bulk_export", alice["actor_hash"], None, date(2024, 3, 10)): (
+            Severity.MEDIUM, None,
+            f"user {alice['actor_masked']} exported data on 2024-03-10: 2 exports, row count unknown (ReportExport x2)",
+            {"events": ev("kind = 'report_export'"), "n_exports": 2, "rows": None, "day": "2024-03-10",
+             "types": {"ReportExport": 2}, "objects": [], "apps": [],
+             "first_ts": "2024-03-10T23:30:00Z", "last_ts": "2024-03-10T23:59:59.999999Z"}),
+        _key("bulk_export", alice["actor_hash"], None, date(2024, 3, 11)): (
+            Severity.HIGH, None,
+            (f"user {alice['actor_masked']} exported data on 2024-03-11: 1 export of Contact, 40,000 rows "
+             "(BulkApiResult x1)"),
+            {"events": ev("event_type = 'BulkApiResult'"), "n_exports": 1, "rows": 40_000, "day": "2024-03-11",
+             "types": {"BulkApiResult": 1}, "objects": ["Contact"], "apps": [],
+             "first_ts": "2024-03-11T00:00:00Z", "last_ts": "2024-03-11T00:00:00Z"}),
+        _key("api_volume", bob["actor_hash"], None, hour12): (
+            Severity.HIGH, None,
+            (f"user {bob['actor_masked']} (app 0H4Hs000000Integr) made 200 API calls in the hour from "
+             "2024-03-11T12:00:00Z, 10.0x its median hour (20 over 12 active hours)"),
+            {"events": ev("kind = 'api' AND ts >= ?", hour12), "n_events": 200, "hour": "2024-03-11T12:00:00Z",
+             "baseline_median": 20.0, "baseline_hours": 12, "baseline_days": 28, "ratio": 10.0, "factor": 3.0,
+             "rows": 200, "objects": {"Contact": 200}, "apps": ["0H4Hs000000Integr"]}),
+        _key("P4_cdn_region", "assist.acme.example", "US"): (
+            Severity.HIGH, "US",
+            ("AI-generated content from assist.acme.example served in US (allowed: EU) by edges IAD89-C1: "
+             "2 responses, 2024-03-11T09:00:00Z .. 2024-03-11T09:01:00Z"),
+            {"events": ev("edge_location = 'IAD89-C1'"), "n_hits": 2, "n_files": 1, "url_host": "assist.acme.example",
+             "jurisdiction": "US", "edges": {"IAD89-C1": 2}, "cache_status": {"Hit": 1, "Miss": 1},
+             "allowed_jurisdictions": ["EU"], "allowed_edges": [],
+             "first_ts": "2024-03-11T09:00:00Z", "last_ts": "2024-03-11T09:01:00Z"}),
+        _key("P4_cdn_region", "assist.acme.example", "UNKNOWN"): (
+            Severity.MEDIUM, "UNKNOWN",
+            ("AI-generated content from assist.acme.example served from edges of unknown jurisdiction "
+             "(allowed: EU) by edges XQZ1-P9: 1 response, 2024-03-11T09:00:00Z"),
+            {"events": ev("edge_location = 'XQZ1-P9'"), "n_hits": 1, "n_files": 1, "url_host": "assist.acme.example",
+             "jurisdiction": "UNKNOWN", "edges": {"XQZ1-P9": 1}, "cache_status": {"Hit": 1},
+             "allowed_jurisdictions": ["EU"], "allowed_edges": [],
+             "first_ts": "2024-03-11T09:00:00Z", "last_ts": "2024-03-11T09:00:00Z"}),
+        _key("P2_bulk_then_ai", T0 + timedelta(minutes=30), bob["actor_hash"], None, "Contact", "BulkApi", 25_000): (
+            Severity.CRITICAL, "us",
+            (f"user {bob['actor_masked']} bulk-read 25,000 Contact rows at 2024-03-11T09:30:00Z, then within 60 min "
+             "made 2 AI calls to api.openai.com, 1 violating residency"),
+            {"events": ev("kind = 'bulk' AND event_type = 'BulkApi'") + p2_calls,
+             "bulk_event": ev("kind = 'bulk' AND event_type = 'BulkApi'")[0], "sf_object": "Contact",
+             "event_type": "BulkApi", "rows_processed": 25_000, "app": None, "n_calls": 2,
+             "n_residency_violations": 1, "window_minutes": 60,
+             "calls": [
+                 {"event_id": p2_calls[0], "ts": "2024-03-11T09:45:00Z", "host": "api.openai.com", "vendor": "openai",
+                  "region": "us", "residency_violation": True, "via_gateway": True, "matched_on": "actor"},
+                 {"event_id": p2_calls[1], "ts": "2024-03-11T10:30:00Z", "host": "api.openai.com", "vendor": "openai",
+                  "region": "eu", "residency_violation": False, "via_gateway": True, "matched_on": "actor"},
+             ]}),
+    }
+    assert sorted(got) == sorted(expected)
+    for key, (severity, region, summary, evidence) in expected.items():
+        a = got[key]
+        assert (a.severity, a.dest_region, a.summary) == (severity, region, summary), a.pattern
+        assert a.evidence == evidence, a.pattern
+    # The gateway alert names the first 100 of its 130 calls, the lowest ids first.
+    bypass = got[_key("P1_gateway_bypass", alice["actor_hash"], None, "openai", "api.openai.com")]
+    assert len(bypass.evidence["events"]) == 100 and bypass.evidence["events"] == sorted(bypass.evidence["events"])
+    assert bypass.ts == T0 and bypass.actor_hash == alice["actor_hash"]
+    assert got[_key("api_volume", bob["actor_hash"], None, hour12)].ts == hour12
+
+    # Stored as found, ids in the order found; the evidence is the JSON of the evidence.
+    first = run_patterns(db.con, S, scan_id=db.scan_id)
+    assert [a.alert_key for a in first] == list(got)
+    assert [a.alert_id for a in first] == sorted(a.alert_id for a in first)
+    rows = {k: (i, json.loads(e), ts) for k, i, e, ts in
+            store.con.execute("SELECT alert_key, alert_id, evidence, ts FROM alerts").fetchall()}
+    for a in first:
+        assert rows[a.alert_key][:2] == (a.alert_id, a.evidence)
+        assert rows[a.alert_key][2] == a.ts
+    assert run_patterns(db.con, S, scan_id=db.scan_id + 1) == []
+
+
+def test_file_stored_under_two_sources_counts_each_line_once(db, store):
+    # An older leakwatch re-scanned a grown gateway log and stored its old lines again.
+    alice = actor(db, "alice@acme.example")
+    path = "/elf/ApexCallout/2024-03-11.csv"
+    for line in (1, 2):
+        db.event("ai_call", path=path, line=line, ts=T0 + timedelta(minutes=line), url_host="api.openai.com",
+                 dest_vendor="openai", via_gateway=False, **alice)
+    rescan = store.con.execute(
+        "INSERT INTO sources (scan_id, path) VALUES (?, ?) RETURNING source_id", [db.scan_id, path]).fetchone()[0]
+    for line in (1, 2, 3):
+        store.con.execute(
+            "INSERT INTO events (scan_id, source_id, source_path, line, ts, kind, url_host, dest_vendor, via_gateway,"
+            " actor_hash, actor_masked) VALUES (?, ?, ?, ?, ?, 'ai_call', 'api.openai.com', 'openai', false, ?, ?)",
+            [db.scan_id, rescan, path, line, T0 + timedelta(minutes=line), alice["actor_hash"], alice["actor_masked"]])
+    (a,) = by_pattern(detect_patterns(db.con, S), "P1_gateway_bypass")
+    assert a.evidence["n_calls"] == 3
+    assert a.evidence["events"] == _ids(db, "events", "source_id = ?", rescan)  # the newest copy of each line
+
+
+def test_mode_ties_go_to_the_value_seen_first(db):
+    alice = actor(db, "alice@acme.example")
+    for line, region in enumerate(["eu", "us", "us", "eu"], start=1):
+        db.event("ai_call", path="/elf/ApexCallout.csv", line=line, ts=T0, url_host="api.openai.com",
+                 dest_vendor="openai", dest_region=region, via_gateway=False, **alice)
+    (a,) = by_pattern(detect_patterns(db.con, S), "P1_gateway_bypass")
+    assert a.dest_region == "eu"
+
+
+def test_p2_window_across_a_time_bucket_edge(db):
+    # Calls are matched in window-long time buckets; a bulk row near a bucket's end must still see
+    # the calls of the next bucket, up to and including the window's last instant.
+    alice = actor(db, "alice@acme.example")
+    bulk_ts = datetime(2024, 3, 11, 9, 59, 59, 999999, tzinfo=UTC)
+    _bulk(db, alice, ts=bulk_ts)
+    _ai(db, alice, ts=bulk_ts, line=1)                                             # same instant
+    _ai(db, alice, ts=bulk_ts + timedelta(minutes=60), line=2)                     # last instant
+    _ai(db, alice, ts=bulk_ts + timedelta(minutes=60, microseconds=1), line=3)     # past it
+    _ai(db, actor(db, "carol@acme.example"), ts=bulk_ts + timedelta(minutes=30), line=4,
+        app="0H4Hs000000DataLoad")                                                 # same app
+    (a,) = by_pattern(detect_patterns(db.con, S), "P2_bulk_then_ai")
+    assert [(c["ts"], c["matched_on"]) for c in a.evidence["calls"]] == [
+        ("2024-03-11T09:59:59.999999Z", "actor"), ("2024-03-11T10:29:59.999999Z", "app"),
+        ("2024-03-11T10:59:59.999999Z", "actor")]
+    (a,) = by_pattern(detect_patterns(db.con, PatternSettings(window_minutes=7)), "P2_bulk_then_ai")
+    assert a.evidence["n_calls"] == 1
 
 
 # -- settings and errors ------------------------------------------------------------------------
