@@ -479,13 +479,23 @@ class Store:
             return ingest.insert_events(con, scan_id, source_id, str(source_path), rows)
 
     def insert_elf_events(self, scan_id: int, source_id: int, source_path: str | Path, rows, headers,
-                          classify_hosts, hash_actors) -> int:
-        """Store EventLogFile event rows in bulk (see :mod:`leakwatch.store.elf_events`)."""
+                          classify_hosts, hash_actors, *, cursor: bool = False) -> int:
+        """Store EventLogFile event rows in bulk (see :mod:`leakwatch.store.elf_events`).
+
+        ``cursor=True`` runs on a cursor of its own (for a thread other than the one that owns
+        the connection; DuckDB then runs both at once)."""
         from leakwatch.store.elf_events import insert_elf_events
 
         with self._write(f"store events from {source_path}") as con:
-            return insert_elf_events(con, scan_id, source_id, str(source_path), rows, headers, classify_hosts,
-                                     hash_actors)
+            if not cursor:
+                return insert_elf_events(con, scan_id, source_id, str(source_path), rows, headers, classify_hosts,
+                                         hash_actors)
+            cur = con.cursor()
+            try:
+                return insert_elf_events(cur, scan_id, source_id, str(source_path), rows, headers, classify_hosts,
+                                         hash_actors)
+            finally:
+                cur.close()
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file now (DuckDB also does this on close)."""
