@@ -40,6 +40,8 @@ from leakwatch.store import Store
 # to the end and results streaming, large enough that per-range setup (~1 ms) is noise.
 RANGE_BYTES = 64 << 20
 MIN_RANGE_BYTES = 8 << 20
+# DuckDB memory limit during a scan (see scan_paths).
+SCAN_MEMORY_LIMIT = "128MB"
 
 
 @dataclass
@@ -218,7 +220,9 @@ def scan_paths(
     interrupted = False
     # One DuckDB thread: inserts are small next to the scan, and DuckDB's own pool would compete
     # with the scanning threads for the same cores (measured: 2 workers 0.96 s → 0.90 s).
-    with Store.open(db_path, threads=1) as store:
+    # DuckDB keeps written pages cached up to its memory limit; a scan of a 2 GB export writes
+    # millions of event rows, so the limit is what bounds its memory (it spills beyond it).
+    with Store.open(db_path, threads=1, memory_limit=SCAN_MEMORY_LIMIT) as store:
         store.mark_interrupted_scans()
         scan_id = store.begin_scan(argv or [], rhash, workers)
         for err in rule_errors:
@@ -604,7 +608,7 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
 
 # EventLogFile event rows go to DuckDB in batches of about this many: large enough that the
 # statement's fixed cost is small, small enough that it overlaps with the scan of the next range.
-ELF_BATCH_ROWS = 40_000
+ELF_BATCH_ROWS = 20_000
 
 
 def _submit_elf(store: Store, scan_id: int, job: _FileJob) -> None:
@@ -613,6 +617,9 @@ def _submit_elf(store: Store, scan_id: int, job: _FileJob) -> None:
     file is closed only once they are stored (:func:`_wait_events`)."""
     elf_rows, job.elf_rows = job.elf_rows, []
     if elf_rows:
+        # Back-pressure: at most one batch queued, so memory stays flat if DuckDB falls behind.
+        while len(job.elf_futures) >= 1:
+            job.result.events += job.elf_futures.pop(0).result()
         job.elf_futures.append(job.event_writer.submit(
             store.insert_elf_events, scan_id, job.source_id, job.stored_path, elf_rows, list(job.fctx.headers),
             job.enricher.classify_hosts, job.enricher.hash_actors, cursor=True))
