@@ -1,9 +1,11 @@
 """`make demo`: generate realistic sample logs with planted (fictional) leaks and scan them.
 
-The sample logs come from the benchmark's deterministic generator (bench/corpus.py): Salesforce
-EventLogFile CSV, API Gateway JSON, Heroku router, Mule 4, nginx and JSON app logs with LLM
-request bodies, about 2% of lines carrying fake PII or secrets. One file is gzipped. Then the
-real `leakwatch scan` runs on them and the stored findings are queried back, masked.
+The sample logs come from the benchmark's deterministic generator (bench/corpus.py), sorted
+into one file per source: Salesforce EventLogFile CSV per event type, API Gateway JSON, Heroku
+router, Mule 4 (gzipped), nginx and JSON app logs with LLM request bodies, about 2% of lines
+carrying fake PII or secrets. Then the real `leakwatch scan` runs on them: findings with their
+fields, destinations and alerts; the stored findings are queried back, masked, with where their
+data went.
 """
 from __future__ import annotations
 
@@ -21,24 +23,58 @@ from leakwatch.cli import main as leakwatch  # noqa: E402
 
 OUT = ROOT / "demo-out"
 LOGS = OUT / "logs"
-FILES = [("gateway-and-apps.log", 1, 12), ("middleware.log", 2, 6), ("eventlogfile-export.log", 3, 4)]
+# Where each kind of line goes: one file per source, as a shop's log shipping would have them.
+SOURCES = {
+    "apigw": "aws-apigw-access.jsonl",
+    "jsonl": "app-services.jsonl",
+    "heroku": "heroku-router.log",
+    "mule": "mule-app-orders-api.log",
+    "combined": "nginx-access.log",
+}
+GZIPPED = {"mule-app-orders-api.log"}
 
 
-def generate() -> None:
+def generate(seed: int = 1, mb: int = 24) -> None:
+    """Generate the bench's mixed stream, then sort its lines into per-source files: one
+    EventLogFile CSV per event type (with its header), gateway, Heroku, Mule (gzipped), nginx and
+    app logs."""
+    from leakwatch.sources.formats import sniff
+
     if LOGS.exists():
         shutil.rmtree(LOGS)
     LOGS.mkdir(parents=True)
-    for name, seed, mb in FILES:
-        path = LOGS / name
-        with open(path, "wb") as out:
-            manifest = _generate(seed, mb << 20, out)
-        if name == "middleware.log":
-            with open(path, "rb") as src, gzip.open(str(path) + ".gz", "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            path.unlink()
-            name += ".gz"
-        print(f"generated {LOGS.relative_to(ROOT)}/{name}: {manifest['lines']:,} lines, "
-              f"{manifest['pii_lines']:,} with planted fake PII or secrets")
+    mixed = OUT / "mixed.tmp"
+    with open(mixed, "wb") as out:
+        manifest = _generate(seed, mb << 20, out)
+    outs: dict[str, object] = {}
+    header: bytes | None = None
+
+    def sink(name: str, first: bytes | None = None):
+        f = outs.get(name)
+        if f is None:
+            path = LOGS / name
+            f = outs[name] = gzip.open(str(path) + ".gz", "wb") if name in GZIPPED else open(path, "wb")
+            if first is not None:
+                f.write(first)
+        return f
+
+    with open(mixed, "rb") as src:
+        for line in src:
+            if line.startswith(b'"EVENT_TYPE"'):
+                header = line
+                continue
+            if line.startswith(b'"') and header is not None:
+                event = line[1:line.index(b'"', 1)].decode()
+                sink(f"EventLogFile_{event}_2024-03-11.csv", header).write(line)
+                continue
+            sink(SOURCES.get(sniff(line), "other.log")).write(line)
+    for f in outs.values():
+        f.close()
+    mixed.unlink()
+    print(f"generated {len(outs)} files in {LOGS.relative_to(ROOT)}/: {manifest['lines']:,} lines, "
+          f"{manifest['pii_lines']:,} with planted fake PII or secrets")
+    for p in sorted(LOGS.iterdir()):
+        print(f"  {p.name:<40} {p.stat().st_size / 1e6:6.1f} MB")
 
 
 def show_top(db: Path) -> None:
@@ -46,12 +82,24 @@ def show_top(db: Path) -> None:
 
     con = duckdb.connect(str(db), read_only=True)
     rows = con.execute(
-        """SELECT severity, entity, rule_id, regexp_replace(source_path, '.*/', ''), line, field, masked
-           FROM findings ORDER BY severity_rank DESC, confidence DESC, finding_id LIMIT 12"""
+        """SELECT severity, entity, regexp_replace(source_path, '.*/', ''), line, field_path, masked,
+                  coalesce(dest_vendor || ' (' || coalesce(dest_region, 'region unknown') || ')', '-'),
+                  CASE WHEN residency_violation THEN 'outside allowed' ELSE '' END
+           FROM findings ORDER BY residency_violation DESC NULLS LAST, severity_rank DESC, confidence DESC,
+                    finding_id LIMIT 12"""
     ).fetchall()
     print("\nMost severe findings, as stored (masked previews; raw values are not stored by default):")
-    for sev, ent, rule, src, line, field, masked in rows:
-        print(f"  {sev:<8} {ent:<24} {src}:{line:<7} {(field or '-'):<14} {masked}")
+    for sev, ent, src, line, field, masked, dest, viol in rows:
+        where = f"{src}:{line}"
+        print(f"  {sev:<8} {ent:<20} {where:<42} {(field or '-')[:22]:<22} {masked:<22} -> {dest} {viol}")
+    print("\nImpact per destination (leakwatch.store.queries.impact):")
+    from leakwatch.store.queries import impact
+
+    for r in impact(con)[:6]:
+        dest = (f"{r['dest_vendor']}, {r['dest_region'] or 'region unknown'} ({r['dest_jurisdiction']})"
+                if r["dest_vendor"] else "no AI destination")
+        flag = "  RESIDENCY VIOLATION" if r["residency_violation"] else ""
+        print(f"  {dest:<44} {r['records']:>6,} records {r['data_subjects']:>6,} data subjects{flag}")
     con.close()
 
 

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from leakwatch.pipeline import ScanSummary
 
+MAX_ALERTS_SHOWN = 10
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
@@ -49,14 +50,23 @@ def print_summary(summary: ScanSummary, console: Console, *, fail_on: str = "med
             console.print(f"  {escape(fr.path)}:{line}: not {escape(fr.fmt or '?')}: {escape(message)}",
                           style="yellow", soft_wrap=True)
     if summary.alerts:
-        a = Table(title="Alerts (failure patterns)", title_justify="left")
+        # The most severe first, a screenful at most: a big export can raise thousands (one per
+        # exposed key); the rest are in the alerts table.
+        ranked = sorted(summary.alerts, key=lambda al: -int(al.severity))
+        counts: dict[str, int] = {}
+        for alert in summary.alerts:
+            counts[alert.pattern] = counts.get(alert.pattern, 0) + 1
+        a = Table(title="New alerts (failure patterns): " + ", ".join(f"{p} {n:,}" for p, n in sorted(counts.items())),
+                  title_justify="left")
         a.add_column("pattern")
         a.add_column("severity")
         a.add_column("summary", overflow="fold")
-        for alert in summary.alerts:
+        for alert in ranked[:MAX_ALERTS_SHOWN]:
             sev = str(alert.severity)
             a.add_row(escape(alert.pattern), f"[{_SEVERITY_STYLE.get(sev, '')}]{sev}[/]", escape(alert.summary))
         console.print(a)
+        if len(ranked) > MAX_ALERTS_SHOWN:
+            console.print(f"  … and {len(ranked) - MAX_ALERTS_SHOWN:,} more in the database's alerts table")
     verdict = (
         f"[bold red]{summary.findings_at_or_above:,} at or above {fail_on}[/]"
         if summary.findings_at_or_above else f"none at or above {fail_on}"
