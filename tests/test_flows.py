@@ -245,11 +245,19 @@ def test_cli_format_and_all(db, tmp_path, cli):
 
 @pytest.mark.parametrize("args,needle", [
     (["--format", "md,xml"], "--format 'md,xml'"),
-    (["--out-dir", "/nonexistent/dir"], "no such directory"),
+    (["--out-dir", "/proc/no-such-dir/art30"], "cannot create it"),
 ])
 def test_cli_usage_errors(db, cli, args, needle):
     r = cli("flows", "--db", db, *args)
     assert r.rc == 2 and needle in r.err
+
+
+def test_cli_creates_a_private_out_dir(db, cli, tmp_path):
+    out = tmp_path / "records" / "art30"
+    r = cli("flows", "--db", db, "--out-dir", out)
+    assert r.rc == 0, r.err
+    assert (out / "data-flows.md").exists()
+    assert (out.stat().st_mode & 0o777) == 0o700
 
 
 def test_cli_missing_database(tmp_path, cli):

@@ -59,8 +59,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     formats = parse_formats(args.format)
     out_dir = Path(args.out_dir)
-    if not out_dir.is_dir():
-        raise UsageError(f"--out-dir {out_dir}: no such directory")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out-dir {out_dir}: not a directory")
+    try:
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the map names customer data flows
+    except OSError as e:
+        raise UsageError(f"--out-dir {out_dir}: cannot create it: {e.strerror}") from e
     db = Path(args.db)
     if not db.is_file():
         raise UsageError(f"{db}: no such database; run 'leakwatch scan --db {db} …' first, or point --db at one")
