@@ -29,6 +29,7 @@ import duckdb
 from leakwatch import __version__
 from leakwatch.errors import LeakwatchError, StoreError, UsageError
 from leakwatch.store.db import private_umask
+from leakwatch.store.queries import db_name as _db_label
 
 FORMATS: Final = ("parquet", "csv", "jsonl", "ocsf")
 
@@ -172,16 +173,6 @@ def iso_utc(epoch_ms: int | None) -> str | None:
     when = _EPOCH + timedelta(milliseconds=int(epoch_ms))
     spec = "milliseconds" if epoch_ms % 1000 else "seconds"
     return when.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
-
-
-def _db_label(con: duckdb.DuckDBPyConnection) -> str:
-    try:
-        row = con.execute(
-            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-        ).fetchone()
-        return row[0] if row and row[0] else "database"
-    except duckdb.Error:
-        return "database"
 
 
 def _sql_string(text: str) -> str:

@@ -25,6 +25,7 @@ import duckdb
 
 from leakwatch.errors import StoreError, UsageError
 from leakwatch.export import atomic_output, iso_utc
+from leakwatch.store.queries import db_name as _db_label
 
 #: Fallback for :data:`SUBJECT_ENTITIES` while ``leakwatch.detect.salesforce`` does not define it:
 #: entities of the shipped rules whose value points at one person. Left out on purpose: dates of
@@ -155,16 +156,6 @@ def flow_rows(
         r["categories"] = list(r["categories"])
         r["source_files"] = list(r["source_files"])
     return [{k: r[k] for k in FLOW_FIELDS} for r in rows]
-
-
-def _db_label(con: duckdb.DuckDBPyConnection) -> str:
-    try:
-        row = con.execute(
-            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-        ).fetchone()
-        return row[0] if row and row[0] else "database"
-    except duckdb.Error:
-        return "database"
 
 
 # -- rendering ------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from leakwatch.detect.context import normalize_field
 from leakwatch.detect.mask import mask_generic, mask_name, mask_shape
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources import formats
+from leakwatch.store.elf_events import ELF_EVENT_KINDS
 from leakwatch.sources.formats._record import KEY_ROLES, AttrCollector, norm_key
 
 # Marker kinds (see module docstring).
@@ -46,15 +47,6 @@ M_ELF_HEADER = "elf_header"
 M_CDN_PATH = "cdn_path"
 M_FREE_TEXT = "free_text"
 
-# EventLogFile event types that the patterns read, and the event kind each becomes.
-ELF_EVENT_KINDS = {
-    "BulkApi": "bulk",
-    "BulkApi2": "bulk",
-    "BulkApiResult": "bulk",
-    "ReportExport": "report_export",
-    "RestApi": "api",
-    "API": "api",
-}
 _ELF_EVENT_MARKER = r'^"(?:' + "|".join(sorted(ELF_EVENT_KINDS, key=len, reverse=True)) + r')",'
 _ELF_HEADER_MARKER = r'^"?EVENT_TYPE"?,'
 # JSON keys whose string values are prose (for NER; see leakwatch.detect.ner.is_free_text).

@@ -69,6 +69,7 @@ import numpy as np
 from leakwatch.detect.rules import Rule, Severity
 from leakwatch.errors import StoreError, UsageError
 from leakwatch.store.db import private_umask
+from leakwatch.store.queries import db_name as _db_label
 
 PATTERNS: Final = (
     "P1_key_exposed", "P1_gateway_bypass", "P2_bulk_then_ai", "P3_prompt_pii", "P4_cdn_region",
@@ -276,16 +277,6 @@ _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
 _ONE_US: Final = timedelta(microseconds=1)
 _US_PER_HOUR: Final = 3_600_000_000
 _US_PER_DAY: Final = 86_400_000_000
-
-
-def _db_label(con: duckdb.DuckDBPyConnection) -> str:
-    try:
-        row = con.execute(
-            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-        ).fetchone()
-        return row[0] if row and row[0] else "database"
-    except duckdb.Error:
-        return "database"
 
 
 def _rows(

@@ -37,7 +37,8 @@ FINDING_FIELDS: Final = (
 )
 
 
-def _db_name(con: duckdb.DuckDBPyConnection) -> str:
+def db_name(con: duckdb.DuckDBPyConnection) -> str:
+    """The file behind ``con`` for error messages ("database" when it cannot be told)."""
     try:
         row = con.execute(
             "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
@@ -53,7 +54,7 @@ def _rows(con: duckdb.DuckDBPyConnection, what: str, sql: str, params: Sequence[
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
     except duckdb.Error as e:
-        raise StoreError(f"{_db_name(con)}: cannot {what}: {e}") from e
+        raise StoreError(f"{db_name(con)}: cannot {what}: {e}") from e
 
 
 def _where(**conds: Any) -> tuple[str, list[Any]]:
