@@ -6,10 +6,10 @@ import csv
 import io
 from datetime import datetime, timezone
 
-import duckdb
 import pytest
 
 from leakwatch.pipeline import MIN_RANGE_BYTES, scan_paths
+from helpers import read_rows as _q
 
 REST_HEADER = ["EVENT_TYPE", "TIMESTAMP", "REQUEST_ID", "ORGANIZATION_ID", "USER_ID", "METHOD", "ENTITY_NAME",
                "CONNECTED_APP_ID", "ROWS_PROCESSED", "EXCEPTION_MESSAGE", "STATUS_CODE", "TIMESTAMP_DERIVED",
@@ -22,13 +22,6 @@ def _row(cells) -> str:
     csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n").writerow(cells)
     return buf.getvalue()
 
-
-def _q(db, sql):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_concatenated_exports_quoting_and_headers(tmp_path):

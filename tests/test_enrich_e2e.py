@@ -7,20 +7,13 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from leakwatch.pipeline import scan_paths
+from helpers import read_rows as _q
 
 DATA = Path(__file__).parent / "data" / "e2e"
 
-
-def _q(db, sql, params=None):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")

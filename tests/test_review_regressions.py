@@ -6,17 +6,10 @@ import subprocess
 import sys
 import time
 
-import duckdb
 
 from leakwatch.pipeline import MIN_RANGE_BYTES, scan_paths
+from helpers import read_rows as _q
 
-
-def _q(db, sql):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_csv_name_column_keeps_the_row_at_every_range_boundary(tmp_path):

@@ -1,19 +1,12 @@
 """One worker scans a big file in ranges while the owner stores; scanners are reused between scans."""
 from __future__ import annotations
 
-import duckdb
 import xxhash
 
 from leakwatch.detect.engine import SCANNERS, ScannerPool
 from leakwatch.pipeline import MIN_RANGE_BYTES, scan_paths
+from helpers import read_rows as _q
 
-
-def _q(db, sql):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _write(p, size):
