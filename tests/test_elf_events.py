@@ -23,7 +23,6 @@ def _row(cells) -> str:
     return buf.getvalue()
 
 
-
 def test_concatenated_exports_quoting_and_headers(tmp_path):
     p = tmp_path / "EventLogFile_concat.csv"
     lines = [_row(REST_HEADER)]

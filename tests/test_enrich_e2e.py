@@ -15,7 +15,6 @@ from helpers import read_rows as _q
 DATA = Path(__file__).parent / "data" / "e2e"
 
 
-
 @pytest.fixture(scope="module")
 def scanned(tmp_path_factory):
     d = tmp_path_factory.mktemp("e2e")

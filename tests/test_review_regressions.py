@@ -11,7 +11,6 @@ from leakwatch.pipeline import MIN_RANGE_BYTES, scan_paths
 from helpers import read_rows as _q
 
 
-
 def test_csv_name_column_keeps_the_row_at_every_range_boundary(tmp_path):
     """With 2 workers a CSV is split into ranges; only the file's first line is its header."""
     p = tmp_path / "contacts.csv"

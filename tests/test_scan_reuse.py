@@ -8,7 +8,6 @@ from leakwatch.pipeline import MIN_RANGE_BYTES, scan_paths
 from helpers import read_rows as _q
 
 
-
 def _write(p, size):
     n = 0
     with open(p, "w") as f:
