@@ -276,8 +276,14 @@ def _glob_match(path: str | os.PathLike, patterns: tuple[str, ...]) -> bool:
         return False
     p = PurePath(path).as_posix()
     name = PurePath(path).name
+    absolute = PurePath(os.path.abspath(path)).as_posix()
     for pat in patterns:
-        if fnmatch.fnmatchcase(p if "/" in pat else name, pat):
+        if "/" not in pat:
+            if fnmatch.fnmatchcase(name, pat):
+                return True
+        # A relative glob with a folder (logs/gw/*.log) matches the path as given or its tail.
+        elif fnmatch.fnmatchcase(p, pat) or fnmatch.fnmatchcase(absolute, pat) or (
+                not pat.startswith("/") and fnmatch.fnmatchcase(absolute, "*/" + pat)):
             return True
     return False
 

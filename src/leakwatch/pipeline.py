@@ -363,7 +363,7 @@ def scan_paths(
             per_thread.give_back()
         alerts = []
         if run_patterns and not interrupted:
-            alerts = _run_patterns(store, enricher.config, scan_id)
+            alerts = _run_patterns(store, enricher.config, enricher.registry, scan_id)
         all_problems = problems + [p for fr in results for p in fr.problems]
         n_findings = sum(fr.new_findings for fr in results)
         tally.paths = [os.path.abspath(fr.path) for fr in results if fr.findings]
@@ -497,7 +497,7 @@ def _make_enricher(config, store: Store, ner: bool | None):
     return enricher
 
 
-def _run_patterns(store: Store, config, scan_id: int) -> list:
+def _run_patterns(store: Store, config, registry, scan_id: int) -> list:
     """Run the failure-pattern detectors over the whole database; return the new alerts."""
     from leakwatch.detect.patterns import PatternSettings, run_patterns
 
@@ -507,7 +507,8 @@ def _run_patterns(store: Store, config, scan_id: int) -> list:
         bulk_objects=tuple(p.bulk_objects), api_volume_factor=p.api_volume_factor,
         api_volume_min_events=p.api_volume_min_events,
         allowed_jurisdictions=tuple(config.residency.allowed_jurisdictions),
-        edge_jurisdiction=getattr(config, "edge_jurisdiction", None),
+        allowed_edges=tuple(config.cdn.allowed_regions),
+        edge_jurisdiction=registry.edge_jurisdiction,
     )
     with store._write("store alerts") as con:
         return run_patterns(con, settings, scan_id=scan_id)

@@ -478,7 +478,11 @@ class Enricher:
         d = r.dest if kind == "ai_call" else None
         url_host = r.dest_host if d is not None else _host_of(attrs.get("url") or attrs.get("host"))
         if kind == "ai_call":
-            via = 1 if (fctx.gateway_source or self.is_gateway(url_host)) else 0
+            # Through the gateway: the file is the gateway's own log, the call went to the
+            # gateway's host, or the record was served by it (a gateway access log line that
+            # names its upstream AI endpoint).
+            via = 1 if (fctx.gateway_source or self.is_gateway(url_host)
+                        or self.is_gateway(_host_of(attrs.get("host")))) else 0
         else:
             via = -1
         event_type = attrs.get("event_type") or attrs.get("method")

@@ -462,9 +462,12 @@ def _p1_key_exposed(con: duckdb.DuckDBPyConnection, s: PatternSettings, ev: _Eve
                    coalesce(suffix(lower(field_path), '__c') OR suffix(lower(sf_field), '__c'), false)
                        AS in_setting
             FROM findings
-            WHERE list_contains($ai, entity)
-               OR (list_contains($cred, entity)
-                   AND regexp_matches(lower(coalesce(field_path, sf_field, field, '')), $ai_field))
+            -- A value its validator rejected (a low-entropy placeholder such as sk-proj-XXXX…) is
+            -- no exposed key.
+            WHERE coalesce(score_validator, 0) >= 0
+              AND (list_contains($ai, entity)
+                   OR (list_contains($cred, entity)
+                       AND regexp_matches(lower(coalesce(field_path, sf_field, field, '')), $ai_field)))
         ),
         g AS (
             SELECT value_hash,
