@@ -109,14 +109,14 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
     a file's ranges in order, so they can share one hasher.
 
     With a :class:`_DetectorFactory` (worker threads) the items are :class:`Hits` — the matched
-    records only, not yet scored — unless the file has CSV name columns, whose every cell is a
-    candidate: scoring needs the GIL, so the owner thread does it while workers scan on."""
+    records only, not yet scored: scoring needs the GIL, so the owner thread does it while
+    workers scan on. A CSV file with name-like columns (every cell is a candidate of a
+    column rule) also gives batches of those cells' findings (dicts), scored here."""
     to_hits = isinstance(detector, _DetectorFactory)
     if to_hits:
         detector = detector.get()
     stats = ReadStats()
     column_rules = detector.column_rules_for(header)
-    to_hits = to_hits and not column_rules
     items = []
     records = 0
     hasher, last = hashing if hashing is not None else (None, False)
@@ -126,6 +126,10 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
             n = res.n_records
             if len(res.record):
                 items.append(compact_hits(chunk.data, chunk.end, res, chunk.first_line, chunk.first_line_offset))
+            if column_rules:
+                batch = detector.column_batch(chunk, header, column_rules, start == 0)
+                if batch_len(batch):
+                    items.append(batch)
         else:
             batch, n = detector.process(chunk, header=header, column_rules=column_rules, file_start=start == 0)
             if batch_len(batch):
@@ -138,7 +142,26 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
         complete = True
     if not to_hits:
         items = _merge(items)
+    elif column_rules:
+        items = [i for i in items if isinstance(i, Hits)] + _merge([i for i in items if not isinstance(i, Hits)])
     return items, records, stats.bytes_read, stats.problems, (hasher.hexdigest() if hasher is not None and last else None), complete
+
+
+def _with_all_columns(batch: dict, detector: str = "regex") -> dict:
+    """Give a batch that did not pass through enrichment the same keys as one that did, so
+    that batches merge column by column (their unknown values stay NULL)."""
+    n = batch_len(batch)
+    if "ts" not in batch:
+        batch["ts"] = np.full(n, np.nan)
+    if "residency_violation" not in batch:
+        batch["residency_violation"] = np.full(n, -1, dtype=np.int8)
+    if "detector" not in batch:
+        batch["detector"] = [detector] * n
+    for key in ("format", "dest_host", "dest_vendor", "dest_region", "dest_jurisdiction", "sf_object", "sf_field",
+                "actor_hash", "prompt_role"):
+        if key not in batch:
+            batch[key] = [None] * n
+    return batch
 
 
 def _merge(batches: list[dict]) -> list[dict]:
@@ -545,9 +568,14 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
         return  # an earlier range stopped short: this one's line numbers would be wrong
     events: list[tuple] = []
     elf_rows: list[tuple] = []
-    if items and isinstance(items[0], Hits):
+    base = fr.records  # lines in this file before this range
+    n_samples = len(job.fctx.problem_samples) if job.fctx is not None else 0
+    if items and any(isinstance(i, Hits) for i in items):
         rows = []
         for h in items:
+            if not isinstance(h, Hits):
+                rows.append(_with_all_columns(h, detector="column"))  # whole CSV cells of name columns
+                continue
             batch, ev, elf = job.enricher.process(job.fctx, job.detector, h.data, h.result, h.first_line,
                                                   h.first_line_offset, job.header)
             rows.append(batch)
@@ -556,8 +584,11 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
                 elf_rows.append(elf)
         batches = _merge([b for b in rows if batch_len(b)])
     else:
-        batches = items
-    base = fr.records  # lines in this file before this range
+        batches = [_with_all_columns(b) for b in items]
+    if base and job.fctx is not None:
+        # Parse problems were noted with line numbers within this range.
+        samples = job.fctx.problem_samples
+        samples[n_samples:] = [(ln + base, msg) for ln, msg in samples[n_samples:]]
     for batch in batches:
         offset_lines(batch, base)
         job.buffer = _merge(job.buffer + [batch])
@@ -578,12 +609,15 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     job.ranges_left -= 1
     # Ranges are small (8 MiB for one worker) and each insert has a fixed cost: rows wait here
     # until there are INSERT_ROWS of them or the file (or the scan) ends.
-    if not job.ranges_left or not final or job.broken or sum(batch_len(b) for b in job.buffer) >= INSERT_ROWS:
+    if (not job.ranges_left or not final or job.broken or sum(batch_len(b) for b in job.buffer) >= INSERT_ROWS
+            or len(job.events) >= INSERT_ROWS):
         _flush(store, scan_id, job, tally, jsonl)
     elif job.event_writer is not None and sum(len(t) for _, _, t in job.elf_rows) >= ELF_BATCH_ROWS:
         _submit_elf(store, scan_id, job)
-    if job.ranges_left or not final or job.broken:
+    if not final or (job.ranges_left and not job.broken):
         return
+    # The last range, or a range that failed to read (the file is closed as an error now: the
+    # ranges after it cannot be numbered, and it must not stay "running").
     _wait_events(job)
     if job.hash_future is not None:
         try:
@@ -620,7 +654,7 @@ def _submit_elf(store: Store, scan_id: int, job: _FileJob) -> None:
     if elf_rows:
         # Back-pressure: at most one batch queued, so memory stays flat if DuckDB falls behind.
         while len(job.elf_futures) >= 1:
-            job.result.events += job.elf_futures.pop(0).result()
+            _count_elf(job, job.elf_futures.pop(0).result())
         job.elf_futures.append(job.event_writer.submit(
             store.insert_elf_events, scan_id, job.source_id, job.stored_path, elf_rows, list(job.fctx.headers),
             job.enricher.classify_hosts, job.enricher.hash_actors, cursor=True))
@@ -630,7 +664,16 @@ def _wait_events(job: _FileJob) -> None:
     """Wait for the file's EventLogFile events to be stored (errors surface here)."""
     futures, job.elf_futures = job.elf_futures, []
     for fut in futures:
-        job.result.events += fut.result()
+        _count_elf(job, fut.result())
+
+
+def _count_elf(job: _FileJob, result: tuple[int, int]) -> None:
+    """Stored events, and EventLogFile rows whose cells did not match their header (a parse
+    problem, like any record that does not parse)."""
+    stored, dropped = result
+    job.result.events += stored
+    if dropped and job.fctx is not None:
+        job.fctx.parse_problems += dropped
 
 
 def _flush(store: Store, scan_id: int, job: _FileJob, tally: _Tally, jsonl) -> None:
@@ -643,8 +686,8 @@ def _flush(store: Store, scan_id: int, job: _FileJob, tally: _Tally, jsonl) -> N
         _submit_elf(store, scan_id, job)
     elf_rows, job.elf_rows = job.elf_rows, []
     if elf_rows:
-        fr.events += store.insert_elf_events(scan_id, job.source_id, job.stored_path, elf_rows, job.fctx.headers,
-                                             job.enricher.classify_hosts, job.enricher.hash_actors)
+        _count_elf(job, store.insert_elf_events(scan_id, job.source_id, job.stored_path, elf_rows, job.fctx.headers,
+                                                job.enricher.classify_hosts, job.enricher.hash_actors))
     for batch in batches:
         fr.new_findings += store.insert_findings(scan_id, job.source_id, job.stored_path, batch)
         fr.findings += tally.add_batch(batch)

@@ -64,7 +64,9 @@ def build_rows(data, Py_ssize_t limit, list recs, list rule_idx, list starts, li
             if ln and line[ln - 1] == 13:
                 line = line[:ln - 1]
             cur_ls = ls
-            csv_line = header is not None and line[:1] not in NOT_ROW_STARTS
+            # A format-aware reader (field_of) knows the columns in effect at this record, also
+            # after a second header in a concatenated export; the file's first header does not.
+            csv_line = header is not None and field_of is None and line[:1] not in NOT_ROW_STARTS
         s -= ls
         e -= ls
         if e > len(line):

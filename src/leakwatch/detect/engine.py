@@ -165,7 +165,7 @@ class Detector:
                 cur_ls = ls
                 # Mixed files (a CSV export with JSON lines appended, say) keep the header only
                 # for lines that look like rows of it.
-                csv_line = csv_header is not None and line[:1] not in NOT_ROW_STARTS
+                csv_line = csv_header is not None and field_of is None and line[:1] not in NOT_ROW_STARTS
             s -= ls
             e -= ls
             field = None
@@ -189,6 +189,12 @@ class Detector:
                  mask(value), keyed_hash(key, normalize(value)),
                  value.decode("utf-8", "backslashreplace") if store_raw else None, path))
         return rows
+
+    def column_batch(self, chunk: Chunk, header: list[str], column_rules, file_start: bool) -> dict:
+        """The findings batch of whole cells of name-like CSV columns in one chunk."""
+        rows: list[tuple] = []
+        self._column_candidates(rows, chunk, column_rules, header, file_start)
+        return _columns(rows)
 
     def _column_candidates(self, rows: list, chunk: Chunk, column_rules, header, file_start: bool) -> None:
         """Whole cells of name-like CSV columns as candidates of the rules that claim them."""

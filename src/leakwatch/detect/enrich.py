@@ -21,6 +21,7 @@ on, LLM prompts and other free text.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -37,7 +38,7 @@ from leakwatch.detect.context import normalize_field
 from leakwatch.detect.mask import mask_generic, mask_name, mask_shape
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources import formats
-from leakwatch.store.elf_events import ELF_EVENT_KINDS
+from leakwatch.store.elf_events import ELF_EVENT_KINDS, PII_SEGMENT_RX
 from leakwatch.sources.formats._record import KEY_ROLES, AttrCollector, norm_key
 
 # Marker kinds (see module docstring).
@@ -179,11 +180,16 @@ class Enricher:
 
     # -- records -----------------------------------------------------------------------------
     def _parse(self, fctx: FileContext, line: bytes, line_no: int, header_marked: bool) -> _Record:
-        if header_marked and line_no > 1 and fctx.fmt in ("eventlogfile", "csv"):
-            # Another EventLogFile header mid-file (files concatenated): its columns rule from here.
+        if header_marked and fctx.fmt in ("eventlogfile", "csv"):
+            # An EventLogFile header (files concatenated, or the first line of a range): its
+            # columns rule from here. A malformed one is a parse problem; the columns stay.
             parser = self._header_parsers.get(line)
             if parser is None:
-                parser = formats.make_parser("eventlogfile", header_line=line)
+                try:
+                    parser = formats.make_parser("eventlogfile", header_line=line)
+                except formats.FormatError as e:
+                    fctx.note_problem(line_no, f"header line not usable: {e}")
+                    parser = fctx.parser
                 if len(self._header_parsers) < 256:
                     self._header_parsers[line] = parser
             fctx.parser = parser
@@ -301,13 +307,14 @@ class Enricher:
         recnos = res.record[first_idx]
         marks_by_ls: dict[int, list[tuple[str, int, int]]] = {}
         elf_rows: tuple | None = None
+        plan = None  # (header line starts, parser in effect before/after each) when headers were read ahead
         todo = uniq
         if marker_mask.any():
             m_ls = ls_all[marker_mask]
             if fctx.fmt == "eventlogfile":
                 kinds = self._kind_codes[rule[marker_mask] - n_rules]
-                todo, elf_rows = self._split_elf(fctx, data, uniq, recnos, ls_all[~marker_mask],
-                                                 m_ls[kinds == _K_HEADER], m_ls[kinds == _K_CDN], first_line)
+                todo, elf_rows, plan = self._split_elf(fctx, data, uniq, recnos, ls_all[~marker_mask],
+                                                       m_ls[kinds == _K_HEADER], m_ls[kinds == _K_CDN], first_line)
             keep = np.isin(m_ls, todo) if len(todo) < len(uniq) else np.ones(len(m_ls), dtype=bool)
             for ls, ri, s, e in zip(m_ls[keep].tolist(), rule[marker_mask][keep].tolist(),
                                     res.start[marker_mask][keep].tolist(), res.end[marker_mask][keep].tolist()):
@@ -322,15 +329,21 @@ class Enricher:
             if line[-1:] == b"\r":
                 line = line[:-1]
             marks = marks_by_ls.get(ls, ())
+            if plan is not None:
+                # The columns in effect at this record, not those of a header further down.
+                fctx.parser = plan[1][bisect.bisect_right(plan[0], ls)]
             rec = None
             if finding_ls is not None and ls not in finding_ls and line[:1] == b"{" and not self.ner:
                 rec = self._quick_json(fctx, line)  # an event only: attributes, no field spans
             records[ls] = rec if rec is not None else self._parse(
                 fctx, line, first_line + 1 + recno_of_ls[ls], marks_have(marks, M_ELF_HEADER))
 
+        if plan is not None:
+            fctx.parser = plan[1][-1]
+
         def field_of(ls: int, off: int) -> str | None:
             rec = records.get(ls)
-            return formats.field_at(rec.parsed, off) if rec is not None else None
+            return safe_path(formats.field_at(rec.parsed, off)) if rec is not None else None
 
         sub = res if not marker_mask.any() else ScanResult(
             res.record[~marker_mask], rule[~marker_mask], res.start[~marker_mask], res.end[~marker_mask],
@@ -355,9 +368,10 @@ class Enricher:
         first = np.frombuffer(data, dtype=np.uint8)[uniq]
         elf = (first == 0x22) & ~np.isin(uniq, finding_ls) & ~np.isin(uniq, special)
         if not elf.any():
-            return uniq, None
+            return uniq, None, None
         # The header in effect for each row: the file's, or the last header line before it.
         hids = [fctx.header_id()]
+        parsers = [fctx.parser]
         for ls in header_ls:
             nl = data.find(b"\n", ls)
             line = bytes(data[ls:nl if nl != -1 else len(data)]).rstrip(b"\r")
@@ -365,16 +379,17 @@ class Enricher:
             # The header line itself is a record to parse; parsing it switches the columns.
             self._parse(fctx, line, first_line + 1 + recno, True)
             hids.append(fctx.header_id())
+            parsers.append(fctx.parser)
         starts = uniq[elf]
         ends = np.append(uniq[1:] - 1, len(data) - 1)[elf]
         which = np.searchsorted(np.asarray(header_ls, dtype=np.int64), starts, side="right")
         hid = np.asarray(hids, dtype=np.int32)[which]
-        text = b"\n".join([data[a:b] for a, b in zip(starts.tolist(), ends.tolist())]).decode("latin-1")
+        text = b"\n".join([data[a:b] for a, b in zip(starts.tolist(), ends.tolist())]).decode("utf-8", "replace")
         lines = recnos[elf] + (first_line + 1)
         rest = uniq[~elf]
         if header_ls:
             rest = rest[~np.isin(rest, np.asarray(header_ls, dtype=np.int64))]  # parsed above
-        return rest, (lines, hid, text.split("\n"))
+        return rest, (lines, hid, text.split("\n")), (header_ls, parsers)
 
     # -- findings columns -------------------------------------------------------------------
     def _add_columns(self, batch: dict, records: dict[int, _Record], recno_of_ls: dict[int, int],
@@ -490,7 +505,7 @@ class Enricher:
             event_type = f"{event_type}:{attrs['operation']}"  # the patterns tell reads from writes
         return (
             line_no, r.ts, r.fmt, kind, event_type, r.actor_hash, r.actor_masked,
-            attrs.get("app"), url_host, _path_of(attrs), _int(attrs.get("status")),
+            attrs.get("app"), url_host, _path_of(attrs, prefer_url=kind == "ai_call"), _int(attrs.get("status")),
             d.vendor if d is not None else None, d.region if d is not None else None,
             d.jurisdiction if d is not None else None, r.violation if d is not None else -1, via,
             attrs.get("entity"), _int(attrs.get("rows")), attrs.get("edge"), attrs.get("cache"),
@@ -530,9 +545,10 @@ def marks_have(marks, kind: str) -> bool:
 
 
 def _int(v: Any) -> int:
+    """A count or status as written, -1 when unknown or out of range (the columns are 32/64-bit)."""
     try:
         n = int(str(v).strip())
-        return n if n >= 0 else -1
+        return n if 0 <= n < 2**31 else -1
     except (TypeError, ValueError):
         return -1
 
@@ -547,17 +563,38 @@ def _host_of(target: str | None) -> str | None:
     return m.group(1).lower() if m else None
 
 
-def _path_of(attrs: dict) -> str | None:
-    """The request path without its query string (a query string may carry PII)."""
-    path = attrs.get("path")
+def _path_of(attrs: dict, prefer_url: bool = False) -> str | None:
+    """The request path without its query string, identifier-like segments masked (see
+    :func:`safe_path`). For a call to an AI endpoint the path of its URL (the endpoint's API),
+    not the path the record itself was served at."""
+    path = None if prefer_url else attrs.get("path")
     if not path:
         url = attrs.get("url")
         if url:
             m = re.match(r"^[a-z][a-z0-9+.-]*://[^/]*(/[^?#]*)?", url.strip('"'), re.IGNORECASE)
             path = m.group(1) if m else None
+    if not path and prefer_url:
+        path = attrs.get("path")
     if path:
-        path = path.split("?", 1)[0]
+        path = _PII_SEGMENT.sub("*", path.split("?", 1)[0])
     return path or None
+
+
+_PII_SEGMENT = re.compile(PII_SEGMENT_RX)
+_SAFE_PATHS: dict[str, str] = {}
+
+
+def safe_path(path: str | None) -> str | None:
+    """``path`` with segments that look like data (an e-mail address used as a JSON key, an id
+    in a URL) replaced by ``*``: field paths and URL paths are stored unmasked."""
+    if path is None:
+        return None
+    out = _SAFE_PATHS.get(path)
+    if out is None:
+        out = _PII_SEGMENT.sub("*", path)
+        if len(_SAFE_PATHS) < 16_384:
+            _SAFE_PATHS[path] = out
+    return out
 
 
 def epoch(ts) -> float:

@@ -480,10 +480,12 @@ class Store:
 
     def insert_elf_events(self, scan_id: int, source_id: int, source_path: str | Path, rows, headers,
                           classify_hosts, hash_actors, *, cursor: bool = False) -> int:
-        """Store EventLogFile event rows in bulk (see :mod:`leakwatch.store.elf_events`).
+        """Store EventLogFile event rows in bulk (see :mod:`leakwatch.store.elf_events`); returns
+        (events stored, rows left out).
 
-        ``cursor=True`` runs on a cursor of its own (for a thread other than the one that owns
-        the connection; DuckDB then runs both at once)."""
+        ``cursor=True`` runs on a cursor of its own, for a thread other than the one that owns
+        the connection: that thread's Python work goes on meanwhile (its own writes wait: writes
+        are serialised by the umask lock)."""
         from leakwatch.store.elf_events import insert_elf_events
 
         with self._write(f"store events from {source_path}") as con:

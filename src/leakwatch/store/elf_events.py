@@ -22,6 +22,12 @@ import numpy as np
 
 from leakwatch.store.ingest import EVENT_COLUMNS
 
+# A path segment or key that may itself be data: an e-mail, a long number (an account, a phone),
+# a long token. Masked in url_path and field paths (here in SQL, in leakwatch.detect.enrich in
+# Python); the value is a finding of its own anyway.
+PII_SEGMENT_RX = (r"[^/\[\]\s]*(?:@|%40)[^/\[\]\s]*"
+                  r"|[^/.\[\]]*(?:[0-9]{5,}|[A-Za-z0-9_+=-]{33,})[^/.\[\]]*")
+
 # EventLogFile event types → event kind (the pattern detectors' vocabulary).
 ELF_EVENT_KINDS = {
     "BulkApi": "bulk",
@@ -106,25 +112,26 @@ def insert_elf_events(
     classify_hosts: Callable[[list[str]], list[tuple]],
     hash_actors: Callable[[list[str]], list[tuple[str, str, str]]],
 ) -> int:
-    """Turn EventLogFile rows into events; return how many new events were stored.
+    """Turn EventLogFile rows into events; return (new events stored, rows left out because
+    their cells did not match their header).
 
     ``rows`` are batches (1-based line numbers, header indexes, row texts decoded as
     Latin-1), each a pair of NumPy arrays and a list; ``headers`` the column names of each
     header index. ``classify_hosts(hosts)`` returns, per host, (host,
     vendor, region, jurisdiction, violation -1/0/1, via_gateway 0/1) or leaves it out when it is
     no AI endpoint. ``hash_actors(users)`` returns (user, keyed hash, masked preview).
-    Duplicates of stored events (same path, line and kind) are skipped, as
+    Duplicates of stored events (same path, line, kind and time) are skipped, as
     :func:`leakwatch.store.ingest.insert_events` does.
     """
     if not rows:
-        return 0
+        return 0, 0
     batch = {
         "line": np.concatenate([np.asarray(r[0], dtype=np.int64) for r in rows]),
         "hid": np.concatenate([np.asarray(r[1], dtype=np.int32) for r in rows]),
         "t": _objects([t.rstrip("\r") for r in rows for t in r[2]]),
     }
     if not len(batch["line"]):
-        return 0
+        return 0, 0
     hdr = _header_table(headers)
     con.register(_BATCH, batch)
     con.register(_HEADERS, hdr)
@@ -132,8 +139,11 @@ def insert_elf_events(
     # is where the owner thread waits, so it may use two (measured: 0.93 s → 0.6 s per 200k rows).
     threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
     con.execute("SET threads = 2")
+    # TIMESTAMP_DERIVED without an offset is UTC, whatever the machine's time zone.
+    con.execute("SET TimeZone = 'UTC'")
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _leakwatch_elf_rows AS {_ROWS_SQL}")
+        kept = con.execute("SELECT count(*) FROM _leakwatch_elf_rows").fetchone()[0]
         hosts = [h for (h,) in con.execute(
             f"SELECT DISTINCT lower(regexp_extract(url, '{_HOST_RX}', 1)) FROM _leakwatch_elf_rows WHERE url IS NOT NULL"
         ).fetchall() if h]
@@ -175,19 +185,22 @@ def insert_elf_events(
                    CASE WHEN ev.kind = 'bulk' AND ev.operation IS NOT NULL
                         THEN ev.event_type || ':' || ev.operation ELSE ev.event_type END,
                    ev.actor_hash, ev.actor_masked, ev.app, ev.url_host,
-                   nullif(regexp_extract(ev.url, '^["\\s]*[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#"]*(/[^?#"]*)', 1), ''),
-                   TRY_CAST(ev.status AS BIGINT), ev.vendor, ev.region, ev.jurisdiction, ev.violation, ev.via,
-                   ev.entity, TRY_CAST(ev.nrows AS BIGINT)
+                   nullif(regexp_replace(
+                       regexp_extract(ev.url, '^["\\s]*[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#"]*(/[^?#"]*)', 1),
+                       $pii_segment, '*', 'g'), ''),
+                   TRY_CAST(ev.status AS INTEGER), ev.vendor, ev.region, ev.jurisdiction, ev.violation, ev.via,
+                   ev.entity, CASE WHEN TRY_CAST(ev.nrows AS BIGINT) >= 0 THEN TRY_CAST(ev.nrows AS BIGINT) END
             FROM ev
             WHERE NOT EXISTS (
                 SELECT 1 FROM events AS x
                 WHERE x.source_path = $path AND x.line BETWEEN $lo AND $hi AND x.line = ev.line AND x.kind = ev.kind
+                  AND x.ts IS NOT DISTINCT FROM ev.ts
             )
             """,
-            {"scan_id": scan_id, "source_id": source_id, "path": str(source_path),
+            {"scan_id": scan_id, "source_id": source_id, "path": str(source_path), "pii_segment": PII_SEGMENT_RX,
              "lo": int(batch["line"].min()), "hi": int(batch["line"].max())},
         ).fetchone()
-        return int(row[0]) if row else 0
+        return (int(row[0]) if row else 0), len(batch["line"]) - int(kept)
     finally:
         for name in (_BATCH, _HEADERS, _HOSTS, _ACTORS):
             try:

@@ -227,8 +227,8 @@ _EVENTS_VIEW: Final = "_leakwatch_events_batch"
 def insert_events(con: duckdb.DuckDBPyConnection, scan_id: int, source_id: int, source_path: str,
                   rows: list[tuple]) -> int:
     """Insert event rows (tuples in :data:`EVENT_COLUMNS` order) in one statement; return how many
-    were new. An event is identified by (source_path, line, kind): a re-scan of a changed file
-    adds only the events of lines that are new."""
+    were new. An event is identified by (source_path, line, kind, ts): a re-scan adds nothing,
+    a file rewritten at the same path (log rotation) adds its new records."""
     if not rows:
         return 0
     cols: dict[str, np.ndarray] = {}
@@ -258,6 +258,8 @@ def insert_events(con: duckdb.DuckDBPyConnection, scan_id: int, source_id: int, 
             SELECT 1 FROM events AS e
             WHERE e.source_path = $path AND e.line BETWEEN $line_lo AND $line_hi
               AND e.line = b.line AND e.kind = b.kind
+              -- a file rewritten at the same path (rotation) has other records at these lines
+              AND e.ts IS NOT DISTINCT FROM (CASE WHEN isnan(b.ts) THEN NULL ELSE to_timestamp(b.ts) END)
         )
     """
     params = {"scan_id": scan_id, "source_id": source_id, "path": str(source_path),
