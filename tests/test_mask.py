@@ -118,3 +118,11 @@ def test_normalizer_ip_fallback_and_unknown_styles():
         get_masker("nope")
     with pytest.raises(KeyError):
         get_normalizer("nope")
+
+
+def test_url_encoded_email_masks_and_hashes_like_the_plain_one():
+    from leakwatch.detect.mask import get_masker, get_normalizer
+
+    assert get_masker("email")(b"jane.doe%40example.com") == get_masker("email")(b"jane.doe@example.com")
+    norm = get_normalizer("email")
+    assert norm(b"Jane.Doe%40Example.com") == norm(b"jane.doe@example.com") == b"jane.doe@example.com"

@@ -67,6 +67,7 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("email", '{"email": "jane.doe@example.com", "status": "ok"}', "jane.doe@example.com"),
     ("email", "notify j.smith+shop@mail.example.org about order", "j.smith+shop@mail.example.org"),
     ("email", "mailto:ops@example.invalid", "ops@example.invalid"),
+    ("email", "GET /account?email=jane.doe%40example.com&x=1 HTTP/1.1", "jane.doe%40example.com"),
     ("phone_e164", '{"phone": "+44 20 7946 0958"}', "+44 20 7946 0958"),
     ("phone_e164", "callback +1 (555) 010-1234 requested", "+1 (555) 010-1234"),
     ("phone_e164", "sms_to=+4915112345678 status=queued", "+4915112345678"),
@@ -168,6 +169,7 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
 NEGATIVES: list[tuple[str, str | bytes]] = [
     ("email", "GET /img/logo@2x.png HTTP/1.1"),
     ("email", "com.shop.checkout.OrderService@6d06d69c"),
+    ("email", "GET /img/logo%402x.png HTTP/1.1"),
     ("email", "[MuleRuntime].uber.12: [orders-api].orders-flow.CPU_LITE @3f2a1b"),
     ("phone_e164", "GET /search?q=shoes+12345678 HTTP/1.1"),
     ("phone_e164", "[10/Jun/2023:15:36:28 +0000]"),

@@ -36,7 +36,7 @@ def mask_generic(v: bytes) -> str:
 
 def mask_email(v: bytes) -> str:
     """``jane.doe@example.com`` → ``j***@e******.com``: first letter of the local part, the TLD."""
-    s = _text(v)
+    s = _text(v).replace("%40", "@")  # URL-encoded in a query string
     local, at, domain = s.rpartition("@")
     if not at or not local or not domain:
         return mask_generic(v)
@@ -230,6 +230,11 @@ def _norm_ip(v: bytes) -> bytes:
         return v.lower()
 
 
+def _norm_email(v: bytes) -> bytes:
+    """Lowercase, with a URL-encoded @ decoded: the same address hashes the same either way."""
+    return v.replace(b"%40", b"@").lower()
+
+
 def _norm_lower_ws(v: bytes) -> bytes:
     return _WS.sub(b" ", v.strip()).lower()
 
@@ -244,6 +249,7 @@ NORMALIZERS: dict[str, Normalizer] = {
     "sfid15": _norm_sfid15,
     "ip": _norm_ip,
     "lower_ws": _norm_lower_ws,
+    "email": _norm_email,
 }
 
 

@@ -381,6 +381,7 @@ _FILE_TLDS = frozenset(
 
 def _email(_: Mapping[str, Any]) -> Validator:
     def check(v: bytes) -> bool:
+        v = v.replace(b"%40", b"@")  # URL-encoded in a query string
         at = v.rfind(b"@")
         if at < 1 or len(v) - at - 1 > 253 or at > 64:
             return False
