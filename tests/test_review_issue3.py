@@ -148,3 +148,11 @@ def test_naive_timestamp_derived_is_utc_whatever_the_local_zone(tmp_path):
     subprocess.run([sys.executable, "-c", code, str(p), str(db)], check=True, env={**os.environ, "TZ": "America/New_York"})
     got = _q(db, "SELECT DISTINCT epoch(ts) FROM events")
     assert got == [(1710151200.0,)]  # 2024-03-11T10:00:00Z
+
+
+def test_name_column_cells_are_labelled_column_also_in_a_file_without_regex_hits(tmp_path):
+    p = tmp_path / "contacts.csv"
+    p.write_text("Id,FirstName,Status\n1,Maria,open\n2,Tom,closed\n")
+    db = tmp_path / "lw.duckdb"
+    scan_paths([str(p)], db)
+    assert _q(db, "SELECT DISTINCT detector FROM findings") == [("column",)]

@@ -112,26 +112,19 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
     records only, not yet scored: scoring needs the GIL, so the owner thread does it while
     workers scan on. A CSV file with name-like columns (every cell is a candidate of a
     column rule) also gives batches of those cells' findings (dicts), scored here."""
-    to_hits = isinstance(detector, _DetectorFactory)
-    if to_hits:
-        detector = detector.get()
+    detector = detector.get()
     stats = ReadStats()
     column_rules = detector.column_rules_for(header)
     items = []
     records = 0
     hasher, last = hashing if hashing is not None else (None, False)
     for chunk in iter_chunks(path, stats, start=start, stop=stop or None, hasher=hasher):
-        if to_hits:
-            res = detector.scanner.scan(chunk.view)
-            n = res.n_records
-            if len(res.record):
-                items.append(compact_hits(chunk.data, chunk.end, res, chunk.first_line, chunk.first_line_offset))
-            if column_rules:
-                batch = detector.column_batch(chunk, header, column_rules, start == 0)
-                if batch_len(batch):
-                    items.append(batch)
-        else:
-            batch, n = detector.process(chunk, header=header, column_rules=column_rules, file_start=start == 0)
+        res = detector.scanner.scan(chunk.view)
+        n = res.n_records
+        if len(res.record):
+            items.append(compact_hits(chunk.data, chunk.end, res, chunk.first_line, chunk.first_line_offset))
+        if column_rules:
+            batch = detector.column_batch(chunk, header, column_rules, start == 0)
             if batch_len(batch):
                 items.append(batch)
         records += n if chunk.first_line_offset == 0 else max(n - 1, 0)
@@ -140,14 +133,12 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
             break  # Ctrl-C: hand back what was found so far; the owner stores it, then stops
     else:
         complete = True
-    if not to_hits:
-        items = _merge(items)
-    elif column_rules:
+    if column_rules:
         items = [i for i in items if isinstance(i, Hits)] + _merge([i for i in items if not isinstance(i, Hits)])
     return items, records, stats.bytes_read, stats.problems, (hasher.hexdigest() if hasher is not None and last else None), complete
 
 
-def _with_all_columns(batch: dict, detector: str = "regex") -> dict:
+def _with_all_columns(batch: dict, detector: str) -> dict:
     """Give a batch that did not pass through enrichment the same keys as one that did, so
     that batches merge column by column (their unknown values stay NULL)."""
     n = batch_len(batch)
@@ -570,21 +561,18 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     elf_rows: list[tuple] = []
     base = fr.records  # lines in this file before this range
     n_samples = len(job.fctx.problem_samples) if job.fctx is not None else 0
-    if items and any(isinstance(i, Hits) for i in items):
-        rows = []
-        for h in items:
-            if not isinstance(h, Hits):
-                rows.append(_with_all_columns(h, detector="column"))  # whole CSV cells of name columns
-                continue
-            batch, ev, elf = job.enricher.process(job.fctx, job.detector, h.data, h.result, h.first_line,
-                                                  h.first_line_offset, job.header)
-            rows.append(batch)
-            events += ev
-            if elf is not None:
-                elf_rows.append(elf)
-        batches = _merge([b for b in rows if batch_len(b)])
-    else:
-        batches = [_with_all_columns(b) for b in items]
+    rows = []
+    for h in items:
+        if not isinstance(h, Hits):
+            rows.append(_with_all_columns(h, detector="column"))  # whole CSV cells of name columns
+            continue
+        batch, ev, elf = job.enricher.process(job.fctx, job.detector, h.data, h.result, h.first_line,
+                                              h.first_line_offset, job.header)
+        rows.append(batch)
+        events += ev
+        if elf is not None:
+            elf_rows.append(elf)
+    batches = _merge([b for b in rows if batch_len(b)])
     if base and job.fctx is not None:
         # Parse problems were noted with line numbers within this range.
         samples = job.fctx.problem_samples

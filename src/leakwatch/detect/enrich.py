@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -595,8 +594,3 @@ def safe_path(path: str | None) -> str | None:
         if len(_SAFE_PATHS) < 16_384:
             _SAFE_PATHS[path] = out
     return out
-
-
-def epoch(ts) -> float:
-    """Seconds since 1970 for an aware datetime, NaN for None."""
-    return ts.timestamp() if ts is not None else math.nan
