@@ -52,7 +52,7 @@ ENV_PREFIX = "LEAKWATCH_"
 CONFIG_ENV = "LEAKWATCH_CONFIG"
 DEFAULT_FILE = "leakwatch.toml"
 
-_JURISDICTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{1,15}\Z")
+_JURISDICTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{1,15}(?:-[A-Za-z0-9]{1,3})?\Z")  # EU, US, US-CA
 _OBJECT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _FORMAT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _HOST_RE = re.compile(r"(?:\*\.)?[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\Z")
@@ -227,6 +227,64 @@ class NerConfig:
     )
 
 
+NIS2_ENTITY_KINDS = ("none", "important", "essential")
+INCIDENT_GROUP_KEYS = ("dest_vendor", "pattern", "system", "dest_region", "source_path")
+SEVERITY_NAMES = ("info", "low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True)
+class OrganisationConfig:
+    """``[organisation]``: facts about the organisation that decide which notification regimes
+    apply (see ``playbooks/regimes.yaml``) and what notice drafts say about who is notifying."""
+
+    name: str = _doc("The organisation's legal name, as notices give it.", "str", "")
+    timezone: str = _doc(
+        "IANA time zone responders work in (e.g. Europe/Berlin): times print in UTC and in this "
+        "zone. Empty: the machine's local zone.", "timezone", "",
+    )
+    establishment: tuple[str, ...] = _doc(
+        "Jurisdictions where the organisation is established (EU, UK, US, …): GDPR and NIS2 apply "
+        "to an EU establishment whatever the data subjects' residence.", "jurisdictions", ("EU",),
+    )
+    customer_jurisdictions: tuple[str, ...] = _doc(
+        "Where the data subjects (customers) live when the findings do not say: EU, UK, US, US-CA, "
+        "AU, SG, BR, CA, … Findings of national IDs add their country (a UK NINO adds UK).",
+        "jurisdictions", ("EU",),
+    )
+    nis2_entity: str = _doc(
+        "NIS2 status: none, important or essential entity.", "choice", "none", choices=NIS2_ENTITY_KINDS,
+    )
+    dora_financial_entity: bool = _doc("A financial entity under DORA (EU 2022/2554).", "bool", False)
+    hipaa_covered_entity: bool = _doc("A HIPAA covered entity or business associate.", "bool", False)
+    sec_registrant: bool = _doc("Files reports with the US SEC (8-K Item 1.05 applies).", "bool", False)
+    contact_point: str = _doc(
+        "The DPO or other contact point a notice names (GDPR Art. 33(3)(b)): name, e-mail, phone.",
+        "str", "",
+    )
+    lead_authority: str = _doc("The lead supervisory authority notices go to (e.g. 'CNIL').", "str", "")
+
+
+@dataclass(frozen=True)
+class IncidentsConfig:
+    """``[incidents]``: how findings are grouped into incidents."""
+
+    group_by: tuple[str, ...] = _doc(
+        "Keys findings are grouped by: any of dest_vendor, pattern (the failure pattern of an alert "
+        "the finding belongs to), system (the log source: salesforce, mulesoft, heroku, "
+        "api-gateway, cdn, application), dest_region, source_path.",
+        "choice_list", ("dest_vendor", "pattern"), choices=INCIDENT_GROUP_KEYS,
+    )
+    window_hours: int = _doc(
+        "Findings of the same group join an open incident whose last finding is at most this many "
+        "hours older (by log time, else storing time); later ones open a new incident.",
+        "int", 24, lo=1, hi=24 * 365,
+    )
+    min_severity: str = _doc(
+        "Findings below this severity are not grouped into incidents (info, low, medium, high, "
+        "critical).", "choice", "medium", choices=SEVERITY_NAMES,
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     """All of leakwatch's settings. ``source`` is the TOML file they were read from, if any."""
@@ -237,6 +295,8 @@ class Config:
     cdn: CdnConfig = field(default_factory=CdnConfig)
     formats: FormatsConfig = field(default_factory=FormatsConfig)
     ner: NerConfig = field(default_factory=NerConfig)
+    organisation: OrganisationConfig = field(default_factory=OrganisationConfig)
+    incidents: IncidentsConfig = field(default_factory=IncidentsConfig)
     source: Path | None = None
 
     @classmethod
@@ -252,6 +312,8 @@ SECTIONS: Mapping[str, type] = {
     "cdn": CdnConfig,
     "formats": FormatsConfig,
     "ner": NerConfig,
+    "organisation": OrganisationConfig,
+    "incidents": IncidentsConfig,
 }
 _CUSTOM_KEYS = ("name", "regex", "paths")
 
@@ -426,7 +488,43 @@ def _convert(section: str, f: dataclasses.Field, v: Any, where: _Where) -> Any:
         return tuple(x.upper() for x in _str_list(v, loc))
     if kind == "custom_formats":
         return _custom_formats(v, loc)
+    if kind == "str":
+        if not isinstance(v, str):
+            raise ConfigError(f"{loc}: expected a string, got {_tname(v)} {v!r}")
+        return v.strip()
+    if kind == "choice":
+        if not isinstance(v, str) or v.strip().lower() not in meta["choices"]:
+            raise ConfigError(f"{loc}: " + _unknown(str(v), list(meta["choices"]), "value"))
+        return v.strip().lower()
+    if kind == "choice_list":
+        out = []
+        for x in _str_list(v, loc):
+            if x.strip().lower() not in meta["choices"]:
+                raise ConfigError(f"{loc}: " + _unknown(x, list(meta["choices"]), "value"))
+            out.append(x.strip().lower())
+        return tuple(dict.fromkeys(out))
+    if kind == "timezone":
+        if not isinstance(v, str):
+            raise ConfigError(f"{loc}: expected an IANA time zone name, got {_tname(v)} {v!r}")
+        if v.strip():
+            check_timezone(v.strip(), loc)
+        return v.strip()
     raise AssertionError(f"no converter for kind {kind!r}")  # pragma: no cover
+
+
+def check_timezone(name: str, loc: str = "time zone"):
+    """The :class:`zoneinfo.ZoneInfo` called ``name``; :class:`ConfigError` naming ``loc`` if
+    there is no such zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+    try:
+        if "/" in name or name == "UTC":
+            return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        pass
+    close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else " (use an IANA name such as Europe/Berlin)"
+    raise ConfigError(f"{loc}: unknown time zone {name!r}{hint}")
 
 
 def _custom_formats(v: Any, loc: str) -> tuple[CustomFormat, ...]:
@@ -496,7 +594,7 @@ def _parse_env_value(f: dataclasses.Field, raw: str, var: str) -> Any:
             return float(s)
         except ValueError:
             raise ConfigError(f"{var}: expected a number, got {raw!r}") from None
-    if kind == "path":
+    if kind in ("path", "str", "choice", "timezone"):
         return raw
     if kind == "bool":
         low = s.lower()

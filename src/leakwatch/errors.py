@@ -38,3 +38,13 @@ class SalesforceError(LeakwatchError):
 
 class SalesforceAuthError(SalesforceError):
     """Salesforce refused the login or the session (401/403): the credentials must be fixed."""
+
+
+class PlaybookError(LeakwatchError):
+    """A regimes, playbook or notice-template file is invalid; the message names the file, and
+    the line and field where known."""
+
+
+class IncidentError(LeakwatchError):
+    """An incident operation cannot be done as asked (no such incident, a status change that is
+    not allowed, an awareness time before the first finding, …); nothing was changed."""
