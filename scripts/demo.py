@@ -103,6 +103,26 @@ def show_top(db: Path) -> None:
     con.close()
 
 
+def show_incident(db: Path) -> None:
+    """Group the findings into incidents and walk the worst prompt leak through its clocks,
+    playbook and GDPR Art. 33 notice draft, as a responder would."""
+    import duckdb
+
+    rel = str(db.relative_to(ROOT))
+    print(f"\n$ leakwatch incidents group --db {rel}\n")
+    leakwatch(["incidents", "group", "--db", str(db)])
+    con = duckdb.connect(str(db), read_only=True)
+    row = con.execute("""SELECT incident_id FROM incidents WHERE group_key LIKE '%P3_prompt_pii%'
+                         ORDER BY severity_rank DESC, incident_id LIMIT 1""").fetchone()
+    con.close()
+    if row is None:
+        return
+    iid = str(row[0])
+    for args in (["clocks", iid], ["playbook", iid], ["notice", iid, "--regime", "gdpr-33"]):
+        print(f"\n$ leakwatch {' '.join(args)} --db {rel}\n")
+        leakwatch([*args, "--db", str(db)])
+
+
 if __name__ == "__main__":
     generate()
     db = OUT / "leakwatch.duckdb"
@@ -112,6 +132,7 @@ if __name__ == "__main__":
     code = leakwatch(["scan", str(LOGS), "--db", str(db), "--workers", "2"])
     show_top(db)
     print(f"\nleakwatch exited {code} (1 = findings at or above the --fail-on severity, as expected here).")
+    show_incident(db)
     print(f"Explore: .venv/bin/python -c \"import duckdb; print(duckdb.connect('{db.relative_to(ROOT)}', read_only=True)"
           ".sql('SELECT entity, count(*) FROM findings GROUP BY 1 ORDER BY 2 DESC'))\"")
     sys.exit(0 if code in (0, 1) else code)

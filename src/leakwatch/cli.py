@@ -13,7 +13,15 @@ import sys
 import textwrap
 
 from leakwatch import __version__
-from leakwatch.errors import LeakwatchError, SalesforceAuthError, SalesforceError, StoreError, UsageError
+from leakwatch.errors import (
+    IncidentError,
+    LeakwatchError,
+    PlaybookError,
+    SalesforceAuthError,
+    SalesforceError,
+    StoreError,
+    UsageError,
+)
 from leakwatch.exit_codes import ExitCode
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -102,6 +110,7 @@ COMMAND_MODULES = (
     "leakwatch.commands.pull",
     "leakwatch.commands.export",
     "leakwatch.commands.flows",
+    "leakwatch.commands.incidents",
 )
 
 
@@ -126,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     except SalesforceError as e:
         print(f"leakwatch: Salesforce: {e}", file=sys.stderr)
         return ExitCode.REMOTE_ERROR
+    except IncidentError as e:
+        print(f"leakwatch: {e}", file=sys.stderr)
+        return ExitCode.INPUT_ERROR
+    except PlaybookError as e:
+        print(f"leakwatch: {e}", file=sys.stderr)
+        return ExitCode.INPUT_ERROR
     except StoreError as e:
         print(f"leakwatch: database error: {e}", file=sys.stderr)
         return ExitCode.STORE_ERROR

@@ -14,5 +14,6 @@ class ExitCode(IntEnum):
     INPUT_ERROR = 2  #: bad usage, or some input (file, line, rule) could not be read; the rest was done
     STORE_ERROR = 3  #: the database could not be opened or written
     REMOTE_ERROR = 4  #: a remote service (Salesforce) failed or could not be reached after retries; what was fetched is kept, a rerun resumes
+    AUDIT_BROKEN = 5  #: ``leakwatch audit verify``: the audit trail's chain is broken (rows edited, removed or added)
     INTERNAL_ERROR = 70  #: a bug in leakwatch (EX_SOFTWARE); please report it with the traceback
     INTERRUPTED = 130  #: stopped with Ctrl-C, or the reader of our output went away; what was stored stays stored

@@ -243,8 +243,109 @@ def m004_alerts(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+INCIDENT_STATUSES: Final = ("detected", "triaged", "contained", "notified", "closed")
+STEP_STATUSES: Final = ("pending", "in_progress", "done", "skipped")
+
+
+def m005_incidents(con: duckdb.DuckDBPyConnection) -> None:
+    """Incidents and everything responders do with them.
+
+    ``incident_findings`` / ``incident_alerts`` say which findings and alerts make an incident
+    (a finding or alert belongs to at most one: the primary keys keep it so). ``incident_clocks``
+    holds each incident's clock events (awareness, classification, …) as they stand now; their
+    history, like every other change, is in ``audit_log``. ``audit_log`` is append-only by
+    convention and tamper-evident by construction: each row carries an HMAC (keyed with the
+    database key) over its content and the previous row's HMAC, and ``audit_head`` an HMAC over
+    the row count and last HMAC, so an edited, deleted or truncated row breaks the chain
+    (``leakwatch audit verify``).
+    """
+    con.execute(
+        f"""
+        CREATE SEQUENCE incidents_seq START 1;
+        CREATE TABLE incidents (
+            incident_id    BIGINT PRIMARY KEY DEFAULT nextval('incidents_seq'),
+            title          VARCHAR NOT NULL,
+            group_key      VARCHAR,            -- JSON of the grouping keys; NULL for a hand-made one
+            origin         VARCHAR NOT NULL,   -- auto | manual | split
+            status         VARCHAR NOT NULL DEFAULT 'detected'
+                           CHECK (status IN ({_in_list(INCIDENT_STATUSES)})),
+            severity       VARCHAR NOT NULL,
+            severity_rank  TINYINT NOT NULL,
+            opened_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            updated_at     TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            first_seen     TIMESTAMPTZ,        -- earliest log time (or storing time) of its findings
+            last_seen      TIMESTAMPTZ,
+            merged_into    BIGINT              -- set when merged into another incident (then closed)
+        );
+        CREATE TABLE incident_findings (
+            finding_id  BIGINT PRIMARY KEY,
+            incident_id BIGINT NOT NULL
+        );
+        CREATE TABLE incident_alerts (
+            alert_id    BIGINT PRIMARY KEY,
+            incident_id BIGINT NOT NULL
+        );
+        CREATE TABLE incident_clocks (
+            incident_id BIGINT NOT NULL,
+            event       VARCHAR NOT NULL,      -- detection | awareness | classification | materiality | …
+            "at"        TIMESTAMPTZ NOT NULL,
+            set_by      VARCHAR NOT NULL,
+            reason      VARCHAR,
+            PRIMARY KEY (incident_id, event)
+        );
+        CREATE TABLE incident_facts (
+            incident_id BIGINT NOT NULL,
+            key         VARCHAR NOT NULL,      -- likely_consequences, measures, significant, subjects.US-CA, …
+            value       VARCHAR NOT NULL,      -- JSON
+            set_by      VARCHAR NOT NULL,
+            PRIMARY KEY (incident_id, key)
+        );
+        CREATE TABLE playbook_steps (
+            incident_id BIGINT NOT NULL,
+            playbook_id VARCHAR NOT NULL,
+            step_id     VARCHAR NOT NULL,
+            status      VARCHAR NOT NULL CHECK (status IN ({_in_list(STEP_STATUSES)})),
+            reason      VARCHAR,
+            evidence    VARCHAR,               -- JSON object: evidence item -> what the responder gave
+            updated_by  VARCHAR NOT NULL,
+            updated_at  TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (incident_id, playbook_id, step_id)
+        );
+        CREATE SEQUENCE notices_seq START 1;
+        CREATE TABLE notices (
+            notice_id   BIGINT PRIMARY KEY DEFAULT nextval('notices_seq'),
+            incident_id BIGINT NOT NULL,
+            regime_id   VARCHAR NOT NULL,
+            kind        VARCHAR NOT NULL,
+            deadline_id VARCHAR,
+            sent_at     TIMESTAMPTZ NOT NULL,  -- when the responder says it went out
+            sent_by     VARCHAR NOT NULL,
+            reference   VARCHAR                -- the authority's case number, a ticket, …
+        );
+        CREATE TABLE audit_log (
+            seq         BIGINT PRIMARY KEY,
+            "at"        TIMESTAMPTZ NOT NULL,
+            actor       VARCHAR NOT NULL,
+            incident_id BIGINT,
+            action      VARCHAR NOT NULL,
+            detail      VARCHAR NOT NULL,      -- JSON, masked values only
+            reason      VARCHAR,
+            prev_hash   VARCHAR NOT NULL,
+            row_hash    VARCHAR NOT NULL
+        );
+        CREATE TABLE audit_head (
+            id        INTEGER PRIMARY KEY CHECK (id = 1),
+            n_rows    BIGINT NOT NULL,
+            last_hash VARCHAR NOT NULL,
+            mac       VARCHAR NOT NULL
+        );
+        """
+    )
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     m001_initial, m002_source_entity_counts, m003_context_events_salesforce, m004_alerts,
+    m005_incidents,
 )
 
 

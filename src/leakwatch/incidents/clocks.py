@@ -1,0 +1,73 @@
+"""An incident's regulatory clocks: which regimes apply and every deadline, for ``leakwatch
+clocks``, playbook due times, and the check that refuses an awareness time whose deadlines are
+already past."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+from leakwatch.errors import IncidentError
+from leakwatch.incidents.facts import IncidentFacts
+
+
+@dataclass(frozen=True)
+class RegimeClock:
+    """One regime for one incident: whether it applies, why, and its deadlines."""
+
+    regime: object          # leakwatch.incidents.regimes.Regime
+    applies: bool | None    # None: undecided (a fact is unknown)
+    reasons: tuple[str, ...]
+    deadlines: tuple        # leakwatch.incidents.regimes.Deadline
+
+
+def incident_clocks(facts: IncidentFacts, regimes, now: datetime, *, only_applicable: bool = False) -> list[RegimeClock]:
+    """Every regime with its applicability and deadlines (deadlines only for regimes that apply
+    or are undecided: an undecided one is shown so that nobody misses it)."""
+    from leakwatch.incidents.regimes import applicability, deadlines
+
+    out = []
+    for a in applicability(regimes, facts):
+        if only_applicable and a.applies is False:
+            continue
+        dls = tuple(deadlines(a.regime, facts, now)) if a.applies is not False else ()
+        out.append(RegimeClock(a.regime, a.applies, tuple(a.reasons), dls))
+    order = {True: 0, None: 1, False: 2}
+    out.sort(key=lambda c: (order[c.applies], min((d.due for d in c.deadlines if d.due), default=datetime.max.replace(tzinfo=now.tzinfo))))
+    return out
+
+
+def deadline_resolver(facts: IncidentFacts, regimes, now: datetime):
+    """``resolve(regime_id, deadline_id) -> datetime | None`` for playbook steps due relative to
+    a regime deadline."""
+    cache: dict[str, dict[str, datetime | None]] = {}
+
+    def resolve(regime_id: str, deadline_id: str) -> datetime | None:
+        from leakwatch.incidents.regimes import deadlines
+
+        if regime_id not in cache:
+            regime = regimes.get(regime_id)
+            cache[regime_id] = {d.id: d.due for d in deadlines(regime, facts, now)}
+        if deadline_id not in cache[regime_id]:
+            raise IncidentError(f"regime {regime_id} has no deadline {deadline_id!r} "
+                                f"(it has: {', '.join(cache[regime_id])})")
+        return cache[regime_id][deadline_id]
+
+    return resolve
+
+
+def overdue_with(facts: IncidentFacts, regimes, event: str, at: datetime, now: datetime) -> list[str]:
+    """Deadlines of applicable regimes that would already be past at ``now`` if clock ``event``
+    were ``at`` (and no notice for them was sent): what a responder must acknowledge before
+    back-dating awareness."""
+    events = dict(facts.clock_events)
+    events[event] = at
+    changed = dataclasses.replace(facts, clock_events=events)
+    out = []
+    for c in incident_clocks(changed, regimes, now, only_applicable=True):
+        if c.applies is not True:
+            continue
+        for d in c.deadlines:
+            if d.status == "overdue":
+                out.append(f"{c.regime.id} {d.label} was due {d.due.isoformat(timespec='minutes')}")
+    return out

@@ -1,0 +1,60 @@
+"""The last line of defence before a notice, a fact or a prompt leaves leakwatch: run the
+shipped detection rules over the text and refuse it when they find a raw (unmasked) value.
+
+Responder facts are free text a person typed; someone under pressure pastes a customer's
+e-mail into "likely consequences". That text would go into a regulator's notice and the audit
+trail, so it is checked like a log line (same rules, same validators: a Luhn-failing number is
+not a card) and refused with the entity and position, never echoing the value.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+from leakwatch.errors import IncidentError
+
+#: Entities that are not a person's data in a notice: record ids and IPs of our own systems are
+#: legitimate facts there; everything else the rules find at medium or above is refused.
+ALLOWED_ENTITIES = frozenset({"SALESFORCE_RECORD_ID", "IP_ADDRESS"})
+MIN_RANK = 2  # medium
+
+
+@functools.lru_cache(maxsize=1)
+def _detector():
+    from leakwatch.detect.engine import Detector
+    from leakwatch.detect.rules import default_rules_dir, load_rules
+
+    rules, _errors = load_rules([default_rules_dir()])
+    return Detector(rules, os.urandom(32))
+
+
+def raw_values_in(text: str) -> list[tuple[str, int]]:
+    """(entity, character offset) of each raw value the shipped rules find in ``text``."""
+    if not text:
+        return []
+    from leakwatch.sources.files import Chunk
+
+    data = text.encode("utf-8")
+    batch, _n = _detector().process(Chunk(data=data, first_line=0, end=len(data)))
+    out = []
+    ents = batch.get("entity", [])
+    for i in range(len(ents)):
+        entity = str(ents[i])
+        if entity in ALLOWED_ENTITIES or int(batch["severity_rank"][i]) < MIN_RANK:
+            continue
+        line, start = int(batch["line"][i]), int(batch["start_byte"][i])
+        lines = data.split(b"\n")
+        off = sum(len(x) + 1 for x in lines[: line - 1]) + start
+        out.append((entity, len(data[:off].decode("utf-8", "replace"))))
+    return out
+
+
+def check_free_text(text: str, what: str) -> None:
+    """Raise :class:`IncidentError` when ``text`` holds a raw value (named by entity and
+    position only)."""
+    found = raw_values_in(text)
+    if found:
+        where = ", ".join(f"{e} at character {o}" for e, o in found[:5])
+        raise IncidentError(f"{what}: looks like raw personal data or a secret ({where}); "
+                            f"write it masked (j***@e***.com) or as a count — notices and the audit "
+                            f"trail must not carry raw values")

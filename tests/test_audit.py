@@ -1,0 +1,121 @@
+"""The audit trail's HMAC chain: an intact trail verifies; an edited, deleted, inserted or
+truncated row, or a forged head, is detected (by the library and by ``leakwatch audit verify``'s
+exit code); appending to a damaged trail is refused."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pytest
+
+from leakwatch.errors import StoreError
+from leakwatch.exit_codes import ExitCode
+from leakwatch.incidents import audit
+from leakwatch.store import Store
+
+T = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def trail(tmp_path):
+    db = tmp_path / "a.duckdb"
+    with Store.open(db) as s:
+        for i in range(5):
+            s.con.begin()
+            audit.append(s.con, s.key, actor="alice", action="step.done", incident_id=1, at=T + timedelta(minutes=i),
+                         detail={"step": f"s{i}", "evidence": {"ticket": f"INC-{i}"}}, reason=None if i % 2 else "why")
+            s.con.commit()
+    return db
+
+
+def _verify(db):
+    with Store.open(db, read_only=True) as s:
+        return audit.verify(s.con, s.key)
+
+
+def _cli(db):
+    return subprocess.run([sys.executable, "-m", "leakwatch", "audit", "verify", "--db", str(db)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _tamper(db, sql, params=()):
+    con = duckdb.connect(str(db))
+    con.execute(sql, list(params))
+    con.close()
+
+
+def test_intact_trail_verifies(trail):
+    res = _verify(trail)
+    assert res.ok and res.n_rows == 5 and not res.problems
+    p = _cli(trail)
+    assert p.returncode == ExitCode.OK, p.stderr
+    assert "intact: 5 row(s)" in p.stdout
+
+
+def test_edited_detail_is_detected(trail):
+    _tamper(trail, "UPDATE audit_log SET detail = replace(detail, 'INC-2', 'INC-9') WHERE seq = 3")
+    res = _verify(trail)
+    assert not res.ok
+    assert any(p.startswith("row 3:") and "edited" in p for p in res.problems)
+    p = _cli(trail)
+    assert p.returncode == ExitCode.AUDIT_BROKEN and "row 3" in p.stderr
+
+
+@pytest.mark.parametrize("column,value", [("actor", "mallory"), ("reason", "covered up"), ("action", "step.skipped")])
+def test_every_column_is_covered(trail, column, value):
+    _tamper(trail, f"UPDATE audit_log SET {column} = ? WHERE seq = 2", [value])
+    assert any(p.startswith("row 2:") for p in _verify(trail).problems)
+
+
+def test_back_dated_time_is_detected(trail):
+    _tamper(trail, 'UPDATE audit_log SET "at" = "at" - INTERVAL 1 HOUR WHERE seq = 4')
+    assert any(p.startswith("row 4:") for p in _verify(trail).problems)
+
+
+def test_deleted_middle_row_is_detected(trail):
+    _tamper(trail, "DELETE FROM audit_log WHERE seq = 3")
+    res = _verify(trail)
+    assert not res.ok
+    assert any("missing" in p for p in res.problems)
+    assert _cli(trail).returncode == ExitCode.AUDIT_BROKEN
+
+
+def test_deleted_last_row_is_detected_by_the_head(trail):
+    _tamper(trail, "DELETE FROM audit_log WHERE seq = 5")
+    res = _verify(trail)
+    assert not res.ok and any("head records 5 rows" in p for p in res.problems)
+
+
+def test_rewritten_head_without_the_key_is_detected(trail):
+    _tamper(trail, "DELETE FROM audit_log WHERE seq = 5")
+    _tamper(trail, "UPDATE audit_head SET n_rows = 4, last_hash = (SELECT row_hash FROM audit_log WHERE seq = 4)")
+    res = _verify(trail)
+    assert any("head's HMAC is wrong" in p for p in res.problems)
+
+
+def test_recomputed_row_without_the_key_is_detected(trail):
+    # An attacker who knows the scheme but not the key recomputes a plain SHA-256: still wrong.
+    import hashlib
+
+    _tamper(trail, "UPDATE audit_log SET actor = 'mallory', row_hash = ? WHERE seq = 2",
+            [hashlib.sha256(b"forged").hexdigest()])
+    problems = _verify(trail).problems
+    assert any(p.startswith("row 2:") for p in problems) and any(p.startswith("row 3:") for p in problems)
+
+
+def test_appending_to_a_damaged_trail_is_refused(trail):
+    _tamper(trail, "DELETE FROM audit_log WHERE seq = 5")
+    with Store.open(trail) as s:
+        s.con.begin()
+        with pytest.raises(StoreError, match="does not match its head"):
+            audit.append(s.con, s.key, actor="alice", action="x")
+        s.con.rollback()
+        assert s.con.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 4
+
+
+def test_naive_time_refused(tmp_path):
+    with Store.open(tmp_path / "b.duckdb") as s:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            audit.append(s.con, s.key, actor="a", action="x", at=datetime(2026, 1, 1))

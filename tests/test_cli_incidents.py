@@ -1,0 +1,115 @@
+"""The incident commands as a responder runs them: ``leakwatch scan`` → ``incidents group`` →
+``clocks`` → ``set-awareness`` → ``playbook`` → ``notice`` → ``audit verify``, each a real
+subprocess on a real database, checking exit codes, output and what was (not) stored."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from leakwatch.exit_codes import ExitCode
+
+RAW = ["olivia.tester@example.com", "noah.tester@example.com", "+44 7700 900123", "AB123456C"]
+
+
+def lw(*args, env_extra=None, check_rc=None):
+    env = {**os.environ, "LEAKWATCH_USER": "test-responder", "COLUMNS": "200"}
+    env.pop("LEAKWATCH_CONFIG", None)
+    env.update(env_extra or {})
+    p = subprocess.run([sys.executable, "-m", "leakwatch", *args], capture_output=True, text=True, env=env, timeout=180)
+    if check_rc is not None:
+        assert p.returncode == check_rc, (args, p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    return p
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli-incidents")
+    log = d / "app.jsonl"
+    t0 = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
+    lines = []
+    for i in range(8):
+        content = (f"Customer {RAW[i % 2]} (phone {RAW[2]}, NINO {RAW[3]}) asks about a refund")
+        lines.append(json.dumps({"ts": (t0 + timedelta(minutes=i)).isoformat().replace("+00:00", "Z"),
+                                 "url": "https://api.openai.com/v1/chat/completions",
+                                 "body": {"messages": [{"role": "user", "content": content}]}}))
+    log.write_text("\n".join(lines) + "\n")
+    path = d / "lw.duckdb"
+    lw("scan", str(log), "--db", str(path), "-q", check_rc=ExitCode.FINDINGS)
+    p = lw("incidents", "group", "--db", str(path), check_rc=ExitCode.OK)
+    assert "incident(s) opened" in p.stdout
+    return path
+
+
+def _incident(db) -> int:
+    rows = json.loads(lw("incidents", "list", "--db", str(db), "--json", check_rc=0).stdout)
+    return next(r["incident_id"] for r in rows if r["n_findings"])
+
+
+def test_list_and_show_never_print_raw_values(db):
+    p = lw("incidents", "--db", str(db), check_rc=0)
+    assert "OpenAI" in p.stdout
+    iid = _incident(db)
+    show = lw("incidents", "show", str(iid), "--db", str(db), "--tz", "Europe/Paris", check_rc=0).stdout
+    assert "gdpr-33" in show and "uk-gdpr" in show          # EU establishment; a UK NINO in the data
+    assert "UTC" in show and ("CET" in show or "CEST" in show)
+    for raw in RAW:
+        assert raw not in show
+
+
+def test_clocks_json_has_absolute_deadlines(db):
+    iid = _incident(db)
+    out = json.loads(lw("clocks", str(iid), "--db", str(db), "--json", check_rc=0).stdout)
+    aware = datetime.fromisoformat(out["awareness_utc"])
+    gdpr = next(r for r in out["regimes"] if r["regime"] == "gdpr-33")
+    assert gdpr["applies"] is True and gdpr["reasons"]
+    notify = gdpr["deadlines"][0]
+    assert datetime.fromisoformat(notify["due_utc"]) == aware + timedelta(hours=72)
+    assert 0 < notify["seconds_left"] <= 72 * 3600
+
+
+def test_backdated_awareness_needs_accept_overdue_and_refusal_changes_nothing(db):
+    iid = _incident(db)
+    before = json.loads(lw("clocks", str(iid), "--db", str(db), "--json", check_rc=0).stdout)["awareness_utc"]
+    p = lw("incidents", "set-awareness", str(iid), "2026-03-11T10:00Z", "--reason", "ticket INC-7", "--db", str(db),
+           check_rc=ExitCode.INPUT_ERROR)
+    assert "already past" in p.stderr and "gdpr-33" in p.stderr and "--accept-overdue" in p.stderr
+    assert json.loads(lw("clocks", str(iid), "--db", str(db), "--json", check_rc=0).stdout)["awareness_utc"] == before
+    p = lw("incidents", "set-awareness", str(iid), "2026-03-11T08:00Z", "--reason", "x", "--db", str(db),
+           check_rc=ExitCode.INPUT_ERROR)
+    assert "before the incident's first finding" in p.stderr
+    lw("incidents", "set-awareness", str(iid), "2026-03-11T10:00Z", "--reason", "ticket INC-7", "--accept-overdue",
+       "--db", str(db), check_rc=0)
+    out = json.loads(lw("clocks", str(iid), "--db", str(db), "--json", check_rc=0).stdout)
+    assert out["awareness_utc"].startswith("2026-03-11T10:00:00")
+    gdpr = next(r for r in out["regimes"] if r["regime"] == "gdpr-33")
+    assert gdpr["deadlines"][0]["status"] == "overdue"
+    audit = json.loads(lw("audit", "list", "--incident", str(iid), "--db", str(db), "--json", check_rc=0).stdout)
+    assert audit[-1]["action"] == "clock.awareness" and audit[-1]["actor"] == "test-responder"
+    assert audit[-1]["reason"] == "ticket INC-7"
+    lw("audit", "verify", "--db", str(db), check_rc=ExitCode.OK)
+
+
+def test_ack_then_status_and_errors_exit_2(db):
+    iid = _incident(db)
+    lw("incidents", "ack", str(iid), "--db", str(db), "--as", "alice", check_rc=0)
+    p = lw("incidents", "status", str(iid), "detected", "--db", str(db), check_rc=ExitCode.INPUT_ERROR)
+    assert "only moves forward" in p.stderr
+    p = lw("incidents", "show", "999", "--db", str(db), check_rc=ExitCode.INPUT_ERROR)
+    assert "no incident 999" in p.stderr
+    p = lw("clocks", str(iid), "--db", str(db), "--tz", "Europe/Pariss", check_rc=ExitCode.INPUT_ERROR)
+    assert "unknown time zone 'Europe/Pariss'" in p.stderr and "Europe/Paris" in p.stderr
+    p = lw("incidents", "fact", str(iid), "measures", f"called {RAW[0]}", "--db", str(db), check_rc=ExitCode.INPUT_ERROR)
+    assert "EMAIL_ADDRESS" in p.stderr and RAW[0] not in p.stderr
+    p = lw("incidents", "list", "--db", str(db.parent / "missing.duckdb"), check_rc=ExitCode.INPUT_ERROR)
+    assert "no such database" in p.stderr
+
+
+def test_no_action_and_db_before_action(db):
+    # --db before the action is kept (the action's own options must not reset it).
+    p = lw("incidents", "--db", str(db), "list", "--json", check_rc=0)
+    assert json.loads(p.stdout)
