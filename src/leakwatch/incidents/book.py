@@ -265,8 +265,17 @@ def _title(key: Mapping[str, Any], entities: Sequence[str]) -> str:
     return " ".join([head, *tail])
 
 
-def group(store, config=None, *, now: datetime | None = None, actor: str = "leakwatch") -> GroupResult:
-    """Put ungrouped findings and alerts into incidents (see the module docstring)."""
+#: ``notify(con, event, incident_id, extra)``: called inside the transaction of a change, so that
+#: what it writes (an outbox row) is stored together with the change or not at all.
+NotifyHook = Any
+
+
+def group(store, config=None, *, now: datetime | None = None, actor: str = "leakwatch",
+          notify: NotifyHook = None) -> GroupResult:
+    """Put ungrouped findings and alerts into incidents (see the module docstring).
+
+    ``notify`` is called with ``incident.opened`` for each new incident and ``incident.escalated``
+    (extra: ``from``, ``to``) for a grown one whose severity rose."""
     from leakwatch.config import Config
 
     config = config or Config.default()
@@ -360,6 +369,8 @@ def group(store, config=None, *, now: datetime | None = None, actor: str = "leak
             con.unregister("_lw_map")
         con.execute("DROP TABLE _lw_runs")
         con.execute("DROP TABLE _lw_cand")
+        before = {iid: con.execute("SELECT severity_rank FROM incidents WHERE incident_id = ?", [iid]).fetchone()[0]
+                  for iid in grown}
         for iid in [*opened, *grown]:
             _refresh(con, iid, now)
             _detection_clock(con, iid, actor)
@@ -374,6 +385,13 @@ def group(store, config=None, *, now: datetime | None = None, actor: str = "leak
             audit.append(con, store.key, actor=actor, action="incident.grown", incident_id=iid, at=now,
                          detail={"findings_total": con.execute("SELECT count(*) FROM incident_findings WHERE incident_id = ?",
                                                                [iid]).fetchone()[0]})
+        if notify is not None:
+            for iid in opened:
+                notify(con, "incident.opened", iid, {})
+            for iid in grown:
+                rank = con.execute("SELECT severity_rank FROM incidents WHERE incident_id = ?", [iid]).fetchone()[0]
+                if rank > before[iid]:
+                    notify(con, "incident.escalated", iid, {"from": SEVERITY_NAMES[before[iid]], "to": SEVERITY_NAMES[rank]})
     return GroupResult(tuple(opened), tuple(grown), int(nf), int(na))
 
 
@@ -651,9 +669,10 @@ def step_states(con: duckdb.DuckDBPyConnection, incident_id: int) -> dict[tuple[
 
 def set_step(store, incident_id: int, playbook_id: str, step_id: str, status: str, *, actor: str,
              evidence: Mapping[str, str] | None = None, reason: str | None = None,
-             now: datetime | None = None, check: Any = None) -> str:
+             now: datetime | None = None, check: Any = None, notify: NotifyHook = None) -> str:
     """Store a playbook step's new state (``check(old_status)`` validates the transition inside
-    the transaction); returns the old state."""
+    the transaction); returns the old state. ``notify`` is called with ``step.<status>`` (extra:
+    ``playbook``, ``step``, ``from``) in the same transaction."""
     now = _utc(now) or datetime.now(UTC)
     with _tx(store, "update a playbook step") as con:
         get(con, incident_id)
@@ -669,6 +688,8 @@ def set_step(store, incident_id: int, playbook_id: str, step_id: str, status: st
         con.execute("UPDATE incidents SET updated_at = ? WHERE incident_id = ?", [now, incident_id])
         audit.append(con, store.key, actor=actor, action=f"step.{status}", incident_id=incident_id, at=now, reason=reason,
                      detail={"playbook": playbook_id, "step": step_id, "from": old, "evidence": dict(evidence or {})})
+        if notify is not None:
+            notify(con, f"step.{status}", incident_id, {"playbook": playbook_id, "step": step_id, "from": old})
     return old
 
 

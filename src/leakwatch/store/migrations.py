@@ -343,9 +343,59 @@ def m005_incidents(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+OUTBOX_STATUSES: Final = ("pending", "sending", "delivered", "dead")
+
+
+def m006_outbox_watch(con: duckdb.DuckDBPyConnection) -> None:
+    """The notification outbox and the offsets of watched files.
+
+    ``outbox``: one row per notification, written in the transaction of the event that caused it;
+    ``idempotency_key`` is unique, so an event that fires twice is one notification. A dispatcher
+    takes a row by setting ``status = 'sending'`` with a lease; a row whose lease ran out (its
+    dispatcher died) is taken again, after asking the target whether it already arrived.
+    ``watch_files``: how far ``leakwatch watch`` has read each file (byte offset, line number),
+    with the device/inode and a hash of the first bytes to recognise rotation and truncation.
+    """
+    con.execute(
+        f"""
+        CREATE SEQUENCE outbox_seq START 1;
+        CREATE TABLE outbox (
+            notification_id BIGINT PRIMARY KEY DEFAULT nextval('outbox_seq'),
+            idempotency_key VARCHAR NOT NULL UNIQUE,
+            incident_id     BIGINT,
+            target          VARCHAR NOT NULL,
+            kind            VARCHAR NOT NULL,
+            event           VARCHAR NOT NULL,
+            payload         VARCHAR NOT NULL,     -- JSON body, masked values only
+            status          VARCHAR NOT NULL DEFAULT 'pending' CHECK (status IN ({_in_list(OUTBOX_STATUSES)})),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            lease_until     TIMESTAMPTZ,
+            lease_owner     VARCHAR,
+            last_status     INTEGER,
+            last_error      VARCHAR,              -- redacted: never a credential
+            remote_id       VARCHAR,
+            created_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            updated_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            delivered_at    TIMESTAMPTZ
+        );
+        CREATE TABLE watch_files (
+            path       VARCHAR PRIMARY KEY,
+            device     BIGINT,
+            inode      BIGINT,
+            "offset"   BIGINT NOT NULL,           -- bytes read and scanned (always at a line end)
+            line       BIGINT NOT NULL,           -- lines read so far
+            head_hash  VARCHAR,                   -- hash of the first bytes: a different file at the same path
+            size       BIGINT,
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        );
+        """
+    )
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     m001_initial, m002_source_entity_counts, m003_context_events_salesforce, m004_alerts,
-    m005_incidents,
+    m005_incidents, m006_outbox_watch,
 )
 
 
