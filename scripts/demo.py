@@ -109,18 +109,20 @@ def show_incident(db: Path) -> None:
     import duckdb
 
     rel = str(db.relative_to(ROOT))
-    print(f"\n$ leakwatch incidents group --db {rel}\n")
-    leakwatch(["incidents", "group", "--db", str(db)])
+    cfg = ["--config", str(Path(__file__).with_name("demo-leakwatch.toml"))]
+    print(f"\n$ leakwatch incidents group --db {rel} --config scripts/demo-leakwatch.toml\n")
+    leakwatch(["incidents", "group", "--db", str(db), *cfg])
     con = duckdb.connect(str(db), read_only=True)
-    row = con.execute("""SELECT incident_id FROM incidents WHERE group_key LIKE '%P3_prompt_pii%'
-                         ORDER BY severity_rank DESC, incident_id LIMIT 1""").fetchone()
+    row = con.execute("""SELECT i.incident_id FROM incidents i WHERE group_key LIKE '%P3_prompt_pii%'
+                         ORDER BY severity_rank DESC, (SELECT count(*) FROM incident_findings f
+                                                       WHERE f.incident_id = i.incident_id) DESC LIMIT 1""").fetchone()
     con.close()
     if row is None:
         return
     iid = str(row[0])
     for args in (["clocks", iid], ["playbook", iid], ["notice", iid, "--regime", "gdpr-33"]):
-        print(f"\n$ leakwatch {' '.join(args)} --db {rel}\n")
-        leakwatch([*args, "--db", str(db)])
+        print(f"\n$ leakwatch {' '.join(args)} --db {rel} --config scripts/demo-leakwatch.toml\n")
+        leakwatch([*args, "--db", str(db), *cfg])
 
 
 if __name__ == "__main__":

@@ -660,7 +660,7 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
         for r in out:
             if r["playbook"] != pb.id:
                 continue
-            state = r["state"] if r["applies"] is not False else f"{r['state']} (n/a)"
+            state = r["state"] if r["applies"] is not False else f"{r['state']} (condition not met)"
             left = fmt_left(r["due_utc"], now) if r["state"] in ("pending", "in_progress") and r["applies"] is not False else ""
             t.add_row(r["step"], r["title"], r["role"], state, fmt_time(r["due_utc"], zone) if r["due_utc"] else "—", left)
         c.print(t)
