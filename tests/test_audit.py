@@ -119,3 +119,24 @@ def test_naive_time_refused(tmp_path):
     with Store.open(tmp_path / "b.duckdb") as s:
         with pytest.raises(ValueError, match="timezone-aware"):
             audit.append(s.con, s.key, actor="a", action="x", at=datetime(2026, 1, 1))
+
+
+def test_deleted_tail_and_head_cannot_be_resealed_by_the_next_change(trail):
+    _tamper(trail, "DELETE FROM audit_log WHERE seq = 5")
+    _tamper(trail, "DELETE FROM audit_head")
+    assert any("head is missing" in p for p in _verify(trail).problems)
+    with Store.open(trail) as s:
+        s.con.begin()
+        with pytest.raises(StoreError, match="does not match its head"):
+            audit.append(s.con, s.key, actor="alice", action="x")
+        s.con.rollback()
+    assert not _verify(trail).ok
+
+
+def test_wiped_trail_beside_incidents_is_detected(trail):
+    _tamper(trail, "INSERT INTO incidents (title, origin, severity, severity_rank) VALUES ('x', 'manual', 'high', 3)")
+    assert _verify(trail).ok  # the trail itself is intact
+    _tamper(trail, "DELETE FROM audit_log")
+    _tamper(trail, "DELETE FROM audit_head")
+    res = _verify(trail)
+    assert not res.ok and any("trail was wiped" in p for p in res.problems)

@@ -153,3 +153,29 @@ def test_playbook_steps_need_evidence_and_are_audited(db):
     rows = json.loads(lw("audit", "list", "--incident", str(iid), "--db", str(db), "--json", check_rc=0).stdout)
     assert rows[-1]["action"] == "step.done" and json.loads(rows[-1]["detail"])["step"] == first["step"]
     lw("audit", "verify", "--db", str(db), check_rc=0)
+
+
+def test_step_whose_condition_is_not_met_is_refused_unless_skipped(db):
+    iid = _incident(db)
+    steps = {s["step"]: s for s in json.loads(lw("playbook", str(iid), "--db", str(db), "--json", check_rc=0).stdout)["steps"]}
+    assert steps["vendor-deletion"]["applies"] is False  # waits for stop-flow
+    ev = [f"--evidence={item}=ref 7" for item in steps["vendor-deletion"]["evidence"]]
+    p = lw("playbook", str(iid), "--step", "vendor-deletion", "--done", *ev, "--db", str(db), check_rc=ExitCode.INPUT_ERROR)
+    assert "condition is not met" in p.stderr
+    p = lw("playbook", str(iid), "--step", "stop-flow", "--done", "--evidence=colour=blue", "--db", str(db),
+           check_rc=ExitCode.INPUT_ERROR)
+    assert "asks for no evidence called 'colour'" in p.stderr
+    lw("playbook", str(iid), "--step", "stop-flow", "--done",
+       *[f"--evidence={item}=CHG-9" for item in steps["stop-flow"]["evidence"]], "--db", str(db), check_rc=0)
+    lw("playbook", str(iid), "--step", "vendor-deletion", "--done", *ev, "--db", str(db), check_rc=0)
+
+
+def test_raw_values_never_reach_show_or_audit(db):
+    iid = _incident(db)
+    p = lw("incidents", "status", str(iid), "contained", "--reason", f"called {RAW[1]}", "--db", str(db),
+           check_rc=ExitCode.INPUT_ERROR)
+    assert RAW[1] not in p.stderr
+    show = lw("incidents", "show", str(iid), "--db", str(db), "--json", check_rc=0).stdout
+    audit = lw("audit", "list", "--db", str(db), "--json", check_rc=0).stdout
+    for raw in RAW:
+        assert raw not in show and raw not in audit

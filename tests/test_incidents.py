@@ -225,3 +225,54 @@ def test_open_by_hand_takes_findings_from_their_incident(scanned):
             book.open_incident(s, title="x", finding_ids=[999999], actor="dpo")
         with pytest.raises(IncidentError, match="no incident 4242"):
             book.get(s.con, 4242)
+
+
+def test_every_free_text_input_refuses_raw_values(scanned):
+    db, _ = scanned
+    with Store.open(db) as s:
+        oa, an = _two_incidents(s)
+        n_audit = len(audit.list_rows(s.con, limit=10_000))
+        raw = EMAILS[1]
+        attempts = [
+            lambda: book.set_clock(s, oa, "awareness", book.get(s.con, oa)["first_seen"] + timedelta(hours=1),
+                                   actor="dpo", reason=f"customer {raw} phoned"),
+            lambda: book.open_incident(s, title=f"Leak of {raw}", finding_ids=[1], actor="dpo"),
+            lambda: book.set_status(s, oa, "triaged", actor="dpo", reason=f"asked {raw}"),
+            lambda: book.merge(s, oa, [an], actor="dpo", reason=f"same as {raw}"),
+            lambda: book.split(s, oa, title=f"{raw} part", where={"entity": "PHONE_NUMBER"}, actor="dpo"),
+            lambda: book.record_notice(s, oa, "gdpr-33", "gdpr-33", sent_at=datetime.now(UTC), actor="dpo",
+                                       reference=f"reply to {raw}"),
+            lambda: book.set_fact(s, oa, "measures", [f"emailed {raw}"], actor="dpo"),
+            lambda: book.set_fact(s, oa, "measures", {"who": raw}, actor="dpo"),
+            lambda: book.set_step(s, oa, "ai-egress-pii-leak", "triage", "done", actor="dpo",
+                                  evidence={raw: "contacted"}),
+            lambda: book.set_step(s, oa, "ai-egress-pii-leak", "triage", "skipped", actor="dpo", reason=f"{raw} said so"),
+        ]
+        for i, attempt in enumerate(attempts):
+            with pytest.raises(IncidentError, match="EMAIL_ADDRESS") as e:
+                attempt()
+            assert raw not in str(e.value), i
+        assert len(audit.list_rows(s.con, limit=10_000)) == n_audit  # nothing was recorded
+        dump = json.dumps([list(r) for r in s.con.execute("SELECT * FROM audit_log").fetchall()], default=str)
+        dump += json.dumps([list(r) for r in s.con.execute("SELECT * FROM incidents").fetchall()], default=str)
+        assert raw not in dump
+
+
+def test_merge_carries_notices_facts_and_steps_and_refuses_a_closed_target(scanned):
+    db, _ = scanned
+    with Store.open(db) as s:
+        oa, an = _two_incidents(s)
+        sent = datetime.now(UTC) - timedelta(minutes=5)
+        book.record_notice(s, an, "gdpr-33", "gdpr-33", sent_at=sent, actor="dpo", deadline_id="notify")
+        book.set_fact(s, an, "likely_consequences", "phishing", actor="dpo")
+        book.set_step(s, an, "ai-egress-pii-leak", "stop-flow", "in_progress", actor="eng")
+        book.merge(s, oa, [an], actor="lead")
+        facts = book.build_facts(s.con, oa)
+        assert facts.notices_sent["gdpr-33:notify"] == sent.replace(microsecond=facts.notices_sent["gdpr-33:notify"].microsecond)
+        assert facts.responder["likely_consequences"] == "phishing"
+        assert ("ai-egress-pii-leak", "stop-flow") in book.step_states(s.con, oa)
+        other = book.open_incident(s, title="x", finding_ids=[s.con.execute(
+            "SELECT min(finding_id) FROM incident_findings WHERE incident_id = ?", [oa]).fetchone()[0]], actor="dpo")
+        book.set_status(s, other, "closed", actor="dpo", reason="false positive")
+        with pytest.raises(IncidentError, match="is closed"):
+            book.merge(s, other, [oa], actor="lead")

@@ -484,3 +484,48 @@ def test_folder_level_problems(tmp_path):
     assert sorted(load_playbooks(tmp_path)) == ["x", "y"]
     with pytest.raises(PlaybookLoadError, match="no such playbooks folder"):
         load_playbooks(tmp_path / "missing")
+
+
+def test_references_to_unknown_regimes_and_deadlines_fail_at_load(tmp_path):
+    from leakwatch.incidents.playbooks import PlaybookLoadError, check_references, load_playbook
+    from leakwatch.incidents.regimes import load_regimes
+
+    path = write(tmp_path, textwrap.dedent("""\
+        id: typo-book
+        title: Typos
+        description: regimes and deadlines that do not exist
+        applies_to: {patterns: [P1_key_exposed]}
+        steps:
+          - id: a
+            title: A
+            role: dpo
+            due: {deadline: gdpr-33.notfy, before: 12h}
+          - id: b
+            title: B
+            role: dpo
+            when: {regime_applies: gdpr33}
+          - id: c
+            title: C
+            role: dpo
+            notify: {regime: nis3, template: generic}
+        """))
+    pb = load_playbook(path)
+    with pytest.raises(PlaybookLoadError) as e:
+        check_references({pb.id: pb}, load_regimes())
+    msg = str(e.value)
+    assert str(path) in msg
+    assert "step 'a': field 'due.deadline': regime 'gdpr-33' has no deadline 'notfy'" in msg
+    assert "step 'b': field 'when.regime_applies': unknown regime 'gdpr33' (did you mean 'gdpr-33'?)" in msg
+    assert "step 'c': field 'notify.regime': unknown regime 'nis3'" in msg
+    check_references(load_playbooks(), load_regimes())  # the shipped ones are consistent
+
+
+def test_notified_clock_counts_a_notice_recorded_for_a_deadline(shipped):
+    from leakwatch.incidents.playbooks import DueSpec
+
+    sent = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+    f = facts(notices_sent={"gdpr-33:notify": sent})
+    step = next(s for pb in shipped.values() for s in pb.steps)
+    step = type(step)(**{**step.__dict__, "due": DueSpec(clock="notified:gdpr-33", deadline=None,
+                                                          offset=timedelta(hours=1), text="1h after notified:gdpr-33")})
+    assert step_due(step, f, never) == sent + timedelta(hours=1)

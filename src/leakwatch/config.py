@@ -28,6 +28,21 @@ A file looks like this::
     regex = '^(?P<ts>\\S+) (?P<client_ip>\\S+) (?P<method>[A-Z]+) (?P<path>\\S+)'
     paths = ["apigee-*.log"]
 
+    [notify]
+    secrets_file = "/etc/leakwatch/secrets.toml"   # mode 0600; or use environment variables
+
+    [[notify.targets]]
+    name = "soc-webhook"
+    kind = "webhook"
+    url = "https://hooks.example.com/leakwatch"
+    credentials = { secret = "LEAKWATCH_WEBHOOK_SECRET" }   # whsec_… in that variable
+
+    [[notify.rules]]
+    on = ["incident.opened", "deadline.approaching", "deadline.missed"]
+    min_severity = "high"
+    targets = ["soc-webhook"]
+    before = ["12h", "2h"]
+
 Unknown sections or keys, and values of the wrong type, raise :class:`ConfigError` naming the
 file (or variable), the key, and the closest valid key; relative paths in the file are relative
 to the file's directory.
@@ -40,13 +55,16 @@ import fnmatch
 import functools
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path, PurePath
 from typing import Any
 
 from leakwatch.errors import UsageError
+from leakwatch.notify.base import EVENTS, TARGET_KINDS, TargetConfig
 
 ENV_PREFIX = "LEAKWATCH_"
 CONFIG_ENV = "LEAKWATCH_CONFIG"
@@ -271,7 +289,7 @@ class IncidentsConfig:
     group_by: tuple[str, ...] = _doc(
         "Keys findings are grouped by: any of dest_vendor, pattern (the failure pattern of an alert "
         "the finding belongs to), system (the log source: salesforce, mulesoft, heroku, "
-        "api-gateway, cdn, application), dest_region, source_path.",
+        "api-gateway, web, application, export), dest_region, source_path.",
         "choice_list", ("dest_vendor", "pattern"), choices=INCIDENT_GROUP_KEYS,
     )
     window_hours: int = _doc(
@@ -283,6 +301,87 @@ class IncidentsConfig:
         "Findings below this severity are not grouped into incidents (info, low, medium, high, "
         "critical).", "choice", "medium", choices=SEVERITY_NAMES,
     )
+
+
+_TARGET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_ENV_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+_REGIME_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
+_TARGET_KEYS = ("name", "kind", "url", "credentials", "options", "timeout_s")
+_RULE_KEYS = ("name", "on", "min_severity", "targets", "before", "regimes")
+#: ``before`` of a rule on deadline.approaching that gives none: the issue's 12 h and 2 h.
+DEFAULT_BEFORE = ("12h", "2h")
+
+
+@dataclass(frozen=True)
+class NotifyRule:
+    """One ``[[notify.rules]]`` table: on which events (``on``, from
+    :data:`leakwatch.notify.base.EVENTS`) which targets are told, for incidents at or above
+    ``min_severity``. ``before`` are the thresholds of ``deadline.approaching`` (longest first);
+    ``regimes``, when not empty, limits deadline and step events to those regimes."""
+
+    name: str
+    on: tuple[str, ...]
+    targets: tuple[str, ...]
+    min_severity: str = "info"
+    before: tuple[timedelta, ...] = ()
+    regimes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """``[notify]``: where notifications go (``[[notify.targets]]``), who is told what, when
+    (``[[notify.rules]]``), and how the outbox dispatcher retries."""
+
+    max_attempts: int = _doc(
+        "Delivery attempts of one notification before it becomes a dead letter (shown by "
+        "'leakwatch notify status', recorded in the audit trail, sent to outbox.dead_letter rules).",
+        "int", 8, lo=1, hi=1000,
+    )
+    backoff_base_s: float = _doc(
+        "First retry delay in seconds; each further retry doubles it (full jitter: a random "
+        "delay between 0 and the doubled value), up to backoff_max_s. Retry-After wins when given.",
+        "float", 2.0, lo=0.001, hi=86400.0,
+    )
+    backoff_max_s: float = _doc(
+        "Longest delay between two attempts in seconds (before jitter).", "float", 600.0, lo=0.001, hi=86400.0,
+    )
+    lease_s: float = _doc(
+        "Seconds a dispatcher holds a notification it is sending; after that another dispatcher "
+        "may take it over (it first asks the target whether it already arrived).",
+        "float", 60.0, lo=0.05, hi=86400.0,
+    )
+    workers: int = _doc(
+        "Notifications sent at the same time by one dispatcher (threads; the database is only "
+        "written by the dispatcher's own thread).", "int", 4, lo=1, hi=64,
+    )
+    secrets_file: Path | None = _doc(  # noqa: RUF009 - _doc returns a dataclasses.field
+        "File with credentials, TOML (KEY = \"value\") or KEY=VALUE lines, looked up by the names "
+        "in a target's credentials when no environment variable of that name is set. It must "
+        "be private to its owner (mode 0600 or stricter).", "secrets_file", None,
+    )
+    targets: tuple[TargetConfig, ...] = _doc(
+        "Targets as [[notify.targets]] tables: name, kind (webhook, servicenow, jira, jsm, "
+        "salesforce_case, salesforce_event, slack, teams), url, credentials (credential name = "
+        "environment variable name), options (kind-specific) and timeout_s (default 10).",
+        "notify_targets", (),
+    )
+    rules: tuple[NotifyRule, ...] = _doc(
+        "Trigger rules as [[notify.rules]] tables: on (events: incident.opened, incident.escalated, "
+        "deadline.approaching, deadline.missed, step.notify, outbox.dead_letter, canary), "
+        "min_severity (default info), targets (names of [[notify.targets]]), before (thresholds "
+        "of deadline.approaching, default 12h and 2h) and regimes (optional filter).",
+        "notify_rules", (),
+    )
+
+    def target(self, name: str) -> TargetConfig:
+        """The target called ``name``; :class:`ConfigError` naming the configured ones if none is."""
+        for t in self.targets:
+            if t.name == name:
+                return t
+        names = [t.name for t in self.targets]
+        if not names:
+            raise ConfigError(f"no notification target {name!r}: none is configured ([[notify.targets]] in the config)")
+        raise ConfigError(_unknown(name, names, "notification target"))
 
 
 @dataclass(frozen=True)
@@ -297,6 +396,7 @@ class Config:
     ner: NerConfig = field(default_factory=NerConfig)
     organisation: OrganisationConfig = field(default_factory=OrganisationConfig)
     incidents: IncidentsConfig = field(default_factory=IncidentsConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     source: Path | None = None
 
     @classmethod
@@ -314,6 +414,7 @@ SECTIONS: Mapping[str, type] = {
     "ner": NerConfig,
     "organisation": OrganisationConfig,
     "incidents": IncidentsConfig,
+    "notify": NotifyConfig,
 }
 _CUSTOM_KEYS = ("name", "regex", "paths")
 
@@ -488,6 +589,12 @@ def _convert(section: str, f: dataclasses.Field, v: Any, where: _Where) -> Any:
         return tuple(x.upper() for x in _str_list(v, loc))
     if kind == "custom_formats":
         return _custom_formats(v, loc)
+    if kind == "secrets_file":
+        return _secrets_file(v, loc, where)
+    if kind == "notify_targets":
+        return _notify_targets(v, section, f.name, where)
+    if kind == "notify_rules":
+        return _notify_rules(v, section, f.name, where)
     if kind == "str":
         if not isinstance(v, str):
             raise ConfigError(f"{loc}: expected a string, got {_tname(v)} {v!r}")
@@ -564,7 +671,179 @@ def _custom_formats(v: Any, loc: str) -> tuple[CustomFormat, ...]:
     return tuple(out)
 
 
-def _apply(values: dict[str, dict[str, Any]], doc: Mapping[str, Any], where: _Where) -> None:
+# --- [notify] ----------------------------------------------------------------------------------
+
+
+def _item_loc(where: _Where, section: str, key: str, i: int) -> str:
+    """``file:LINE: notify.targets[i]``: the line of the i-th ``[[section.key]]`` header (or of
+    the ``key =`` line of an inline array), else the variable."""
+    if where.var is not None:
+        return f"{where.var}: [{i}]"
+    header = re.compile(r"\s*\[\[\s*" + re.escape(section) + r"\s*\.\s*" + re.escape(key) + r"\s*\]\]")
+    n = -1
+    for lineno, line in enumerate(where.text.splitlines(), 1):
+        if header.match(line):
+            n += 1
+            if n == i:
+                return f"{where.file}:{lineno}: {section}.{key}[{i}]"
+    line = _key_line(where.text, section, key)
+    return f"{where.file}" + (f":{line}" if line else "") + f": {section}.{key}[{i}]"
+
+
+def _secrets_file(v: Any, loc: str, where: _Where) -> Path | None:
+    if not isinstance(v, str):
+        raise ConfigError(f"{loc}: expected a path (string), got {_tname(v)}")
+    if not v.strip():
+        return None
+    p = Path(v.strip()).expanduser()
+    p = p if p.is_absolute() else where.base_dir / p
+    check_secrets_file_mode(p, loc)
+    return p
+
+
+def check_secrets_file_mode(path: Path, loc: str = "secrets file") -> None:
+    """Raise :class:`ConfigError` unless ``path`` is a regular file only its owner can read or
+    write (mode 0600 or stricter): it holds credentials."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{loc}: no such file: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"{loc}: cannot read {path}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{loc}: {path} is not a regular file")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"{loc}: {path} has mode {mode:04o}, so other users can read the credentials in "
+                          f"it; make it private first: chmod 600 {path}")
+
+
+def _str_or_list(v: Any, loc: str) -> list[str]:
+    return _str_list([v] if isinstance(v, str) else v, loc)
+
+
+def _notify_targets(v: Any, section: str, key: str, where: _Where) -> tuple[TargetConfig, ...]:
+    loc = where.locate(section, key)
+    if not isinstance(v, list):
+        raise ConfigError(f"{loc}: expected an array of tables ([[notify.targets]]), got {_tname(v)}")
+    out: list[TargetConfig] = []
+    names: set[str] = set()
+    for i, item in enumerate(v):
+        iloc = _item_loc(where, section, key, i)
+        if not isinstance(item, dict):
+            raise ConfigError(f"{iloc}: expected a table with name, kind, url; got {_tname(item)}")
+        for k in item:
+            if k not in _TARGET_KEYS:
+                raise ConfigError(f"{iloc}: " + _unknown(k, list(_TARGET_KEYS), "key"))
+        for k in ("name", "kind", "url"):
+            if k not in item:
+                raise ConfigError(f"{iloc}: missing key {k!r}")
+        name = item["name"]
+        if not isinstance(name, str) or not _TARGET_NAME_RE.match(name):
+            raise ConfigError(f"{iloc}.name: {name!r} must be letters, digits, '.', '_' or '-' (up to 64)")
+        if name in names:
+            raise ConfigError(f"{iloc}.name: target {name!r} is defined twice")
+        names.add(name)
+        kind = item["kind"]
+        if not isinstance(kind, str) or kind.strip().lower() not in TARGET_KINDS:
+            raise ConfigError(f"{iloc}.kind: " + _unknown(str(kind), list(TARGET_KINDS), "target kind"))
+        url = item["url"]
+        if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url.strip()):
+            raise ConfigError(f"{iloc}.url: expected an http:// or https:// URL, got {_tname(url)}")
+        creds = item.get("credentials", {})
+        if not isinstance(creds, dict):
+            raise ConfigError(f"{iloc}.credentials: expected a table (credential name = environment variable name), "
+                              f"got {_tname(creds)}")
+        for cname, var in creds.items():
+            # The value is never echoed: someone may have pasted the secret itself here.
+            if not isinstance(var, str) or not _ENV_VAR_RE.match(var):
+                raise ConfigError(f"{iloc}.credentials.{cname}: must name an environment variable or secrets-file "
+                                  f"key (letters, digits, '_'), not hold the credential itself")
+        options = item.get("options", {})
+        if not isinstance(options, dict):
+            raise ConfigError(f"{iloc}.options: expected a table, got {_tname(options)}")
+        timeout = item.get("timeout_s", 10.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0.01 <= timeout <= 600:
+            raise ConfigError(f"{iloc}.timeout_s: expected seconds between 0.01 and 600, got {timeout!r}")
+        out.append(TargetConfig(name=name, kind=kind.strip().lower(), url=url.strip(), credentials=dict(creds),
+                                options=dict(options), timeout_s=float(timeout)))
+    return tuple(out)
+
+
+def _durations(v: Any, loc: str) -> tuple[timedelta, ...]:
+    from leakwatch.detect.egress import DataFileProblem
+    from leakwatch.incidents.playbooks import parse_duration
+
+    out = []
+    for x in _str_or_list(v, loc):
+        try:
+            td = parse_duration(x, "before")
+        except DataFileProblem as e:
+            raise ConfigError(f"{loc}: {e.message}") from None
+        if td <= timedelta(0):
+            raise ConfigError(f"{loc}: {x!r} is not a positive duration")
+        out.append(td)
+    return tuple(sorted(set(out), reverse=True))
+
+
+def _notify_rules(v: Any, section: str, key: str, where: _Where) -> tuple[NotifyRule, ...]:
+    loc = where.locate(section, key)
+    if not isinstance(v, list):
+        raise ConfigError(f"{loc}: expected an array of tables ([[notify.rules]]), got {_tname(v)}")
+    out: list[NotifyRule] = []
+    for i, item in enumerate(v):
+        iloc = _item_loc(where, section, key, i)
+        if not isinstance(item, dict):
+            raise ConfigError(f"{iloc}: expected a table with on and targets; got {_tname(item)}")
+        for k in item:
+            if k not in _RULE_KEYS:
+                raise ConfigError(f"{iloc}: " + _unknown(k, list(_RULE_KEYS), "key"))
+        for k in ("on", "targets"):
+            if k not in item:
+                raise ConfigError(f"{iloc}: missing key {k!r}")
+        on = _str_or_list(item["on"], f"{iloc}.on")
+        if not on:
+            raise ConfigError(f"{iloc}.on: give at least one event ({', '.join(EVENTS)})")
+        for e in on:
+            if e not in EVENTS:
+                raise ConfigError(f"{iloc}.on: " + _unknown(e, list(EVENTS), "event"))
+        targets = _str_or_list(item["targets"], f"{iloc}.targets")
+        if not targets:
+            raise ConfigError(f"{iloc}.targets: give at least one target name")
+        sev = item.get("min_severity", "info")
+        if not isinstance(sev, str) or sev.strip().lower() not in SEVERITY_NAMES:
+            raise ConfigError(f"{iloc}.min_severity: " + _unknown(str(sev), list(SEVERITY_NAMES), "severity"))
+        if "before" in item and "deadline.approaching" not in on:
+            raise ConfigError(f"{iloc}.before: only deadline.approaching uses thresholds; add it to 'on' or drop 'before'")
+        before = _durations(item.get("before", list(DEFAULT_BEFORE)), f"{iloc}.before") \
+            if "deadline.approaching" in on else ()
+        regimes = _str_or_list(item.get("regimes", []), f"{iloc}.regimes")
+        for r in regimes:
+            if not _REGIME_ID_RE.match(r):
+                raise ConfigError(f"{iloc}.regimes: {r!r} is not a regime id (gdpr-33, nis2, …)")
+        name = item.get("name", f"rule-{i + 1}")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{iloc}.name: expected a non-empty string, got {_tname(name)}")
+        out.append(NotifyRule(name=name.strip(), on=tuple(dict.fromkeys(on)), targets=tuple(dict.fromkeys(targets)),
+                              min_severity=sev.strip().lower(), before=before, regimes=tuple(regimes)))
+    return tuple(out)
+
+
+def _check_notify(values: Mapping[str, Any], origins: Mapping[tuple[str, str], _Where]) -> None:
+    """Cross-checks of ``[notify]`` once every source is applied: each rule's targets exist."""
+    names = [t.name for t in values.get("targets", ())]
+    for i, rule in enumerate(values.get("rules", ())):
+        for t in rule.targets:
+            if t not in names:
+                where = origins.get(("notify", "rules"), _Where())
+                loc = _item_loc(where, "notify", "rules", i) + ".targets"
+                if not names:
+                    raise ConfigError(f"{loc}: no target {t!r}: no [[notify.targets]] is configured")
+                raise ConfigError(f"{loc}: " + _unknown(t, names, "target"))
+
+
+def _apply(values: dict[str, dict[str, Any]], doc: Mapping[str, Any], where: _Where,
+           origins: dict[tuple[str, str], _Where] | None = None) -> None:
     """Check ``doc`` (sections of raw values) against the schema and convert into ``values``."""
     for section, body in doc.items():
         if section not in SECTIONS:
@@ -578,6 +857,8 @@ def _apply(values: dict[str, dict[str, Any]], doc: Mapping[str, Any], where: _Wh
                 loc = where.locate(section, key)
                 raise ConfigError(f"{loc}: " + _unknown(key, list(fields), "key", f" in [{section}]"))
             values[section][key] = _convert(section, fields[key], v, where)
+            if origins is not None:
+                origins[(section, key)] = where
 
 
 def _parse_env_value(f: dataclasses.Field, raw: str, var: str) -> Any:
@@ -594,7 +875,7 @@ def _parse_env_value(f: dataclasses.Field, raw: str, var: str) -> Any:
             return float(s)
         except ValueError:
             raise ConfigError(f"{var}: expected a number, got {raw!r}") from None
-    if kind in ("path", "str", "choice", "timezone"):
+    if kind in ("path", "str", "choice", "timezone", "secrets_file"):
         return raw
     if kind == "bool":
         low = s.lower()
@@ -603,7 +884,7 @@ def _parse_env_value(f: dataclasses.Field, raw: str, var: str) -> Any:
         if low in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{var}: expected true or false (1/0, yes/no), got {raw!r}")
-    if s.startswith("[") or kind == "custom_formats":
+    if s.startswith("[") or kind in ("custom_formats", "notify_targets", "notify_rules"):
         try:
             return tomllib.loads(f"v = {s}")["v"]
         except tomllib.TOMLDecodeError as e:
@@ -657,6 +938,7 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] = 
     ``LEAKWATCH_*`` variables from ``env``. Raises :class:`ConfigError` naming the file or
     variable and the key of the first problem."""
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    origins: dict[tuple[str, str], _Where] = {}
     file = find_config_file(path, env)
     if file is not None:
         try:
@@ -667,10 +949,11 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] = 
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{file}: invalid TOML: {e}") from None
-        _apply(values, doc, _Where(file=file.resolve(), text=text))
+        _apply(values, doc, _Where(file=file.resolve(), text=text), origins)
     env_doc, names = _env_doc(env)
     for section, body in env_doc.items():
         for key, v in body.items():
-            _apply(values, {section: {key: v}}, _Where(var=names[(section, key)]))
+            _apply(values, {section: {key: v}}, _Where(var=names[(section, key)]), origins)
+    _check_notify(values["notify"], origins)
     parts = {s: SECTIONS[s](**values[s]) for s in SECTIONS}
     return Config(**parts, source=file.resolve() if file is not None else None)

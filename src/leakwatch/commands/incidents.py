@@ -69,6 +69,8 @@ def _add_common(p: argparse.ArgumentParser, *, config: bool = True, sub: bool = 
                    help="who is acting, for the audit trail (default: $LEAKWATCH_USER or your login)")
     p.add_argument("--tz", metavar="ZONE", default=d(None), help="time zone to show times in besides UTC (IANA name, e.g. Europe/Berlin)")
     p.add_argument("--json", action="store_true", default=d(False), help="print JSON instead of tables")
+    p.add_argument("--regimes", metavar="FILE", default=d(None),
+                   help="regimes file (default: the shipped playbooks/regimes.yaml)")
 
 
 def register(sub) -> None:
@@ -154,7 +156,6 @@ def register(sub) -> None:
                        """) + textwrap.dedent(COMMON_EPILOG), formatter_class=fmt)
     c.add_argument("id", type=int, metavar="ID")
     c.add_argument("--all", action="store_true", help="also list regimes that do not apply")
-    c.add_argument("--regimes", metavar="FILE", help="regimes file (default: playbooks/regimes.yaml)")
     _add_common(c)
     c.set_defaults(func=run_clocks)
 
@@ -324,11 +325,11 @@ def _overdue_check(config, regimes, now: datetime, accept: bool):
     from leakwatch.incidents import book
     from leakwatch.incidents.clocks import overdue_with
 
-    def check(con, incident_id: int, event: str, at: datetime) -> None:
-        if accept:
-            return
+    def check(con, incident_id: int, event: str, at: datetime) -> dict | None:
         facts = book.build_facts(con, incident_id, config, regimes)
         late = overdue_with(facts, regimes, event, at, now)
+        if late and accept:
+            return {"accepted_overdue": late}  # recorded in the audit row
         if late:
             raise IncidentError(
                 f"with {event} at {at.isoformat(timespec='minutes')} these deadlines are already past: "
@@ -372,7 +373,7 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
                 if res.opened:
                     _print_list([r for r in book.list_incidents(store.con) if r["incident_id"] in res.opened], zone)
         elif action == "show":
-            _show(store, args.id, config, zone, now, as_json=args.json)
+            _show(store, args.id, config, zone, now, as_json=args.json, regimes=_regimes(args))
         elif action == "open":
             fids = _ids(args.finding, "--finding")
             if args.scan is not None:
@@ -381,7 +382,7 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
             aware = _parse_time(args.aware_at, "--aware-at") if args.aware_at else None
             iid = book.open_incident(store, title=args.title, finding_ids=fids, alert_ids=_ids(args.alert, "--alert"),
                                      aware_at=aware, reason=args.reason, actor=actor, now=now,
-                                     check=_overdue_check(config, _regimes(), now, args.accept_overdue))
+                                     check=_overdue_check(config, _regimes(args), now, args.accept_overdue))
             print(f"opened incident {iid}")
         elif action == "merge":
             book.merge(store, args.target, args.sources, actor=actor, reason=args.reason, now=now)
@@ -405,16 +406,24 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
         elif action in ("set-awareness", "set-clock"):
             event = "awareness" if action == "set-awareness" else args.event
             at = _parse_time(args.time, "TIME")
-            regimes = _regimes()
+            regimes = _regimes(args)
             old = book.set_clock(store, args.id, event, at, actor=actor, reason=args.reason, now=now,
                                  check=_overdue_check(config, regimes, now, args.accept_overdue))
             print(f"incident {args.id}: {event} {fmt_time(old, zone) if old else 'unset'} -> {fmt_time(at, zone)}")
         elif action == "fact":
+            from leakwatch.incidents.notices import RESPONDER_FACTS
+
             book.set_fact(store, args.id, args.key, _fact_value(args.value), actor=actor, now=now)
             print(f"incident {args.id}: {args.key} recorded")
+            if args.key not in RESPONDER_FACTS and not args.key.startswith("subjects.") and args.key not in REGIME_FACTS:
+                import difflib
+
+                hint = difflib.get_close_matches(args.key, [*RESPONDER_FACTS, *REGIME_FACTS], n=1)
+                print(f"leakwatch: note: no notice or regime reads a fact called {args.key!r}"
+                      + (f" (did you mean {hint[0]!r}?)" if hint else ""), file=sys.stderr)
         elif action == "notice-sent":
             at = _parse_time(args.at, "--at") if args.at else now
-            regimes = _regimes()
+            regimes = _regimes(args)
             regimes.get(args.regime)  # unknown regime → error listing the valid ones
             nid = book.record_notice(store, args.id, args.regime, args.kind or args.regime, sent_at=at, actor=actor,
                                      deadline_id=args.deadline, reference=args.reference, now=now)
@@ -422,6 +431,11 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
         else:  # pragma: no cover - argparse restricts the choices
             raise UsageError(f"unknown action {action}")
     return ExitCode.OK
+
+
+#: Facts the shipped regimes' conditions read (playbooks/regimes.yaml `responder:` conditions).
+REGIME_FACTS = ("significant", "material", "high_risk", "significant_harm", "real_risk_of_significant_harm",
+                "subject_jurisdictions", "cross_border", "suspected_malicious", "classification", "major")
 
 
 def _fact_value(text: str) -> Any:
@@ -455,12 +469,11 @@ def _print_list(rows: list[dict], zone) -> None:
     _console().print(t)
 
 
-def _show(store, incident_id: int, config, zone, now: datetime, *, as_json: bool) -> None:
+def _show(store, incident_id: int, config, zone, now: datetime, *, as_json: bool, regimes) -> None:
     from rich.table import Table
 
     from leakwatch.incidents import audit, book
 
-    regimes = _regimes()
     facts = book.build_facts(store.con, incident_id, config, regimes)
     inc = book.get(store.con, incident_id)
     rows = audit.list_rows(store.con, incident_id=incident_id, limit=15)
@@ -581,13 +594,21 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
     from leakwatch.incidents import book
     from leakwatch.incidents.audit import current_actor
     from leakwatch.incidents.clocks import deadline_resolver, incident_clocks
-    from leakwatch.incidents.playbooks import check_transition, load_playbooks, select_playbooks, step_applies, step_due
+    from leakwatch.incidents.playbooks import (
+        check_references,
+        check_transition,
+        load_playbooks,
+        select_playbooks,
+        step_applies,
+        step_due,
+    )
 
     config = _config(args)
     zone = _zone(args, config)
-    regimes = _regimes()
+    regimes = _regimes(args)
     now = datetime.now(UTC)
     playbooks = load_playbooks(Path(args.dir) if args.dir else None)
+    check_references(playbooks, regimes)
     changing = args.start or args.done or args.skip is not None
     if changing and not args.step:
         raise UsageError("--start/--done/--skip need --step STEP_ID")
@@ -618,12 +639,18 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
                     raise UsageError(f"--evidence {e!r}: write ITEM=VALUE")
                 k, v = e.split("=", 1)
                 evidence[k.strip()] = v.strip()
-            from leakwatch.incidents.notices_guard import check_free_text
+            unknown = [k for k in evidence if k not in step.evidence]
+            if unknown:
+                wanted = ", ".join(repr(e) for e in step.evidence) or "none"
+                raise UsageError(f"step {step.id} asks for no evidence called {', '.join(map(repr, unknown))} "
+                                 f"(it asks for: {wanted})")
+            if new != "skipped":
+                done_now = {s for (_pb, s), r in book.step_states(store.con, args.id).items() if r["status"] == "done"}
+                if step_applies(step, facts, done_now, lambda rid: applies.get(rid)) is False:
+                    from leakwatch.errors import IncidentError
 
-            for k, v in evidence.items():
-                check_free_text(v, f"evidence {k}")
-            if args.skip is not None:
-                check_free_text(args.skip, "skip reason")
+                    raise IncidentError(f"step {step.id}: its condition is not met ({step.when}); "
+                                        f"finish what it waits for, or --skip it with a reason")
 
             def check(old: str) -> None:
                 try:
@@ -680,7 +707,7 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
     from leakwatch.incidents.regimes import deadlines
 
     config = _config(args)
-    regimes = _regimes()
+    regimes = _regimes(args)
     regime = regimes.get(args.regime)
     now = datetime.now(UTC)
     with _open_store(args, write=False) as store:
@@ -690,8 +717,9 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
                           templates_dir=Path(args.templates) if args.templates else None)
     _write_out(args.out, draft.text)
     if draft.missing:
-        print(f"leakwatch: draft has {len(draft.missing)} unknown required item(s): {', '.join(draft.missing)} "
-              f"(set them with 'leakwatch incidents fact {args.id} KEY VALUE' or in the config)", file=sys.stderr)
+        print(f"leakwatch: draft has {len(draft.missing)} unknown required item(s): {', '.join(draft.missing)}; "
+              f"its 'Still unknown' section says where each is set ('leakwatch incidents fact {args.id} KEY VALUE' "
+              f"or the config's [organisation])", file=sys.stderr)
     return ExitCode.OK
 
 

@@ -72,7 +72,7 @@ def append(con: duckdb.DuckDBPyConnection, key: bytes, *, actor: str, action: st
     last = con.execute("SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     seq = (last[0] if last else 0) + 1
     prev = last[1] if last else GENESIS
-    if head is not None and (head[0] != seq - 1 or head[1] != prev):
+    if (head is None and last is not None) or (head is not None and (head[0] != seq - 1 or head[1] != prev)):
         # Appending to a damaged chain would hide the damage behind a fresh, valid head.
         from leakwatch.errors import StoreError
 
@@ -126,9 +126,13 @@ def verify(con: duckdb.DuckDBPyConnection, key: bytes) -> VerifyResult:
         prev = row_hash
         expected_seq = seq + 1
     head = con.execute("SELECT n_rows, last_hash, mac FROM audit_head WHERE id = 1").fetchone()
+    n_incidents = con.execute("SELECT count(*) FROM incidents").fetchone()[0]
     if head is None:
         if n:
             problems.append("the audit head is missing")
+        elif n_incidents:
+            # Every incident is opened with an audit row: an empty trail beside incidents was wiped.
+            problems.append(f"the audit trail is empty but {n_incidents} incident(s) exist (the trail was wiped)")
     else:
         h_rows, h_last, h_mac = head
         if not hmac.compare_digest(_head_mac(key, h_rows, h_last), h_mac):

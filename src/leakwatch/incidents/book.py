@@ -198,9 +198,9 @@ def _refresh(con: duckdb.DuckDBPyConnection, incident_id: int, now: datetime) ->
                greatest((SELECT max(coalesce(ts, created_at)) FROM f), (SELECT max(coalesce(ts, created_at)) FROM a))
     """, [incident_id, incident_id, *creds, *subjects]).fetchone()
     rank, has_creds, n_subjects, first, last = row
-    special = con.execute("""SELECT count(*) FROM findings WHERE finding_id IN
-        (SELECT finding_id FROM incident_findings WHERE incident_id = ?) AND entity IN ('HEALTH_DATA', 'MEDICAL_RECORD', 'BIOMETRIC')""",
-                          [incident_id]).fetchone()[0] > 0
+    special = any(category_of(r, e) == "special" for r, e in con.execute(
+        """SELECT DISTINCT rule_id, entity FROM findings WHERE finding_id IN
+           (SELECT finding_id FROM incident_findings WHERE incident_id = ?)""", [incident_id]).fetchall())
     if has_creds or special or n_subjects >= 100:
         rank = max(rank, 3)
     if n_subjects >= 10_000 or (special and n_subjects >= 100):
@@ -410,6 +410,27 @@ def _check_awareness(con: duckdb.DuckDBPyConnection, incident_id: int | None, at
             f"({first_seen.astimezone(UTC).isoformat()}): nobody can be aware of a leak before it happened")
 
 
+def _clean(text: str | None, what: str) -> str | None:
+    """Free text a responder typed, refused when it holds a raw value (see notices_guard)."""
+    from leakwatch.incidents.notices_guard import check_free_text
+
+    if text:
+        check_free_text(text, what)
+    return text
+
+
+def _clean_value(value: Any, what: str) -> None:
+    if isinstance(value, str):
+        _clean(value, what)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _clean(str(k), what)
+            _clean_value(v, what)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _clean_value(v, what)
+
+
 def open_incident(store, *, title: str, finding_ids: Sequence[int] = (), alert_ids: Sequence[int] = (),
                   aware_at: datetime | None = None, reason: str | None = None, actor: str,
                   now: datetime | None = None, check: Any = None) -> int:
@@ -420,6 +441,8 @@ def open_incident(store, *, title: str, finding_ids: Sequence[int] = (), alert_i
     aware_at = _utc(aware_at)
     if not title.strip():
         raise IncidentError("an incident needs a title (--title)")
+    _clean(title, "title")
+    _clean(reason, "reason")
     with _tx(store, "open an incident") as con:
         fids = _existing(con, "findings", "finding_id", finding_ids)
         aids = _existing(con, "alerts", "alert_id", alert_ids)
@@ -429,10 +452,10 @@ def open_incident(store, *, title: str, finding_ids: Sequence[int] = (), alert_i
                           " VALUES (?, 'manual', 'info', 0, ?, ?) RETURNING incident_id", [title.strip(), now, now]).fetchone()[0]
         moved = _move(con, iid, fids, aids)
         _refresh(con, iid, now)
+        accepted = None
         if aware_at is not None:
             _check_awareness(con, iid, aware_at, now)
-            if check is not None:
-                check(con, iid, "awareness", aware_at)
+            accepted = check(con, iid, "awareness", aware_at) if check is not None else None
             con.execute("""INSERT INTO incident_clocks (incident_id, event, "at", set_by, reason) VALUES (?, 'awareness', ?, ?, ?)""",
                         [iid, aware_at, actor, reason or "set when opened"])
         _detection_clock(con, iid, actor)
@@ -440,7 +463,8 @@ def open_incident(store, *, title: str, finding_ids: Sequence[int] = (), alert_i
             _refresh(con, old, now)
         audit.append(con, store.key, actor=actor, action="incident.opened", incident_id=iid, at=now, reason=reason,
                      detail={"origin": "manual", "title": title.strip(), "findings": len(fids), "alerts": len(aids),
-                             "taken_from": sorted(moved), "aware_at": aware_at.isoformat() if aware_at else None})
+                             "taken_from": sorted(moved), "aware_at": aware_at.isoformat() if aware_at else None,
+                             **(accepted or {})})
     return iid
 
 
@@ -483,6 +507,7 @@ def merge(store, target_id: int, source_ids: Sequence[int], *, actor: str, reaso
     """Move everything of ``source_ids`` into ``target_id``; the sources are closed with
     ``merged_into`` set. The target keeps the earliest awareness of all of them."""
     now = _utc(now) or datetime.now(UTC)
+    _clean(reason, "reason")
     sources = sorted({int(s) for s in source_ids} - {int(target_id)})
     if not sources:
         raise IncidentError("give at least one other incident to merge into this one")
@@ -490,6 +515,8 @@ def merge(store, target_id: int, source_ids: Sequence[int], *, actor: str, reaso
         target = get(con, target_id)
         if target["merged_into"] is not None:
             raise IncidentError(f"incident {target_id} was merged into {target['merged_into']}; merge into that one")
+        if target["status"] == "closed":
+            raise IncidentError(f"incident {target_id} is closed; reopen it (status triaged --reason …) before merging into it")
         for s in sources:
             src = get(con, s)
             if src["merged_into"] is not None:
@@ -503,6 +530,15 @@ def merge(store, target_id: int, source_ids: Sequence[int], *, actor: str, reaso
                                          GROUP BY event""", [target_id, *sources]).fetchall():
             con.execute("""INSERT OR REPLACE INTO incident_clocks (incident_id, event, "at", set_by, reason)
                            VALUES (?, ?, ?, ?, ?)""", [target_id, event, at, actor, f"earliest of merged incidents {sources}"])
+        # Work already done on a merged incident counts for the whole: notices sent, steps done,
+        # responder facts (the target's own facts win on a clash).
+        con.execute(f"UPDATE notices SET incident_id = ? WHERE incident_id IN ({marks})", [target_id, *sources])
+        con.execute(f"""INSERT OR IGNORE INTO incident_facts (incident_id, key, value, set_by)
+                        SELECT ?, key, value, set_by FROM incident_facts WHERE incident_id IN ({marks})""", [target_id, *sources])
+        con.execute(f"""INSERT OR IGNORE INTO playbook_steps
+                        (incident_id, playbook_id, step_id, status, reason, evidence, updated_by, updated_at)
+                        SELECT ?, playbook_id, step_id, status, reason, evidence, updated_by, updated_at
+                        FROM playbook_steps WHERE incident_id IN ({marks})""", [target_id, *sources])
         con.execute(f"UPDATE incidents SET status = 'closed', merged_into = ?, updated_at = ? WHERE incident_id IN ({marks})",
                     [target_id, now, *sources])
         _refresh(con, target_id, now)
@@ -522,6 +558,8 @@ def split(store, incident_id: int, *, title: str, finding_ids: Sequence[int] = (
     """Move some findings of an incident (by id, or by ``where`` field = value) to a new incident;
     the new one inherits the clock events. Returns the new incident's id."""
     now = _utc(now) or datetime.now(UTC)
+    _clean(title, "title")
+    _clean(reason, "reason")
     where = dict(where or {})
     for k in where:
         if k not in SPLIT_FIELDS:
@@ -567,6 +605,7 @@ def set_status(store, incident_id: int, status: str, *, actor: str, reason: str 
     """Move an incident along ``detected → triaged → contained → notified → closed``. Moving
     back is refused, except reopening a closed incident to ``triaged`` with a reason."""
     now = _utc(now) or datetime.now(UTC)
+    _clean(reason, "reason")
     if status not in STATUSES:
         raise IncidentError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
     with _tx(store, "change an incident's status") as con:
@@ -589,6 +628,8 @@ def acknowledge(store, incident_id: int, *, actor: str, reason: str | None = Non
     """A responder has seen the incident: ``detected`` → ``triaged`` (recorded as ``ack``)."""
     with _tx(store, "read an incident") as con:
         inc = get(con, incident_id)
+    if inc["merged_into"] is not None:
+        raise IncidentError(f"incident {incident_id} was merged into {inc['merged_into']}; work on that one")
     if inc["status"] != "detected":
         raise IncidentError(f"incident {incident_id} is {inc['status']}, not detected: it was acknowledged already")
     set_status(store, incident_id, "triaged", actor=actor, reason=reason, now=now, action="incident.ack")
@@ -606,6 +647,7 @@ def set_clock(store, incident_id: int, event: str, at: datetime, *, actor: str, 
         raise IncidentError(f"unknown clock event {event!r}; one of {', '.join(valid)}")
     if not reason or not reason.strip():
         raise IncidentError("say why (--reason): the regulator may ask how the time was established")
+    _clean(reason, "reason")
     with _tx(store, f"set the {event} time") as con:
         get(con, incident_id)
         if event == "awareness":
@@ -614,26 +656,25 @@ def set_clock(store, incident_id: int, event: str, at: datetime, *, actor: str, 
             raise IncidentError(f"{event} time {at.isoformat()} is in the future")
         old = con.execute("""SELECT "at" FROM incident_clocks WHERE incident_id = ? AND event = ?""",
                           [incident_id, event]).fetchone()
-        if check is not None:
-            check(con, incident_id, event, at)
+        if old is not None and old[0] == at:
+            raise IncidentError(f"incident {incident_id}: {event} is already {at.isoformat()}; nothing to change")
+        extra = check(con, incident_id, event, at) if check is not None else None
         con.execute("""INSERT OR REPLACE INTO incident_clocks (incident_id, event, "at", set_by, reason) VALUES (?, ?, ?, ?, ?)""",
                     [incident_id, event, at, actor, reason.strip()])
         con.execute("UPDATE incidents SET updated_at = ? WHERE incident_id = ?", [now, incident_id])
         audit.append(con, store.key, actor=actor, action=f"clock.{event}", incident_id=incident_id, at=now, reason=reason.strip(),
-                     detail={"from": old[0].astimezone(UTC).isoformat() if old else None, "to": at.isoformat()})
+                     detail={"from": old[0].astimezone(UTC).isoformat() if old else None, "to": at.isoformat(),
+                             **(extra or {})})
     return old[0] if old else None
 
 
 def set_fact(store, incident_id: int, key: str, value: Any, *, actor: str, now: datetime | None = None) -> None:
     """Record a responder fact (``likely_consequences``, ``measures``, ``significant``,
     ``material``, ``subjects.US-CA``, …) used by regimes and notices."""
-    from leakwatch.incidents.notices_guard import check_free_text
-
     now = _utc(now) or datetime.now(UTC)
     if not key or not all(c.isalnum() or c in "._-" for c in key):
         raise IncidentError(f"fact name {key!r}: letters, digits, '.', '_' and '-' only")
-    if isinstance(value, str):
-        check_free_text(value, f"fact {key}")
+    _clean_value(value, f"fact {key}")
     with _tx(store, "record a fact") as con:
         get(con, incident_id)
         con.execute("INSERT OR REPLACE INTO incident_facts (incident_id, key, value, set_by) VALUES (?, ?, ?, ?)",
@@ -647,6 +688,7 @@ def record_notice(store, incident_id: int, regime_id: str, kind: str, *, sent_at
                   deadline_id: str | None = None, reference: str | None = None, now: datetime | None = None) -> int:
     """Record that a notice went out (the ``notified:`` events deadlines are met by)."""
     now = _utc(now) or datetime.now(UTC)
+    _clean(reference, "reference")
     sent_at = _utc(sent_at)
     if sent_at > now + FUTURE_SLACK:
         raise IncidentError(f"sent time {sent_at.isoformat()} is in the future")
@@ -674,6 +716,8 @@ def set_step(store, incident_id: int, playbook_id: str, step_id: str, status: st
     the transaction); returns the old state. ``notify`` is called with ``step.<status>`` (extra:
     ``playbook``, ``step``, ``from``) in the same transaction."""
     now = _utc(now) or datetime.now(UTC)
+    _clean(reason, "reason")
+    _clean_value(dict(evidence or {}), "evidence")
     with _tx(store, "update a playbook step") as con:
         get(con, incident_id)
         row = con.execute("SELECT status FROM playbook_steps WHERE incident_id = ? AND playbook_id = ? AND step_id = ?",
@@ -767,7 +811,10 @@ def build_facts(con: duckdb.DuckDBPyConnection, incident_id: int, config=None, r
         # a deadline) meets the regime's first one only.
         key = f"{regime_id}:{deadline_id}" if deadline_id else regime_id
         sent[key] = min(at, sent.get(key, at))
-    systems = sorted({SYSTEM_OF_FORMAT.get(f, "other") for f in formats or []})
+    systems = {SYSTEM_OF_FORMAT.get(f, "other") for f in formats or []}
+    if "P4_cdn_region" in patterns:  # CDN access logs are read as combined-format web logs
+        systems.add("cdn")
+    systems = sorted(systems)
     return IncidentFacts(
         incident_id=incident_id, title=inc["title"], status=inc["status"], severity=inc["severity"],
         opened_at=inc["opened_at"].astimezone(UTC), clock_events=clocks,

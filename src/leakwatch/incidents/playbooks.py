@@ -665,7 +665,10 @@ def step_due(step: Step, facts: IncidentFacts,
         times = [at for sid, _title, at in facts.steps_done if sid == wanted]
         base = max(times) if times else None
     elif due.clock.startswith("notified:"):  # type: ignore[union-attr]
-        base = facts.notices_sent.get(due.clock[9:])  # type: ignore[index]
+        regime = due.clock[9:]  # type: ignore[index]
+        # The first notice of the regime, whether recorded for one of its deadlines or not.
+        times = [at for key, at in facts.notices_sent.items() if key == regime or key.startswith(regime + ":")]
+        base = min(times) if times else None
     else:
         base = facts.clock_events.get(due.clock)  # type: ignore[arg-type]
     return None if base is None else base + due.offset
@@ -756,3 +759,46 @@ def check_transition(step: Step, old_state: str, new_state: str, *,
             kind, preview = hits[0]
             raise StepTransitionError(f"step {step.id!r}: the {where} holds what looks like an unmasked "
                                       f"{kind} ({preview}); the audit trail is append-only, so mask it first")
+
+
+def _condition_regimes(cond: Condition | None) -> Iterable[str]:
+    if cond is None:
+        return
+    if cond.op == "regime_applies":
+        yield cond.arg
+    elif cond.op in ("all", "any", "not"):
+        for c in cond.arg:
+            yield from _condition_regimes(c)
+
+
+def check_references(playbooks: Mapping[str, Playbook], regimes: Any) -> None:
+    """Check every regime and deadline the playbooks name against the loaded regimes
+    (``due.deadline``, ``due.clock: notified:<regime>``, ``notify.regime``, ``when:
+    regime_applies``); :class:`PlaybookLoadError` listing each unknown one with the playbook
+    file, step and field. Load-time, so a typo cannot leave a step undecided forever."""
+    known = {r.id: {d.id for d in r.deadlines} for r in regimes.regimes}
+    problems: list[tuple[str, int | None, str | None, str | None, str]] = []
+
+    def unknown_regime(rid: str) -> str:
+        hint = difflib.get_close_matches(rid, list(known), n=1)
+        return f"unknown regime {rid!r}" + (f" (did you mean {hint[0]!r}?)" if hint else f" (regimes: {', '.join(known)})")
+
+    for pb in playbooks.values():
+        for st in pb.steps:
+            where = (str(pb.path), st.line, st.id)
+            if st.due is not None and st.due.regime_deadline is not None:
+                rid, dl = st.due.regime_deadline
+                if rid not in known:
+                    problems.append((*where, "due.deadline", unknown_regime(rid)))
+                elif dl not in known[rid]:
+                    problems.append((*where, "due.deadline",
+                                     f"regime {rid!r} has no deadline {dl!r} (it has: {', '.join(sorted(known[rid]))})"))
+            if st.due is not None and st.due.clock and st.due.clock.startswith("notified:") and st.due.clock[9:] not in known:
+                problems.append((*where, "due.clock", unknown_regime(st.due.clock[9:])))
+            if st.notify is not None and st.notify.regime not in known:
+                problems.append((*where, "notify.regime", unknown_regime(st.notify.regime)))
+            for rid in _condition_regimes(st.when):
+                if rid not in known:
+                    problems.append((*where, "when.regime_applies", unknown_regime(rid)))
+    if problems:
+        raise PlaybookLoadError(problems)
