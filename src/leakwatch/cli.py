@@ -111,6 +111,8 @@ COMMAND_MODULES = (
     "leakwatch.commands.export",
     "leakwatch.commands.flows",
     "leakwatch.commands.incidents",
+    "leakwatch.commands.watch",
+    "leakwatch.commands.notify",
 )
 
 

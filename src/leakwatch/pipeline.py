@@ -12,6 +12,7 @@ unchanged and its findings are not stored twice; JSON lines and the summary show
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
@@ -29,9 +30,10 @@ import xxhash
 
 from leakwatch.detect.engine import SCANNERS, Detector, Hits, batch_len, compact_hits, offset_lines, sniff_csv_header
 from leakwatch.detect.rules import Rule, RuleError, Severity, default_rules_dir, load_rules, ruleset_hash
-from leakwatch.errors import UsageError
+from leakwatch._core.rows import count_newlines
+from leakwatch.errors import StoreError, UsageError
 from leakwatch.sources.files import (
-    CHUNK_SIZE, SNIFF_BYTES, InputFile, InputProblem, ReadStats, expand_paths, iter_chunks,
+    CHUNK_SIZE, MAX_RECORD, SNIFF_BYTES, Chunk, InputFile, InputProblem, ReadStats, expand_paths, iter_chunks,
     close_stream, looks_binary, open_stream, read_head, split_points,
 )
 from leakwatch.store import Store
@@ -777,4 +779,363 @@ def _write_jsonl(out, path: str, batch: dict) -> None:
     out.flush()
 
 
-__all__ = ["scan_paths", "ScanSummary", "FileResult"]
+# ---------------------------------------------------------------------------------------------
+# Appended bytes: ``leakwatch watch``
+#
+# A followed file is scanned piece by piece as it grows, through the same native scan,
+# enrichment and scoring as scan_paths, and stored with the file's real path and real line
+# numbers: a finding looks the same whichever command stored it, and the duplicate key (path,
+# line, start, rule, value hash), checked within one generation of the file (see
+# TailScanner.begin_generation), makes a re-read tail add nothing. One thread: a cycle's
+# pieces are small, and the time from a line landing to its notification matters more here
+# than throughput.
+
+#: Most bytes of one file scanned per call: a backlog (a big file found at start) is worked off
+#: over several cycles, so other files and the cycle's notifications wait at most ~0.2 s (at
+#: ~200 MB/s), and one transaction stays small.
+TAIL_MAX_BYTES = 32 << 20
+
+
+@dataclass
+class TailFile:
+    """One followed file as :class:`TailScanner` reads it, kept by the caller between calls (one
+    per file generation: a rotated or truncated file gets a new one). ``path`` is the absolute
+    path findings are stored under; ``fctx``/``header`` come from the file's first bytes."""
+
+    path: str
+    fctx: object  # leakwatch.detect.enrich.FileContext
+    header: list[str] | None
+    column_rules: dict
+    compressed: bool = False
+    source_id: int | None = None  # this file's ``sources`` row in the current scan (watch session)
+    generation: str | None = None  # see TailScanner.begin_generation
+    dedup_ids: set = field(default_factory=set)  # sources whose findings this generation's are checked against
+    records: int = 0
+    findings: int = 0
+    new_findings: int = 0
+    events: int = 0
+    reported: set = field(default_factory=set)  # problem kinds already reported for this file
+
+
+@dataclass
+class TailResult:
+    """What one :meth:`TailScanner.scan` call read and stored. ``offset``/``line``/``line_offset``
+    are where the next call starts: the byte after the last one scanned, the complete lines before
+    it, and the bytes of the line at ``offset`` already scanned (a piece of an over-long line, or a
+    last line that was scanned without its newline because the file went idle)."""
+
+    offset: int
+    line: int
+    line_offset: int = 0
+    bytes: int = 0
+    records: int = 0
+    findings: int = 0
+    new_findings: int = 0
+    events: int = 0
+    problems: list[InputProblem] = field(default_factory=list)
+    more: bool = False  # stopped at ``max_bytes``: complete lines are left for the next call
+    partial: bool = False  # bytes after the last newline are waiting for theirs
+
+
+class TailScanner:
+    """Scans bytes appended to files into an open :class:`Store` (``leakwatch watch``).
+
+    Built once per session: the rules are compiled once and the enricher keeps its caches. Not
+    thread-safe; the thread that owns ``store`` calls it. ``rules``/``rules_dirs``, ``config``,
+    ``store_raw``, ``fmt`` and ``ner`` mean what they mean for :func:`scan_paths`.
+    """
+
+    def __init__(self, store: Store, *, rules: list[Rule] | None = None,
+                 rules_dirs: list[str | os.PathLike] | None = None, config=None, store_raw: bool = False,
+                 fmt: str | None = None, ner: bool | None = None):
+        rule_errors: list[RuleError] = []
+        if rules is None:
+            rules, rule_errors = load_rules(rules_dirs or [default_rules_dir()])
+        rules = [r for r in rules if r.enabled]
+        if not rules:
+            where = ", ".join(str(d) for d in (rules_dirs or [default_rules_dir()]))
+            raise UsageError(f"no enabled rules to scan with (rules from {where})")
+        self.store = store
+        self.rules = rules
+        self.rule_errors = rule_errors
+        self.rules_hash = ruleset_hash(rules)
+        self.fmt = fmt
+        self.enricher = _make_enricher(config, store, ner)
+        self.config = self.enricher.config
+        self.detector = Detector(rules, store.key, store_raw=store_raw, markers=self.enricher.marker_patterns)
+
+    def open_file(self, path: str, head: bytes, *, compressed: bool = False) -> TailFile:
+        """A :class:`TailFile` for ``path`` whose first bytes (decompressed, without a byte-order
+        mark) are ``head``: the format is sniffed from them as scan_paths does."""
+        pattern = _custom_pattern(self.enricher, path)
+        fctx = self.enricher.file_context(path, head, self.fmt or ("regex" if pattern else None), pattern)
+        header = sniff_csv_header(head.split(b"\n", 1)[0])
+        tf = TailFile(path, fctx, header, self.detector.column_rules_for(header), compressed)
+        if fctx.format_problem:
+            tf.reported.add("format")
+        return tf
+
+    def begin_generation(self, tf: TailFile, tag: str, fd: int | None = None, *, size: int | None = None,
+                         mtime_ns: int | None = None, bom: int = 0) -> None:
+        """Say which earlier findings ``tf``'s new findings are duplicates of.
+
+        The store's duplicate key (path, line, start, rule, value hash) knows nothing of a file's
+        generation: a rotated log's successor at the same path, holding the same value at the
+        same line and offset (a daily job logging the same customers), would add nothing. So
+        findings of a followed file are checked only against the ``sources`` rows of the same
+        generation: those tagged ``tag`` (``watch:<device>:<inode>:<start>``, kept in their
+        ``content_hash``: earlier sessions following the same file), and those of ``leakwatch
+        scan`` runs that read a prefix of this very file (its first ``size`` bytes have the
+        content hash they recorded; gzip: same size and mtime). ``fd`` is the open file
+        (``size``/``mtime_ns`` its current ones), ``bom`` the length of a UTF-8 byte-order mark
+        (scan hashes the text after it)."""
+        con = self.store.con
+        tf.generation = tag
+        ids = {int(r[0]) for r in con.execute("SELECT source_id FROM sources WHERE content_hash = ?", [tag]).fetchall()}
+        scans = con.execute(
+            "SELECT source_id, size, mtime_ns, content_hash FROM sources WHERE path = ? AND content_hash IS NOT NULL"
+            " AND content_hash NOT LIKE 'watch:%' ORDER BY source_id DESC", [tf.path]).fetchall()
+        hashes: dict[int, str | None] = {}
+        for sid, ssize, smtime, chash in scans:
+            if ssize is None or size is None or ssize > size:
+                continue
+            if tf.compressed:
+                if (ssize, smtime) == (size, mtime_ns):
+                    ids.add(int(sid))
+                continue
+            if fd is None:
+                continue
+            if ssize not in hashes:
+                try:
+                    hashes[ssize] = _prefix_hash(fd, bom, ssize)
+                except OSError:
+                    hashes[ssize] = None
+            if hashes[ssize] == chash:
+                ids.add(int(sid))
+        tf.dedup_ids = ids
+
+    def scan(self, tf: TailFile, fd: int, start: int, stop: int, *, line: int, line_offset: int = 0,
+             final: bool = False, scan_id: int, max_bytes: int = TAIL_MAX_BYTES,
+             commit: Callable[[object, TailResult], None] | None = None) -> TailResult:
+        """Scan bytes [``start``, ``stop``) of the open, uncompressed file ``fd`` up to the last
+        newline, and store what they hold.
+
+        ``line`` is the number of complete lines before ``start`` and ``line_offset`` the bytes of
+        the line at ``start`` scanned earlier. Bytes after the last newline wait (``partial``)
+        unless ``final`` (the file went idle or away: its last line is taken as it is); a line
+        longer than MAX_RECORD is scanned in pieces. At most about ``max_bytes`` are read. The
+        findings, events, problems and whatever ``commit(con, result)`` writes (the caller's
+        offsets) are one transaction: all are stored, or none.
+        """
+        res = TailResult(start, line, line_offset)
+        work = [self._process(tf, c) for c in _appended_chunks(fd, tf, res, stop, final, max_bytes)]
+        if res.bytes or res.problems:
+            self._store(tf, scan_id, work, res, commit)
+        return res
+
+    def scan_stream(self, tf: TailFile, *, scan_id: int,
+                    commit: Callable[[object, TailResult], None] | None = None) -> TailResult:
+        """Scan a whole file through :func:`leakwatch.sources.files.iter_chunks` (gzip: a
+        compressed file is read once, when it looks complete), in one transaction with
+        ``commit``. Raises OSError when the file cannot be opened."""
+        stats = ReadStats()
+        res = TailResult(0, 0)
+        work = []
+        for chunk in iter_chunks(tf.path, stats):
+            work.append(self._process(tf, chunk))
+        res.line = res.records = stats.records
+        res.bytes = stats.bytes_read
+        res.problems.extend(stats.problems)
+        self._store(tf, scan_id, work, res, commit)
+        return res
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _process(self, tf: TailFile, chunk) -> tuple[list[dict], list[tuple], list[tuple]]:
+        """Findings batches, event rows and EventLogFile rows of one chunk (absolute line numbers)."""
+        det = self.detector
+        res = det.scanner.scan(chunk.view)
+        batches: list[dict] = []
+        events: list[tuple] = []
+        elf: list[tuple] = []
+        if len(res.record):
+            h = compact_hits(chunk.data, chunk.end, res, chunk.first_line, chunk.first_line_offset)
+            batch, ev, elf_rows = self.enricher.process(tf.fctx, det, h.data, h.result, h.first_line,
+                                                        h.first_line_offset, tf.header)
+            if batch_len(batch):
+                batches.append(batch)
+            events += ev
+            if elf_rows is not None:
+                elf.append(elf_rows)
+        if tf.column_rules:
+            batch = det.column_batch(chunk, tf.header, tf.column_rules, True)
+            if batch_len(batch):
+                batches.append(_with_all_columns(batch, detector="column"))
+        return batches, events, elf
+
+    def _store(self, tf: TailFile, scan_id: int, work: list, res: TailResult, commit) -> None:
+        import duckdb
+
+        store = self.store
+        batches = _merge([b for w in work for b in w[0]])
+        events = [e for w in work for e in w[1]]
+        elf_rows = [r for w in work for r in w[2]]
+        fctx = tf.fctx
+        if fctx is not None and fctx.parse_problems and "parse" not in tf.reported and fctx.problem_samples:
+            ln, msg = fctx.problem_samples[0]
+            res.problems.append(InputProblem(tf.path, "parse", f"does not parse as {fctx.fmt}: {msg}; scanned as text", ln))
+            tf.reported.add("parse")
+        con = store.con
+        new_source = tf.source_id is None
+        try:
+            con.begin()
+        except duckdb.Error as e:
+            raise StoreError(f"{store.path}: cannot store findings from {tf.path}: {e}") from e
+        try:
+            if new_source:
+                tf.source_id = store.begin_source(scan_id, tf.path, None, None, "gzip" if tf.compressed else None)
+                if tf.generation is not None:
+                    con.execute("UPDATE sources SET content_hash = ? WHERE source_id = ?", [tf.generation, tf.source_id])
+                    tf.dedup_ids.add(tf.source_id)
+            for batch in batches:
+                if tf.generation is None:
+                    res.new_findings += store.insert_findings(scan_id, tf.source_id, tf.path, batch)
+                else:
+                    res.new_findings += _insert_in_generation(store, scan_id, tf, batch)
+                res.findings += batch_len(batch)
+            res.events += store.insert_events(scan_id, tf.source_id, tf.path, events)
+            if elf_rows:
+                stored, _dropped = store.insert_elf_events(scan_id, tf.source_id, tf.path, elf_rows, fctx.headers,
+                                                           self.enricher.classify_hosts, self.enricher.hash_actors)
+                res.events += stored
+            for p in res.problems:
+                store.add_error(scan_id, p.path, p.line, p.kind, p.message)
+            if commit is not None:
+                commit(con, res)
+            con.commit()
+        except BaseException as e:
+            with contextlib.suppress(duckdb.Error):
+                con.rollback()
+            if new_source:
+                tf.dedup_ids.discard(tf.source_id)
+                tf.source_id = None
+            if isinstance(e, duckdb.Error):
+                raise StoreError(f"{store.path}: cannot store findings from {tf.path}: {e}") from e
+            raise
+        tf.records += res.records
+        tf.findings += res.findings
+        tf.new_findings += res.new_findings
+        tf.events += res.events
+
+    def finish(self, tf: TailFile, status: str = "ok", error: str | None = None) -> None:
+        """Close ``tf``'s ``sources`` row (at the end of a session, or when the file goes away).
+        Size and mtime stay NULL: the row describes what was read while following, not the whole
+        file, so a later ``leakwatch scan`` never takes the file as already scanned."""
+        if tf.source_id is None:
+            return
+        fctx = tf.fctx
+        self.store.finish_source(tf.source_id, status, tf.records, tf.findings, tf.generation, error,
+                                 fmt=fctx.fmt if fctx is not None else None,
+                                 parse_problems=fctx.parse_problems if fctx is not None else 0)
+        tf.source_id = None
+
+
+def _prefix_hash(fd: int, skip: int, size: int) -> str:
+    """xxh3-128 of bytes [skip, size) of ``fd``: what scan_paths records as a file's content hash."""
+    hasher = xxhash.xxh3_128()
+    pos = skip
+    while pos < size:
+        data = os.pread(fd, min(CHUNK_SIZE, size - pos), pos)
+        if not data:
+            break
+        hasher.update(data)
+        pos += len(data)
+    return hasher.hexdigest()
+
+
+def _insert_in_generation(store: Store, scan_id: int, tf: TailFile, batch: dict) -> int:
+    """:meth:`Store.insert_findings`, with the duplicate check limited to the findings of
+    ``tf.dedup_ids`` (see :meth:`TailScanner.begin_generation`) instead of every source of the path."""
+    from leakwatch.store import ingest
+
+    cols, n = ingest.prepare_batch(batch)
+    if n == 0:
+        return 0
+    params = {"scan_id": scan_id, "source_id": tf.source_id, "path": tf.path,
+              "line_lo": int(cols["line"].min()), "line_hi": int(cols["line"].max())}
+    with store._write(f"store findings from {tf.path}") as con:
+        con.register(ingest._VIEW, cols)
+        try:
+            row = con.execute(ingest._insert_sql(list(cols), sorted(tf.dedup_ids), ingest.may_repeat_keys(cols)),
+                              params).fetchone()
+        finally:
+            con.unregister(ingest._VIEW)
+    return int(row[0]) if row else 0
+
+
+def _appended_chunks(fd: int, tf: TailFile, res: TailResult, stop: int, final: bool, max_bytes: int):
+    """Newline-aligned chunks of ``fd`` from ``res.offset`` to ``stop``, read with ``pread``
+    (the open file, not the path: a rotated file is finished from the inode that was followed).
+    ``res`` is moved past each chunk once the consumer has it."""
+    pos = res.offset
+    size = CHUNK_SIZE
+    while pos < stop:
+        if res.bytes >= max_bytes:
+            res.more = True
+            return
+        want = min(size, stop - pos)
+        data = os.pread(fd, want, pos)
+        if not data:
+            return  # the file shrank since its size was taken: the caller sees the truncation
+        at_end = len(data) < want or pos + len(data) >= stop
+        cut = data.rfind(b"\n")
+        if cut != -1:
+            end = cut + 1
+        elif not at_end and len(data) < MAX_RECORD:
+            size = min(size * 2, MAX_RECORD)  # one line longer than the block: read a larger one
+            continue
+        elif at_end and not final and len(data) < MAX_RECORD:
+            res.partial = True  # the rest of this line is not written yet
+            return
+        else:
+            end = len(data)  # the idle file's last line, or a piece of an over-long line
+            if len(data) >= MAX_RECORD and "long_line" not in tf.reported:
+                res.problems.append(InputProblem(
+                    tf.path, "long_line", f"line longer than {MAX_RECORD >> 20} MiB; scanned in pieces, so a "
+                    "match spanning two pieces may be missed", res.line + 1))
+                tf.reported.add("long_line")
+        size = CHUNK_SIZE
+        chunk = Chunk(data, res.line, res.line_offset, end)
+        _check_text(tf, chunk, res)
+        yield chunk
+        n = count_newlines(chunk.view)
+        last_nl = data.rfind(b"\n", 0, end)
+        res.line += n
+        res.records += n
+        res.line_offset = res.line_offset + end if last_nl == -1 else end - last_nl - 1
+        pos += end
+        res.offset = pos
+        res.bytes += end
+
+
+def _check_text(tf: TailFile, chunk, res: TailResult) -> None:
+    """Report (once per file) appended bytes that are not text: control bytes, or not UTF-8.
+    They are scanned all the same (RE2 reads bytes; Latin-1 text matches as it is)."""
+    data = chunk.view
+    if "binary" not in tf.reported and looks_binary(bytes(data[:SNIFF_BYTES])):
+        tf.reported.add("binary")
+        res.problems.append(InputProblem(tf.path, "binary", "binary data (mostly control bytes) appended; scanned as "
+                                         "bytes", chunk.first_line + 1))
+    if "encoding" not in tf.reported:
+        try:
+            codecs.decode(data, "utf-8")
+        except UnicodeDecodeError as e:
+            if e.reason == "unexpected end of data" and e.start >= len(data) - 3:
+                return  # a multi-byte character cut by a piece boundary of an over-long line
+            at = chunk.first_line + 1 + count_newlines(data[:e.start])
+            tf.reported.add("encoding")
+            res.problems.append(InputProblem(tf.path, "encoding", "not valid UTF-8 from here on (Latin-1 or "
+                                             "damaged text?); scanned as bytes", at))
+
+
+__all__ = ["scan_paths", "ScanSummary", "FileResult", "TailScanner", "TailFile", "TailResult"]

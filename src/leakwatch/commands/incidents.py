@@ -319,6 +319,17 @@ def _dump(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o), ensure_ascii=False))
 
 
+def _notify_hook(config, store):
+    """The outbox hook for incident changes when notification rules are configured, else None:
+    the notifications are queued in the change's own transaction (``leakwatch notify dispatch``
+    or ``leakwatch watch`` delivers them)."""
+    if not config.notify.rules:
+        return None
+    from leakwatch.notify import triggers
+
+    return triggers.hook(config, store.key)
+
+
 def _overdue_check(config, regimes, now: datetime, accept: bool):
     """A ``check`` for book.set_clock: refuse a time that puts applicable deadlines in the past."""
     from leakwatch.errors import IncidentError
@@ -364,7 +375,7 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
             else:
                 _print_list(rows, zone)
         elif action == "group":
-            res = book.group(store, config, now=now, actor=actor)
+            res = book.group(store, config, now=now, actor=actor, notify=_notify_hook(config, store))
             if args.json:
                 _dump(res.__dict__)
             else:
@@ -661,7 +672,7 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
                     raise IncidentError(f"step {step.id}: {e}") from None
 
             book.set_step(store, args.id, pb.id, step.id, new, actor=current_actor(args.actor), evidence=evidence,
-                          reason=args.skip, now=now, check=check)
+                          reason=args.skip, now=now, check=check, notify=_notify_hook(config, store))
             print(f"incident {args.id}: step {step.id} is now {new}")
             facts = book.build_facts(store.con, args.id, config, regimes)
         states = book.step_states(store.con, args.id)

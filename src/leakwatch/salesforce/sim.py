@@ -26,11 +26,15 @@ The SOQL understood is the subset clients of EventLogFile and of created records
 ``SELECT f, … FROM X [WHERE …] [ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], …] [LIMIT n]`` with
 ``AND``/``OR``/``NOT``, parentheses, ``= != <> < <= > >=``, ``IN``/``NOT IN``, ``LIKE`` and
 string, number, boolean, ``null``, date and datetime literals. Anything else is answered
-``400 MALFORMED_QUERY``, as Salesforce would.
+``400 MALFORMED_QUERY``, as Salesforce would. Platform events (``X__e``) can be published
+but not queried (``400 INVALID_TYPE``); an object declared with ``fields=`` refuses a create
+that sets any other field (``400 INVALID_FIELD``), as an org refuses a field it does not have.
 
 Faults for tests and drills: :meth:`SalesforceSim.fail_next` (an HTTP status for the next
 requests under a path), :meth:`SalesforceSim.drop_connection_after` (cut a blob download after
-N body bytes), :meth:`SalesforceSim.expire_sessions` (every session answers 401
+N body bytes), :meth:`SalesforceSim.hang_next` (say nothing for N seconds: past a client's
+timeout), :meth:`SalesforceSim.drop_next` (close the connection without an answer, optionally
+after the request was processed: a created record whose answer is lost), :meth:`SalesforceSim.expire_sessions` (every session answers 401
 ``INVALID_SESSION_ID``), ``range_support=False`` (the server ignores ``Range``), and
 ``chunked_blobs=True`` (blobs sent with ``Transfer-Encoding: chunked``, no length).
 
@@ -49,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -58,8 +63,9 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -388,6 +394,7 @@ class SObjectInfo:
     label: str
     custom: bool
     field_lengths: dict[str, int] = field(default_factory=dict)
+    fields: frozenset[str] | None = None  # fields a create may set (None: any)
 
 
 @dataclass
@@ -409,6 +416,7 @@ class RequestRecord:
     headers: dict[str, str]
     status: int = 0
     body_bytes_sent: int = 0
+    body: bytes = b""  # the request body, REST data paths only (a login body holds the password)
 
 
 @dataclass
@@ -419,6 +427,9 @@ class _Fault:
     body: bytes | None
     retry_after: int | None
     method: str | None
+    kind: str = "status"  # status | hang | drop
+    seconds: float = 0.0
+    process: bool = False
 
 
 @dataclass
@@ -574,13 +585,17 @@ class SalesforceSim:
     # -- org content ---------------------------------------------------------------------------
 
     def add_sobject(self, name: str, key_prefix: str | None, *, custom: bool | None = None,
-                    label: str | None = None, field_lengths: dict[str, int] | None = None) -> None:
-        """Declare an object type (custom objects ``X__c``, platform events ``X__e``…)."""
+                    label: str | None = None, field_lengths: dict[str, int] | None = None,
+                    fields: Iterable[str] | None = None) -> None:
+        """Declare an object type (custom objects ``X__c``, platform events ``X__e``…).
+
+        ``fields``: the fields a create may set (others get ``400 INVALID_FIELD``); None allows any."""
         if custom is None:
             custom = "__" in name
         with self._lock:
             self._sobjects[name] = SObjectInfo(name, key_prefix, label or name.replace("__c", "").replace("_", " "),
-                                               custom, dict(field_lengths or {}))
+                                               custom, dict(field_lengths or {}),
+                                               frozenset(fields) if fields is not None else None)
             self._records.setdefault(name, {})
 
     def new_id(self, sobject: str) -> str:
@@ -705,6 +720,24 @@ class SalesforceSim:
             self._faults.append(_Fault(path_prefix, status, times,
                                        body.encode() if isinstance(body, str) else body, retry_after,
                                        method.upper() if method else None))
+
+    def hang_next(self, path_prefix: str, seconds: float, times: int = 1, *, method: str | None = None,
+                  process: bool = False) -> None:
+        """Say nothing for ``seconds`` on the next ``times`` requests under ``path_prefix`` (matched
+        as in :meth:`fail_next`), then close the connection; with ``process=True`` the request is
+        then processed and answered, as a slow server would, into a connection the client may have
+        given up on."""
+        with self._lock:
+            self._faults.append(_Fault(path_prefix, 0, times, None, None, method.upper() if method else None,
+                                       kind="hang", seconds=seconds, process=process))
+
+    def drop_next(self, path_prefix: str, times: int = 1, *, method: str | None = None, process: bool = False) -> None:
+        """Close the connection without an answer on the next ``times`` requests under
+        ``path_prefix``; with ``process=True`` the request is processed first (a record is
+        created, its answer is lost)."""
+        with self._lock:
+            self._faults.append(_Fault(path_prefix, 0, times, None, None, method.upper() if method else None,
+                                       kind="drop", process=process))
 
     def drop_connection_after(self, nbytes: int, times: int = 1, path_prefix: str = "sobjects/EventLogFile/") -> None:
         """Cut the next ``times`` blob downloads under ``path_prefix`` after ``nbytes`` body bytes
@@ -842,7 +875,11 @@ class _Handler(BaseHTTPRequestHandler):
         with self.sim._lock:
             self.sim.requests.append(self._record)
         body = self._body()
+        if _DATA_PATH.match(path):
+            self._record.body = body
         fault = self.sim._take_fault(method, path)
+        if fault is not None and fault.kind != "status":
+            return self._hang_or_drop(fault, method, path, query, body)
         if fault is not None:
             extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             self._send(fault.status, fault.body if fault.body is not None else _error_body(fault.status), headers=extra)
@@ -857,6 +894,25 @@ class _Handler(BaseHTTPRequestHandler):
             raise
         except Exception as e:  # noqa: BLE001 - a bug in the sim answers 500, like a server would
             self._error(500, "UNKNOWN_EXCEPTION", f"{type(e).__name__}: {e}")
+
+    def _hang_or_drop(self, fault: _Fault, method: str, path: str, query: str, body: bytes) -> None:
+        if fault.kind == "hang":
+            time.sleep(fault.seconds)
+        if fault.process:
+            real, self.wfile = self.wfile, io.BytesIO()
+            try:
+                with contextlib.suppress(Exception):
+                    self._route(method, path, query, body)
+            finally:
+                answered, self.wfile = self.wfile, real
+            if fault.kind == "hang":  # a slow server answers at last
+                self.wfile.write(answered.getvalue())
+                self.wfile.flush()
+                return
+            self._record.status = 0  # the answer was never sent
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+        raise _Abort
 
     def _route(self, method: str, path: str, query: str, body: bytes) -> None:
         if method == "POST" and _SOAP_LOGIN.match(path):
@@ -995,6 +1051,8 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.sim
         if query.sobject not in sim._sobjects:
             raise SoqlError(f"sObject type '{query.sobject}' is not supported")
+        if query.sobject.endswith("__e"):  # platform events are published, never stored for SOQL
+            return self._error(400, "INVALID_TYPE", f"sObject type '{query.sobject}' is not supported.")
         rows = [self._shape(version, query.sobject, r, query.fields)
                 for r in run_soql(query, sim.records(query.sobject))]
         cursor = "01g" + secrets.token_hex(6)
@@ -1031,6 +1089,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, "JSON_PARSER_ERROR", f"cannot parse the request body: {e}")
         if not isinstance(fields, dict):
             return self._error(400, "JSON_PARSER_ERROR", "the request body must be a JSON object")
+        if info.fields is not None:
+            for name in fields:
+                if name not in info.fields:
+                    return self._json(400, [{"message": f"No such column '{name}' on sobject of type {info.name}",
+                                             "errorCode": "INVALID_FIELD", "fields": [name]}])
         for name, limit in info.field_lengths.items():
             value = fields.get(name)
             if isinstance(value, str) and len(value) > limit:
