@@ -1,0 +1,970 @@
+"""``leakwatch watch``: follow log files as they grow, scan every new line once, and turn what it
+holds into incidents and notifications within the same poll cycle.
+
+One cycle (every ``interval`` seconds, 0.25 s by default; polling, no inotify, so it works on
+every filesystem, NFS included):
+
+1. list the files under the watched directories, files and globs (recursively, like ``scan``);
+2. scan the bytes appended to each since the last cycle, up to its last complete line, and store
+   the findings together with the file's new offset (``watch_files``) in one transaction;
+3. run the failure-pattern detectors (at most every ``PATTERNS_EVERY_S``), group new findings and
+   alerts into incidents (:func:`leakwatch.incidents.book.group`, which queues the notifications
+   the trigger rules ask for in the same transaction), fire deadline triggers (at most every
+   ``DEADLINES_EVERY_S``), and run the dispatcher once, so a notification leaves in the cycle
+   that found its line.
+
+How files are followed. A file is known by its device and inode, not its name:
+
+- *growing*: only the appended complete lines are read (``pread`` on the open file). A last line
+  without its newline waits for it; once the file has not changed for ``partial_idle_s`` (3 s)
+  the line is scanned as it is, and when the rest of it arrives later, that rest is scanned as
+  the continuation of the same line (same line number, offsets within the line).
+- *rotation by rename* (``app.log`` → ``app.log.1``, a new ``app.log``): the renamed inode is
+  followed under its new name where it is still in view, so its last lines are read and nothing
+  is read twice; the new file is read from its start. An inode that leaves the view (moved
+  elsewhere, or deleted) is read from the open file until it has been idle for ``DRAIN_IDLE_S``,
+  then closed; its findings keep the last path it was seen at.
+- *truncation / copytruncate*: a size below the offset, or first bytes (``head_hash``) or the
+  bytes before the offset that differ from what was read, mean the file was rewritten in place:
+  it is read again from the start.
+- *gzip* files are read once, whole, when their size and mtime have been stable for
+  ``GZIP_SETTLE_S`` (a rotated log being compressed is not read half-written), and again only if
+  they change.
+- binary files and UTF-16 logs are reported once and not followed; appended bytes that are not
+  valid UTF-8, and over-long lines, are reported with their line and scanned all the same.
+
+Restarts. ``watch_files`` holds, per path, the device/inode, byte offset, complete lines read and
+a hash of the first bytes, written in the transaction that stores the findings of those bytes: a
+crash loses nothing and stores nothing twice. A restarted ``watch`` resumes each file at its
+offset (also when it was renamed meanwhile: it is found by its inode, checked by its first
+bytes); a file that changed in place is read again from its start.
+
+Duplicates. Each file read from its start is a *generation* (tagged in its ``sources`` rows, see
+:meth:`leakwatch.pipeline.TailScanner.begin_generation`). Within a generation, findings are
+unique by (path, line, start byte, rule, value hash): a tail read twice (the stored offset behind
+the stored findings, a restart after a crash) adds nothing, and neither does a file that
+``leakwatch scan`` read before (its content hash matches the file's first bytes). A new
+generation at the same path (after rotation, truncation, copytruncate) has findings of its
+own, even where the same value sits at the same line as in the file before it: a daily job
+that logs the same customers is found every day, and a file rewritten in place with the same
+content is counted again rather than missed.
+"""
+from __future__ import annotations
+
+import bisect
+import contextlib
+import fnmatch
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Self
+
+import xxhash
+
+from leakwatch.errors import LeakwatchError, StoreError
+from leakwatch.pipeline import TailFile, TailResult, TailScanner, _run_patterns
+from leakwatch.sources.files import (
+    SNIFF_BYTES,
+    InputProblem,
+    expand_paths,
+    looks_binary,
+    read_head,
+)
+from leakwatch.store import Store
+
+#: Seconds between cycles.
+POLL_INTERVAL_S = 0.25
+#: A last line without its newline is scanned as it is once the file has been unchanged this long
+#: (writers flush whole lines; one that stops mid-line for 3 s has most likely stopped).
+PARTIAL_IDLE_S = 3.0
+#: A gzip file is read once its size and mtime have not changed for this long.
+GZIP_SETTLE_S = 1.0
+#: A file moved out of view or deleted is read from the open file until idle this long, then closed
+#: (a writer that has not reopened its log yet still appends to the old inode).
+DRAIN_IDLE_S = 5.0
+#: Bytes at the start of a file whose hash recognises it after a restart (``head_hash``).
+HEAD_BYTES = 1024
+#: Bytes before the offset compared on each change: a copytruncated file that grew past the
+#: offset again before the next look still differs there.
+TAIL_BYTES = 64
+#: Deadline triggers look at the clocks of open incidents at most this often.
+DEADLINES_EVERY_S = 5.0
+#: The failure-pattern detectors read the whole database: at most this often, and only after new
+#: findings or events.
+PATTERNS_EVERY_S = 10.0
+#: Minutes between Salesforce pulls (``--pull-every``).
+PULL_EVERY_MIN = 15.0
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def head_hash(fd: int, n: int) -> str:
+    """Hash of the first ``n`` bytes of the open file ``fd`` (``watch_files.head_hash``)."""
+    return xxhash.xxh3_64_hexdigest(os.pread(fd, n, 0))
+
+
+@dataclass
+class Delivery:
+    """A notification that left (or failed) in a cycle, with its latency where it is known."""
+
+    notification_id: int
+    incident_id: int | None
+    target: str
+    event: str
+    status: str  # delivered | retry | dead
+    http_status: int | None = None
+    error: str | None = None
+    queued_s: float | None = None  # outbox row created → delivered
+    landed_s: float | None = None  # the line that caused it was written (file mtime) → delivered
+    delivered_at: float | None = None  # epoch seconds
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did; :meth:`news` says whether it is worth a line of output."""
+
+    at: datetime
+    seconds: float = 0.0
+    bytes: int = 0
+    findings: int = 0  # new findings stored
+    files: dict[str, int] = field(default_factory=dict)  # path → new findings
+    problems: list[InputProblem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # rotation, truncation, pulls …
+    alerts: int = 0
+    opened: tuple[int, ...] = ()
+    grown: tuple[int, ...] = ()
+    deliveries: list[Delivery] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # a stage that failed this cycle (the loop goes on)
+
+    @property
+    def sent(self) -> list[Delivery]:
+        return [d for d in self.deliveries if d.status == "delivered"]
+
+    @property
+    def failed(self) -> list[Delivery]:
+        return [d for d in self.deliveries if d.status != "delivered"]
+
+    def news(self) -> bool:
+        return bool(self.findings or self.alerts or self.opened or self.grown or self.deliveries)
+
+    def line(self) -> str:
+        """One line for the terminal (masked facts only: counts, incident numbers, targets)."""
+        parts = []
+        if self.findings:
+            parts.append(f"+{self.findings} finding{'s' * (self.findings != 1)} in {len(self.files)} "
+                         f"file{'s' * (len(self.files) != 1)}")
+        if self.alerts:
+            parts.append(f"+{self.alerts} alert{'s' * (self.alerts != 1)}")
+        if self.opened:
+            parts.append("opened incident " + ", ".join(f"#{i}" for i in self.opened))
+        if self.grown:
+            parts.append("grown incident " + ", ".join(f"#{i}" for i in self.grown))
+        if self.sent:
+            parts.append(f"{len(self.sent)} notification{'s' * (len(self.sent) != 1)} sent")
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        return f"{self.at.strftime('%Y-%m-%dT%H:%M:%SZ')} " + " · ".join(parts)
+
+
+@dataclass
+class _Followed:
+    """One inode being followed."""
+
+    ident: tuple[int, int]  # (device, inode)
+    path: str  # absolute; where it was last seen
+    fd: int
+    kind: str = "pending"  # pending (not sniffed yet) | text | gzip | binary | unsupported
+    offset: int = 0
+    line: int = 0
+    line_offset: int = 0
+    bom: int = 0
+    head: str | None = None  # head_hash of the first min(offset, HEAD_BYTES) bytes
+    tail: bytes = b""
+    size: int = -1  # size and mtime at the last look
+    mtime_ns: int = -1
+    changed_at: float = 0.0  # monotonic time they last changed
+    partial: bool = False  # a last line waits for its newline
+    more: bool = False  # lines are left to read (TAIL_MAX_BYTES per cycle)
+    tf: TailFile | None = None
+    gone_since: float | None = None  # moved out of view or deleted: draining
+    scanned_size: int = -1  # gzip: the compressed size that was read
+
+
+class Watcher:
+    """Follows ``paths`` (directories, files, globs) into the database at ``db_path``.
+
+    ``config`` is a :class:`leakwatch.config.Config`; ``rules_dirs``/``rules``, ``fmt``, ``ner``
+    and ``store_raw`` are as for :func:`leakwatch.pipeline.scan_paths`. ``exclude`` are glob
+    patterns matched against each path and file name. ``notify`` builds the trigger hook and the
+    dispatcher from ``config.notify``; ``pull`` (a :class:`SalesforcePull`) runs the incremental
+    EventLogFile pull into a watched directory. ``clock`` is the monotonic clock (seconds) the
+    idle timers use and ``now`` the wall clock; tests pass their own.
+
+    Use as a context manager (or :meth:`open` / :meth:`close`); call :meth:`cycle` in a loop, or
+    :meth:`run`.
+    """
+
+    def __init__(self, paths: Sequence[str], db_path: str | os.PathLike, *, config=None,
+                 rules_dirs: Sequence[str] | None = None, rules=None, fmt: str | None = None,
+                 ner: bool | None = None, store_raw: bool = False, exclude: Sequence[str] = (),
+                 patterns: bool = True, notify: bool = True, pull: SalesforcePull | None = None,
+                 argv: Sequence[str] | None = None, partial_idle_s: float = PARTIAL_IDLE_S,
+                 gzip_settle_s: float = GZIP_SETTLE_S, drain_idle_s: float = DRAIN_IDLE_S,
+                 clock: Callable[[], float] = time.monotonic,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        from leakwatch.config import load_config
+
+        self.paths = [str(p) for p in paths]
+        self.db_path = str(db_path)
+        self.config = config if config is not None else load_config()
+        self._scanner_args = {"rules": rules, "rules_dirs": list(rules_dirs) if rules_dirs else None,
+                              "config": self.config, "store_raw": store_raw, "fmt": fmt, "ner": ner}
+        self.exclude = tuple(exclude)
+        self.patterns = patterns
+        self.want_notify = notify
+        self.pull = pull
+        self.argv = list(argv or ["leakwatch", "watch", *self.paths])
+        self.partial_idle_s = partial_idle_s
+        self.gzip_settle_s = gzip_settle_s
+        self.drain_idle_s = drain_idle_s
+        self.clock = clock
+        self.now = now
+        self.store: Store | None = None
+        self.scanner: TailScanner | None = None
+        self.scan_id: int | None = None
+        self.files: dict[tuple[int, int], _Followed] = {}
+        self._stored: dict[tuple[int, int], tuple] | None = None  # watch_files rows not yet matched (first cycle)
+        self._stored_paths: dict[str, tuple] = {}
+        self._reported: set[tuple[str, str]] = set()  # (path, message) of listing problems already shown
+        self._notify = None
+        self._dirty = True  # new findings or alerts since the last grouping
+        self._events_dirty = False
+        self._last_patterns = -1e18
+        self._last_deadlines = -1e18
+        # (first finding id, last finding id, wall time the lines landed) of recent commits
+        self._landed: list[tuple[int, int, float]] = []
+        self.latencies: list[float] = []  # landed → delivered, per notification this session
+        self.totals = {"findings": 0, "bytes": 0, "records": 0, "sent": 0, "failed": 0, "opened": 0}
+        self.problem_count = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def open(self) -> Self:
+        """Open the database, compile the rules, record the session as a scan, load offsets."""
+        # The database's own defaults (no thread or memory override): a --pull-salesforce pull runs
+        # on a second connection in this process, and DuckDB shares one open database between
+        # connections only when their settings are the same.
+        self.store = Store.open(self.db_path)
+        try:
+            self.scanner = TailScanner(self.store, **self._scanner_args)
+            self.store.mark_interrupted_scans()
+            self.scan_id = self.store.begin_scan(self.argv, self.scanner.rules_hash, 1)
+            for err in self.scanner.rule_errors:
+                self.store.add_error(self.scan_id, err.file, err.line, "rule", str(err))
+            rows = self.store.con.execute(
+                'SELECT path, device, inode, "offset", line, head_hash, size FROM watch_files').fetchall()
+            self._stored = {(r[1], r[2]): r for r in rows if r[1] is not None and r[2] is not None}
+            self._stored_paths = {r[0]: r for r in rows}
+            if self.want_notify:
+                self._notify = _Notifier(self.store, self.config, owner=f"watch-{os.getpid()}", now=self.now)
+        except BaseException:
+            self.store.close()
+            self.store = None
+            raise
+        return self
+
+    def close(self, status: str = "ok") -> None:
+        """Close every followed file and its ``sources`` row, record the session's end, close
+        the database. ``status`` is the scan status (ok, interrupted, failed)."""
+        if self.store is None:
+            return
+        try:
+            if self._notify is not None:
+                self._notify.close()
+            n_files = len(self.files)
+            for s in list(self.files.values()):
+                self._forget(s)
+            if self.scan_id is not None:
+                if status == "ok" and self.problem_count:
+                    status = "partial"
+                self.store.finish_scan(self.scan_id, status, n_files=n_files, n_bytes=self.totals["bytes"],
+                                       n_records=self.totals["records"])
+        finally:
+            store, self.store = self.store, None
+            store.close()
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close("ok" if exc_type is None else ("interrupted" if exc_type is KeyboardInterrupt else "failed"))
+
+    # -- one cycle -------------------------------------------------------------------------------
+
+    def cycle(self, stop: threading.Event | None = None) -> CycleReport:
+        """Scan what was appended, group, fire triggers, dispatch. Problems with single files are
+        reported in the result; only database errors raise (:class:`StoreError`)."""
+        t0 = self.clock()
+        rep = CycleReport(at=self.now())
+        if self.pull is not None:
+            self.pull.poll(self, rep)
+        listing = self._list(rep)
+        self._follow_moves(listing, rep)
+        for path, st in listing.items():
+            ident = (st.st_dev, st.st_ino)
+            if ident not in self.files:
+                self._adopt(path, st, rep)
+        if self._stored is not None:
+            self._drop_vanished(listing)
+        for s in list(self.files.values()):
+            if stop is not None and stop.is_set():
+                break
+            try:
+                self._advance(s, listing, rep)
+            except OSError as e:
+                self._problem(rep, InputProblem(s.path, "unreadable", f"read failed: {e.strerror or e}", None))
+        self._after_scan(rep)
+        rep.seconds = self.clock() - t0
+        self.totals["findings"] += rep.findings
+        self.totals["bytes"] += rep.bytes
+        self.totals["opened"] += len(rep.opened)
+        self.totals["sent"] += len(rep.sent)
+        self.totals["failed"] += len(rep.failed)
+        return rep
+
+    def run(self, *, interval: float = POLL_INTERVAL_S, once: bool = False, stop: threading.Event | None = None,
+            on_cycle: Callable[[CycleReport], None] | None = None) -> None:
+        """Cycle every ``interval`` seconds until ``stop`` is set (or once)."""
+        stop = stop or threading.Event()
+        while True:
+            started = self.clock()
+            rep = self.cycle(stop)
+            if on_cycle is not None:
+                on_cycle(rep)
+            if once or stop.is_set():
+                return
+            busy = any(s.more for s in self.files.values())
+            stop.wait(0 if busy else max(0.0, interval - (self.clock() - started)))
+            if stop.is_set():
+                return
+
+    # -- listing and identity --------------------------------------------------------------------
+
+    def _list(self, rep: CycleReport) -> dict[str, os.stat_result]:
+        """path → stat of every regular file in view (the database's own files and exclusions left out)."""
+        db = self.db_path
+        files, problems = expand_paths(self.paths, exclude={db, db + ".wal", db + ".key", db + ".tmp"})
+        for p in problems:
+            key = (p.path, p.message)
+            if key not in self._reported:
+                self._reported.add(key)
+                self._problem(rep, p)
+        out: dict[str, os.stat_result] = {}
+        pull_out = self.pull.out_dir if self.pull is not None else None
+        for f in files:
+            path = os.path.abspath(f.path)
+            if self._excluded(path) or (pull_out and path.endswith(".part") and path.startswith(pull_out + os.sep)):
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # gone between the listing and now: the next cycle sees it as it is then
+            out[path] = st
+        return out
+
+    def _excluded(self, path: str) -> bool:
+        name = os.path.basename(path)
+        return any(fnmatch.fnmatch(path, pat) or fnmatch.fnmatch(name, pat) for pat in self.exclude)
+
+    def _in_view(self, path: str) -> bool:
+        """Whether ``path`` lies under a watched directory or is a watched file (not globs)."""
+        for p in self.paths:
+            root = os.path.abspath(p)
+            if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+                return True
+        return False
+
+    def _follow_moves(self, listing: dict[str, os.stat_result], rep: CycleReport) -> None:
+        """Inodes seen at a new path (renamed: rotation) follow it; those no longer in view
+        drain. Their ``watch_files`` rows move in one transaction, all deletes before all
+        inserts, so that a chain of renames (``.1`` → ``.2``, current → ``.1``) keeps every row."""
+        where = {(st.st_dev, st.st_ino): p for p, st in listing.items()}
+        moved: list[tuple[_Followed, str]] = []
+        now = self.clock()
+        for ident, s in self.files.items():
+            p2 = where.get(ident)
+            if s.gone_since is not None:
+                if p2 is not None:  # back in view (a directory that could not be listed for a moment)
+                    s.gone_since = None
+                    moved.append((s, p2))
+                continue
+            if p2 is None:
+                s.gone_since = now
+                rep.notes.append(f"{s.path}: moved out of view or deleted; reading what is left of it")
+                moved.append((s, ""))
+            elif p2 != s.path:
+                rep.notes.append(f"{s.path}: renamed to {p2} (rotation); following it there")
+                moved.append((s, p2))
+        if not moved:
+            return
+        with self._tx("move watched files") as con:
+            for s, _ in moved:
+                con.execute("DELETE FROM watch_files WHERE path = ? AND inode = ? AND device = ?",
+                            [s.path, s.ident[1], s.ident[0]])
+            for s, p2 in moved:
+                if p2:
+                    if s.tf is not None and s.tf.source_id is not None:
+                        self.scanner.finish(s.tf)  # its sources row names the old path
+                    s.path = p2
+                    if s.tf is not None:
+                        s.tf.path = p2
+                    if s.kind in ("text", "gzip") and s.offset:
+                        self._write_row(con, s, s.offset, s.line, s.head)
+
+    def _adopt(self, path: str, st: os.stat_result, rep: CycleReport) -> None:
+        """Start following a file not followed yet: resume from its stored offset where the store
+        knows it (by inode, checked by its first bytes), else from its start."""
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            key = (path, "open")
+            if key not in self._reported:
+                self._reported.add(key)
+                self._problem(rep, InputProblem(path, "unreadable", e.strerror or str(e)))
+            return
+        fst = os.fstat(fd)
+        ident = (fst.st_dev, fst.st_ino)
+        if ident != (st.st_dev, st.st_ino) or ident in self.files:
+            os.close(fd)  # replaced between the stat and the open: the next cycle adopts what is there
+            return
+        self._reported.discard((path, "open"))
+        s = _Followed(ident, path, fd, size=-1, changed_at=self.clock())
+        row = self._stored.pop(ident, None) if self._stored is not None else None
+        if row is None and self._stored is not None:
+            # The same path and inode on another device number (device-mapper numbering can
+            # change across reboots): the same file if its first bytes say so.
+            by_path = self._stored_paths.get(path)
+            if by_path is not None and by_path[2] == fst.st_ino and by_path[1] != fst.st_dev:
+                row = self._stored.pop((by_path[1], by_path[2]), by_path)
+        if row is not None:
+            rpath, _dev, _ino, offset, line, hh, _size = row
+            n = min(offset, HEAD_BYTES)
+            if fst.st_size >= offset and hh is not None and head_hash(fd, n) == hh:
+                s.offset, s.line, s.head = offset, line, hh
+                s.line_offset = _line_offset(fd, offset)
+                s.scanned_size = offset
+                s.tail = os.pread(fd, min(TAIL_BYTES, offset), offset - min(TAIL_BYTES, offset))
+                if rpath != path:
+                    rep.notes.append(f"{path}: was {rpath} (renamed while not watched); resuming at line {line + 1}")
+                    with self._tx("move a watched file") as con:
+                        con.execute("DELETE FROM watch_files WHERE path = ?", [rpath])
+                        self._write_row(con, s, s.offset, s.line, s.head)
+                self._stored_paths.pop(rpath, None)
+            else:
+                rep.notes.append(f"{path}: changed in place while not watched; reading it again from the start")
+        elif path in self._stored_paths and self._stored is not None:
+            rep.notes.append(f"{path}: another file than when last watched (rotated while not watched); "
+                             "reading it from the start")
+        self.files[ident] = s
+
+    def _drop_vanished(self, listing: dict[str, os.stat_result]) -> None:
+        """After the first cycle: forget stored offsets of files in view that are gone."""
+        stale = [r[0] for r in self._stored.values() if self._in_view(r[0]) and r[0] not in listing]
+        self._stored = None
+        self._stored_paths = {}
+        if stale:
+            with self._tx("forget vanished files") as con:
+                for p in stale:
+                    con.execute("DELETE FROM watch_files WHERE path = ?", [p])
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _advance(self, s: _Followed, listing: dict[str, os.stat_result], rep: CycleReport) -> None:
+        """Read what is new in one followed file."""
+        now = self.clock()
+        st = os.fstat(s.fd) if s.gone_since is not None else listing.get(s.path)
+        if st is None or (st.st_dev, st.st_ino) != s.ident:
+            st = os.fstat(s.fd)
+        changed = (st.st_size, st.st_mtime_ns) != (s.size, s.mtime_ns)
+        if changed:
+            s.size, s.mtime_ns, s.changed_at = st.st_size, st.st_mtime_ns, now
+        idle = now - s.changed_at
+        if s.gone_since is not None and idle >= self.drain_idle_s:
+            self._finish_gone(s, st, rep)
+            return
+        if s.kind == "gzip":
+            self._advance_gzip(s, st, idle, rep)
+            return
+        if changed and s.offset and not self._same_file(s, st.st_size):
+            what = (f"truncated ({st.st_size:,} bytes, {s.offset:,} were read)" if st.st_size < s.offset
+                    else "rewritten in place (copytruncate?)")
+            rep.notes.append(f"{s.path}: {what}; reading it again from the start")
+            self._reset(s)
+        if s.kind == "pending" and not self._sniff(s, st.st_size, idle, rep):
+            return
+        if s.kind != "text" or st.st_size <= s.offset:
+            return
+        if s.partial and not changed and not s.more and idle < self.partial_idle_s:
+            return  # still waiting for the newline of the last line
+        final = idle >= self.partial_idle_s
+        commit = None if s.gone_since is not None else self._row_writer(s)
+        res = self.scanner.scan(s.tf, s.fd, s.offset, st.st_size, line=s.line, line_offset=s.line_offset,
+                                final=final, scan_id=self.scan_id, commit=commit)
+        self._took(s, res, st, rep)
+
+    def _took(self, s: _Followed, res: TailResult, st: os.stat_result, rep: CycleReport) -> None:
+        """Move the follower past what one scan stored (after its commit)."""
+        if res.bytes and (s.head is None or s.offset < HEAD_BYTES):
+            s.head = head_hash(s.fd, min(res.offset, HEAD_BYTES))
+        s.offset, s.line, s.line_offset = res.offset, res.line, res.line_offset
+        s.partial, s.more = res.partial, res.more
+        if res.bytes:
+            n = min(TAIL_BYTES, s.offset)
+            s.tail = os.pread(s.fd, n, s.offset - n)
+        rep.bytes += res.bytes
+        self.totals["records"] += res.records
+        for p in res.problems:
+            self._problem(rep, p, stored=True)
+        if res.new_findings:
+            rep.findings += res.new_findings
+            rep.files[s.path] = rep.files.get(s.path, 0) + res.new_findings
+            self._dirty = True
+            # One thread inserts, so a commit's new findings have consecutive ids ending here.
+            last_id = int(self.store.con.execute("SELECT currval('findings_seq')").fetchone()[0])
+            self._landed.append((last_id - res.new_findings + 1, last_id, st.st_mtime_ns / 1e9))
+            del self._landed[:-10_000]  # only recent notifications are matched to their lines
+        if res.events:
+            self._events_dirty = True
+        if self.pull is not None and not s.partial and not s.more and s.offset >= st.st_size:
+            self.pull.scanned(self, s.path)
+
+    def _row_writer(self, s: _Followed) -> Callable:
+        def write(con, res: TailResult) -> None:
+            # The first HEAD_BYTES never change once read; before that, the hash covers what was read.
+            hh = s.head if s.head is not None and s.offset >= HEAD_BYTES else \
+                head_hash(s.fd, min(res.offset, HEAD_BYTES))
+            self._write_row(con, s, res.offset, res.line, hh)
+
+        return write
+
+    def _write_row(self, con, s: _Followed, offset: int, line: int, hh: str | None) -> None:
+        con.execute(
+            'INSERT INTO watch_files (path, device, inode, "offset", line, head_hash, size, updated_at) '
+            "VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp) ON CONFLICT (path) DO UPDATE SET "
+            'device = excluded.device, inode = excluded.inode, "offset" = excluded."offset", line = excluded.line, '
+            "head_hash = excluded.head_hash, size = excluded.size, updated_at = excluded.updated_at",
+            [s.path, s.ident[0], s.ident[1], offset, line, hh, s.size if s.size >= 0 else None])
+
+    def _same_file(self, s: _Followed, size: int) -> bool:
+        """Whether the bytes already read are still there (not truncated, not rewritten in place)."""
+        if size < s.offset:
+            return False
+        if s.head is not None and head_hash(s.fd, min(s.offset, HEAD_BYTES)) != s.head:
+            return False
+        return not s.tail or os.pread(s.fd, len(s.tail), s.offset - len(s.tail)) == s.tail
+
+    def _reset(self, s: _Followed) -> None:
+        if s.tf is not None:
+            self.scanner.finish(s.tf)
+        s.kind, s.tf = "pending", None
+        s.offset = s.line = s.line_offset = s.bom = 0
+        s.head, s.tail, s.partial, s.more, s.scanned_size = None, b"", False, False, -1
+
+    def _sniff(self, s: _Followed, size: int, idle: float, rep: CycleReport) -> bool:
+        """Decide how to read a file from its first bytes; False while there are too few."""
+        if size == 0:
+            return False
+        head = os.pread(s.fd, SNIFF_BYTES, 0)
+        if head[:2] == _GZIP_MAGIC:
+            s.kind = "gzip"
+            return False  # read by _advance_gzip from the next cycle on, once it has settled
+        if head[:2] in _UTF16_BOMS:
+            s.kind = "unsupported"
+            self._problem(rep, InputProblem(s.path, "encoding", "UTF-16 text is not followed (watch reads UTF-8 and "
+                                            "ASCII logs); scan it with `leakwatch scan`"))
+            return False
+        if looks_binary(head):
+            s.kind = "binary"
+            self._problem(rep, InputProblem(s.path, "binary", "binary file (mostly control bytes), not followed"))
+            return False
+        if b"\n" not in head and len(head) < SNIFF_BYTES and idle < self.partial_idle_s:
+            return False  # the first line is not complete: its format cannot be told yet
+        s.bom = len(_UTF8_BOM) if head.startswith(_UTF8_BOM) else 0
+        s.tf = self.scanner.open_file(s.path, head[s.bom:])
+        tag = (self._last_tag(s) if s.offset else None) or self._new_tag(s)
+        self.scanner.begin_generation(s.tf, tag, s.fd, size=size, bom=s.bom)
+        s.kind = "text"
+        if s.offset == 0:
+            s.offset = s.bom
+        if s.tf.fctx.format_problem:
+            self._problem(rep, InputProblem(s.path, "format", f"{s.tf.fctx.format_problem}; scanned as text"))
+        return True
+
+    def _advance_gzip(self, s: _Followed, st: os.stat_result, idle: float, rep: CycleReport) -> None:
+        """Read a gzip file whole, once it has settled, and again only if it changes."""
+        if idle < self.gzip_settle_s or s.gone_since is not None:
+            return
+        if s.scanned_size == st.st_size and s.head is not None and \
+                head_hash(s.fd, min(st.st_size, HEAD_BYTES)) == s.head:
+            return
+        from leakwatch.sources.files import ReadStats, close_stream, open_stream
+
+        try:
+            stream = open_stream(s.path, ReadStats())
+            try:
+                raw = os.fstat(stream._leakwatch_raw.fileno())
+                if (raw.st_dev, raw.st_ino) != s.ident:
+                    return  # replaced since the listing: the next cycle sees the new file
+                head = read_head(stream, SNIFF_BYTES)
+            finally:
+                close_stream(stream)
+        except OSError as e:
+            self._problem(rep, InputProblem(s.path, "unreadable", e.strerror or str(e)))
+            return
+        size = st.st_size
+        hh = head_hash(s.fd, min(size, HEAD_BYTES))
+        # The same first bytes: the same file, grown (gzip members appended) or read before this
+        # session; its findings so far count as already stored.
+        tag = None
+        if s.head == hh:
+            tag = s.tf.generation if s.tf is not None else self._last_tag(s)
+        if s.tf is not None:
+            self.scanner.finish(s.tf)
+        s.tf = self.scanner.open_file(s.path, head, compressed=True)
+        self.scanner.begin_generation(s.tf, tag or self._new_tag(s), size=size, mtime_ns=st.st_mtime_ns)
+
+        def write(con, res: TailResult) -> None:
+            self._write_row(con, s, size, res.line, hh)
+
+        res = self.scanner.scan_stream(s.tf, scan_id=self.scan_id, commit=write)
+        s.scanned_size, s.head, s.line = size, hh, res.line
+        res.offset = size
+        s.offset = size
+        self._took(s, res, st, rep)
+        s.partial = s.more = False
+
+    @staticmethod
+    def _new_tag(s: _Followed) -> str:
+        """The generation tag of a file read from its start (see TailScanner.begin_generation)."""
+        return f"watch:{s.ident[0]}:{s.ident[1]}:{time.time_ns()}"
+
+    def _last_tag(self, s: _Followed) -> str | None:
+        """The generation tag an earlier session gave the file now resumed."""
+        row = self.store.con.execute(
+            "SELECT content_hash FROM sources WHERE content_hash LIKE ? ORDER BY source_id DESC LIMIT 1",
+            [f"watch:{s.ident[0]}:{s.ident[1]}:%"]).fetchone()
+        return row[0] if row else None
+
+    def _finish_gone(self, s: _Followed, st: os.stat_result, rep: CycleReport) -> None:
+        """A file out of view that has been idle: read its last line as it is, then close it."""
+        if s.kind == "text" and st.st_size > s.offset:
+            res = self.scanner.scan(s.tf, s.fd, s.offset, st.st_size, line=s.line, line_offset=s.line_offset,
+                                    final=True, scan_id=self.scan_id)
+            self._took(s, res, st, rep)
+            if res.more:
+                return
+        self._forget(s)
+
+    def _forget(self, s: _Followed) -> None:
+        if s.tf is not None:
+            self.scanner.finish(s.tf)
+            s.tf = None
+        with contextlib.suppress(OSError):
+            os.close(s.fd)
+        self.files.pop(s.ident, None)
+
+    # -- after the scan: incidents, triggers, dispatch -------------------------------------------
+
+    def _after_scan(self, rep: CycleReport) -> None:
+        now_m = self.clock()
+        if self.patterns and (self._dirty or self._events_dirty) and now_m - self._last_patterns >= PATTERNS_EVERY_S:
+            self._last_patterns = now_m
+            self._events_dirty = False
+            try:
+                alerts = _run_patterns(self.store, self.config, self.scanner.enricher.registry, self.scan_id)
+                rep.alerts = len(alerts)
+                if alerts:
+                    self._dirty = True
+            except StoreError as e:
+                rep.errors.append(f"failure-pattern detectors: {e}")
+        if self._dirty:
+            from leakwatch.incidents import book
+
+            hook = self._notify.hook if self._notify is not None else None
+            try:
+                res = book.group(self.store, self.config, now=rep.at, notify=hook)
+                rep.opened, rep.grown = res.opened, res.grown
+                self._dirty = False
+            except LeakwatchError as e:
+                rep.errors.append(f"grouping into incidents: {e}")
+        if self._notify is None:
+            return
+        if now_m - self._last_deadlines >= DEADLINES_EVERY_S:
+            self._last_deadlines = now_m
+            try:
+                self._notify.fire_deadlines(rep.at)
+            except LeakwatchError as e:
+                rep.errors.append(f"deadline triggers: {e}")
+        try:
+            rep.deliveries = self._notify.dispatch()
+        except LeakwatchError as e:
+            rep.errors.append(f"dispatching notifications: {e}")
+            return
+        for d in rep.deliveries:
+            if d.status == "delivered":
+                self._landing(d)
+
+    def _landing(self, d: Delivery) -> None:
+        """Time from the line that caused ``d`` landing in its file (the file's mtime when it was
+        read) to the delivery, where this session stored that line's finding."""
+        if d.incident_id is None or not self._landed or d.delivered_at is None:
+            return
+        row = self.store.con.execute(
+            "SELECT min(finding_id) FROM incident_findings WHERE incident_id = ? AND finding_id >= ?",
+            [d.incident_id, self._landed[0][0]]).fetchone()
+        if row is None or row[0] is None:
+            return
+        fid = int(row[0])
+        i = bisect.bisect_right([c[0] for c in self._landed], fid) - 1
+        if i < 0 or fid > self._landed[i][1]:
+            return
+        d.landed_s = max(0.0, d.delivered_at - self._landed[i][2])
+        self.latencies.append(d.landed_s)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _problem(self, rep: CycleReport, p: InputProblem, stored: bool = False) -> None:
+        rep.problems.append(p)
+        self.problem_count += 1
+        if not stored and self.store is not None and self.scan_id is not None:
+            with contextlib.suppress(StoreError):
+                self.store.add_error(self.scan_id, p.path, p.line, p.kind, p.message)
+
+    @contextlib.contextmanager
+    def _tx(self, what: str):
+        import duckdb
+
+        con = self.store.con
+        try:
+            con.begin()
+            try:
+                yield con
+                con.commit()
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.rollback()
+                raise
+        except duckdb.Error as e:
+            raise StoreError(f"{self.store.path}: cannot {what}: {e}") from e
+
+
+def _line_offset(fd: int, offset: int) -> int:
+    """Bytes between the last newline before ``offset`` and ``offset``: the part of a line that
+    was scanned without its newline (an idle last line, or pieces of an over-long line)."""
+    pos = offset
+    block = 1 << 20
+    while pos > 0:
+        n = min(block, pos)
+        data = os.pread(fd, n, pos - n)
+        nl = data.rfind(b"\n")
+        if nl != -1:
+            return offset - (pos - n + nl + 1)
+        pos -= n
+    bom = len(_UTF8_BOM) if os.pread(fd, 3, 0) == _UTF8_BOM else 0
+    return max(0, offset - bom)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notifications (leakwatch.notify)
+
+
+class _Notifier:
+    """The trigger hook, the deadline triggers and the dispatcher, from ``config.notify``."""
+
+    def __init__(self, store: Store, config, *, owner: str, now: Callable[[], datetime]):
+        from leakwatch.notify import triggers
+        from leakwatch.notify.outbox import Dispatcher
+        from leakwatch.notify.targets import build_targets
+
+        self.store = store
+        self.config = config
+        self.now = now
+        self._triggers = triggers
+        # Credentials are looked up when a target sends, not here: a missing one makes that
+        # target's notifications fail (and dead-letter), not the watch.
+        targets = build_targets(config)
+        self.targets = targets
+        self.hook = triggers.hook(config, store.key, targets=targets)
+        self.dispatcher = Dispatcher(store, targets, config, owner=owner, clock=now) if targets else None
+
+    def fire_deadlines(self, now: datetime) -> None:
+        self._triggers.fire_deadlines(self.store, self.config, now=now, targets=self.targets)
+
+    def dispatch(self) -> list[Delivery]:
+        """One dispatcher pass; what it delivered, retried or dead-lettered."""
+        if self.dispatcher is None:
+            return []
+        since = self.now()
+        stats = self.dispatcher.run_once()
+        if not stats.claimed:
+            return []
+        # The rows this pass sent (dead-letter notices it queued have no attempt yet).
+        rows = self.store.con.execute(
+            "SELECT notification_id, incident_id, target, event, status, last_status, last_error, "
+            "epoch(created_at), epoch(delivered_at) FROM outbox WHERE updated_at >= ? AND attempts > 0 "
+            "AND status IN ('delivered', 'dead', 'pending')", [since]).fetchall()
+        out = []
+        for nid, iid, target, event, status, http, err, created, delivered in sorted(rows):
+            d = Delivery(int(nid), iid, target, event, "retry" if status in ("pending", "sending") else status,
+                         http, err if status != "delivered" else None)
+            if status == "delivered" and delivered is not None:
+                d.queued_s = max(0.0, delivered - created)
+                d.delivered_at = delivered
+            out.append(d)
+        return out
+
+    def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# --pull-salesforce
+
+
+class SalesforcePull:
+    """Runs the incremental EventLogFile pull (:func:`leakwatch.salesforce.pull.pull`, download
+    only) every ``every_s`` seconds on a thread of its own, into ``out_dir``, which the watcher
+    also follows: the files it stores are scanned like any other new file, and marked scanned
+    for ``leakwatch pull`` once they were read to their end. Failures are reported and the next
+    pull is tried at the next interval; the loop goes on."""
+
+    def __init__(self, out_dir: str, *, every_s: float = PULL_EVERY_MIN * 60, credentials=None,
+                 event_types: Sequence[str] = (), api_version: str | None = None,
+                 client_factory: Callable[[], object] | None = None):
+        self.out_dir = os.path.abspath(out_dir)
+        self.every_s = every_s
+        self.credentials = credentials
+        self.event_types = list(event_types)
+        self.api_version = api_version
+        self.client_factory = client_factory
+        self._thread: threading.Thread | None = None
+        self._result = None
+        self._error: BaseException | None = None
+        self._next = -1e18
+        self._instance: str | None = None
+        self._pending: set[str] = set()  # pulled files not read to their end yet
+
+    def poll(self, w: Watcher, rep: CycleReport) -> None:
+        """Report a finished pull (in ``rep``), start a due one."""
+        now = w.clock()
+        if self._thread is not None and not self._thread.is_alive():
+            self._thread = None
+            self._report(w, rep)
+        if self._thread is None and now >= self._next:
+            self._next = now + self.every_s
+            self._result, self._error = None, None
+            self._thread = threading.Thread(target=self._pull, args=(w.db_path,), name="leakwatch-pull", daemon=True)
+            self._thread.start()
+
+    def _pull(self, db_path: str) -> None:
+        from leakwatch.salesforce.pull import pull
+
+        kwargs = {"event_types": self.event_types, "scan": False}
+        if self.api_version:
+            kwargs["api_version"] = self.api_version
+        if self.client_factory is not None:
+            kwargs["client"] = self.client_factory()
+        try:
+            self._result = pull(db_path, self.out_dir, self.credentials, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - reported by poll(); the watch goes on
+            self._error = e
+
+    def _report(self, w: Watcher, rep: CycleReport) -> None:
+        mins = f"{self.every_s / 60:g} min"
+        if self._error is not None:
+            e = self._error
+            # Salesforce errors are redacted by the client; anything else is named by its type.
+            what = str(e) if isinstance(e, LeakwatchError) else f"{type(e).__name__}: {e}"
+            rep.errors.append(f"salesforce pull failed: {what}; next try in {mins}")
+            return
+        r = self._result
+        if r is None:
+            return
+        self._instance = r.instance
+        self._pending.update(f.path for f in r.downloaded)
+        from leakwatch.detect import salesforce as sfmap
+
+        if r.prefixes_learned:
+            w.scanner.enricher.learned = sfmap.load_learned_prefixes(w.store.con)
+        rep.notes.append(f"salesforce pull from {r.instance}: {r.listed} listed, {len(r.downloaded)} downloaded, "
+                         f"{len(r.failed)} failed")
+        rep.errors += [f"salesforce pull warning: {x}" for x in r.warnings]
+        rep.errors += [f"salesforce pull failed: EventLogFile {f.log_id} ({f.event_type}): {f.error}; the next "
+                       f"pull resumes there" for f in r.failed]
+
+    def scanned(self, w: Watcher, path: str) -> None:
+        """``path`` was read to its end: mark it scanned if this pull stored it."""
+        if path in self._pending and self._instance is not None:
+            from leakwatch.salesforce.pull import PullState
+
+            self._pending.discard(path)
+            with contextlib.suppress(StoreError):
+                PullState(w.store, self._instance).mark_scanned([path])
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a running pull; True when none is running any more."""
+        t = self._thread
+        if t is None:
+            return True
+        t.join(timeout)
+        return not t.is_alive()
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals
+
+
+class StopOnSignals:
+    """SIGINT and SIGTERM ask the loop to stop after the current file (offsets are committed with
+    each file's findings, so stopping there loses nothing). A second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.event.is_set() and signum == signal.SIGINT:
+            self.restore()
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.event.set()
+
+    def restore(self) -> None:
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
+        self._previous = {}
+
+
+__all__ = [
+    "DRAIN_IDLE_S",
+    "GZIP_SETTLE_S",
+    "PARTIAL_IDLE_S",
+    "POLL_INTERVAL_S",
+    "CycleReport",
+    "Delivery",
+    "SalesforcePull",
+    "StopOnSignals",
+    "Watcher",
+    "head_hash",
+]

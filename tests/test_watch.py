@@ -1,0 +1,529 @@
+"""``leakwatch watch`` follows real files into a real database: growing files (a line split
+across writes), rotation by rename, copytruncate, truncation, deletion, new files in
+subdirectories, gzip, bad input, restarts from stored offsets, and the at-least-once re-read of
+a tail that the store's duplicate key absorbs. Time-dependent steps (an idle partial line, a
+gzip file settling, a deleted file draining) use an injected clock."""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+
+import pytest
+
+from leakwatch.sources.files import MAX_RECORD
+from leakwatch.watch import HEAD_BYTES, Watcher, head_hash
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def pii(i: int) -> str:
+    return f"2024-05-01T10:00:{i % 60:02d}Z INFO order {i} shipped to customer{i}.doe@example.com ok\n"
+
+
+def plain(i: int) -> str:
+    return f"2024-05-01T10:00:{i % 60:02d}Z INFO heartbeat {i} latency_ms={i % 97}\n"
+
+
+def append(path, text: str | bytes) -> None:
+    mode = "ab" if isinstance(text, bytes) else "a"
+    with open(path, mode) as f:
+        f.write(text)
+
+
+def emails(w: Watcher, path=None) -> list[tuple]:
+    """(path, line, start_byte) of every stored e-mail finding, in order."""
+    sql = "SELECT source_path, line, start_byte FROM findings WHERE rule_id = 'email'"
+    params = []
+    if path is not None:
+        sql += " AND source_path = ?"
+        params.append(str(path))
+    return w.store.con.execute(sql + " ORDER BY source_path, line, start_byte", params).fetchall()
+
+
+def rows(w: Watcher) -> dict[str, tuple]:
+    return {r[0]: r[1:] for r in w.store.con.execute(
+        'SELECT path, "offset", line, inode, head_hash FROM watch_files').fetchall()}
+
+
+def open_watcher(tmp_path, paths=None, clock=None, **kw) -> Watcher:
+    return Watcher([str(p) for p in (paths or [tmp_path / "logs"])], tmp_path / "lw.duckdb", notify=False,
+                   clock=clock or Clock(), **kw).open()
+
+
+@pytest.fixture
+def logs(tmp_path):
+    d = tmp_path / "logs"
+    d.mkdir()
+    return d
+
+
+START = len("2024-05-01T10:00:00Z INFO order 0 shipped to ")  # where the e-mail of pii(i) starts, for i < 10
+
+
+def test_growing_file_in_pieces_each_finding_once_with_its_line_and_restart_resumes(tmp_path, logs):
+    log = logs / "app.log"
+    append(log, pii(1) + plain(2) + pii(3))
+    w = open_watcher(tmp_path)
+    try:
+        r = w.cycle()
+        assert r.findings == 2 and r.files == {str(log): 2}
+        # A line split across two writes: nothing of it is read until its newline is there.
+        line4 = pii(4)
+        append(log, line4[:40])
+        assert w.cycle().findings == 0
+        append(log, line4[40:] + plain(5))
+        assert w.cycle().findings == 1
+        append(log, pii(6))
+        assert w.cycle().findings == 1
+        assert w.cycle().findings == 0  # nothing new: nothing stored
+        assert emails(w) == [(str(log), n, START) for n in (1, 3, 4, 6)]
+        size = log.stat().st_size
+        assert rows(w)[str(log)][:3] == (size, 6, log.stat().st_ino)
+    finally:
+        w.close()
+
+    # A new watch resumes at the stored offset: nothing is read twice, the next lines are numbered on.
+    w = open_watcher(tmp_path)
+    try:
+        r = w.cycle()
+        assert r.bytes == 0 and r.findings == 0
+        append(log, plain(7) + pii(8))
+        r = w.cycle()
+        assert r.findings == 1 and r.bytes == len(plain(7) + pii(8))
+        assert emails(w) == [(str(log), n, START) for n in (1, 3, 4, 6, 8)]
+        assert w.store.con.execute("SELECT count(*) FROM findings").fetchone()[0] == 5
+        assert rows(w)[str(log)][:2] == (log.stat().st_size, 8)
+        # Two sessions, each recorded as a scan; the second read only the two new lines.
+        scans = w.store.con.execute("SELECT argv, n_bytes FROM scans ORDER BY scan_id").fetchall()
+        assert len(scans) == 2 and "watch" in scans[0][0]
+    finally:
+        w.close()
+
+
+def test_an_idle_partial_line_is_scanned_and_its_rest_continues_the_same_line(tmp_path, logs):
+    clock = Clock()
+    log = logs / "app.log"
+    head = "2024-05-01T10:00:00Z INFO first=jane.roe@example.com "
+    append(log, plain(1) + head)
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        w.cycle()
+        assert emails(w) == []  # the last line waits for its newline …
+        clock.t += 1
+        assert w.cycle().findings == 0
+        clock.t += 3  # … until the file has been idle for 3 s
+        assert w.cycle().findings == 1
+        assert emails(w) == [(str(log), 2, head.index("jane"))]
+        # The writer finishes the line later: the rest is the same line 2, offsets within the line.
+        rest = "second=john.poe@example.com\n"
+        append(log, rest + pii(3))
+        assert w.cycle().findings == 2
+        assert emails(w) == [(str(log), 2, head.index("jane")), (str(log), 2, len(head) + rest.index("john")),
+                             (str(log), 3, START)]
+    finally:
+        w.close()
+    # After a restart the part of line 2 already read is found again from the file itself.
+    append(log, "x" * 10)  # a new partial line
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        w.cycle()
+        clock.t += 5
+        w.cycle()
+        append(log, " tail=ann.moe@example.com\n")
+        assert w.cycle().findings == 1
+        assert emails(w)[-1] == (str(log), 4, 10 + len(" tail="))
+    finally:
+        w.close()
+
+
+def test_rotation_by_rename_reads_the_old_file_to_its_end_and_the_new_one_from_its_start(tmp_path, logs):
+    log, old = logs / "app.log", logs / "app.log.1"
+    append(log, pii(1) + pii(2))
+    w = open_watcher(tmp_path)
+    try:
+        w.cycle()
+        # Between two cycles: two more lines, then logrotate renames and a new file starts.
+        append(log, plain(3) + pii(4))
+        os.rename(log, old)
+        append(log, pii(1) + plain(2))
+        r = w.cycle()
+        assert r.findings == 2
+        # The renamed inode went on at line 3 under its new name; nothing of it was read twice.
+        assert emails(w, old) == [(str(old), 4, START)]
+        # app.log: lines 1 and 2 of the first file, and line 1 of the new one, which holds the
+        # same value at the same place: a finding of its own (another generation of the path).
+        assert emails(w, log) == [(str(log), 1, START), (str(log), 1, START), (str(log), 2, START)]
+        gens = w.store.con.execute("SELECT count(DISTINCT s.content_hash) FROM findings f JOIN sources s "
+                                   "USING (source_id) WHERE f.source_path = ? AND f.line = 1", [str(log)]).fetchone()
+        assert gens == (2,)
+        ino_old, ino_new = old.stat().st_ino, log.stat().st_ino
+        got = rows(w)
+        assert got[str(old)][:3] == (old.stat().st_size, 4, ino_old)
+        assert got[str(log)][:3] == (log.stat().st_size, 2, ino_new)
+        # A second rotation: .1 -> .2, current -> .1, both in one cycle, every offset kept.
+        two = logs / "app.log.2"
+        append(log, pii(3))
+        os.rename(old, two)
+        os.rename(log, old)
+        append(log, pii(9))
+        assert w.cycle().findings == 2
+        got = rows(w)
+        assert got[str(two)][:3] == (two.stat().st_size, 4, ino_old)
+        assert got[str(old)][:3] == (old.stat().st_size, 3, ino_new)
+        assert got[str(log)][:2] == (log.stat().st_size, 1)
+        assert w.store.con.execute("SELECT count(*) FROM findings").fetchone()[0] == 6
+    finally:
+        w.close()
+
+
+def test_rotation_out_of_view_drains_the_old_inode_then_forgets_it(tmp_path, logs):
+    clock = Clock()
+    log = logs / "app.log"
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    append(log, pii(1))
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        w.cycle()
+        os.rename(log, archive / "app.log.1")
+        append(log, plain(1))  # the new file
+        r = w.cycle()
+        assert any("moved out of view" in n for n in r.notes)
+        # The writer had not reopened its log yet: two more lines land in the moved file.
+        append(archive / "app.log.1", pii(2) + pii(3))
+        clock.t += 1
+        assert w.cycle().findings == 2
+        # Stored under the path where the lines were seen, with their real line numbers.
+        assert emails(w) == [(str(log), n, START) for n in (1, 2, 3)]
+        assert len(w.files) == 2
+        clock.t += 10
+        w.cycle()
+        assert len(w.files) == 1  # idle long enough: closed and forgotten
+        assert list(rows(w)) == [str(log)] and rows(w)[str(log)][2] == log.stat().st_ino
+    finally:
+        w.close()
+
+
+def test_copytruncate_and_truncation_read_the_file_again_from_its_start(tmp_path, logs):
+    log = logs / "app.log"
+    append(log, "".join(pii(i) for i in range(1, 5)))
+    w = open_watcher(tmp_path)
+    try:
+        assert w.cycle().findings == 4
+        # copytruncate: the content is copied away (out of view), the file truncated in place,
+        # and the writer has written more than before by the next look: the size alone does
+        # not show it, the first bytes do.
+        shutil.copy(log, tmp_path / "app.log.1")
+        ino = log.stat().st_ino
+        with open(log, "r+") as f:
+            f.truncate(0)
+        append(log, "".join(plain(i) for i in range(1, 9)) + f"{'x' * 30} contact=zed.new@example.com\n")
+        assert log.stat().st_ino == ino and log.stat().st_size > 4 * len(pii(1))
+        r = w.cycle()
+        assert any("rewritten in place" in n for n in r.notes)
+        assert r.findings == 1
+        assert emails(w)[-1][1] == 9
+        # Plain truncation to a shorter file.
+        with open(log, "r+") as f:
+            f.truncate(0)
+        append(log, "2024-05-01 contact=amy.lee@example.com\n")
+        r = w.cycle()
+        assert any("truncated" in n for n in r.notes) and r.findings == 1
+        assert rows(w)[str(log)][:2] == (log.stat().st_size, 1)
+    finally:
+        w.close()
+
+
+def test_the_bytes_before_the_offset_catch_a_rewrite_that_keeps_the_first_bytes(tmp_path, logs):
+    log = logs / "export.csv"
+    header = "Id,Name,Email\n"
+    rows_ = [f"{i},n{i},u{i}@example.com\n" for i in range(60)]
+    append(log, header + "".join(rows_))
+    w = open_watcher(tmp_path)
+    try:
+        w.cycle()
+        assert w.store.con.execute("SELECT count(*) FROM findings WHERE rule_id = 'email'").fetchone()[0] == 60
+        # Rewritten in place with the same first KiB and more lines: only the bytes just before
+        # the old offset differ. The file is read again, as a new generation: all its values are
+        # findings of that generation (counted again rather than missed).
+        new = header + "".join(rows_[:59]) + "59,zz,changed.value@example.com\n" + "".join(
+            f"{i},m{i},v{i}@example.com\n" for i in range(100, 110))
+        assert new[:HEAD_BYTES] == (header + "".join(rows_))[:HEAD_BYTES]
+        log.write_text(new)
+        r = w.cycle()
+        assert any("rewritten in place" in n for n in r.notes)
+        assert r.findings == 70
+        assert emails(w)[-1] == (str(log), 71, len("109,m109,"))
+    finally:
+        w.close()
+
+
+def test_deleted_file_new_file_in_a_subdirectory_and_stale_offsets(tmp_path, logs):
+    clock = Clock()
+    (logs / "a.log").write_text(pii(1))
+    (logs / "b.log").write_text(pii(2))
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        w.cycle()
+        (logs / "a.log").unlink()
+        sub = logs / "mule" / "app-1"
+        sub.mkdir(parents=True)
+        (sub / "mule-app.log").write_text(plain(1) + pii(2))
+        r = w.cycle()
+        assert r.files == {str(sub / "mule-app.log"): 1}
+        assert str(logs / "a.log") not in rows(w)  # its offset is forgotten at once
+        clock.t += 10
+        w.cycle()
+        assert sorted(s.path for s in w.files.values()) == [str(logs / "b.log"), str(sub / "mule-app.log")]
+    finally:
+        w.close()
+    # Deleted while no watch ran: its row goes at the next start.
+    (logs / "b.log").unlink()
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        w.cycle()
+        assert sorted(rows(w)) == [str(sub / "mule-app.log")]
+    finally:
+        w.close()
+
+
+def test_gzip_file_is_read_once_when_it_has_settled(tmp_path, logs):
+    clock = Clock()
+    gz = logs / "app.log.3.gz"
+    with gzip.open(gz, "wt") as f:
+        f.write(plain(1) + pii(2) + pii(3))
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        assert w.cycle().findings == 0  # just appeared: it may still be being written
+        clock.t += 2
+        r = w.cycle()
+        assert r.findings == 2
+        assert emails(w) == [(str(gz), 2, START), (str(gz), 3, START)]
+        clock.t += 2
+        assert w.cycle().bytes == 0  # read once
+        assert rows(w)[str(gz)][:2] == (gz.stat().st_size, 3)
+    finally:
+        w.close()
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        w.cycle()
+        clock.t += 2
+        assert w.cycle().bytes == 0  # not again after a restart
+    finally:
+        w.close()
+
+
+def test_bad_input_is_reported_with_file_and_line_and_the_watch_goes_on(tmp_path, logs):
+    clock = Clock()
+    (logs / "core.bin").write_bytes(bytes(range(256)) * 64)
+    (logs / "win.log").write_bytes("a=1\r\n".encode("utf-16"))
+    log = logs / "app.log"
+    append(log, pii(1))
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        r = w.cycle()
+        got = {(p.path, p.kind) for p in r.problems}
+        assert (str(logs / "core.bin"), "binary") in got and (str(logs / "win.log"), "encoding") in got
+        assert r.findings == 1
+        append(log, b"2024-05-01 caf\xe9 \xff\xfe user bob.ray@example.com\n")
+        r = w.cycle()
+        assert [(p.path, p.kind, p.line) for p in r.problems] == [(str(log), "encoding", 2)]
+        assert r.findings == 1  # scanned all the same
+        # A line longer than MAX_RECORD without a newline: scanned in pieces, reported once.
+        append(log, "y" * (MAX_RECORD + 100) + " mail=long.line@example.com\n" + pii(4))
+        r = w.cycle()
+        assert [(p.kind, p.line) for p in r.problems] == [("long_line", 3)]
+        assert emails(w)[-2:] == [(str(log), 3, MAX_RECORD + 100 + len(" mail=")), (str(log), 4, START)]
+        assert w.cycle().problems == []  # each problem once
+        stored = w.store.con.execute("SELECT source_path, line, kind FROM scan_errors ORDER BY error_id").fetchall()
+        assert (str(log), 2, "encoding") in stored and (str(log), 3, "long_line") in stored
+        assert (str(logs / "core.bin"), None, "binary") in stored
+    finally:
+        w.close()
+
+
+def test_a_tail_read_twice_adds_no_finding_twice(tmp_path, logs):
+    """At least once: were the offset lost after the findings were stored (it is not: both are
+    one transaction), the tail would be read again. The store's duplicate key absorbs that."""
+    log = logs / "app.log"
+    lines = [pii(i) if i % 3 == 0 else plain(i) for i in range(40)]
+    append(log, "".join(lines))
+    w = open_watcher(tmp_path)
+    try:
+        w.cycle()
+        n = w.store.con.execute("SELECT count(*) FROM findings").fetchone()[0]
+        assert n == len([i for i in range(40) if i % 3 == 0])
+    finally:
+        w.close()
+    # Move the stored offset back 20 lines (past HEAD_BYTES, so the first-bytes check still holds).
+    back = sum(len(x) for x in lines[:20])
+    assert back > HEAD_BYTES
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "lw.duckdb"))
+    con.execute('UPDATE watch_files SET "offset" = ?, line = 20', [back])
+    con.close()
+    w = open_watcher(tmp_path)
+    try:
+        r = w.cycle()
+        assert r.bytes == log.stat().st_size - back  # the tail was read again …
+        assert r.findings == 0  # … and added nothing
+        assert w.store.con.execute("SELECT count(*) FROM findings").fetchone()[0] == n
+        assert w.store.con.execute(
+            "SELECT count(*) FROM (SELECT source_path, line, start_byte, rule_id, value_hash FROM findings "
+            "GROUP BY ALL HAVING count(*) > 1)").fetchone()[0] == 0
+    finally:
+        w.close()
+
+
+def test_renamed_while_not_watched_resumes_by_inode(tmp_path, logs):
+    log, old = logs / "app.log", logs / "app.log.1"
+    append(log, "".join(pii(i) for i in range(1, 4)))
+    w = open_watcher(tmp_path)
+    try:
+        w.cycle()
+    finally:
+        w.close()
+    append(log, pii(4))
+    os.rename(log, old)
+    append(log, pii(1))
+    w = open_watcher(tmp_path)
+    try:
+        r = w.cycle()
+        assert r.findings == 2
+        assert emails(w, old) == [(str(old), 4, START)]
+        # app.log: lines 1-3 of the renamed file (stored before), line 1 of the new one.
+        assert emails(w, log) == [(str(log), 1, START)] * 2 + [(str(log), 2, START), (str(log), 3, START)]
+        assert rows(w)[str(old)][:2] == (old.stat().st_size, 4)
+    finally:
+        w.close()
+
+
+def test_an_inode_reused_for_other_content_is_not_resumed(tmp_path, logs):
+    """The same inode number with other first bytes (a file deleted while not watched and its
+    inode given to a new one) is read from the start."""
+    log = logs / "app.log"
+    append(log, pii(1) + pii(2))
+    w = open_watcher(tmp_path)
+    try:
+        w.cycle()
+    finally:
+        w.close()
+    with open(log, "r+") as f:  # same inode, other content, longer than before
+        f.truncate(0)
+    append(log, "2024-06-01 other " + pii(5) + pii(6) + pii(7))
+    w = open_watcher(tmp_path)
+    try:
+        r = w.cycle()
+        assert any("changed in place" in n for n in r.notes)
+        assert r.bytes == log.stat().st_size
+        with open(log, "rb") as f:
+            assert rows(w)[str(log)][3] == head_hash(f.fileno(), HEAD_BYTES)
+    finally:
+        w.close()
+
+
+def test_excluded_files_and_the_database_itself_are_not_followed(tmp_path, logs):
+    (logs / "keep.log").write_text(pii(1))
+    (logs / "old.log.gz").write_bytes(gzip.compress(pii(2).encode()))
+    w = Watcher([str(logs)], logs / "lw.duckdb", notify=False, clock=Clock(), exclude=["*.gz"]).open()
+    try:
+        w.cycle()
+        assert sorted(os.path.basename(s.path) for s in w.files.values()) == ["keep.log"]
+    finally:
+        w.close()
+
+
+def test_a_file_scanned_before_is_not_stored_twice_and_a_scan_after_adds_nothing(tmp_path, logs):
+    from leakwatch.pipeline import scan_paths
+
+    log = logs / "app.log"
+    append(log, "".join(pii(i) if i % 2 else plain(i) for i in range(1, 30)))
+    db = tmp_path / "lw.duckdb"
+    s = scan_paths([str(log)], db, run_patterns=False)
+    assert s.new_findings == 15
+    append(log, pii(31))  # it grew after the scan: the scan's content hash covers a prefix
+    w = open_watcher(tmp_path)
+    try:
+        r = w.cycle()
+        assert r.bytes == log.stat().st_size and r.findings == 1  # read whole, only line 30 is new
+        assert emails(w)[-1] == (str(log), 30, len("2024-05-01T10:00:31Z INFO order 31 shipped to "))
+    finally:
+        w.close()
+    s = scan_paths([str(log)], db, run_patterns=False)
+    assert s.new_findings == 0
+
+
+def _apex_csv(email: str) -> bytes:
+    """An EventLogFile ApexCallout blob (DOMAIN.md §1: every value quoted) whose callout URL carries an e-mail."""
+    header = ('"EVENT_TYPE","TIMESTAMP","REQUEST_ID","ORGANIZATION_ID","USER_ID","RUN_TIME","CPU_TIME","URI",'
+              '"SESSION_KEY","LOGIN_KEY","TYPE","METHOD","SUCCESS","STATUS_CODE","TIME","REQUEST_SIZE",'
+              '"RESPONSE_SIZE","URL","TIMESTAMP_DERIVED","USER_ID_DERIVED","CLIENT_IP","URI_ID_DERIVED"\n')
+    row = ('"ApexCallout","20240311160000.000","4ZmHG8Lm2Hd0dS1Hn9DRR-","00D5j00000AbCdE","0055j00000AT6I1","120","30",'
+           '"","vMASKc2V0+Rt4Rpi","Ls8aXTPKNbBl5MvO","REST","POST","1","200","98","412","1530",'
+           f'"https://api.openai.com/v1/chat/completions?user={email}","2024-03-11T16:00:00.000Z","0055j00000AT6I1AAL",'
+           '"Salesforce.com IP",""\n')
+    return (header + row).encode()
+
+
+def test_pull_salesforce_lands_in_a_watched_directory_and_is_scanned(tmp_path, logs, monkeypatch):
+    import datetime as dt
+    import time
+
+    from leakwatch.salesforce.pull import Credentials
+    from leakwatch.salesforce.sim import SalesforceSim
+    from leakwatch.watch import SalesforcePull
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    user, password, token = "ops@acme-corp.example", "Tr0ub4dor&3-horse", "Xq7RtP2mZk9LwB4nV6cH"
+    clock = Clock()
+    with SalesforceSim() as sim:
+        sim.add_user(user, password, token)
+        created = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+        log_id = sim.add_event_log_file("ApexCallout", created.date(), created, _apex_csv("mia.wong@example.com"))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", sim.ca_file)
+        creds = Credentials.from_env({"SF_USERNAME": user, "SF_PASSWORD": password, "SF_SECURITY_TOKEN": token,
+                                      "SF_DOMAIN": sim.url})
+        pull = SalesforcePull(str(logs / "salesforce"), every_s=900, credentials=creds)
+        w = open_watcher(tmp_path, clock=clock, pull=pull)
+        try:
+            found, notes = [], []
+            deadline = time.monotonic() + 60
+            while not found and time.monotonic() < deadline:
+                r = w.cycle()
+                notes += r.notes
+                assert r.errors == []
+                found = [e for e in emails(w) if "/salesforce/" in e[0]]
+                time.sleep(0.05)
+            assert len(found) == 1 and found[0][0].endswith(f"{log_id}.csv") and found[0][1] == 2
+            assert any(n.startswith("salesforce pull from") and "1 downloaded" in n for n in notes)
+            for _ in range(3):
+                w.cycle()
+            status = w.store.con.execute("SELECT status FROM pulled_files WHERE log_id = ?", [log_id]).fetchone()
+            assert status == ("scanned",)  # a later `leakwatch pull` does not scan it again
+            n_queries = len(sim.requests_to("query", "GET"))
+            w.cycle()
+            assert len(sim.requests_to("query", "GET")) == n_queries  # next pull only after --pull-every
+            # A pull that fails (Salesforce refuses the login) is reported; the watch goes on.
+            sim.expire_sessions()
+            pull.credentials = Credentials.from_env({"SF_USERNAME": user, "SF_PASSWORD": "wrong", "SF_SECURITY_TOKEN": token,
+                                                     "SF_DOMAIN": sim.url})
+            clock.t += 901
+            errors = []
+            deadline = time.monotonic() + 60
+            while not errors and time.monotonic() < deadline:
+                append(logs / "app.log", pii(1))
+                errors = w.cycle().errors
+                time.sleep(0.05)
+            assert errors and errors[0].startswith("salesforce pull failed") and "wrong" not in errors[0]
+        finally:
+            w.close()
