@@ -40,6 +40,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("presidio", "presidio-analyzer, no_op NLP, per line, 1 MiB"),
     ("rss_corpus", "peak RSS, leakwatch scan CLI, 1 worker, corpus"),
     ("rss_big", "peak RSS, leakwatch scan CLI, 1 worker, 2 GB"),
+    ("notify_drain", "outbox drain, 10,000 signed webhooks to a local verifying receiver (MB/s of payload)"),
 )
 _LABELS = dict(ROWS)
 RSS_LIMIT_MIB = 400
@@ -68,6 +69,10 @@ def _targets(res: dict) -> dict[str, tuple[str, bool | None]]:
         "hyperscan": ("native >= 3x this" + (f" (is {native / hs:.2f}x)" if native and hs else ""),
                       None if not (native and hs) else native >= 3 * hs),
     }
+    nd = res.get("notify_drain")
+    if nd and nd.get("status") == "ok" and nd.get("notifications_per_s"):
+        rate = nd["notifications_per_s"]
+        out["notify_drain"] = (f">= 200 notifications/s (is {rate:.0f})", rate >= 200)
     for k in ("rss_corpus", "rss_big"):
         v = rss(k)
         out[k] = (f"<= {RSS_LIMIT_MIB} MiB" + (f" (is {v:.0f})" if v is not None else ""),
