@@ -10,9 +10,8 @@ other form one run; a run joins the open incident of the same key whose time spa
 """
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -21,7 +20,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from leakwatch.errors import IncidentError, StoreError
+from leakwatch.errors import IncidentError
 from leakwatch.incidents import audit
 from leakwatch.incidents.facts import CLOCK_EVENTS, STATUSES, Destination, IncidentFacts
 
@@ -109,22 +108,9 @@ def _credential_rule_ids() -> list[str]:
 # --- transactions ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _tx(store, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+def _tx(store, what: str):
     """One transaction: the change and its audit rows commit together, or nothing does."""
-    if store.read_only:
-        raise StoreError(f"{store.path}: opened read-only, cannot {what}")
-    con = store.con
-    con.begin()
-    try:
-        yield con
-        con.commit()
-    except duckdb.Error as e:
-        con.rollback()
-        raise StoreError(f"{store.path}: cannot {what}: {e}") from e
-    except BaseException:
-        con.rollback()
-        raise
+    return store.transaction(what)
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:

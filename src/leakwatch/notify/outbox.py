@@ -47,7 +47,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -223,24 +223,8 @@ class Dispatcher:
             self._con_thread = me
         return self._con
 
-    @contextlib.contextmanager
-    def _tx(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
-        from leakwatch.store.db import private_umask
-
-        if self.store.read_only:
-            raise StoreError(f"{self.store.path}: opened read-only, cannot {what}")
-        con = self._cursor()
-        with private_umask():
-            con.begin()
-            try:
-                yield con
-                con.commit()
-            except duckdb.Error as e:
-                con.rollback()
-                raise StoreError(f"{self.store.path}: cannot {what}: {e}") from e
-            except BaseException:
-                con.rollback()
-                raise
+    def _tx(self, what: str):
+        return self.store.transaction(what, self._cursor())
 
     def _in_tx(self, what: str, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
         """``fn(con)`` in one transaction, retried when it collides with a concurrent writer of

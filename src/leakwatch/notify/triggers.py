@@ -30,15 +30,13 @@ key: when awareness is corrected and the deadline moves, its notices fire again 
 """
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
-from leakwatch.errors import StoreError
 from leakwatch.notify.base import Message, Target
 from leakwatch.notify.outbox import enqueue, notification_id
 
@@ -223,24 +221,8 @@ def _notify_step(ctx: _Context, con, incident_id: int, extra: Mapping[str, Any],
     return None
 
 
-@contextlib.contextmanager
-def _tx(store, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
-    from leakwatch.store.db import private_umask
-
-    if store.read_only:
-        raise StoreError(f"{store.path}: opened read-only, cannot {what}")
-    con = store.con
-    with private_umask():
-        con.begin()
-        try:
-            yield con
-            con.commit()
-        except duckdb.Error as e:
-            con.rollback()
-            raise StoreError(f"{store.path}: cannot {what}: {e}") from e
-        except BaseException:
-            con.rollback()
-            raise
+def _tx(store, what: str):
+    return store.transaction(what)
 
 
 def fire_deadlines(store, config, *, now: datetime, targets: Mapping[str, Target] | None = None, regimes=None,

@@ -293,6 +293,27 @@ class Store:
         except duckdb.Error as e:
             raise StoreError(f"{self._path}: cannot {what}: {e}") from e
 
+    @contextlib.contextmanager
+    def transaction(self, what: str, con: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One explicit transaction on ``con`` (default: the store's connection; a thread passes
+        its own cursor): committed when the block ends, rolled back on any exception, DuckDB
+        errors raised as :class:`StoreError` naming the database and ``what``. Incident changes
+        and their audit rows and outbox rows are stored this way: together or not at all."""
+        if self._read_only:
+            raise StoreError(f"{self._path}: opened read-only, cannot {what}")
+        con = con if con is not None else self.con
+        with private_umask():
+            con.begin()
+            try:
+                yield con
+                con.commit()
+            except duckdb.Error as e:
+                con.rollback()
+                raise StoreError(f"{self._path}: cannot {what}: {e}") from e
+            except BaseException:
+                con.rollback()
+                raise
+
     def begin_scan(
         self,
         argv: Sequence[str] | str,
