@@ -505,7 +505,18 @@ def test_pull_salesforce_lands_in_a_watched_directory_and_is_scanned(tmp_path, l
                 found = [e for e in emails(w) if "/salesforce/" in e[0]]
                 time.sleep(0.05)
             assert len(found) == 1 and found[0][0].endswith(f"{log_id}.csv") and found[0][1] == 2
-            assert any(n.startswith("salesforce pull from") and "1 downloaded" in n for n in notes)
+
+            def pulled():
+                return any(n.startswith("salesforce pull from") and "1 downloaded" in n for n in notes)
+
+            # The pull thread reports when it has finished, which can be a cycle after the watcher
+            # already scanned the file it wrote.
+            while not pulled() and time.monotonic() < deadline:
+                r = w.cycle()
+                notes += r.notes
+                assert r.errors == []
+                time.sleep(0.05)
+            assert pulled()
             for _ in range(3):
                 w.cycle()
             status = w.store.con.execute("SELECT status FROM pulled_files WHERE log_id = ?", [log_id]).fetchone()

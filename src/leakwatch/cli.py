@@ -113,6 +113,7 @@ COMMAND_MODULES = (
     "leakwatch.commands.incidents",
     "leakwatch.commands.watch",
     "leakwatch.commands.notify",
+    "leakwatch.commands.drill",
 )
 
 

@@ -683,7 +683,11 @@ class Watcher:
 
     def _after_scan(self, rep: CycleReport) -> None:
         now_m = self.clock()
-        if self.patterns and (self._dirty or self._events_dirty) and now_m - self._last_patterns >= PATTERNS_EVERY_S:
+        # New findings: the detectors run before grouping, so a leaked key joins its
+        # P1_key_exposed alert's incident at once instead of opening a "credentials in logs" one
+        # first. Events alone (AI calls, bulk rows) wait for the throttle: those detectors look at
+        # windows of minutes.
+        if self.patterns and (self._dirty or (self._events_dirty and now_m - self._last_patterns >= PATTERNS_EVERY_S)):
             self._last_patterns = now_m
             self._events_dirty = False
             try:
@@ -899,6 +903,13 @@ class SalesforcePull:
             return
         self._instance = r.instance
         self._pending.update(f.path for f in r.downloaded)
+        # The watcher may have read a downloaded file to its end before this report arrived (the
+        # file appears before the pull thread finishes): mark those scanned now.
+        for f in r.downloaded:
+            row = w.store.con.execute('SELECT "offset" FROM watch_files WHERE path = ?', [str(f.path)]).fetchone()
+            with contextlib.suppress(OSError):
+                if row is not None and row[0] >= os.path.getsize(f.path):
+                    self.scanned(w, f.path)
         from leakwatch.detect import salesforce as sfmap
 
         if r.prefixes_learned:

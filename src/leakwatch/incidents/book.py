@@ -275,17 +275,21 @@ def group(store, config=None, *, now: datetime | None = None, actor: str = "leak
     with _tx(store, "group findings into incidents") as con:
         con.execute("CREATE OR REPLACE TEMP TABLE _lw_cand AS " + f"""
             WITH fpat AS (
-                SELECT finding_id, arg_max(pattern, severity_rank) AS pattern FROM (
-                    SELECT unnest(CAST(json_extract(evidence, '$.findings') AS BIGINT[])) AS finding_id, pattern, severity_rank
+                SELECT finding_id, arg_max(pattern, severity_rank) AS pattern,
+                       arg_max(dest_vendor, severity_rank) AS alert_vendor FROM (
+                    SELECT unnest(CAST(json_extract(evidence, '$.findings') AS BIGINT[])) AS finding_id, pattern, severity_rank,
+                           dest_vendor
                     FROM alerts WHERE json_extract(evidence, '$.findings') IS NOT NULL
                     UNION ALL
-                    SELECT f.finding_id, a.pattern, a.severity_rank FROM alerts a
+                    SELECT f.finding_id, a.pattern, a.severity_rank, a.dest_vendor FROM alerts a
                     JOIN findings f ON a.pattern = 'P1_key_exposed'
                          AND f.value_hash = json_extract_string(a.evidence, '$.value_hash')
                 ) GROUP BY finding_id
             ), items AS (
                 SELECT f.finding_id, NULL::BIGINT AS alert_id, coalesce(f.ts, f.created_at) AS t,
-                       coalesce(f.dest_vendor, 'none') AS dest_vendor, coalesce(f.dest_region, 'none') AS dest_region,
+                       -- A key found in a log line has no destination of its own; the alert names
+                       -- the vendor the key is for, so the finding and its alert share one incident.
+                       coalesce(f.dest_vendor, p.alert_vendor, 'none') AS dest_vendor, coalesce(f.dest_region, 'none') AS dest_region,
                        f.source_path, {_system_sql('f.format')} AS system,
                        coalesce(p.pattern, CASE WHEN f.rule_id IN ({cmarks}) THEN 'credential_exposure' ELSE 'pii_exposure' END) AS pattern,
                        f.entity
