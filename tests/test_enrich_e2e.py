@@ -216,3 +216,20 @@ def test_ner_finds_names_in_prompts_when_asked(tmp_path):
     scan_paths([str(log)], db2)
     assert _q(db2, "SELECT count(*) FROM findings WHERE detector = 'ner'") == [(0,)]
     assert s.total_findings >= 1
+
+
+def test_findings_share_the_destination_named_only_in_a_mule_message(tmp_path):
+    """A Mule logger line "POST https://api.openai.com/... payload={...}" names its destination in
+    free text only: the ai_call event and the PII findings of that line get the same vendor."""
+    log = tmp_path / "mule-app.log"
+    log.write_text(
+        "INFO  2024-03-11 09:10:01,522 [[MuleRuntime].uber.06: [sfdc-sync].flow.CPU_LITE @609e2cfb] "
+        "[processor: sfdc-sync-flow/processors/4; event: e33bb7ed-bf0f-4316-a70f-f074f296bd5f] "
+        "org.mule.runtime.core.internal.processor.LoggerMessageProcessor: POST https://api.openai.com/v1/embeddings "
+        'payload={"recordType":"Contact","Email":"grace.haddad@example.com","segment":"b2b"}\n')
+    db = tmp_path / "m.duckdb"
+    scan_paths([str(log)], db, store_raw=True)
+    rows = _q(db, "SELECT dest_vendor, dest_host, residency_violation, format FROM findings WHERE raw_value = ?",
+              ["grace.haddad@example.com"])
+    assert rows == [("OpenAI", "api.openai.com", True, "mule")]
+    assert _q(db, "SELECT kind, dest_vendor FROM events") == [("ai_call", "OpenAI")]

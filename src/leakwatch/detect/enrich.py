@@ -351,9 +351,11 @@ class Enricher:
         n_regex = len(rows)
         rows += self._ner_rows(detector, records, recno_of_ls, first_line, first_off)
         batch = _columns(rows)
+        # Events first: an AI host named only in a message ("POST https://api.openai.com/…" in a
+        # Mule log) gives the record its destination there, and the record's findings share it.
+        events = self._events(fctx, records, marks_by_ls, recno_of_ls, first_line)
         self._add_columns(batch, records, recno_of_ls, first_line, first_off)
         batch["detector"] = ["regex"] * n_regex + ["ner"] * (len(rows) - n_regex)
-        events = self._events(fctx, records, marks_by_ls, recno_of_ls, first_line)
         return batch, events, elf_rows
 
     def _split_elf(self, fctx: FileContext, data: bytes, uniq, recnos, finding_ls, header_ls, cdn_ls, first_line):
