@@ -43,6 +43,10 @@ A file looks like this::
     targets = ["soc-webhook"]
     before = ["12h", "2h"]
 
+    [llm]
+    model = "/srv/models/other.gguf"   # default: what 'leakwatch models install' fetched
+    n_gpu_layers = -1                  # every layer on the GPU when llama.cpp was built with CUDA
+
 Unknown sections or keys, and values of the wrong type, raise :class:`ConfigError` naming the
 file (or variable), the key, and the closest valid key; relative paths in the file are relative
 to the file's directory.
@@ -385,6 +389,43 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class LlmConfig:
+    """``[llm]``: the local model that drafts incident summaries (llama.cpp, nothing leaves the
+    machine). See ``leakwatch models --help``."""
+
+    model: Path | None = _doc(  # noqa: RUF009 - _doc returns a dataclasses.field
+        "GGUF model file. Empty: $LEAKWATCH_MODEL when set, else the default model that "
+        "'leakwatch models install' puts in the user cache (SmolLM2-135M-Instruct Q4_1). A file "
+        "that is missing is not an error here: summaries fall back to the template.",
+        "model_path", None,
+    )
+    n_ctx: int = _doc(
+        "Context window in tokens. The facts prompt is ~500-900 tokens and each answer at most "
+        "max_tokens, so 4096 leaves room for large incidents.", "int", 4096, lo=512, hi=131072,
+    )
+    n_gpu_layers: int = _doc(
+        "Layers offloaded to the GPU when llama-cpp-python was built with GPU support (CUDA, "
+        "Metal, Vulkan): -1 = all of them, 0 = none. A CPU-only build ignores it.",
+        "int", -1, lo=-1, hi=10_000,
+    )
+    max_tokens: int = _doc(
+        "Most tokens generated for one part of a summary (a sentence of the responder summary, a "
+        "section of the GDPR Art. 33 narrative).", "int", 96, lo=8, hi=4096,
+    )
+    temperature: float = _doc(
+        "Sampling temperature; 0 = always the most likely token, so the same facts give the "
+        "same text.", "float", 0.0, lo=0.0, hi=2.0,
+    )
+    seed: int = _doc("Random seed of the sampler (matters only when temperature > 0).", "int", 42, lo=0, hi=2**31 - 1)
+    threads: int = _doc(
+        "CPU threads for reading the prompt and generating; 0 = half the CPUs (at least one): "
+        "llama.cpp's threads spin while they wait, so sharing every CPU with a busy scan can make "
+        "it several times slower.",
+        "int", 0, lo=0, hi=1024,
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """All of leakwatch's settings. ``source`` is the TOML file they were read from, if any."""
 
@@ -397,6 +438,7 @@ class Config:
     organisation: OrganisationConfig = field(default_factory=OrganisationConfig)
     incidents: IncidentsConfig = field(default_factory=IncidentsConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
     source: Path | None = None
 
     @classmethod
@@ -415,6 +457,7 @@ SECTIONS: Mapping[str, type] = {
     "organisation": OrganisationConfig,
     "incidents": IncidentsConfig,
     "notify": NotifyConfig,
+    "llm": LlmConfig,
 }
 _CUSTOM_KEYS = ("name", "regex", "paths")
 
@@ -595,6 +638,14 @@ def _convert(section: str, f: dataclasses.Field, v: Any, where: _Where) -> Any:
         return _notify_targets(v, section, f.name, where)
     if kind == "notify_rules":
         return _notify_rules(v, section, f.name, where)
+    if kind == "model_path":
+        # Like "path", but a missing file is fine: no model means the template summary.
+        if not isinstance(v, str):
+            raise ConfigError(f"{loc}: expected a path (string), got {_tname(v)} {v!r}")
+        if not v.strip():
+            return None
+        p = Path(v.strip()).expanduser()
+        return p if p.is_absolute() else where.base_dir / p
     if kind == "str":
         if not isinstance(v, str):
             raise ConfigError(f"{loc}: expected a string, got {_tname(v)} {v!r}")
@@ -875,7 +926,7 @@ def _parse_env_value(f: dataclasses.Field, raw: str, var: str) -> Any:
             return float(s)
         except ValueError:
             raise ConfigError(f"{var}: expected a number, got {raw!r}") from None
-    if kind in ("path", "str", "choice", "timezone", "secrets_file"):
+    if kind in ("path", "model_path", "str", "choice", "timezone", "secrets_file"):
         return raw
     if kind == "bool":
         low = s.lower()

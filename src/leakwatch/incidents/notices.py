@@ -671,7 +671,8 @@ def _render_line(exc: BaseException, filename: str | None) -> int | None:
 
 def render_notice(facts: IncidentFacts, kind: str, *, fmt: str = "md", regime: Any = None,
                   deadlines: list | None = None, now: datetime,
-                  templates_dir: str | Path | None = None) -> NoticeDraft:
+                  templates_dir: str | Path | None = None,
+                  narrative: Mapping[str, str] | None = None) -> NoticeDraft:
     """Render the ``kind`` notice (a key of :data:`NOTICE_KINDS`) for an incident.
 
     ``fmt`` is ``md``, ``txt`` (plain text, no markup) or ``json``
@@ -679,6 +680,14 @@ def render_notice(facts: IncidentFacts, kind: str, *, fmt: str = "md", regime: A
     ``<kind>.j2`` in ``templates_dir`` (default :func:`default_templates_dir`). Raises
     :class:`PlaybookError` naming file and line for a broken template, and
     :class:`UnmaskedValueError` when the result holds what looks like an unmasked personal value.
+
+    ``narrative`` (optional) is a drafted account of the breach, e.g.
+    :meth:`leakwatch.llm.summarize.Summary.narrative`: ``nature``, ``likely_consequences``,
+    ``measures`` and ``source`` (who drafted it). Templates see it as ``narrative`` (``None``
+    when not given); a template that does not place it gets it appended as a "Draft narrative"
+    section (JSON: a ``narrative`` key). It fills no required item: a still-unknown item stays
+    in "Still unknown" until a responder records it as a fact, after reviewing the draft.
+    The guard checks it like the rest of the draft.
     """
     if fmt not in FORMATS:
         raise PlaybookError(f"unknown notice format {fmt!r} (formats: {', '.join(FORMATS)})")
@@ -692,15 +701,53 @@ def render_notice(facts: IncidentFacts, kind: str, *, fmt: str = "md", regime: A
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     ctx = notice_context(facts, regime_id=regime_id, deadlines=deadlines, now=now, kind=kind, regime=regime)
+    ctx["narrative"] = _narrative(narrative)
     if fmt == "json":
         payload = {"kind": kind, "regime": regime_id, "fields": ctx["items"], "missing": ctx["missing"]}
+        if ctx["narrative"] is not None:
+            payload["narrative"] = ctx["narrative"]
         text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
     else:
         text = _render_template(kind, fmt, ctx, Path(templates_dir) if templates_dir else default_templates_dir())
         if ctx["missing"] and _MARKER not in text:
             text = text.rstrip("\n") + "\n\n" + _helpers(fmt, ctx)["still_unknown"]() + "\n"
+        if ctx["narrative"] is not None and not _placed(text, ctx["narrative"]):
+            text = text.rstrip("\n") + "\n\n" + _narrative_section(fmt, ctx) + "\n"
     _guard(text, ctx, facts, regime, kind)
     return NoticeDraft(kind, regime_id, text, fmt, tuple(ctx["missing"]), ctx)
+
+
+NARRATIVE_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("nature", "Nature of the breach (Art. 33(3)(a))"),
+    ("likely_consequences", "Likely consequences (Art. 33(3)(c))"),
+    ("measures", "Measures taken or proposed (Art. 33(3)(d))"),
+)
+
+
+def _narrative(narrative: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The narrative as plain strings (``None`` when none or empty)."""
+    if narrative is None:
+        return None
+    out = {k: str(narrative.get(k) or "").strip() for k, _ in NARRATIVE_SECTIONS}
+    if not any(out.values()):
+        return None
+    out["source"] = str(narrative.get("source") or "a draft").strip()
+    return out
+
+
+def _placed(text: str, narrative: Mapping[str, str]) -> bool:
+    """Whether the template already put the narrative's sections into ``text``."""
+    return all(v in text for k, v in narrative.items() if k != "source" and v)
+
+
+def _narrative_section(fmt: str, ctx: Mapping[str, Any]) -> str:
+    h = _helpers(fmt, ctx)
+    n = ctx["narrative"]
+    lines = [h["h2"]("Draft narrative (review before sending)"), "", f"Source: {n['source']}."]
+    for key, label in NARRATIVE_SECTIONS:
+        if n.get(key):
+            lines += ["", h["b"](label), "", n[key]]
+    return "\n".join(lines)
 
 
 def _render_template(kind: str, fmt: str, ctx: Mapping[str, Any], tdir: Path) -> str:
@@ -782,9 +829,11 @@ def _guard(text: str, ctx: Mapping[str, Any], facts: IncidentFacts, regime: Any,
                  lambda v, entity=entity: any(e == entity for e, _ in raw_values_in(v)))]
     kind_name, preview, contains = hits[0]
     source = "the template"
-    for key, v in ctx["responder"].items():
+    sources = [(f"responder fact {k!r}", v) for k, v in ctx["responder"].items()]
+    sources += [(f"the drafted narrative ({k})", v) for k, v in (ctx.get("narrative") or {}).items()]
+    for where, v in sources:
         if isinstance(v, str) and contains(v):
-            source = f"responder fact {key!r}"
+            source = where
             break
     else:
         if contains(facts_json):
