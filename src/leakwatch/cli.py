@@ -114,6 +114,8 @@ COMMAND_MODULES = (
     "leakwatch.commands.watch",
     "leakwatch.commands.notify",
     "leakwatch.commands.drill",
+    "leakwatch.commands.llm",
+    "leakwatch.commands.tui",
 )
 
 
@@ -121,9 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     os.umask(0o077)  # everything leakwatch writes (database, WAL, key, JSONL) is private to the user
     parser = build_parser()
+    if not (argv if argv is not None else sys.argv[1:]) and sys.stdin.isatty() and sys.stdout.isatty():
+        # A bare `leakwatch` in a terminal opens the console on ./leakwatch.duckdb ($LEAKWATCH_DB).
+        argv = ["tui"]
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
+        print("\n(in a terminal, a bare 'leakwatch' opens the incident console: see 'leakwatch tui --help')")
         return ExitCode.OK
     try:
         if args.command == "scan":

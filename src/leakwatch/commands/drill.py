@@ -18,6 +18,8 @@ EPILOG = textwrap.dedent(
       leakwatch drill list                                   the shipped scenarios
       leakwatch drill run ai-key-exposed-gateway-bypass      75 scenario minutes in ~75 s, then the score
       leakwatch drill run bulk-sync-to-ai --speed 300 --out drills/bulk-1
+      leakwatch drill run ai-key-exposed-gateway-bypass --tui
+                                                             the same, live in the incident console
       leakwatch drill generate cdn-foreign-edge --seed 7 --out /tmp/cdn-logs
                                                              the logs and their ground truth only
       leakwatch drill score drills/bulk-1                    print a drill's score again
@@ -36,6 +38,15 @@ EPILOG = textwrap.dedent(
       the score as score.md and score.json: recall and precision against the ground truth, time
       to detect, time to open each incident, each notification against each regime's deadline,
       and the playbook steps that fell due (a headless drill has no responder: they are missed).
+
+    --tui:
+      The incident console opens on the drill's database while the drill runs: a red/amber
+      DRILL banner on every screen, countdowns in scenario time, incidents appearing as they
+      are opened, each notification the receiver gets, and the score in a dialog at the end
+      (S shows it again). Responders can work the incidents as they would for real (acknowledge,
+      set clocks, step through playbooks); their actions are in the score. P pauses scenario
+      time; q or ctrl+c stops the drill (it is still scored) and closes the console; the score
+      is printed when it closes. Without a terminal, --tui runs headless.
 
     exit codes:
       0  the drill passed every check (run, score), or list/generate finished
@@ -88,6 +99,10 @@ def register(sub) -> None:
     r.add_argument("--dir", metavar="DIR", help="scenario folder (default: the shipped one)")
     r.add_argument("--json", action="store_true", help="print the score as JSON (no progress lines)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the score")
+    r.add_argument("--tui", action="store_true",
+                   help="show the drill live in the incident console (DRILL banner, accelerated countdowns, "
+                        "the score at the end); headless when there is no terminal")
+    r.add_argument("--theme", choices=("dark", "light"), default="dark", help="the console's colours (with --tui)")
     r.set_defaults(func=run_run)
 
     s = dsub.add_parser("score", help="print the score of a drill folder again (recomputed from its files)")
@@ -204,6 +219,11 @@ def run_run(args: argparse.Namespace, argv: list[str]) -> int:
         elif e.kind in ("notification", "awareness", "draining"):
             say(f"{stamp} {e.text}")
 
+    if getattr(args, "tui", False):
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            return _run_tui(args, sc, out)
+        print("leakwatch: --tui needs a terminal (stdin and stdout); running the drill headless", file=sys.stderr)
+
     stop = StopOnSignals()
     try:
         res = run_drill(sc, out, seed=args.seed, speed=args.speed, scale=args.scale,
@@ -218,6 +238,35 @@ def run_run(args: argparse.Namespace, argv: list[str]) -> int:
         sys.stdout.write(render_markdown(res.score))
         print(f"\nscore: {out / 'score.md'} and score.json; drill folder: {out} (real time {res.real_seconds:.1f} s)")
     if stop.signum is not None:
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK if res.score["passed"] else ExitCode.FINDINGS
+
+
+def _run_tui(args: argparse.Namespace, sc, out) -> int:
+    """``drill run --tui``: the console on the drill; the score printed once it closes."""
+    import json
+    import sys
+
+    from leakwatch.drills.score import render_markdown
+    from leakwatch.exit_codes import ExitCode
+    from leakwatch.tui.app import DARK_THEME, LIGHT_THEME
+    from leakwatch.tui.drill import make_drill_app
+
+    app = make_drill_app(sc, out, seed=args.seed, speed=args.speed, scale=args.scale, interval=args.interval,
+                         theme=LIGHT_THEME if args.theme == "light" else DARK_THEME)
+    try:
+        app.run()
+    finally:
+        # Closed before the drill ended (q, ctrl+c): it stops now, and is scored as stopped early.
+        res = app.wait_drill()
+    if res is None:  # pragma: no cover - wait_drill raises what stopped the drill
+        return ExitCode.INTERRUPTED
+    if args.json:
+        print(json.dumps(res.score, indent=1))
+    else:
+        sys.stdout.write(render_markdown(res.score))
+        print(f"\nscore: {out / 'score.md'} and score.json; drill folder: {out} (real time {res.real_seconds:.1f} s)")
+    if res.score["drill"].get("stopped_early"):
         return ExitCode.INTERRUPTED
     return ExitCode.OK if res.score["passed"] else ExitCode.FINDINGS
 

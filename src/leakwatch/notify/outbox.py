@@ -574,3 +574,76 @@ def retry_dead(store, ids: Sequence[int] | None, *, now: datetime, actor: str) -
             con.rollback()
             raise
     return requeued
+
+
+#: ``last_error`` of a notification a responder cancelled (it is stored as a dead letter: the
+#: outbox has no other final state that is not "delivered", and a dead letter can be retried).
+CANCELLED_PREFIX = "cancelled by "
+
+
+def cancel_pending(store, ids: Sequence[int], *, now: datetime, actor: str, reason: str | None = None) -> list[int]:
+    """Cancel pending notifications (``ids``) before they are sent: each becomes a dead letter
+    whose ``last_error`` says who cancelled it and why (so ``notify retry`` can undo it), with
+    one ``notify.cancel`` audit row each. A ``sending`` row may already be on its way and is
+    refused, like one that was delivered. Returns the ids cancelled; :class:`UsageError` for an
+    id that is not pending (nothing is changed then)."""
+    from leakwatch.incidents import audit
+    from leakwatch.incidents.notices_guard import check_free_text
+    from leakwatch.store.db import private_umask
+
+    now = _utc(now)
+    wanted = sorted({int(i) for i in ids})
+    if not wanted:
+        raise UsageError("say which notifications to cancel")
+    if reason and reason.strip():
+        check_free_text(reason, "reason")  # the audit trail is append-only: no raw values in it
+    note = (CANCELLED_PREFIX + actor + (f": {reason.strip()}" if reason and reason.strip() else ""))[:ERROR_MAX]
+    con = store.con
+    with private_umask():
+        con.begin()
+        try:
+            rows = con.execute("SELECT notification_id, incident_id, target, event, status FROM outbox "
+                               "WHERE list_contains(?::BIGINT[], notification_id) ORDER BY notification_id",
+                               [wanted]).fetchall()
+            missing = [i for i in wanted if i not in {r[0] for r in rows}]
+            if missing:
+                raise UsageError(f"no notification with id {', '.join(map(str, missing))} (see 'leakwatch notify status')")
+            not_pending = [f"{r[0]} is {r[4]}" for r in rows if r[4] != "pending"]
+            if not_pending:
+                raise UsageError("only pending notifications can be cancelled: " + "; ".join(not_pending))
+            con.execute("""UPDATE outbox SET status = 'dead', last_error = ?, lease_until = NULL, lease_owner = NULL,
+                           updated_at = ? WHERE list_contains(?::BIGINT[], notification_id) AND status = 'pending'""",
+                        [note, now, wanted])
+            for nid, iid, target, event, _status in rows:
+                audit.append(con, store.key, actor=actor, action="notify.cancel", incident_id=iid, at=now,
+                             reason=reason.strip() if reason and reason.strip() else None,
+                             detail={"notification": nid, "target": target, "event": event})
+            con.commit()
+        except duckdb.Error as e:
+            con.rollback()
+            raise StoreError(f"{store.path}: cannot cancel notifications: {e}") from e
+        except BaseException:
+            con.rollback()
+            raise
+    return wanted
+
+
+def step_notifications(con: duckdb.DuckDBPyConnection, incident_id: int) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(playbook id, step id) → the ``step.notify`` notifications queued for that step of the
+    incident, oldest first, each ``{notification_id, target, status, attempts, last_error,
+    created_at, delivered_at}`` (read from the idempotency key
+    ``step.notify:<incident>:<target>:<playbook>.<step>:<from>-><to>``)."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    rows = con.execute("""SELECT notification_id, idempotency_key, target, status, attempts, last_error, created_at, delivered_at
+                          FROM outbox WHERE incident_id = ? AND event = 'step.notify'
+                          ORDER BY created_at, notification_id""", [incident_id]).fetchall()
+    for nid, key, target, status, attempts, last_error, created, delivered in rows:
+        parts = key.split(":", 4)
+        if len(parts) < 4 or "." not in parts[3]:
+            continue
+        playbook, step = parts[3].split(".", 1)
+        out.setdefault((playbook, step), []).append({
+            "notification_id": int(nid), "target": target, "status": status, "attempts": int(attempts),
+            "last_error": redact(last_error) or None, "created_at": created.astimezone(UTC),
+            "delivered_at": delivered.astimezone(UTC) if delivered else None})
+    return out

@@ -1,0 +1,95 @@
+"""The header every screen shows: the database, the active incident and the nearest deadline
+over all open incidents, counting down live.
+
+It reads the app's reactives ``active_incident`` (id, title) and ``nearest`` (a
+:class:`~leakwatch.tui.incident_model.NextDeadline`), which the app keeps current after every
+load and change; it queries nothing itself.
+
+During a drill (an app with a ``drill_banner()`` method: :class:`leakwatch.tui.drill.DrillApp`)
+the header is two lines: a red/amber DRILL banner above the usual line, refreshed twice a
+second, so no screen can be mistaken for a real incident.
+"""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Label
+
+from leakwatch.tui.widgets.countdown import Countdown
+
+#: Real seconds between two refreshes of the drill banner (scenario time, progress).
+BANNER_REFRESH_S = 0.5
+
+
+class DrillBanner(Label):
+    """The DRILL line: the app's ``drill_banner()`` text (a Rich ``Text``)."""
+
+    def on_mount(self) -> None:
+        self.redraw()
+        self.set_interval(BANNER_REFRESH_S, self.redraw)
+
+    def redraw(self) -> None:
+        """Draw the banner again from the app (and the clock label beside the database name)."""
+        self.update(self.app.drill_banner())
+        header = self.parent
+        if isinstance(header, LeakwatchHeader):
+            header.show_db()
+
+
+class LeakwatchHeader(Horizontal):
+    """One line: ``leakwatch · FILE │ incident #N title │ next deadline: … ⏱ 1h 50m``."""
+
+    DEFAULT_CSS = """
+    LeakwatchHeader { height: 1; dock: top; background: $panel; color: $foreground; }
+    LeakwatchHeader > Label { height: 1; padding: 0 1; }
+    LeakwatchHeader #hdr-db { text-style: bold; color: $text-accent; }
+    LeakwatchHeader #hdr-incident { width: 1fr; }
+    LeakwatchHeader #hdr-next { color: $text-muted; }
+    LeakwatchHeader Countdown { padding: 0 1; }
+    LeakwatchHeader.-drill { height: 2; layout: grid; grid-size: 4 2; grid-columns: auto 1fr auto auto; }
+    LeakwatchHeader.-drill > Label { width: auto; }
+    LeakwatchHeader.-drill > #hdr-incident { width: 1fr; }
+    LeakwatchHeader #hdr-drill {
+        column-span: 4; width: 100%; padding: 0; background: $warning; color: #000000; text-style: bold;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        if callable(getattr(self.app, "drill_banner", None)):
+            self.add_class("-drill")
+            yield DrillBanner(id="hdr-drill")
+        yield Label(id="hdr-db")
+        yield Label(id="hdr-incident")
+        yield Label(id="hdr-next")
+        yield Countdown(id="hdr-countdown")
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "active_incident", self._show_incident)
+        self.watch(self.app, "nearest", self._show_nearest)
+        self.show_db()
+
+    def show_db(self) -> None:
+        """The database's name and the clock's label (``DRILL 60x``, ``frozen``)."""
+        db = self.query_one("#hdr-db", Label)
+        clock_label = self.app.clock.label
+        db.update(f"leakwatch · {self.app.db_label}" + (f" · {clock_label}" if clock_label else ""))
+
+    def _show_incident(self, value) -> None:
+        label = self.query_one("#hdr-incident", Label)
+        if value is None:
+            label.update("no incident selected")
+        else:
+            iid, title = value
+            label.update(f"incident #{iid} {title}")
+
+    def _show_nearest(self, nd) -> None:
+        label = self.query_one("#hdr-next", Label)
+        cd = self.query_one("#hdr-countdown", Countdown)
+        if nd is None:
+            label.update("no open deadline")
+            cd.due = None
+            cd.display = False
+            return
+        cd.display = True
+        label.update(f"next: #{nd.incident_id} {nd.regime} {nd.label}")
+        cd.due = nd.due
