@@ -320,34 +320,15 @@ def _dump(obj: Any) -> None:
 
 
 def _notify_hook(config, store):
-    """The outbox hook for incident changes when notification rules are configured, else None:
-    the notifications are queued in the change's own transaction (``leakwatch notify dispatch``
-    or ``leakwatch watch`` delivers them)."""
-    if not config.notify.rules:
-        return None
-    from leakwatch.notify import triggers
+    from leakwatch.notify.triggers import hook_for
 
-    return triggers.hook(config, store.key)
+    return hook_for(config, store)
 
 
 def _overdue_check(config, regimes, now: datetime, accept: bool):
-    """A ``check`` for book.set_clock: refuse a time that puts applicable deadlines in the past."""
-    from leakwatch.errors import IncidentError
-    from leakwatch.incidents import book
-    from leakwatch.incidents.clocks import overdue_with
+    from leakwatch.incidents.clocks import overdue_check
 
-    def check(con, incident_id: int, event: str, at: datetime) -> dict | None:
-        facts = book.build_facts(con, incident_id, config, regimes)
-        late = overdue_with(facts, regimes, event, at, now)
-        if late and accept:
-            return {"accepted_overdue": late}  # recorded in the audit row
-        if late:
-            raise IncidentError(
-                f"with {event} at {at.isoformat(timespec='minutes')} these deadlines are already past: "
-                + "; ".join(late) + ". If that is the truth, repeat with --accept-overdue (the reason is recorded); "
-                "nothing was changed")
-
-    return check
+    return overdue_check(config, regimes, now, accept)
 
 
 # --- incidents --------------------------------------------------------------------------------
@@ -714,7 +695,7 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
 
     from leakwatch.exit_codes import ExitCode
     from leakwatch.incidents import book
-    from leakwatch.incidents.notices import render_notice
+    from leakwatch.incidents.notices import default_kind, render_notice
     from leakwatch.incidents.regimes import deadlines
 
     config = _config(args)
@@ -723,7 +704,7 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
     now = datetime.now(UTC)
     with _open_store(args, write=False) as store:
         facts = book.build_facts(store.con, args.id, config, regimes)
-    kind = args.kind or _default_kind(regime.id)
+    kind = args.kind or default_kind(regime.id)
     draft = render_notice(facts, kind, fmt=args.format, regime=regime, deadlines=deadlines(regime, facts, now), now=now,
                           templates_dir=Path(args.templates) if args.templates else None)
     _write_out(args.out, draft.text)
@@ -732,18 +713,6 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
               f"its 'Still unknown' section says where each is set ('leakwatch incidents fact {args.id} KEY VALUE' "
               f"or the config's [organisation])", file=sys.stderr)
     return ExitCode.OK
-
-
-def _default_kind(regime_id: str) -> str:
-    from leakwatch.incidents.notices import NOTICE_KINDS
-
-    if regime_id in NOTICE_KINDS:
-        return regime_id
-    if regime_id == "uk-gdpr":  # the same Art. 33(3) content; the recipient (ICO) comes from the regime
-        return "gdpr-33"
-    if regime_id == "nis2":
-        return "nis2-early-warning"
-    return "generic"
 
 
 def _write_out(out: str, text: str) -> None:

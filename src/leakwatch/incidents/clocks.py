@@ -71,3 +71,25 @@ def overdue_with(facts: IncidentFacts, regimes, event: str, at: datetime, now: d
             if d.status == "overdue":
                 out.append(f"{c.regime.id} {d.label} was due {d.due.isoformat(timespec='minutes')}")
     return out
+
+
+def overdue_check(config, regimes, now: datetime, accept: bool, *, how_to_accept: str = "--accept-overdue"):
+    """A ``check`` for :func:`leakwatch.incidents.book.set_clock` / ``open_incident``: refuses a
+    clock time that puts deadlines of applicable regimes in the past, unless ``accept`` — then
+    the late deadlines are returned for the audit row. ``how_to_accept`` names the switch in the
+    refusal (the CLI's flag, the console's checkbox)."""
+    from leakwatch.incidents import book
+
+    def check(con, incident_id: int, event: str, at: datetime) -> dict | None:
+        facts = book.build_facts(con, incident_id, config, regimes)
+        late = overdue_with(facts, regimes, event, at, now)
+        if late and accept:
+            return {"accepted_overdue": late}
+        if late:
+            raise IncidentError(
+                f"with {event} at {at.isoformat(timespec='minutes')} these deadlines are already past: "
+                + "; ".join(late) + f". If that is the truth, repeat with {how_to_accept} (the reason is "
+                "recorded); nothing was changed")
+        return None
+
+    return check

@@ -842,3 +842,16 @@ def _guard(text: str, ctx: Mapping[str, Any], facts: IncidentFacts, regime: Any,
         f"notice {kind} for incident {facts.incident_id}: the draft holds what looks like an unmasked "
         f"{kind_name} ({preview}), from {source}; no draft was produced. Mask or remove it and render again."
     )
+
+
+def default_kind(regime_id: str) -> str:
+    """The notice kind drafted for a regime when none is asked for: its own kind when there is
+    one, the Art. 33 notice for UK GDPR (same content; the recipient comes from the regime), the
+    early warning for NIS2, else the generic notice."""
+    if regime_id in NOTICE_KINDS:
+        return regime_id
+    if regime_id == "uk-gdpr":
+        return "gdpr-33"
+    if regime_id == "nis2":
+        return "nis2-early-warning"
+    return "generic"

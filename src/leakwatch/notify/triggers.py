@@ -330,3 +330,12 @@ def enqueue_dead_letter(con, config, targets: Mapping[str, Target], *, notificat
                           body=t.render("outbox.dead_letter", facts, extra), incident_id=incident_id)
             added += int(enqueue(con, msg, now=now))
     return added
+
+
+def hook_for(config, store, clock=None):
+    """The outbox hook for incident changes when ``[[notify.rules]]`` are configured, else None:
+    notifications are queued in the change's own transaction (``notify dispatch`` or ``watch``
+    delivers them)."""
+    if not config.notify.rules:
+        return None
+    return hook(config, store.key, clock=clock)

@@ -161,25 +161,10 @@ def parse_time(text: str, what: str = "time") -> datetime:
 
 
 def overdue_check(config, regimes, now: datetime, accept: bool):
-    """A ``check`` for ``book.set_clock`` refusing a time that puts applicable deadlines in the
-    past unless ``accept`` (then the late deadlines are recorded in the audit row). The same
-    rule as ``leakwatch incidents set-awareness --accept-overdue``."""
-    from leakwatch.incidents import book
-    from leakwatch.incidents.clocks import overdue_with
+    """:func:`leakwatch.incidents.clocks.overdue_check`, worded for the console's checkbox."""
+    from leakwatch.incidents.clocks import overdue_check as check
 
-    def check(con, incident_id: int, event: str, at: datetime) -> dict | None:
-        facts = book.build_facts(con, incident_id, config, regimes)
-        late = overdue_with(facts, regimes, event, at, now)
-        if late and accept:
-            return {"accepted_overdue": late}
-        if late:
-            raise IncidentError(
-                f"with {event} at {at.isoformat(timespec='minutes')} these deadlines are already past: "
-                + "; ".join(late) + ". If that is the truth, tick 'accept overdue' (the reason is recorded); "
-                "nothing was changed")
-        return None
-
-    return check
+    return check(config, regimes, now, accept, how_to_accept="'accept overdue' ticked")
 
 
 def set_awareness(store, incident_id: int, when: str | datetime, reason: str, *, actor: str, config, regimes,
@@ -195,13 +180,10 @@ def set_awareness(store, incident_id: int, when: str | datetime, reason: str, *,
 
 
 def notify_hook(config, store, clock=None):
-    """The outbox hook for changes made here when notification rules are configured (as the
-    CLI's), else None: notifications are queued in the change's own transaction."""
-    if not config.notify.rules:
-        return None
-    from leakwatch.notify import triggers
+    """The outbox hook for changes made in the console (as the CLI's), or None without rules."""
+    from leakwatch.notify.triggers import hook_for
 
-    return triggers.hook(config, store.key, clock=clock)
+    return hook_for(config, store, clock)
 
 
 def parse_ids(text: str, what: str) -> list[int]:
@@ -235,14 +217,13 @@ def render_draft(con: duckdb.DuckDBPyConnection, incident_id: int, regime_id: st
                  *, narrative: Mapping[str, str] | None = None):
     """The Markdown notice draft for ``regime_id`` (``leakwatch notice ID --regime R``); returns
     the :class:`~leakwatch.incidents.notices.NoticeDraft`."""
-    from leakwatch.commands.incidents import _default_kind
     from leakwatch.incidents import book
-    from leakwatch.incidents.notices import render_notice
+    from leakwatch.incidents.notices import default_kind, render_notice
     from leakwatch.incidents.regimes import deadlines
 
     regime = regimes.get(regime_id)
     facts = book.build_facts(con, incident_id, config, regimes)
-    return render_notice(facts, _default_kind(regime.id), fmt="md", regime=regime,
+    return render_notice(facts, default_kind(regime.id), fmt="md", regime=regime,
                          deadlines=deadlines(regime, facts, now), now=now, narrative=narrative)
 
 
