@@ -236,6 +236,10 @@ def _screen_name(screen: Screen) -> str:
     return getattr(screen, "PALETTE_GROUP", None) or type(screen).__name__.removesuffix("Screen")
 
 
+#: DuckDB memory_limit of the console's connection.
+CONSOLE_MEMORY_LIMIT = "160MB"
+
+
 def make_app(db_path: str | Path, *, config=None, clock: Clock | Callable[[], datetime] | datetime | None = None,
              size: tuple[int, int] | None = None, theme: str | None = None) -> LeakwatchApp:
     """The console on the database at ``db_path``.
@@ -262,6 +266,9 @@ def make_app(db_path: str | Path, *, config=None, clock: Clock | Callable[[], da
     regimes = load_regimes()
     playbooks = load_playbooks()
     check_references(playbooks, regimes)
-    store = Store.open(db)
+    # The console reads pages and aggregates, it never bulk-loads: a small DuckDB buffer keeps the
+    # process under its 300 MB budget at a million findings (the 512 MB default let the
+    # incident-list aggregates spike past 600 MB).
+    store = Store.open(db, memory_limit=CONSOLE_MEMORY_LIMIT)
     return LeakwatchApp(store, config=config, clock=as_clock(clock), regimes=regimes, playbooks=playbooks,
                         size=size, theme=theme)
