@@ -31,7 +31,7 @@ def test_make_demo_headless_runs_the_drill_and_prints_the_score(tmp_path):
     # Progress in scenario time, then the score.
     assert re.search(r"\[DRILL T\+\d\d:\d\d\] .*opened incident #1", text)
     assert "# DRILL score: ai-key-exposed-gateway-bypass" in text and "**Result: PASSED**" in text
-    assert "| P1_key_exposed/openai | yes |" in text
+    assert "| P1_key_exposed/OpenAI | yes |" in text
     assert "leakwatch tui --db" in text
     score = json.loads((out / "score.json").read_text())
     assert score["passed"] and score["detection"]["recall"] == 1.0 and score["drill"]["speed"] == 1500

@@ -68,11 +68,11 @@ def test_a_full_drill_completes_headless_and_scores_in_scenario_time(drill):
     # Every expected incident was opened, after its first evidence, within the scenario.
     expected = {x["key"]: x for x in score["incidents"]["expected"]}
     assert sorted(expected) == ["P1_gateway_bypass/Anthropic", "P1_gateway_bypass/OpenAI",
-                                "P1_key_exposed/Anthropic", "P1_key_exposed/openai"]
+                                "P1_key_exposed/Anthropic", "P1_key_exposed/OpenAI"]
     for x in expected.values():
         assert x["opened"] and 0 <= x["time_to_open_min"] < 75, x
         assert x["opened_min"] >= x["first_evidence_min"]
-    assert expected["P1_key_exposed/openai"]["first_evidence_min"] < 4  # the key is logged at minute 3
+    assert expected["P1_key_exposed/OpenAI"]["first_evidence_min"] < 4  # the key is logged at minute 3
     # Notifications: received and verified by the receiver, marked as drill, in scenario time.
     no = score["notifications"]
     assert no["received"] >= 4 and no["verified"] == no["received"] == no["drill_marked"] and no["rejected"] == 0

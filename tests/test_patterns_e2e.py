@@ -210,7 +210,7 @@ def test_p1_ai_keys_in_an_app_log_are_high_one_alert_per_key(tmp_path):
     assert openai["evidence"]["in_exported_setting"] is False
     assert openai["evidence"]["first_ts"] == "2024-03-11T10:00:00.120000Z"
     assert openai["evidence"]["last_ts"] == "2024-03-11T11:30:00Z"
-    assert openai["dest_vendor"] == "openai"  # the record names no destination: the key's vendor
+    assert openai["dest_vendor"] == "OpenAI"  # the record names no destination: the key's vendor
     assert openai["summary"].startswith("OPENAI_API_KEY sk-proj-…[56] exposed in logs: 2 lines in 1 file")
 
     anthropic = p1["ANTHROPIC_API_KEY"]

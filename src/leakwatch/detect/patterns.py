@@ -91,10 +91,12 @@ CREDENTIAL_ENTITIES: Final = (
 )
 
 #: The vendor a credential belongs to, for alerts whose records name no destination.
+#: Named as in rules/ai_endpoints.yaml, so that a key's alert and the calls to that vendor meet in
+#: one incident.
 _CREDENTIAL_VENDOR: Final = {
-    "OPENAI_API_KEY": "openai", "ANTHROPIC_API_KEY": "anthropic", "GOOGLE_API_KEY": "google",
-    "HUGGINGFACE_TOKEN": "huggingface", "GROQ_API_KEY": "groq", "REPLICATE_API_TOKEN": "replicate",
-    "COHERE_API_KEY": "cohere", "MISTRAL_API_KEY": "mistral", "AZURE_API_KEY": "azure",
+    "OPENAI_API_KEY": "OpenAI", "ANTHROPIC_API_KEY": "Anthropic", "GOOGLE_API_KEY": "Google (Gemini API)",
+    "HUGGINGFACE_TOKEN": "Hugging Face", "GROQ_API_KEY": "Groq", "REPLICATE_API_TOKEN": "Replicate",
+    "COHERE_API_KEY": "Cohere", "MISTRAL_API_KEY": "Mistral AI", "AZURE_API_KEY": "Microsoft (Azure OpenAI)",
 }
 
 # A generic credential (API_KEY, BEARER_TOKEN, a bare token found by a column rule) counts as an
