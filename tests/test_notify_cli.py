@@ -188,7 +188,7 @@ def test_missing_credential_names_the_variable(tmp_path, db, receiver, run, monk
     monkeypatch.delenv("LW_TEST_UNSET_VAR", raising=False)
     cfg = write_config(tmp_path, receiver.url, credentials='{ secret = "LW_TEST_UNSET_VAR" }')
     rc, _, err = run("notify", "test", "--target", "soc", "--db", db, "--config", cfg)
-    assert rc == 4 and "LW_TEST_UNSET_VAR" in err and "not set" in err
+    assert rc == 2 and "LW_TEST_UNSET_VAR" in err and "not set" in err
     assert receiver.request_count == 0
 
 
@@ -226,3 +226,19 @@ def test_rows_for_a_target_missing_from_the_config_stay_queued(tmp_path, db, rec
     assert rc == 4 and "1 notification(s) for target 'old-soc' left queued" in err and "1 still queued" in out
     rc, out, _ = run("notify", "status", "--json", "--db", db, "--config", cfg)
     assert json.loads(out)["by_target"]["old-soc"]["pending"] == 1
+
+
+def test_canary_with_a_missing_or_empty_credential_is_a_config_error_and_sends_nothing(run, db, tmp_path, monkeypatch,
+                                                                                        receiver):
+    monkeypatch.delenv(SECRET_VAR, raising=False)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f"{SECRET_VAR} = \n")
+    secrets.chmod(0o600)
+    cfg = write_config(tmp_path, receiver.url, extra=f'secrets_file = "{secrets}"')
+    rc, out, err = run("notify", "test", "--target", "soc", "--config", cfg, "--db", db)
+    assert rc == 2, (out, err)
+    assert f"credential variable {SECRET_VAR} is not set" in err
+    assert "quote" not in err
+    assert receiver.deliveries == []
+    with Store.open(db, read_only=True) as s:
+        assert s.con.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0

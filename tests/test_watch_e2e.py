@@ -210,3 +210,13 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_stores_nothing_twice(t
     assert p.returncode == 0, p.stderr
     assert read_rows(db, "SELECT count(*), count(DISTINCT line), min(line), max(line) FROM findings") == [(n, n, 1, n)]
     assert read_rows(db, 'SELECT "offset", line FROM watch_files') == [(log.stat().st_size, n)]
+
+
+def test_a_path_that_does_not_exist_is_refused_before_a_database_is_created(tmp_path):
+    db = tmp_path / "w.duckdb"
+    missing = tmp_path / "no-such-dir"
+    p = subprocess.run([sys.executable, "-m", "leakwatch", "watch", str(missing), "--db", str(db)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, p.stderr
+    assert f"{missing}: no such file or directory" in p.stderr
+    assert not db.exists()

@@ -325,6 +325,10 @@ def _test(args, config) -> int:
 
     tcfg = config.notify.target(args.target)
     secrets = SecretStore.from_config(config)
+    # Credentials are checked before anything is queued: a missing or unreadable one is a
+    # configuration error (exit 2, nothing sent), not a failed delivery.
+    for var in tcfg.credentials.values():
+        secrets.get(var, what=f"target {tcfg.name}")
     targets = build_targets(config, secrets, [tcfg.name])
     try:
         with _open_store(args, write=True) as store:

@@ -118,6 +118,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             raise UsageError(f"--format {args.fmt}: unknown format (valid: {', '.join(FORMAT_NAMES)})")
     config = load_config(args.config)
     paths = list(args.paths)
+    # A directory or file that is not there is a typo far more often than a log that will appear:
+    # refuse it before creating a database (a glob may match nothing yet).
+    for p in paths:
+        if not any(c in p for c in "*?[") and not os.path.exists(p):
+            raise UsageError(f"{p}: no such file or directory (watch follows paths that exist; create it first, "
+                             f"or give a glob such as '{os.path.join(p, '*.log')}')")
     pull = None
     if args.pull_salesforce:
         from leakwatch.salesforce.pull import Credentials

@@ -96,7 +96,7 @@ def redact(text: str | None, values: Iterable[str] | None = None) -> str:
 def _unquote(raw: str, path: Path, lineno: int, key: str) -> str:
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
         return raw[1:-1]
-    if raw[:1] in "\"'":
+    if raw[:1] and raw[0] in "\"'":
         raise SecretError(f"{path}:{lineno}: the value of {key} opens a quote it does not close")
     return raw
 
