@@ -144,10 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except SalesforceError as e:
         print(f"leakwatch: Salesforce: {e}", file=sys.stderr)
         return ExitCode.REMOTE_ERROR
-    except IncidentError as e:
-        print(f"leakwatch: {e}", file=sys.stderr)
-        return ExitCode.INPUT_ERROR
-    except PlaybookError as e:
+    except (IncidentError, PlaybookError) as e:
         print(f"leakwatch: {e}", file=sys.stderr)
         return ExitCode.INPUT_ERROR
     except StoreError as e:

@@ -38,13 +38,15 @@ def raw_values_in(text: str) -> list[tuple[str, int]]:
     batch, _n = _detector().process(Chunk(data=data, first_line=0, end=len(data)))
     out = []
     ents = batch.get("entity", [])
+    line_starts = [0]  # byte offset of each line (batch lines are 1-based)
+    for part in data.split(b"\n")[:-1]:
+        line_starts.append(line_starts[-1] + len(part) + 1)
     for i in range(len(ents)):
         entity = str(ents[i])
         if entity in ALLOWED_ENTITIES or int(batch["severity_rank"][i]) < MIN_RANK:
             continue
         line, start = int(batch["line"][i]), int(batch["start_byte"][i])
-        lines = data.split(b"\n")
-        off = sum(len(x) + 1 for x in lines[: line - 1]) + start
+        off = line_starts[line - 1] + start
         out.append((entity, len(data[:off].decode("utf-8", "replace"))))
     return out
 
