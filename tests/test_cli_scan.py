@@ -427,3 +427,18 @@ def test_workers_2_equals_workers_1_on_a_directory(tmp_path, cli, query):
     assert two == one
     q = "SELECT path, status, n_records, n_findings FROM sources ORDER BY path"
     assert query(db1, q) == query(db2, q)
+
+
+def test_building_the_cli_parser_stays_cheap():
+    # Every `leakwatch` command builds the whole parser: registering the subcommands must not
+    # load the scanning pipeline (numpy, DuckDB, the native core: ~0.3 s) — `leakwatch --help`
+    # and `leakwatch incidents list` should not pay for it.
+    import subprocess
+    import sys
+
+    code = ("import sys, leakwatch.cli; leakwatch.cli.build_parser(); "
+            "print(sorted(m for m in ('numpy', 'duckdb', 'leakwatch.pipeline', 'leakwatch._core.scanner') "
+            "if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "[]"

@@ -129,3 +129,39 @@ def test_dfa_out_of_memory_at_match_time_splits_and_rescans():
     assert scanner.n_shards == 4
     assert_same(result, ReferenceScanner(KEYED).scan(buf))
     assert_same(scanner.scan(buf), ReferenceScanner(KEYED).scan(buf))
+
+
+# --- compacting a chunk's hits (worker thread → owner) ------------------------------------------
+
+@settings(max_examples=150, deadline=None)
+@given(records=st.lists(record_bytes.map(lambda b: b.replace(b"\n", b" ")), min_size=1, max_size=12),
+       trailing_newline=st.booleans(), rule=regexes(), data=st.data())
+def test_compiled_compaction_equals_the_python_one(records, trailing_newline, rule, data):
+    from leakwatch.detect.engine import compact_hits, compact_hits_reference
+
+    buf = b"\n".join(records) + (b"\n" if trailing_newline else b"")
+    try:
+        res = Scanner([rule]).scan(buf)
+    except PatternError:
+        return
+    limit = data.draw(st.integers(max(0, int(res.end.max()) if len(res.end) else 0), len(buf)))
+    got = compact_hits(buf, limit, res, 7, 3)
+    want = compact_hits_reference(buf, limit, res, 7, 3)
+    assert got.data == want.data
+    for name in ("record", "rule", "start", "end", "line_start"):
+        assert np.array_equal(getattr(got.result, name), getattr(want.result, name)), name
+    assert (got.first_line, got.first_line_offset) == (7, 3)
+    # Every match still points at the same bytes in the compacted buffer.
+    for s0, e0, s1, e1 in zip(res.start, res.end, got.result.start, got.result.end):
+        assert buf[s0:e0] == got.data[s1:e1]
+
+
+def test_compaction_rejects_a_start_outside_the_buffer():
+    import pytest
+
+    from leakwatch._core.rows import compact_records
+
+    out, starts = compact_records(b"ab\ncd\n", 6, np.array([0, 3], dtype=np.int64))
+    assert out == b"ab\ncd\n" and starts.tolist() == [0, 3]
+    with pytest.raises(ValueError, match="outside"):
+        compact_records(b"ab\n", 3, np.array([9], dtype=np.int64))

@@ -126,3 +126,27 @@ def test_url_encoded_email_masks_and_hashes_like_the_plain_one():
     assert get_masker("email")(b"jane.doe%40example.com") == get_masker("email")(b"jane.doe@example.com")
     norm = get_normalizer("email")
     assert norm(b"Jane.Doe%40Example.com") == norm(b"jane.doe@example.com") == b"jane.doe@example.com"
+
+
+# Field paths and URL paths: safe_path skips the PII-segment pattern when a path holds nothing
+# that pattern could match. The shortcut must never change the answer.
+_PATH_ALPHABET = "/.[]@%40 0123456789abcXYZ_+=-?"
+
+
+@given(st.text(alphabet=_PATH_ALPHABET, max_size=80)
+       | st.builds(lambda a, n, b: a + n + b, st.text(alphabet="/.ab", max_size=6),
+                   st.sampled_from(["1234", "12345", "x" * 32, "x" * 33, "a%40b", "a@b", "%4", "4" * 9]),
+                   st.text(alphabet="/.[]ab1", max_size=6)))
+def test_safe_path_shortcut_equals_the_full_pattern(path):
+    from leakwatch.detect import enrich
+
+    enrich._SAFE_PATHS.clear()
+    assert enrich.safe_path(path) == enrich._PII_SEGMENT.sub("*", path)
+
+
+def test_safe_path_masks_identifier_segments_of_url_paths():
+    from leakwatch.detect.enrich import _path_of
+
+    assert _path_of({"url": "https://api.openai.com/v1/chat/completions?x=1"}, prefer_url=True) == "/v1/chat/completions"
+    assert _path_of({"path": "/users/jane.doe@example.com/orders/123456"}) == "/users/*/orders/*"
+    assert _path_of({"path": "/a/" + "k" * 40 + "/b"}) == "/a/*/b"

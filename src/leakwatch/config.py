@@ -73,6 +73,10 @@ from leakwatch.notify.base import EVENTS, TARGET_KINDS, TargetConfig
 ENV_PREFIX = "LEAKWATCH_"
 CONFIG_ENV = "LEAKWATCH_CONFIG"
 DEFAULT_FILE = "leakwatch.toml"
+#: ``leakwatch watch`` defaults (here, not in leakwatch.watch, so that building the CLI's
+#: parser does not import the scanning pipeline: ~0.3 s on every command).
+WATCH_POLL_INTERVAL_S = 0.25
+WATCH_PULL_EVERY_MIN = 15.0
 
 _JURISDICTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{1,15}(?:-[A-Za-z0-9]{1,3})?\Z")  # EU, US, US-CA
 _OBJECT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")

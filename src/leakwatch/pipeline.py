@@ -448,6 +448,7 @@ class _FileJob:
     events: list = field(default_factory=list)  # event rows not yet inserted
     elf_rows: list = field(default_factory=list)  # EventLogFile event rows for store.elf_events
     elf_futures: list = field(default_factory=list)  # their inserts, running on event_writer
+    write_futures: list = field(default_factory=list)  # findings and event inserts, running on event_writer
     event_writer: object = None  # a one-thread executor
     fctx: object = None  # leakwatch.detect.enrich.FileContext
     enricher: object = None
@@ -633,7 +634,7 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
 
 # EventLogFile event rows go to DuckDB in batches of about this many: large enough that the
 # statement's fixed cost is small, small enough that it overlaps with the scan of the next range.
-ELF_BATCH_ROWS = 20_000
+ELF_BATCH_ROWS = 122_880
 
 
 def _submit_elf(store: Store, scan_id: int, job: _FileJob) -> None:
@@ -651,10 +652,28 @@ def _submit_elf(store: Store, scan_id: int, job: _FileJob) -> None:
 
 
 def _wait_events(job: _FileJob) -> None:
-    """Wait for the file's EventLogFile events to be stored (errors surface here)."""
+    """Wait for the file's writes on the writer thread to be stored (errors surface here)."""
     futures, job.elf_futures = job.elf_futures, []
     for fut in futures:
         _count_elf(job, fut.result())
+    futures, job.write_futures = job.write_futures, []
+    for fut in futures:
+        _count_written(job, fut.result())
+
+
+def _count_written(job: _FileJob, result: tuple[int, int]) -> None:
+    new_findings, events = result
+    job.result.new_findings += new_findings
+    job.result.events += events
+
+
+def _write_rows(store: Store, scan_id: int, source_id: int, path: str, events: list, batches: list) -> tuple[int, int]:
+    """Findings and event rows of a file, stored on the writer thread's own cursor: (new findings, new events)."""
+    stored = store.insert_events(scan_id, source_id, path, events, cursor=True)
+    new = 0
+    for batch in batches:
+        new += store.insert_findings(scan_id, source_id, path, batch, cursor=True)
+    return new, stored
 
 
 def _count_elf(job: _FileJob, result: tuple[int, int]) -> None:
@@ -671,15 +690,25 @@ def _flush(store: Store, scan_id: int, job: _FileJob, tally: _Tally, jsonl) -> N
     fr = job.result
     batches, job.buffer = job.buffer, []
     events, job.events = job.events, []
-    fr.events += store.insert_events(scan_id, job.source_id, job.stored_path, events)
     if job.event_writer is not None:
+        # The inserts run on the writer thread (in order, after the file's earlier writes), so
+        # this thread scores the next range meanwhile instead of waiting for DuckDB; the counts
+        # come back when the file is closed (_wait_events). At most two batches queued.
         _submit_elf(store, scan_id, job)
+        if events or batches:
+            while len(job.write_futures) >= 2:
+                _count_written(job, job.write_futures.pop(0).result())
+            job.write_futures.append(job.event_writer.submit(
+                _write_rows, store, scan_id, job.source_id, job.stored_path, events, batches))
+    else:
+        fr.events += store.insert_events(scan_id, job.source_id, job.stored_path, events)
+        for batch in batches:
+            fr.new_findings += store.insert_findings(scan_id, job.source_id, job.stored_path, batch)
     elf_rows, job.elf_rows = job.elf_rows, []
     if elf_rows:
         _count_elf(job, store.insert_elf_events(scan_id, job.source_id, job.stored_path, elf_rows, job.fctx.headers,
                                                 job.enricher.classify_hosts, job.enricher.hash_actors))
     for batch in batches:
-        fr.new_findings += store.insert_findings(scan_id, job.source_id, job.stored_path, batch)
         fr.findings += tally.add_batch(batch)
         _count_into(job.counts, batch)
         if jsonl is not None:

@@ -75,9 +75,10 @@ from leakwatch.sources.files import (
     read_head,
 )
 from leakwatch.store import Store
+from leakwatch.config import WATCH_POLL_INTERVAL_S, WATCH_PULL_EVERY_MIN
 
 #: Seconds between cycles.
-POLL_INTERVAL_S = 0.25
+POLL_INTERVAL_S = WATCH_POLL_INTERVAL_S
 #: A last line without its newline is scanned as it is once the file has been unchanged this long
 #: (writers flush whole lines; one that stops mid-line for 3 s has most likely stopped).
 PARTIAL_IDLE_S = 3.0
@@ -97,7 +98,7 @@ DEADLINES_EVERY_S = 5.0
 #: findings or events.
 PATTERNS_EVERY_S = 10.0
 #: Minutes between Salesforce pulls (``--pull-every``).
-PULL_EVERY_MIN = 15.0
+PULL_EVERY_MIN = WATCH_PULL_EVERY_MIN
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")

@@ -48,7 +48,7 @@ EPILOG = textwrap.dedent(
 
 def register(sub) -> None:
     """Add the ``watch`` subcommand to the CLI's subparsers."""
-    from leakwatch.watch import POLL_INTERVAL_S, PULL_EVERY_MIN
+    from leakwatch.config import WATCH_POLL_INTERVAL_S as POLL_INTERVAL_S, WATCH_PULL_EVERY_MIN as PULL_EVERY_MIN
 
     p = sub.add_parser(
         "watch",

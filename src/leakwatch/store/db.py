@@ -483,21 +483,25 @@ class Store:
                 [scan_id, None if source_path is None else str(source_path), line, kind, message],
             )
 
-    def insert_findings(self, scan_id: int, source_id: int, source_path: str | Path, batch: Mapping[str, Any]) -> int:
+    def insert_findings(self, scan_id: int, source_id: int, source_path: str | Path, batch: Mapping[str, Any],
+                        *, cursor: bool = False) -> int:
         """Store one columnar batch of findings; return how many were new (not duplicates).
 
         ``source_id`` is what :meth:`begin_source` returned for ``source_path``. See
         :mod:`leakwatch.store.ingest` for the batch format and how duplicates are found.
+        ``cursor=True``: on a cursor of its own, for a thread other than the connection's owner.
         """
-        with self._write(f"store findings from {source_path}") as con:
-            return ingest.insert_findings(con, scan_id, source_id, str(source_path), batch)
+        with self._write(f"store findings from {source_path}") as con, _maybe_cursor(con, cursor) as c:
+            return ingest.insert_findings(c, scan_id, source_id, str(source_path), batch)
 
-    def insert_events(self, scan_id: int, source_id: int, source_path: str | Path, rows: list[tuple]) -> int:
-        """Store event rows (see :data:`leakwatch.store.ingest.EVENT_COLUMNS`); return how many were new."""
+    def insert_events(self, scan_id: int, source_id: int, source_path: str | Path, rows: list[tuple],
+                      *, cursor: bool = False) -> int:
+        """Store event rows (see :data:`leakwatch.store.ingest.EVENT_COLUMNS`); return how many were new.
+        ``cursor`` as for :meth:`insert_findings`."""
         if not rows:
             return 0
-        with self._write(f"store events from {source_path}") as con:
-            return ingest.insert_events(con, scan_id, source_id, str(source_path), rows)
+        with self._write(f"store events from {source_path}") as con, _maybe_cursor(con, cursor) as c:
+            return ingest.insert_events(c, scan_id, source_id, str(source_path), rows)
 
     def insert_elf_events(self, scan_id: int, source_id: int, source_path: str | Path, rows, headers,
                           classify_hosts, hash_actors, *, cursor: bool = False) -> int:
@@ -509,18 +513,24 @@ class Store:
         are serialised by the umask lock)."""
         from leakwatch.store.elf_events import insert_elf_events
 
-        with self._write(f"store events from {source_path}") as con:
-            if not cursor:
-                return insert_elf_events(con, scan_id, source_id, str(source_path), rows, headers, classify_hosts,
-                                         hash_actors)
-            cur = con.cursor()
-            try:
-                return insert_elf_events(cur, scan_id, source_id, str(source_path), rows, headers, classify_hosts,
-                                         hash_actors)
-            finally:
-                cur.close()
+        with self._write(f"store events from {source_path}") as con, _maybe_cursor(con, cursor) as c:
+            return insert_elf_events(c, scan_id, source_id, str(source_path), rows, headers, classify_hosts,
+                                     hash_actors)
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file now (DuckDB also does this on close)."""
         with self._write("checkpoint") as con:
             con.execute("CHECKPOINT")
+
+
+@contextlib.contextmanager
+def _maybe_cursor(con: duckdb.DuckDBPyConnection, cursor: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``con`` itself, or (``cursor``) a cursor of its own, closed afterwards."""
+    if not cursor:
+        yield con
+        return
+    cur = con.cursor()
+    try:
+        yield cur
+    finally:
+        cur.close()
