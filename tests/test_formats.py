@@ -723,7 +723,8 @@ def test_unknown_format_name():
 
 
 def _all_parsers():
-    return [make_parser(n, header_line=b'"EVENT_TYPE","TIMESTAMP","URL"', pattern=APIGEE) for n in FORMAT_NAMES]
+    return [make_parser(n, header_line=W3C_FIELDS if n == "w3c" else b'"EVENT_TYPE","TIMESTAMP","URL"',
+                        pattern=APIGEE) for n in FORMAT_NAMES]
 
 
 @settings(max_examples=150, deadline=None)
@@ -1007,3 +1008,71 @@ def test_parse_timestamp_fast_paths(text, expected):
     assert got == expected
     if expected is not None:
         assert got.tzinfo is UTC
+
+
+# --- W3C extended (CloudFront standard logs, IIS) ----------------------------------------------
+
+W3C_FIELDS = (b"#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status "
+              b"cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id "
+              b"x-host-header cs-protocol")
+CLOUDFRONT_LINE = (b"2019-12-04\t21:02:31\tLAX1-C1\t392\t192.0.2.100\tGET\td111111abcdef8.cloudfront.net\t"
+                   b"/index.html\t200\t-\tMozilla/5.0%20(Windows%20NT%2010.0)\temail=jane%40example.com&x=1\t-\t"
+                   b"RefreshHit\tSOX4xwn4XV6Q4rgb7XiVGOHms==\twww.example.com\thttps")
+
+
+def test_w3c_cloudfront_line_fields_attributes_and_time():
+    p = make_parser("w3c", header_line=W3C_FIELDS)
+    rec = p.parse(CLOUDFRONT_LINE)
+    assert rec.problem is None
+    assert_spans_sane(CLOUDFRONT_LINE, rec)
+    by_name = {name: CLOUDFRONT_LINE[s:e] for name, s, e in rec.fields}
+    assert by_name["c-ip"] == b"192.0.2.100" and by_name["cs(User-Agent)"].startswith(b"Mozilla")
+    assert by_name["query.email"] == b"jane%40example.com" and by_name["query.x"] == b"1"
+    at = CLOUDFRONT_LINE.index(b"jane")
+    assert field_at(rec, at) == "query.email"  # the parameter, not the whole query string
+    assert rec.ts == datetime(2019, 12, 4, 21, 2, 31, tzinfo=UTC)
+    # x-host-header (what the client asked for) wins over the distribution's cs(Host).
+    assert rec.attrs == {"edge": "LAX1-C1", "method": "GET", "host": "www.example.com", "path": "/index.html",
+                         "status": "200", "cache": "RefreshHit"}
+
+
+def test_w3c_iis_space_separated_directives_and_dashes():
+    p = make_parser("w3c", header_line=b"#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port "
+                                       b"cs-username c-ip sc-status")
+    assert p.parse(b"#Date: 2024-03-11 16:00:00") == ParsedRecord()  # directives are no records
+    assert p.parse(b"#Software: Microsoft Internet Information Services 10.0") == ParsedRecord()
+    line = b"2024-03-11 16:00:05 10.0.0.4 GET /api/orders - 443 ACME\\jdoe 198.51.100.7 200"
+    rec = p.parse(line)
+    assert rec.problem is None and rec.ts == datetime(2024, 3, 11, 16, 0, 5, tzinfo=UTC)
+    assert rec.attrs == {"method": "GET", "path": "/api/orders", "user": "ACME\\jdoe", "status": "200"}
+    assert field_at(rec, line.index(b"198.51")) == "c-ip"
+    assert not any(name.startswith("query.") for name, _, _ in rec.fields)  # "-" is no query string
+
+
+def test_w3c_wrong_field_count_is_a_problem_and_the_line_keeps_its_fields():
+    p = make_parser("w3c", header_line=b"#Fields: date time c-ip cs-uri-stem")
+    rec = p.parse(b"2024-03-11\t16:00:05\t198.51.100.7\t/a\textra")
+    assert rec.problem == "line has 5 fields, #Fields names 4"
+    assert [name for name, _, _ in rec.fields] == ["date", "time", "c-ip", "cs-uri-stem", "column[4]"]
+    short = p.parse(b"2024-03-11\t16:00:05")
+    assert short.problem == "line has 2 fields, #Fields names 4" and short.ts is not None
+
+
+def test_w3c_needs_its_fields_directive():
+    with pytest.raises(FormatError, match="#Fields"):
+        make_parser("w3c")
+    with pytest.raises(FormatError, match="#Fields"):
+        make_parser("w3c", header_line=b"date time c-ip")
+    with pytest.raises(FormatError, match="names no fields"):
+        make_parser("w3c", header_line=b"#Fields:   ")
+
+
+def test_sniff_w3c_by_its_directives():
+    from leakwatch.sources.formats import fields_directive
+
+    head = b"#Version: 1.0\n" + W3C_FIELDS + b"\n" + CLOUDFRONT_LINE + b"\n"
+    assert sniff(head, "E2ABCDEF.2019-12-04-21.abcd1234") == "w3c"
+    assert fields_directive(head) == W3C_FIELDS
+    # A "#" comment in another format is no W3C directive.
+    assert sniff(b"# exported 2024-03-11\nId,Email,Phone\n1,a@b.c,1\n") != "w3c"
+    assert fields_directive(b"Id,Email\n#Fields: a b\n") is None  # data before the directive

@@ -441,6 +441,78 @@ def test_p4_near_misses_eu_and_uk_edges_and_non_ai_paths(tmp_path):
     assert patterns_of(s) == []
 
 
+# CloudFront standard logs (W3C extended format, tab-separated, one #Fields directive) and
+# Cloudflare Logpush JSON: the two CDN logs a shop most likely has, in their own formats.
+CLOUDFRONT_FIELDS = ("date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) "
+                     "cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header "
+                     "cs-protocol cs-bytes time-taken")
+
+
+def _cloudfront(rows: list[tuple[str, str, str, str, str]]) -> str:
+    out = ["#Version: 1.0", "#Fields: " + CLOUDFRONT_FIELDS]
+    for time, edge, path, query, cache in rows:
+        out.append("\t".join([
+            "2024-03-11", time, edge, "5120", "203.0.113.9", "GET", "d111111abcdef8.cloudfront.net", path, "200", "-",
+            "Mozilla/5.0%20(Windows%20NT%2010.0)", query, "-", cache, "SOX4xwn4XV6Q4rgb7XiVGOH==", "shop.example.com",
+            "https", "310", "0.002"]))
+    return "\n".join(out) + "\n"
+
+
+def test_p4_from_a_cloudfront_standard_log(tmp_path):
+    log = _cloudfront([
+        ("16:00:01", "IAD89-C1", "/assistant/answer", "session=af31c9&email=jane.doe%40example.com", "Hit"),
+        ("16:00:02", "FRA56-P1", "/assistant/answer", "session=b10c22", "Miss"),  # EU: allowed
+        ("16:00:03", "NRT57-P2", "/img/logo.png", "-", "Hit"),  # not AI content
+        ("16:00:04", "NRT57-P2", "/api/genai/summary", "-", "RefreshHit"),
+    ])
+    s = scan(tmp_path, {"cdn/E2ABCDEF.2024-03-11-16.a1b2c3.log": log}, CDN_TOML)
+    assert [f.fmt for f in s.summary.files] == ["w3c"]
+    assert read_rows(s.db, "SELECT line, url_host, url_path, edge_location, cache_status, status FROM events"
+                           " WHERE kind = 'cdn_ai' ORDER BY line") == [
+        (3, "shop.example.com", "/assistant/answer", "IAD89-C1", "Hit", 200),
+        (4, "shop.example.com", "/assistant/answer", "FRA56-P1", "Miss", 200),
+        (6, "shop.example.com", "/api/genai/summary", "NRT57-P2", "RefreshHit", 200),
+    ]
+    p4 = {a["evidence"]["jurisdiction"]: a for a in s.alerts("P4_cdn_region")}
+    assert sorted(p4) == ["JP", "US"]
+    assert p4["US"]["evidence"]["events"] == s.event_ids("cdn/E2ABCDEF.2024-03-11-16.a1b2c3.log", "cdn_ai", [3])
+    assert p4["US"]["evidence"]["first_ts"] == "2024-03-11T16:00:01Z"
+    # The email in the query string is a finding in its own field, masked.
+    assert read_rows(s.db, "SELECT line, field_path FROM findings WHERE entity = 'EMAIL_ADDRESS'") == [(3, "query.email")]
+    s.assert_no_raw_values("jane.doe%40example.com", "jane.doe@example.com")
+
+
+def test_p4_cloudfront_near_miss_eu_edges_only(tmp_path):
+    log = _cloudfront([("17:00:01", "FRA56-P1", "/assistant/answer", "-", "Hit"),
+                       ("17:00:02", "AMS54-C1", "/api/genai/summary", "-", "Miss"),
+                       ("17:00:03", "IAD89-C1", "/static/assistant/avatar.svg", "-", "Hit")])  # not AI content
+    s = scan(tmp_path, {"cdn/E2ABCDEF.2024-03-11-17.d4e5f6.log": log}, CDN_TOML)
+    assert read_rows(s.db, "SELECT line, edge_location FROM events WHERE kind = 'cdn_ai' ORDER BY line") == [
+        (3, "FRA56-P1"), (4, "AMS54-C1")]
+    assert s.alerts("P4_cdn_region") == []
+
+
+def _cloudflare(colo: str, path: str, cache: str, second: int) -> str:
+    return json.dumps({
+        "ClientIP": "203.0.113.9", "ClientRequestHost": "shop.example.com", "ClientRequestMethod": "GET",
+        "ClientRequestPath": path, "ClientRequestURI": path + "?session=af31c9", "CacheCacheStatus": cache,
+        "EdgeColoCode": colo, "EdgeResponseStatus": 200, "EdgeStartTimestamp": f"2024-03-11T16:00:{second:02d}Z",
+        "RayID": "7f1e2d3c4b5a6978",
+    }) + "\n"
+
+
+def test_p4_from_cloudflare_logpush_json(tmp_path):
+    log = (_cloudflare("ORD", "/assistant/answer", "hit", 1) + _cloudflare("CDG", "/assistant/answer", "miss", 2)
+           + _cloudflare("ORD", "/img/logo.png", "hit", 3))
+    s = scan(tmp_path, {"cdn/http_requests/20240311/20240311T160000Z_20240311T160100Z_0a1b2c.log": log}, CDN_TOML)
+    assert read_rows(s.db, "SELECT line, url_host, url_path, edge_location, cache_status, status FROM events"
+                           " WHERE kind = 'cdn_ai' ORDER BY line") == [
+        (1, "shop.example.com", "/assistant/answer", "ORD", "hit", 200),
+        (2, "shop.example.com", "/assistant/answer", "CDG", "miss", 200),
+    ]
+    assert [a["evidence"]["jurisdiction"] for a in s.alerts("P4_cdn_region")] == ["US"]
+
+
 # -- bulk_export --------------------------------------------------------------------------------
 
 USER_A, USER_B, USER_C = "0055j00000AT6I1", "0055j00000BX9K2", "0055j00000CQ1X3"

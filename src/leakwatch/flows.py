@@ -59,6 +59,7 @@ SYSTEM_LABELS: Final = {
     "text": "application",
     "combined": "web/CDN",
     "cloudfront": "web/CDN",
+    "w3c": "web/CDN",
     "csv": "CSV export",
 }
 

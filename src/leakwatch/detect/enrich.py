@@ -122,8 +122,9 @@ class Enricher:
         markers += [(M_ELF_EVENT, _ELF_EVENT_MARKER), (M_ELF_HEADER, _ELF_HEADER_MARKER)]
         for p in cdn_ai_paths:
             # A path regex anchored at the path's start: in a raw line the path follows a space,
-            # a quote or `path=`; the parsed path is checked against the real regex later.
-            markers.append((M_CDN_PATH, r'[ "=](?:' + p.lstrip("^") + ")"))
+            # a tab (W3C/CloudFront), a quote or `path=`; the parsed path is checked against the
+            # real regex later.
+            markers.append((M_CDN_PATH, r'[ \t"=](?:' + p.lstrip("^") + ")"))
         if ner is not None:
             markers.append((M_FREE_TEXT, _FREE_TEXT_MARKER))
         self.markers = markers
@@ -145,6 +146,8 @@ class Enricher:
         header_line = None
         if fmt in ("eventlogfile", "csv"):
             header_line = head.split(b"\n", 1)[0].rstrip(b"\r")
+        elif fmt == "w3c":
+            header_line = formats.fields_directive(head)
         problem = None
         try:
             parser = formats.make_parser(fmt, header_line=header_line, pattern=pattern)
@@ -168,7 +171,7 @@ class Enricher:
             name = formats.sniff(line)
             if len(self._shapes) < 4096:
                 self._shapes[shape] = name
-        if name in ("text", "csv", "eventlogfile"):
+        if name in ("text", "csv", "eventlogfile", "w3c"):
             return None
         p = self._parsers.get(name)
         if p is None:

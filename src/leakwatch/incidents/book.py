@@ -29,7 +29,7 @@ SEVERITY_NAMES = ("info", "low", "medium", "high", "critical")
 #: format of the log a finding came from → the system it stands for in incident keys.
 SYSTEM_OF_FORMAT: Mapping[str, str] = {
     "eventlogfile": "salesforce", "mule": "mulesoft", "heroku": "heroku", "apigw": "api-gateway",
-    "combined": "web", "jsonl": "application", "logfmt": "application", "csv": "export",
+    "combined": "web", "w3c": "web", "jsonl": "application", "logfmt": "application", "csv": "export",
     "regex": "custom", "text": "other",
 }
 

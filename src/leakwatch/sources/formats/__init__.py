@@ -12,7 +12,8 @@ normalised attributes and whether it is malformed::
 
 Formats: ``eventlogfile`` / ``csv`` (header-driven CSV), ``apigw`` / ``jsonl`` (JSON lines, LLM
 request bodies), ``heroku`` / ``logfmt``, ``mule`` (Mule 4 default layout), ``combined``
-(nginx/Apache), ``regex`` (user regex with named groups) and ``text`` (no fields).
+(nginx/Apache), ``w3c`` (W3C extended: CloudFront standard logs, IIS), ``regex`` (user regex
+with named groups) and ``text`` (no fields).
 """
 from __future__ import annotations
 
@@ -51,22 +52,26 @@ from leakwatch.sources.formats._text import (
     TextParser,
 )
 from leakwatch.sources.formats._time import parse_timestamp
+from leakwatch.sources.formats._w3c import FIELDS_DIRECTIVE, W3cParser, fields_directive
 
 __all__ = [
     "ATTRIBUTES", "FORMAT_NAMES", "FormatError", "ParsedRecord", "RecordParser", "field_at",
-    "make_parser", "parse_header", "parse_timestamp", "role_at", "sniff",
+    "fields_directive", "make_parser", "parse_header", "parse_timestamp", "role_at", "sniff",
 ]
 
 FORMAT_NAMES: tuple[str, ...] = (
-    "eventlogfile", "csv", "apigw", "jsonl", "heroku", "logfmt", "mule", "combined", "regex", "text",
+    "eventlogfile", "csv", "apigw", "jsonl", "heroku", "logfmt", "mule", "combined", "w3c", "regex", "text",
 )
+# Formats whose reader needs the file's header line (make_parser's ``header_line``).
+HEADER_FORMATS = ("eventlogfile", "csv", "w3c")
 
 
 def make_parser(name: str, *, header_line: bytes | None = None, pattern: str | None = None,
                 pattern_origin: str = "pattern") -> RecordParser:
     """A parser for format ``name``.
 
-    ``eventlogfile`` and ``csv`` need the file's ``header_line`` (its first line); ``regex``
+    ``eventlogfile`` and ``csv`` need the file's ``header_line`` (its first line), ``w3c`` its
+    ``#Fields:`` directive (:func:`fields_directive` finds it in the head); ``regex``
     needs ``pattern``, a regex with named groups (``pattern_origin`` names where it was
     configured, for error messages). Raises :class:`FormatError` for an unknown name, a missing
     or bogus header, or an invalid regex.
@@ -85,6 +90,10 @@ def make_parser(name: str, *, header_line: bytes | None = None, pattern: str | N
         return MuleParser()
     if name == "combined":
         return CombinedParser()
+    if name == "w3c":
+        if header_line is None:
+            raise FormatError("format 'w3c' needs the file's '#Fields:' directive")
+        return W3cParser(header_line)
     if name == "regex":
         return RegexParser(pattern, pattern_origin)  # type: ignore[arg-type]
     if name == "text":
@@ -181,6 +190,12 @@ def _sniff(head: bytes, path: str) -> str:
     if truncated:
         lines.append(truncated.rstrip(b"\r"))
     lines = [ln for ln in lines if ln.strip()][:SNIFF_LINES]
+    # W3C extended logs (CloudFront, IIS) say so in their directives before any data line.
+    for ln in lines:
+        if not ln.startswith(b"#"):
+            break
+        if ln.startswith(FIELDS_DIRECTIVE):
+            return "w3c"
     base = os.path.basename(path)
     mule_name = bool(_MULE_FILE.match(base))
     if not lines:

@@ -167,6 +167,17 @@ ATTR_KEYS: dict[str, tuple[str, int]] = {
     "colo": ("edge", 2), "cdnpop": ("edge", 1),
     "cachestatus": ("cache", 0), "xcache": ("cache", 0), "cfcachestatus": ("cache", 0), "cache": ("cache", 1),
     "upstreamcachestatus": ("cache", 1), "xcachestatus": ("cache", 1), "cs": ("cache", 3),
+    # W3C extended logs (CloudFront standard logs, IIS): cs-method, cs-uri-stem, sc-status,
+    # cs(Host), x-host-header (the name the client asked for, before the distribution's own),
+    # x-edge-location, x-edge-result-type, cs-username.
+    "csmethod": ("method", 0), "csuristem": ("path", 1), "scstatus": ("status", 0),
+    "xhostheader": ("host", 1), "cshost": ("host", 3), "csusername": ("user", 3),
+    "xedgeresulttype": ("cache", 0), "xedgeresponseresulttype": ("cache", 1),
+    "xedgedetailedresulttype": ("cache", 2),
+    # Cloudflare Logpush HTTP requests: EdgeColoCode, CacheCacheStatus, ClientRequest*.
+    "edgecolocode": ("edge", 0), "cachecachestatus": ("cache", 0), "clientrequesthost": ("host", 0),
+    "clientrequestpath": ("path", 1), "clientrequesturi": ("path", 4), "clientrequestmethod": ("method", 0),
+    "edgeresponsestatus": ("status", 0), "originresponsestatus": ("status", 3),
 }
 # Keys whose value is the outbound URL when it is absolute (scheme://…). Integration/upstream
 # URLs of a gateway rank before a generic `url`; a relative `uri` falls through to `path`.
@@ -179,6 +190,7 @@ URL_KEYS: dict[str, int] = {
 TS_KEYS: dict[str, int] = {
     "timestampderived": 0, "timestamp": 1, "ts": 2, "time": 2, "datetime": 2, "eventtime": 2,
     "requesttime": 2, "logtime": 3, "requesttimeepoch": 4, "date": 5, "createdat": 6, "createddate": 6,
+    "edgestarttimestamp": 2,
 }
 _ABSOLUTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S")
 _EMPTY_VALUES = frozenset(("", "-", "null", "None"))
