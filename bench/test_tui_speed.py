@@ -473,6 +473,10 @@ class TuiSpeedRecorder:
             row(label, q and q["median_ms"], tk)
             if q:
                 rows[-1] = rows[-1][:3] + (f"p95 {q['p95_ms']:.0f} ms, {q['rounds']} rounds",)
+        inc = r.get("incidents")
+        row("incident list loaded (every incident's facts and nearest deadline), median", inc and inc["median_ms"])
+        if inc:
+            rows[-1] = rows[-1][:3] + (f"{inc['incidents']} incidents, {inc['rounds']} rounds",)
         m = r.get("memory", {})
         row("peak RSS of the console process", m.get("peak_rss_mib"), "rss_mib", unit="MiB")
         if m.get("phase_peaks_mib"):
@@ -529,6 +533,38 @@ def test_console_speed(benchmark, tui_record, tui_db):
     tui_record.result["console"] = res
     tui_record.result["notes"] = (f"{N_ROWS:,} generated findings, terminal {SIZE[0]}x{SIZE[1]} headless "
                                   f"(App.run_test), {len(os.sched_getaffinity(0))} cores ({_cpu()})")
+
+
+def test_incident_list(benchmark, tui_record, tui_db):
+    """What the Incidents screen (and watch's deadline check, every few seconds) computes: every
+    incident's facts — data subjects, destinations, clocks — and its nearest open deadline."""
+    from datetime import UTC, datetime
+
+    import duckdb
+
+    from leakwatch.config import load_config
+    from leakwatch.incidents.regimes import load_regimes
+    from leakwatch.tui.incident_model import load_incidents
+
+    config, regimes = load_config(None, env={}), load_regimes()
+    con = duckdb.connect(str(tui_db), read_only=True)
+    try:
+        now = datetime(2024, 3, 12, tzinfo=UTC)
+        times: list[float] = []
+
+        def run():
+            t = time.perf_counter()
+            rows = load_incidents(con, config, regimes, now)
+            times.append((time.perf_counter() - t) * 1000)
+            return rows
+
+        rows = benchmark.pedantic(run, rounds=3, warmup_rounds=1, iterations=1)
+    finally:
+        con.close()
+    assert len(rows) >= 50 and sum(r.findings for r in rows) > 0
+    res = {**_quantiles(times[1:]), "incidents": len(rows)}
+    benchmark.extra_info.update(res)
+    tui_record.result["incidents"] = res
 
 
 def test_console_memory(benchmark, tui_record, tui_db):

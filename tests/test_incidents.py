@@ -12,6 +12,7 @@ import pytest
 from leakwatch.config import load_config
 from leakwatch.errors import IncidentError
 from leakwatch.incidents import audit, book
+from leakwatch.incidents.regimes import load_regimes
 from leakwatch.pipeline import scan_paths
 from leakwatch.store import Store
 
@@ -107,6 +108,31 @@ def test_facts_hold_counts_and_masked_values_only(scanned):
         for raw in [*EMAILS, *PHONES, "7700 900123"]:
             assert raw not in text
         assert facts.masked_examples and all("*" in m or "…" in m for m in facts.masked_examples)
+
+
+def test_facts_of_many_incidents_at_once_equal_each_built_alone(scanned):
+    # The console's list and the deadline triggers build the facts of every incident in one
+    # grouped pass: nothing of one incident may leak into another's, and an empty incident or
+    # an unknown id must come out as built alone.
+    db, _ = scanned
+    cfg = load_config(None, env={})
+    with Store.open(db) as s:
+        book.group(s, cfg, actor="alice")
+        oa, an = _two_incidents(s)
+        one = s.con.execute("SELECT min(finding_id) FROM incident_findings WHERE incident_id = ?", [oa]).fetchone()[0]
+        empty = book.open_incident(s, actor="alice", title="Taken out, then merged back", finding_ids=[one])
+        book.merge(s, oa, [empty], actor="alice", reason="same leak")  # leaves `empty` with nothing in it
+        book.set_fact(s, an, "subjects.EU", 12, actor="alice")
+        ids = [r["incident_id"] for r in book.list_incidents(s.con)]
+        assert {oa, an, empty} <= set(ids)
+        regimes = load_regimes()
+        many = book.build_facts_many(s.con, [*ids, 10_000], cfg, regimes)
+        assert sorted(many) == sorted(ids)  # the unknown id is left out
+        for iid in ids:
+            assert many[iid] == book.build_facts(s.con, iid, cfg, regimes)
+        assert many[oa].entities != many[an].entities or many[oa].destinations != many[an].destinations
+        assert many[empty].findings == 0 and many[empty].destinations == ()
+        assert many[an].subjects_by_jurisdiction == {"EU": 12} and many[oa].subjects_by_jurisdiction == {}
 
 
 def _two_incidents(s):

@@ -192,8 +192,9 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
         # -- regimes, deadlines, playbooks ---------------------------------------------------
         per_incident: dict[int, dict[str, Any]] = {}
         missed_steps, next_steps = [], []
+        all_facts = book.build_facts_many(con, list(inc_info), config, regimes)
         for iid in inc_info:
-            facts = book.build_facts(con, iid, config, regimes)
+            facts = all_facts[iid]
             clocks = incident_clocks(facts, regimes, end)
             deadlines = []
             applied = [rc.regime.id for rc in clocks if rc.applies is True]

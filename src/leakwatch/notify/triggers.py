@@ -241,8 +241,9 @@ def fire_deadlines(store, config, *, now: datetime, targets: Mapping[str, Target
     with _tx(store, "queue deadline notifications") as con:
         ids = [r[0] for r in con.execute("SELECT incident_id FROM incidents WHERE status <> 'closed' AND merged_into IS NULL "
                                          "ORDER BY incident_id").fetchall()]
+        all_facts = book.build_facts_many(con, ids, config, ctx.regimes)  # one pass: this runs every few seconds
         for iid in ids:
-            facts = book.build_facts(con, iid, config, ctx.regimes)
+            facts = all_facts[iid]
             deadlines = open_deadlines(facts, ctx.regimes, now)
             for d in deadlines:
                 due: datetime = d["due"]

@@ -85,8 +85,10 @@ def load_incidents(con: duckdb.DuckDBPyConnection, config, regimes, now: datetim
     from leakwatch.incidents import book
 
     out = []
-    for r in book.list_incidents(con, include_closed=include_closed):
-        facts = book.build_facts(con, r["incident_id"], config, regimes)
+    rows = book.list_incidents(con, include_closed=include_closed)
+    all_facts = book.build_facts_many(con, [r["incident_id"] for r in rows], config, regimes)
+    for r in rows:
+        facts = all_facts[r["incident_id"]]
         nd = None if r["status"] == "closed" else next_deadline(facts, regimes, now)
         out.append(IncidentRow(
             incident_id=int(r["incident_id"]), severity=r["severity"], severity_rank=int(r["severity_rank"]),
