@@ -7,6 +7,7 @@ the pipeline will after a scanner match.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -1076,3 +1077,23 @@ def test_sniff_w3c_by_its_directives():
     # A "#" comment in another format is no W3C directive.
     assert sniff(b"# exported 2024-03-11\nId,Email,Phone\n1,a@b.c,1\n") != "w3c"
     assert fields_directive(b"Id,Email\n#Fields: a b\n") is None  # data before the directive
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(st.text(alphabet='ab \\"x\t/', max_size=12), min_size=3, max_size=3),
+       tail=st.text(alphabet='ab \\"=x-', max_size=20))
+def test_combined_quoted_strings_unrolled_equal_the_plain_pattern(parts, tail):
+    # The fast quoted-string form must give exactly the spans of the readable one.
+    from leakwatch.sources.formats._text import _Q, _Q_REFERENCE, _combined
+
+    req, ref_, ua = (p.encode() for p in parts)
+    line = (b'192.0.2.1 - - [11/Mar/2024:16:00:01 +0000] "' + req + b'" 200 12 "' + ref_ + b'" "' + ua + b'"'
+            + tail.encode())
+    fast, slow = _combined(_Q).match(line), _combined(_Q_REFERENCE).match(line)
+    assert (fast is None) == (slow is None)
+    if fast is not None:
+        assert [fast.span(i) for i in range(10)] == [slow.span(i) for i in range(10)]
+    for pos in range(len(line)):
+        a = re.compile(_Q).match(line, pos)
+        b = re.compile(_Q_REFERENCE).match(line, pos)
+        assert (a and a.span(1)) == (b and b.span(1))

@@ -551,6 +551,8 @@ def marks_have(marks, kind: str) -> bool:
 
 def _int(v: Any) -> int:
     """A count or status as written, -1 when unknown or out of range (the columns are 32/64-bit)."""
+    if v is None:
+        return -1  # the usual case for rows: no exception to raise and catch (~1 µs each)
     try:
         n = int(str(v).strip())
         return n if 0 <= n < 2**31 else -1

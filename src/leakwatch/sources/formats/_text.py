@@ -152,10 +152,20 @@ class MuleParser(RecordParser):
 
 # --- combined ------------------------------------------------------------------------------------
 
-_Q = rb'"((?:[^"\\]|\\.)*)"'
-COMBINED_LINE = re.compile(rb"(\S+) (\S+) (\S+) \[([^\]]+)\] " + _Q + rb" (\d{3}|-) (\d+|-)(?: " + _Q + rb" " + _Q + rb")?")
+# A quoted string with backslash escapes, written as "unrolled loop" (runs of plain characters
+# between escapes): the same strings as "((?:[^"\\]|\\.)*)", which makes Python's engine take
+# one alternation per character (15 µs for a line with a browser user agent; this form 1 µs).
+_Q = rb'"([^"\\]*(?:\\.[^"\\]*)*)"'
+_Q_REFERENCE = rb'"((?:[^"\\]|\\.)*)"'
+
+
+def _combined(q: bytes) -> re.Pattern:
+    return re.compile(rb"(\S+) (\S+) (\S+) \[([^\]]+)\] " + q + rb" (\d{3}|-) (\d+|-)(?: " + q + rb" " + q + rb")?")
+
+
+COMBINED_LINE = _combined(_Q)
 # Trailing fields some servers and CDNs add: "x-forwarded-for", key=value, HIT, 0.123.
-_EXTRA = re.compile(rb'\s*(?:([A-Za-z_][\w.\-]*)=)?(?:"((?:[^"\\]|\\.)*)"|(\S+))')
+_EXTRA = re.compile(rb'\s*(?:([A-Za-z_][\w.\-]*)=)?(?:' + _Q + rb'|(\S+))')
 _CACHE_VALUES = frozenset((b"HIT", b"MISS", b"EXPIRED", b"STALE", b"BYPASS", b"REVALIDATED", b"UPDATING",
                            b"DYNAMIC", b"TCP_HIT", b"TCP_MISS", b"RefreshHit", b"Hit", b"Miss", b"Error"))
 
