@@ -395,3 +395,21 @@ def test_secrets_file_formats_and_errors(tmp_path, monkeypatch):
     os.chmod(bad, 0o640)
     with pytest.raises(SecretError, match="mode 0640"):
         SecretStore(bad, env={}).get("LW_A")
+
+
+def test_redact_removes_basic_auth_however_many_values_are_known():
+    # A long-running watch knows many credentials (every target's, OAuth tokens): the Basic
+    # form of a pair must still go, also when the pairs are too many to list, and a value
+    # wrapped in other text before encoding (a token with a newline, "user:pw" of a JSON body).
+    import base64
+
+    from leakwatch.notify.secrets import redact
+
+    many = [f"unrelated-secret-{i:03d}" for i in range(40)]
+    pw, user = "p@ss/w0rd+\"Q", "ops-bot@example.com"
+    basic = base64.b64encode(f"{user}:{pw}".encode()).decode()
+    wrapped = base64.urlsafe_b64encode(f'{{"key": "{pw}"}}\n'.encode()).decode().rstrip("=")
+    out = redact(f"Authorization: Basic {basic} | body {wrapped} | trace ZGVhZGJlZWZjYWZl", [*many, pw, user])
+    assert basic not in out and wrapped not in out
+    assert out.count("[REDACTED]") == 2
+    assert "ZGVhZGJlZWZjYWZl" in out  # base64 of something else stays

@@ -43,9 +43,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 
 from leakwatch.notify.webhook_verify import TOLERANCE_S, WebhookVerifyError, decode_secret, verify
+from leakwatch.serving import BackgroundHTTPServer
 
 
 @dataclass
@@ -87,7 +88,7 @@ class _State:
     log: list[tuple[str, str]] = field(default_factory=list)  # (webhook-id, webhook-timestamp) of every request
 
 
-class WebhookReceiver:
+class WebhookReceiver(BackgroundHTTPServer):
     """The receiver; a context manager serving on ``127.0.0.1`` in background threads.
 
     ``secret``: the ``whsec_`` secret to verify with (None: accept unsigned requests, for
@@ -109,34 +110,18 @@ class WebhookReceiver:
         self._cond = threading.Condition(self._lock)
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------------
+    # -- lifecycle (BackgroundHTTPServer) ------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Bind and serve (the context manager calls this)."""
-        server = ThreadingHTTPServer((self._host, self._port), _Handler)
-        server.daemon_threads = True
+    owner_attr = "receiver"
+    thread_name = "webhook-receiver"
+
+    @property
+    def handler(self) -> type:
+        return _Handler
+
+    def _configure(self, server) -> None:
         server.request_queue_size = 128
-        server.receiver = self  # type: ignore[attr-defined]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="webhook-receiver", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving (idempotent)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def url(self) -> str:

@@ -90,7 +90,30 @@ def redact(text: str | None, values: Iterable[str] | None = None) -> str:
     for f in sorted(forms, key=len, reverse=True):  # longest first: a value inside another
         if f in text:
             text = text.replace(f, REDACTED)
-    return text
+    # Any other base64 run that decodes to text holding a value: Basic auth with more values
+    # known than the pairs above cover (a long-running watch with many targets), a value with a
+    # prefix or suffix (``Basic base64(user:pw)``, ``base64(token + "\n")``).
+    return _B64_RUN.sub(lambda m: REDACTED if _decodes_to_any(m.group(0), vals) else m.group(0), text)
+
+
+_B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+
+
+def _decodes_to_any(run: str, vals: set[str]) -> bool:
+    body = run.rstrip("=")
+    for alt in (body, body[:-1], body[:-2], body[:-3]):  # a run may end in a stray character
+        if len(alt) < 8 or len(alt) % 4 == 1:
+            continue
+        padded = alt + "=" * (-len(alt) % 4)
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            try:
+                raw = decode(padded)
+            except ValueError:
+                continue
+            plain = raw.decode("utf-8", "replace")
+            if any(v in plain for v in vals):
+                return True
+    return False
 
 
 def _unquote(raw: str, path: Path, lineno: int, key: str) -> str:

@@ -42,8 +42,10 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
+
+from leakwatch.serving import BackgroundHTTPServer
 
 # ---------------------------------------------------------------------------------------------
 # The server and its faults
@@ -143,10 +145,18 @@ class _Abort(Exception):
     """Close the connection now, without an answer."""
 
 
-class LoopbackServer:
+class LoopbackServer(BackgroundHTTPServer):
     """Base of the simulators: lifecycle, request log and faults. Use as a context manager."""
 
     server_name = "LoopbackSim/1"
+
+    @property
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
+
+    @property
+    def thread_name(self) -> str:
+        return type(self).__name__
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = host
@@ -159,37 +169,11 @@ class LoopbackServer:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Bind and serve in a background thread."""
-        server = ThreadingHTTPServer((self._host, self._port), _Handler)
-        server.daemon_threads = True
-        server.sim = self  # type: ignore[attr-defined]
-        self._server = server
+    def _configure(self, server: ThreadingHTTPServer) -> None:
         self._closing.clear()
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                         name=type(self).__name__, daemon=True).start()
-        return self
 
-    def close(self) -> None:
-        """Stop serving; hung requests are released (idempotent)."""
-        self._closing.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        """The TCP port served on."""
-        if self._server is None:
-            raise RuntimeError("the simulator is not running")
-        return self._server.server_address[1]
+    def _stopping(self) -> None:
+        self._closing.set()  # hung requests are released
 
     @property
     def url(self) -> str:

@@ -69,9 +69,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape as xml_escape
+
+from leakwatch.serving import BackgroundHTTPServer
 
 DEFAULT_API_VERSION = "60.0"
 
@@ -458,7 +460,7 @@ class _Abort(Exception):
     """Cut the connection now (an injected fault)."""
 
 
-class SalesforceSim:
+class SalesforceSim(BackgroundHTTPServer):
     """A loopback Salesforce org. Use as a context manager; see the module docstring.
 
     ``page_size`` is the number of records per query page (Salesforce: 2,000), small values
@@ -502,7 +504,6 @@ class SalesforceSim:
         self.requests: list[RequestRecord] = []
         self.created_records: list[CreatedRecord] = []
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._tmpdir: str | None = None
         self.ca_file: str | None = None
         for name, prefix in STANDARD_OBJECTS.items():
@@ -510,11 +511,13 @@ class SalesforceSim:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Bind and serve in a background thread (the context manager calls this)."""
-        server = ThreadingHTTPServer((self._host, self._port), _Handler)
-        server.daemon_threads = True
-        server.sim = self  # type: ignore[attr-defined]
+    thread_name = "salesforce-sim"
+
+    @property
+    def handler(self) -> type:
+        return _Handler
+
+    def _configure(self, server) -> None:
         if self.tls:
             ca = _certificate_authority()
             cert = ca.issue_cert(self._host, "localhost")
@@ -526,34 +529,11 @@ class SalesforceSim:
             self._tmpdir = tempfile.mkdtemp(prefix="leakwatch-sfsim-")
             self.ca_file = os.path.join(self._tmpdir, "ca.pem")
             ca.cert_pem.write_to_path(self.ca_file)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="salesforce-sim", daemon=True)
-        self._thread.start()
-        return self
 
-    def close(self) -> None:
-        """Stop serving and remove the CA file (idempotent)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._tmpdir is not None:
+    def _stopped(self) -> None:
+        if self._tmpdir is not None:  # the CA file
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        """The TCP port served on."""
-        if self._server is None:
-            raise RuntimeError("the simulator is not running")
-        return self._server.server_address[1]
 
     @property
     def instance(self) -> str:
