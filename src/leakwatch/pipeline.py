@@ -637,7 +637,7 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
 
 # EventLogFile event rows go to DuckDB in batches of about this many: large enough that the
 # statement's fixed cost is small, small enough that it overlaps with the scan of the next range.
-ELF_BATCH_ROWS = 122_880
+ELF_BATCH_ROWS = 30_000
 
 
 def _submit_elf(store: Store, scan_id: int, job: _FileJob) -> None:
@@ -696,10 +696,10 @@ def _flush(store: Store, scan_id: int, job: _FileJob, tally: _Tally, jsonl) -> N
     if job.event_writer is not None:
         # The inserts run on the writer thread (in order, after the file's earlier writes), so
         # this thread scores the next range meanwhile instead of waiting for DuckDB; the counts
-        # come back when the file is closed (_wait_events). At most two batches queued.
+        # come back when the file is closed (_wait_events). At most one batch queued (memory).
         _submit_elf(store, scan_id, job)
         if events or batches:
-            while len(job.write_futures) >= 2:
+            while len(job.write_futures) >= 1:
                 _count_written(job, job.write_futures.pop(0).result())
             job.write_futures.append(job.event_writer.submit(
                 _write_rows, store, scan_id, job.source_id, job.stored_path, events, batches))
