@@ -636,7 +636,10 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
 
 
 # EventLogFile event rows go to DuckDB in batches of about this many: large enough that the
-# statement's fixed cost is small, small enough that it overlaps with the scan of the next range.
+# statement's fixed cost is small, small enough that it overlaps with the scan of the next range
+# and that the rows held meanwhile stay small (measured on 2 GB: 20k rows 349 MiB peak and 51 MB/s,
+# 30k 363 MiB, 40k 379 MiB and 61 MB/s, 122,880 — one DuckDB row group, written without the WAL —
+# 452 MiB: over the 400 MiB target).
 ELF_BATCH_ROWS = 30_000
 
 
