@@ -2,13 +2,17 @@
 errors shown as notifications, and time formatting in UTC and the organisation's zone."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from textual.app import ComposeResult
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from leakwatch.errors import LeakwatchError
 from leakwatch.tui.messages import LoadFailed
 from leakwatch.tui.widgets.header import LeakwatchHeader
 
@@ -35,6 +39,23 @@ class LwScreen(Screen):
 
     def reload(self) -> None:
         """Load what the screen shows again (in a worker)."""
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def post_loaded(self, what: str, build: Callable[[Any], Message]) -> None:
+        """For a worker thread: ``build(cursor)`` on a DuckDB cursor of its own, and post the
+        message it returns; an error of leakwatch's is posted as :class:`LoadFailed` naming
+        ``what`` (shown as a notification) instead."""
+        cur = self.app.cursor()
+        try:
+            message = build(cur)
+        except LeakwatchError as e:
+            self.post_message(LoadFailed(what, str(e)))
+            return
+        finally:
+            cur.close()
+        self.post_message(message)
 
     def tick(self) -> None:
         """Refresh countdowns from the clock (every ``clock.tick_s``)."""

@@ -15,9 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from leakwatch.errors import LeakwatchError
 from leakwatch.tui import data
-from leakwatch.tui.messages import LoadFailed
 from leakwatch.tui.screens.base import LwScreen
 from leakwatch.tui.widgets import findings_detail as view
 
@@ -89,20 +87,9 @@ class FindingScreen(LwScreen):
     def reload(self) -> None:
         self._load()
 
-    def action_reload(self) -> None:
-        self.reload()
-
     @work(thread=True, exclusive=True, group="finding")
     def _load(self) -> None:
-        cur = self.app.cursor()
-        try:
-            detail = data.finding_detail(cur, self.finding_id)
-        except LeakwatchError as e:
-            self.post_message(LoadFailed(f"finding #{self.finding_id}", str(e)))
-            return
-        finally:
-            cur.close()
-        self.post_message(FindingLoaded(detail))
+        self.post_loaded(f"finding #{self.finding_id}", lambda cur: FindingLoaded(data.finding_detail(cur, self.finding_id)))
 
     def on_finding_loaded(self, message: FindingLoaded) -> None:
         self.detail = d = message.detail

@@ -25,7 +25,6 @@ from textual.widgets import Input, Select, Static
 from leakwatch.errors import LeakwatchError
 from leakwatch.tui import data
 from leakwatch.tui.data import FindingFilter, Page
-from leakwatch.tui.messages import LoadFailed
 from leakwatch.tui.screens.base import LwScreen
 from leakwatch.tui.widgets.findings_filterbar import DROPDOWNS, FilterBar
 from leakwatch.tui.widgets.findings_table import COLUMNS, FLEX_COLUMN, FindingsTable
@@ -205,9 +204,6 @@ class FindingsScreen(LwScreen):
             self._facets_asked = False
             self._rerun("keep")
 
-    def action_reload(self) -> None:
-        self.reload()
-
     def _rerun(self, cursor: str) -> None:
         where, key, anchor = self._request
         self._start(where, key, anchor, cursor)
@@ -277,45 +273,25 @@ class FindingsScreen(LwScreen):
     @work(thread=True, exclusive=True, group="findings-page")
     def _load_page(self, gen: int, flt: FindingFilter, sort: str, where: str, key: Any, limit: int,
                    cursor: str) -> None:
-        cur = self.app.cursor()
-        try:
+        def build(cur) -> PageLoaded:
             if where == "last":
                 page = data.last_page(cur, flt, sort, limit=limit)
             elif where == "prev":
                 page = data.page(cur, flt, sort, before=key, limit=limit)
             else:
                 page = data.page(cur, flt, sort, after=key, limit=limit)
-        except LeakwatchError as e:
-            self.post_message(LoadFailed("findings", str(e)))
-            return
-        finally:
-            cur.close()
-        self.post_message(PageLoaded(gen, page, where, cursor))
+            return PageLoaded(gen, page, where, cursor)
+
+        self.post_loaded("findings", build)
 
     @work(thread=True, exclusive=True, group="findings-count")
     def _load_count(self, flt: FindingFilter) -> None:
-        cur = self.app.cursor()
-        try:
-            total = self.counts.get(cur, flt)
-        except LeakwatchError as e:
-            self.post_message(LoadFailed("the findings count", str(e)))
-            return
-        finally:
-            cur.close()
-        self.post_message(CountLoaded(flt, total))
+        self.post_loaded("the findings count", lambda cur: CountLoaded(flt, self.counts.get(cur, flt)))
 
     @work(thread=True, exclusive=True, group="findings-facets")
     def _load_facets(self) -> None:
-        cur = self.app.cursor()
-        try:
-            facets = {col: data.facet(cur, col) for col in _FACETS}
-            incidents = data.incident_choices(cur)
-        except LeakwatchError as e:
-            self.post_message(LoadFailed("the filter choices", str(e)))
-            return
-        finally:
-            cur.close()
-        self.post_message(FacetsLoaded(facets, incidents))
+        self.post_loaded("the filter choices", lambda cur: FacetsLoaded({col: data.facet(cur, col) for col in _FACETS},
+                                                                        data.incident_choices(cur)))
 
     def on_page_loaded(self, message: PageLoaded) -> None:
         if message.gen != self._gen:

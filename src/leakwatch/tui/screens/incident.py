@@ -22,7 +22,6 @@ from textual.widgets.option_list import Option
 from leakwatch.errors import LeakwatchError
 from leakwatch.tui.messages import (
     IncidentLoaded,
-    LoadFailed,
     NoticeRendered,
     SummaryDone,
     SummaryToken,
@@ -118,23 +117,13 @@ class IncidentScreen(LwScreen):
     def reload(self) -> None:
         self._load()
 
-    def action_reload(self) -> None:
-        self.reload()
-
     @work(thread=True, exclusive=True, group="load")
     def _load(self) -> None:
         from leakwatch.tui.incident_model import load_incident
 
         app = self.app
-        cur = app.cursor()
-        try:
-            view = load_incident(cur, self.incident_id, app.config, app.regimes, app.now())
-        except LeakwatchError as e:
-            self.post_message(LoadFailed(f"incident #{self.incident_id}", str(e)))
-            return
-        finally:
-            cur.close()
-        self.post_message(IncidentLoaded(view))
+        self.post_loaded(f"incident #{self.incident_id}",
+                         lambda cur: IncidentLoaded(load_incident(cur, self.incident_id, app.config, app.regimes, app.now())))
 
     def on_incident_loaded(self, message: IncidentLoaded) -> None:
         view = self.view = message.view

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from leakwatch.errors import LeakwatchError
-from leakwatch.tui.messages import IncidentsLoaded, LoadFailed
+from leakwatch.tui.messages import IncidentsLoaded
 from leakwatch.tui.screens.base import LwScreen
 from leakwatch.tui.widgets.countdown import countdown_text
 from leakwatch.tui.widgets.styles import severity_style
@@ -62,23 +62,17 @@ class IncidentsScreen(LwScreen):
     def reload(self) -> None:
         self._load()
 
-    def action_reload(self) -> None:
-        self.reload()
-
     @work(thread=True, exclusive=True, group="load")
     def _load(self) -> None:
         from leakwatch.tui.incident_model import load_incidents, nearest
 
         app = self.app
-        cur = app.cursor()
-        try:
+
+        def build(cur) -> IncidentsLoaded:
             rows = load_incidents(cur, app.config, app.regimes, app.now())
-        except LeakwatchError as e:
-            self.post_message(LoadFailed("incidents", str(e)))
-            return
-        finally:
-            cur.close()
-        self.post_message(IncidentsLoaded(rows, nearest(rows)))
+            return IncidentsLoaded(rows, nearest(rows))
+
+        self.post_loaded("incidents", build)
 
     def on_incidents_loaded(self, message: IncidentsLoaded) -> None:
         app = self.app

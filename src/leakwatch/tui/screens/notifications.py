@@ -11,8 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Label, Static
 
-from leakwatch.errors import LeakwatchError
-from leakwatch.tui.messages import HistoryLoaded, LoadFailed, OutboxLoaded
+from leakwatch.tui.messages import HistoryLoaded, OutboxLoaded
 from leakwatch.tui.screens.base import LwScreen
 from leakwatch.tui.widgets.forms import Field, FormModal
 from leakwatch.tui.widgets.styles import semantic, state_style
@@ -62,25 +61,13 @@ class NotificationsScreen(LwScreen):
     def reload(self) -> None:
         self._load()
 
-    def action_reload(self) -> None:
-        self.reload()
-
     @work(thread=True, exclusive=True, group="load")
     def _load(self) -> None:
         from leakwatch.notify.outbox import outbox_status
         from leakwatch.tui.incident_model import load_outbox
 
         app = self.app
-        cur = app.cursor()
-        try:
-            rows = load_outbox(cur)
-            status = outbox_status(cur, app.now())
-        except LeakwatchError as e:
-            self.post_message(LoadFailed("the outbox", str(e)))
-            return
-        finally:
-            cur.close()
-        self.post_message(OutboxLoaded(rows, status))
+        self.post_loaded("the outbox", lambda cur: OutboxLoaded(load_outbox(cur), outbox_status(cur, app.now())))
 
     def on_outbox_loaded(self, message: OutboxLoaded) -> None:
         self._loaded = message
@@ -142,15 +129,7 @@ class NotificationsScreen(LwScreen):
     def _fetch_history(self, nid: int) -> None:
         from leakwatch.tui.incident_model import delivery_history
 
-        cur = self.app.cursor()
-        try:
-            rows = delivery_history(cur, nid)
-        except LeakwatchError as e:
-            self.post_message(LoadFailed(f"the history of notification #{nid}", str(e)))
-            return
-        finally:
-            cur.close()
-        self.post_message(HistoryLoaded(nid, rows))
+        self.post_loaded(f"the history of notification #{nid}", lambda cur: HistoryLoaded(nid, delivery_history(cur, nid)))
 
     def on_history_loaded(self, message: HistoryLoaded) -> None:
         from leakwatch.tui.incident_model import audit_detail_text

@@ -13,8 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from leakwatch.errors import LeakwatchError
-from leakwatch.tui.messages import LoadFailed, PlaybookLoaded
+from leakwatch.tui.messages import PlaybookLoaded
 from leakwatch.tui.screens.base import LwScreen
 from leakwatch.tui.widgets.countdown import countdown_text
 from leakwatch.tui.widgets.forms import Field, FormModal
@@ -77,24 +76,18 @@ class PlaybookScreen(LwScreen):
     def reload(self) -> None:
         self._load()
 
-    def action_reload(self) -> None:
-        self.reload()
-
     @work(thread=True, exclusive=True, group="load")
     def _load(self) -> None:
         from leakwatch.tui.incident_model import load_playbook
 
         app = self.app
-        cur = app.cursor()
-        try:
+
+        def build(cur) -> PlaybookLoaded:
             rows = load_playbook(cur, self.incident_id, app.config, app.regimes, app.playbooks, app.now())
             title = cur.execute("SELECT title FROM incidents WHERE incident_id = ?", [self.incident_id]).fetchone()
-        except LeakwatchError as e:
-            self.post_message(LoadFailed(f"the playbook of incident #{self.incident_id}", str(e)))
-            return
-        finally:
-            cur.close()
-        self.post_message(PlaybookLoaded(rows, title[0] if title else ""))
+            return PlaybookLoaded(rows, title[0] if title else "")
+
+        self.post_loaded(f"the playbook of incident #{self.incident_id}", build)
 
     def _state_text(self, r) -> Text:
         t = Text(r.state.replace("_", " "), style=state_style(r.state, self.app.theme_variables) if r.state != "pending" else "")

@@ -12,9 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Static, Tree
 
-from leakwatch.errors import LeakwatchError
 from leakwatch.tui import data
-from leakwatch.tui.messages import LoadFailed
 from leakwatch.tui.screens.base import LwScreen
 from leakwatch.tui.widgets.sfmap_tree import SalesforceMapTree
 
@@ -68,20 +66,9 @@ class SalesforceMapScreen(LwScreen):
     def reload(self) -> None:
         self._load()
 
-    def action_reload(self) -> None:
-        self.reload()
-
     @work(thread=True, exclusive=True, group="sfmap")
     def _load(self) -> None:
-        cur = self.app.cursor()
-        try:
-            rows = data.sf_map_rows(cur)
-        except LeakwatchError as e:
-            self.post_message(LoadFailed("the Salesforce map", str(e)))
-            return
-        finally:
-            cur.close()
-        self.post_message(MapLoaded(rows))
+        self.post_loaded("the Salesforce map", lambda cur: MapLoaded(data.sf_map_rows(cur)))
 
     def on_map_loaded(self, message: MapLoaded) -> None:
         self.rows = rows = message.rows
