@@ -709,3 +709,23 @@ def test_a_record_served_by_the_approved_gateway_is_no_bypass(tmp_path):
     s = scan(tmp_path, {"edge/access.jsonl": line}, '[egress]\napproved_gateways = ["ai-gw.example.com"]\n')
     assert read_rows(s.db, "SELECT url_host, via_gateway FROM events") == [("api.openai.com", True)]
     assert s.alerts("P1_gateway_bypass") == []
+
+
+def test_w3c_a_later_fields_directive_names_the_lines_after_it(tmp_path):
+    # IIS writes its directives again after a restart; here the administrator added cs-username
+    # and moved c-ip: the e-mail and the IP after the second #Fields get that block's names.
+    log = (
+        "#Software: Microsoft Internet Information Services 10.0\n#Version: 1.0\n"
+        "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query c-ip sc-status\n"
+        "2024-03-11 16:00:05 10.0.0.4 GET /api/orders email=jane.doe@example.com 81.2.69.160 200\n"
+        "#Software: Microsoft Internet Information Services 10.0\n#Version: 1.0\n"
+        "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query cs-username c-ip sc-status\n"
+        "2024-03-11 17:00:05 10.0.0.4 GET /api/orders email=john.roe@example.com ACME\\jdoe 81.2.69.161 200\n"
+    )
+    s = scan(tmp_path, {"iis/u_ex240311.log": log})
+    assert [f.fmt for f in s.summary.files] == ["w3c"]
+    assert read_rows(s.db, "SELECT line, entity, field_path FROM findings ORDER BY line, start_byte") == [
+        (4, "EMAIL_ADDRESS", "query.email"), (4, "IP_ADDRESS", "c-ip"),
+        (8, "EMAIL_ADDRESS", "query.email"), (8, "IP_ADDRESS", "c-ip"),
+    ]
+    assert read_rows(s.db, "SELECT parse_problems FROM sources") == [(0,)]  # the second block reads cleanly

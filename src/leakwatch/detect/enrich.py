@@ -45,11 +45,14 @@ from leakwatch.sources.formats._record import KEY_ROLES, AttrCollector, norm_key
 M_AI_HOST = "ai_host"
 M_ELF_EVENT = "elf_event"
 M_ELF_HEADER = "elf_header"
+M_W3C_FIELDS = "w3c_fields"
 M_CDN_PATH = "cdn_path"
 M_FREE_TEXT = "free_text"
 
 _ELF_EVENT_MARKER = r'^"(?:' + "|".join(sorted(ELF_EVENT_KINDS, key=len, reverse=True)) + r')",'
 _ELF_HEADER_MARKER = r'^"?EVENT_TYPE"?,'
+# A W3C log's #Fields directive (IIS writes one again after a restart, maybe with other fields).
+_W3C_FIELDS_MARKER = r"^#Fields:"
 # JSON keys whose string values are prose (for NER; see leakwatch.detect.ner.is_free_text).
 _FREE_TEXT_MARKER = r'"(?:content|prompt|input|Description|description|Comments|transcript|text|Body|body)"\s*:\s*"'
 
@@ -119,7 +122,8 @@ class Enricher:
         self.learned = dict(learned_prefixes or {})
         self.ner = ner
         markers: list[tuple[str, str]] = [(M_AI_HOST, p) for p in registry.marker_patterns()]
-        markers += [(M_ELF_EVENT, _ELF_EVENT_MARKER), (M_ELF_HEADER, _ELF_HEADER_MARKER)]
+        markers += [(M_ELF_EVENT, _ELF_EVENT_MARKER), (M_ELF_HEADER, _ELF_HEADER_MARKER),
+                    (M_W3C_FIELDS, _W3C_FIELDS_MARKER)]
         for p in cdn_ai_paths:
             # A path regex anchored at the path's start: in a raw line the path follows a space,
             # a tab (W3C/CloudFront), a quote or `path=`; the parsed path is checked against the
@@ -192,6 +196,18 @@ class Enricher:
                     parser = formats.make_parser("eventlogfile", header_line=line)
                 except formats.FormatError as e:
                     fctx.note_problem(line_no, f"header line not usable: {e}")
+                    parser = fctx.parser
+                if len(self._header_parsers) < 256:
+                    self._header_parsers[line] = parser
+            fctx.parser = parser
+        elif header_marked and fctx.fmt == "w3c" and line.startswith(b"#Fields:"):
+            # A later #Fields directive: its names rule the lines after it.
+            parser = self._header_parsers.get(line)
+            if parser is None:
+                try:
+                    parser = formats.make_parser("w3c", header_line=line)
+                except formats.FormatError as e:
+                    fctx.note_problem(line_no, f"#Fields directive not usable: {e}")
                     parser = fctx.parser
                 if len(self._header_parsers) < 256:
                     self._header_parsers[line] = parser
@@ -339,7 +355,8 @@ class Enricher:
             if finding_ls is not None and ls not in finding_ls and line[:1] == b"{" and not self.ner:
                 rec = self._quick_json(fctx, line)  # an event only: attributes, no field spans
             records[ls] = rec if rec is not None else self._parse(
-                fctx, line, first_line + 1 + recno_of_ls[ls], marks_have(marks, M_ELF_HEADER))
+                fctx, line, first_line + 1 + recno_of_ls[ls],
+                marks_have(marks, M_ELF_HEADER) or marks_have(marks, M_W3C_FIELDS))
 
         if plan is not None:
             fctx.parser = plan[1][-1]

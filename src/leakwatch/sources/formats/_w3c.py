@@ -3,9 +3,10 @@
 
 A file starts with directives (``#Version: 1.0``, ``#Fields: date time x-edge-location …``);
 each data line holds the named fields in that order, separated by tabs (CloudFront) or single
-spaces (IIS), ``-`` for an empty value. The file's first ``#Fields:`` directive names the
-columns (a server that restarts and writes a second, different one is rare; its lines are then
-read with the first names, and a count that differs is a parse problem).
+spaces (IIS), ``-`` for an empty value. A ``#Fields:`` directive names the columns of the lines
+after it: the file's first one builds the parser, and a later one (IIS writes the directives
+again after a restart, perhaps with other fields) switches the scan to a parser of its own (see
+``leakwatch.detect.enrich``, which marks these lines).
 
 Fields keep the W3C names as written (``cs-uri-stem``, ``cs(User-Agent)``, ``x-edge-location``)
 and the query string's parameters become ``query.<name>``. Attributes: ``x-edge-location``
