@@ -538,3 +538,29 @@ def test_pull_salesforce_lands_in_a_watched_directory_and_is_scanned(tmp_path, l
             assert errors and errors[0].startswith("salesforce pull failed") and "wrong" not in errors[0]
         finally:
             w.close()
+
+
+def test_findings_alerts_and_the_detection_clock_take_the_injected_time(tmp_path, logs):
+    # A drill (or a replay) runs watch on a clock of its own: what it stores must be stamped
+    # with that clock, or the incident's detection and awareness default to the wall clock.
+    from datetime import UTC, datetime
+
+    from leakwatch.incidents import book
+
+    at = datetime(2031, 2, 3, 4, 5, 6, tzinfo=UTC)
+    key = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zB9dF1hJ3kL5nP7rT9vX1zB3"
+    append(logs / "app.jsonl", '{"ts":"2031-02-03T04:00:00Z","msg":"llm call","url":"https://api.openai.com/v1/chat",'
+                               f'"prompt":"customer jane.doe@example.com","api_key":"{key}"}}\n')
+    w = open_watcher(tmp_path, now=lambda: at)
+    try:
+        assert w.cycle().findings >= 2
+        con = w.store.con
+        assert con.execute("SELECT DISTINCT created_at FROM findings").fetchall() == [(at,)]
+        stamped = con.execute("SELECT DISTINCT created_at FROM alerts").fetchall()
+        assert stamped == [(at,)]  # the P1 key alert, from the same cycle
+        book.group(w.store, w.config, actor="t", now=at)
+        iid = book.list_incidents(con)[0]["incident_id"]
+        clocks = dict(con.execute('SELECT event, "at" FROM incident_clocks WHERE incident_id = ?', [iid]).fetchall())
+        assert clocks["detection"] == at and clocks["awareness"] == at
+    finally:
+        w.close()

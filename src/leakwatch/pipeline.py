@@ -517,8 +517,9 @@ def _make_enricher(config, store: Store, ner: bool | None):
     return enricher
 
 
-def _run_patterns(store: Store, config, registry, scan_id: int) -> list:
-    """Run the failure-pattern detectors over the whole database; return the new alerts."""
+def _run_patterns(store: Store, config, registry, scan_id: int, now: datetime | None = None) -> list:
+    """Run the failure-pattern detectors over the whole database; return the new alerts
+    (``now``: an injected clock's time for their ``created_at``)."""
     from leakwatch.detect.patterns import PatternSettings, run_patterns
 
     p = config.patterns
@@ -531,7 +532,7 @@ def _run_patterns(store: Store, config, registry, scan_id: int) -> list:
         edge_jurisdiction=registry.edge_jurisdiction,
     )
     with store._write("store alerts") as con:
-        return run_patterns(con, settings, scan_id=scan_id)
+        return run_patterns(con, settings, scan_id=scan_id, now=now)
 
 
 def _custom_pattern(enricher, path: str) -> str | None:
@@ -877,12 +878,13 @@ class TailScanner:
 
     Built once per session: the rules are compiled once and the enricher keeps its caches. Not
     thread-safe; the thread that owns ``store`` calls it. ``rules``/``rules_dirs``, ``config``,
-    ``store_raw``, ``fmt`` and ``ner`` mean what they mean for :func:`scan_paths`.
+    ``store_raw``, ``fmt`` and ``ner`` mean what they mean for :func:`scan_paths`. ``now`` is
+    the clock findings are stamped with when stored (``created_at``; default: the database's).
     """
 
     def __init__(self, store: Store, *, rules: list[Rule] | None = None,
                  rules_dirs: list[str | os.PathLike] | None = None, config=None, store_raw: bool = False,
-                 fmt: str | None = None, ner: bool | None = None):
+                 fmt: str | None = None, ner: bool | None = None, now: Callable[[], datetime] | None = None):
         rule_errors: list[RuleError] = []
         if rules is None:
             rules, rule_errors = load_rules(rules_dirs or [default_rules_dir()])
@@ -898,6 +900,7 @@ class TailScanner:
         self.enricher = _make_enricher(config, store, ner)
         self.config = self.enricher.config
         self.detector = Detector(rules, store.key, store_raw=store_raw, markers=self.enricher.marker_patterns)
+        self.now = now
 
     def open_file(self, path: str, head: bytes, *, compressed: bool = False) -> TailFile:
         """A :class:`TailFile` for ``path`` whose first bytes (decompressed, without a byte-order
@@ -1032,11 +1035,12 @@ class TailScanner:
                 if tf.generation is not None:
                     con.execute("UPDATE sources SET content_hash = ? WHERE source_id = ?", [tf.generation, tf.source_id])
                     tf.dedup_ids.add(tf.source_id)
+            created_at = self.now() if self.now is not None else None
             for batch in batches:
                 if tf.generation is None:
-                    res.new_findings += store.insert_findings(scan_id, tf.source_id, tf.path, batch)
+                    res.new_findings += store.insert_findings(scan_id, tf.source_id, tf.path, batch, created_at=created_at)
                 else:
-                    res.new_findings += _insert_in_generation(store, scan_id, tf, batch)
+                    res.new_findings += _insert_in_generation(store, scan_id, tf, batch, created_at)
                 res.findings += batch_len(batch)
             res.events += store.insert_events(scan_id, tf.source_id, tf.path, events)
             if elf_rows:
@@ -1088,7 +1092,8 @@ def _prefix_hash(fd: int, skip: int, size: int) -> str:
     return hasher.hexdigest()
 
 
-def _insert_in_generation(store: Store, scan_id: int, tf: TailFile, batch: dict) -> int:
+def _insert_in_generation(store: Store, scan_id: int, tf: TailFile, batch: dict,
+                          created_at: datetime | None = None) -> int:
     """:meth:`Store.insert_findings`, with the duplicate check limited to the findings of
     ``tf.dedup_ids`` (see :meth:`TailScanner.begin_generation`) instead of every source of the path."""
     from leakwatch.store import ingest
@@ -1098,11 +1103,13 @@ def _insert_in_generation(store: Store, scan_id: int, tf: TailFile, batch: dict)
         return 0
     params = {"scan_id": scan_id, "source_id": tf.source_id, "path": tf.path,
               "line_lo": int(cols["line"].min()), "line_hi": int(cols["line"].max())}
+    if created_at is not None:
+        params["created_at"] = created_at
     with store._write(f"store findings from {tf.path}") as con:
         con.register(ingest._VIEW, cols)
         try:
-            row = con.execute(ingest._insert_sql(list(cols), sorted(tf.dedup_ids), ingest.may_repeat_keys(cols)),
-                              params).fetchone()
+            row = con.execute(ingest._insert_sql(list(cols), sorted(tf.dedup_ids), ingest.may_repeat_keys(cols),
+                                                 created_at is not None), params).fetchone()
         finally:
             con.unregister(ingest._VIEW)
     return int(row[0]) if row else 0

@@ -225,7 +225,8 @@ class Watcher:
         self.db_path = str(db_path)
         self.config = config if config is not None else load_config()
         self._scanner_args = {"rules": rules, "rules_dirs": list(rules_dirs) if rules_dirs else None,
-                              "config": self.config, "store_raw": store_raw, "fmt": fmt, "ner": ner}
+                              "config": self.config, "store_raw": store_raw, "fmt": fmt, "ner": ner,
+                              "now": now}  # findings and alerts are stamped by the session's clock
         self.exclude = tuple(exclude)
         self.patterns = patterns
         self.want_notify = notify
@@ -692,7 +693,8 @@ class Watcher:
             self._last_patterns = now_m
             self._events_dirty = False
             try:
-                alerts = _run_patterns(self.store, self.config, self.scanner.enricher.registry, self.scan_id)
+                alerts = _run_patterns(self.store, self.config, self.scanner.enricher.registry, self.scan_id,
+                                       now=self.now())
                 rep.alerts = len(alerts)
                 if alerts:
                     self._dirty = True

@@ -1126,7 +1126,8 @@ def _alert_batch(alerts: Sequence[Alert]) -> dict[str, np.ndarray]:
 
 
 def run_patterns(
-    con: duckdb.DuckDBPyConnection, settings: PatternSettings, *, scan_id: int | None = None
+    con: duckdb.DuckDBPyConnection, settings: PatternSettings, *, scan_id: int | None = None,
+    now: datetime | None = None,
 ) -> list[Alert]:
     """Run every detector over the whole database and store the alerts; return the new ones.
 
@@ -1135,6 +1136,8 @@ def run_patterns(
     run adds. An alert whose key is already stored is not added again: its row gets the fresh
     summary and evidence, and its severity if higher; it is returned (with ``escalated_from``
     set) only when its severity rose. All writes are one transaction. Raises :class:`StoreError`.
+    ``now`` (aware) stamps new alerts' ``created_at`` from an injected clock (watch, drills)
+    instead of the database's wall clock.
     """
     found = detect_patterns(con, settings)
     if not found:
@@ -1174,15 +1177,16 @@ def run_patterns(
                     new_ids = dict(con.execute(
                         f"""
                         INSERT INTO alerts (alert_key, scan_id, pattern, severity, severity_rank, ts,
-                                            actor_hash, dest_vendor, dest_region, summary, evidence)
+                                            actor_hash, dest_vendor, dest_region, summary, evidence, created_at)
                         SELECT alert_key, CAST($scan_id AS BIGINT), pattern, severity, severity_rank,
-                               timezone('UTC', ts), actor_hash, dest_vendor, dest_region, summary, evidence
+                               timezone('UTC', ts), actor_hash, dest_vendor, dest_region, summary, evidence,
+                               coalesce(CAST($now AS TIMESTAMPTZ), current_timestamp)
                         FROM {_ALERTS_VIEW} AS b
                         WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.alert_key = b.alert_key)
                         ORDER BY ord
                         RETURNING alert_key, alert_id
                         """,
-                        {"scan_id": scan_id},
+                        {"scan_id": scan_id, "now": now},
                     ).fetchall())
                 con.commit()
             except BaseException:

@@ -18,15 +18,14 @@ What a run does, in one drill folder (``--out``):
 5. writes ``run.json`` (clock, per-cycle ids, deliveries in scenario time), ``score.json`` and
    ``score.md`` (:mod:`leakwatch.drills.score`).
 
-Scenario time and the database's clock. The watch path takes the injected clock everywhere but
-in the ``created_at`` defaults of findings and alerts, which DuckDB stamps with the wall clock;
-the incident's ``detection`` clock, and the ``awareness`` default taken from it, are wall-clock
-times. The drill chooses its start so that scenario time equals the wall clock at the first
-planted record (the first incident's awareness is right), and for every incident it opens sets
-``awareness`` to the scenario time of its detection through the ordinary responder API
-(:func:`leakwatch.incidents.book.set_clock`, actor ``drill``, with the reason in the audit
-trail) before the next cycle fires deadline triggers. Detection times in the score come from the
-drill's own per-cycle record, not from ``created_at``.
+Scenario time and the database's clock. The watch path takes the injected clock everywhere,
+also for the ``created_at`` of the findings and alerts it stores, so an incident's ``detection``
+clock and the ``awareness`` default taken from it are scenario times. The drill still chooses its
+start so that scenario time equals the wall clock at the first planted record, and for every
+incident it opens sets ``awareness`` to the scenario time of its detection through the ordinary
+responder API (:func:`leakwatch.incidents.book.set_clock`, actor ``drill``, with the reason in
+the audit trail) before the next cycle fires deadline triggers: what a responder would do, and
+what the score checks. Detection times in the score come from the drill's own per-cycle record.
 
 The hook for a console: ``run_drill(..., clock=DrillClock(...), on_event=callback, stop=event)``.
 ``on_event`` receives :class:`DrillEvent` objects on the drill's thread (start, each cycle with

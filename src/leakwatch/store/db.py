@@ -16,6 +16,7 @@ import shlex
 import stat
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Self
 
@@ -484,15 +485,16 @@ class Store:
             )
 
     def insert_findings(self, scan_id: int, source_id: int, source_path: str | Path, batch: Mapping[str, Any],
-                        *, cursor: bool = False) -> int:
+                        *, cursor: bool = False, created_at: datetime | None = None) -> int:
         """Store one columnar batch of findings; return how many were new (not duplicates).
 
         ``source_id`` is what :meth:`begin_source` returned for ``source_path``. See
         :mod:`leakwatch.store.ingest` for the batch format and how duplicates are found.
         ``cursor=True``: on a cursor of its own, for a thread other than the connection's owner.
+        ``created_at``: the rows' storing time from an injected clock (default: the wall clock).
         """
         with self._write(f"store findings from {source_path}") as con, _maybe_cursor(con, cursor) as c:
-            return ingest.insert_findings(c, scan_id, source_id, str(source_path), batch)
+            return ingest.insert_findings(c, scan_id, source_id, str(source_path), batch, created_at)
 
     def insert_events(self, scan_id: int, source_id: int, source_path: str | Path, rows: list[tuple],
                       *, cursor: bool = False) -> int:

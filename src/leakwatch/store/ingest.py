@@ -15,6 +15,8 @@ serialises its writes.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -137,11 +139,17 @@ def may_repeat_keys(cols: Mapping[str, np.ndarray]) -> bool:
     return bool(same.any())
 
 
-def _insert_sql(present: list[str], prior_source_ids: list[int], dedupe_batch: bool) -> str:
+def _insert_sql(present: list[str], prior_source_ids: list[int], dedupe_batch: bool,
+                created_at: bool = False) -> str:
+    """The batch insert; with ``created_at`` the rows take ``$created_at`` (an injected clock's
+    time) instead of the column's default, the database's wall clock."""
     targets = ["scan_id", "source_id", "source_path", *FINDING_COLUMNS]
     exprs = ["CAST($scan_id AS BIGINT)", "CAST($source_id AS BIGINT)", "CAST($path AS VARCHAR)"]
     for key, sql_type in FINDING_COLUMNS.items():
         exprs.append(_sql_expr(key, sql_type, key in present))
+    if created_at:
+        targets.append("created_at")
+        exprs.append("CAST($created_at AS TIMESTAMPTZ)")
     source = f"(SELECT DISTINCT ON (line, start_byte, rule_id, value_hash) * FROM {_VIEW})" if dedupe_batch else _VIEW
     ids = ", ".join(str(int(i)) for i in prior_source_ids)
     return f"""
@@ -162,6 +170,7 @@ def insert_findings(
     source_id: int,
     source_path: str,
     batch: Mapping[str, Any],
+    created_at: datetime | None = None,
 ) -> int:
     """Insert one batch of findings in one statement; return how many rows were new.
 
@@ -170,7 +179,8 @@ def insert_findings(
     stored, or repeated within the batch, are skipped. The statement commits on return unless
     the caller holds an open transaction on ``con``. DuckDB errors propagate unwrapped;
     :class:`leakwatch.store.Store` wraps them. Raises ``ValueError`` for a malformed batch or a
-    ``source_id`` that is not recorded for ``source_path``.
+    ``source_id`` that is not recorded for ``source_path``. ``created_at`` (aware) stamps the
+    rows with an injected clock's time (watch, drills) instead of the database's wall clock.
     """
     cols, n = prepare_batch(batch)
     if n == 0:
@@ -189,9 +199,12 @@ def insert_findings(
         "line_lo": int(cols["line"].min()),
         "line_hi": int(cols["line"].max()),
     }
+    if created_at is not None:
+        params["created_at"] = created_at
     con.register(_VIEW, cols)
     try:
-        row = con.execute(_insert_sql(list(cols), prior, may_repeat_keys(cols)), params).fetchone()
+        row = con.execute(_insert_sql(list(cols), prior, may_repeat_keys(cols), created_at is not None),
+                          params).fetchone()
     finally:
         con.unregister(_VIEW)
     return int(row[0]) if row else 0
