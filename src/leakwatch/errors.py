@@ -48,3 +48,14 @@ class PlaybookError(LeakwatchError):
 class IncidentError(LeakwatchError):
     """An incident operation cannot be done as asked (no such incident, a status change that is
     not allowed, an awareness time before the first finding, …); nothing was changed."""
+
+
+def format_problem(file: str, line: int | None, what: str, name: str | None, fld: str | None, message: str) -> str:
+    """A data-file problem as every loader words it: ``file:line: <what> 'name': field 'x': message``
+    (``what`` is the kind of item: ``step``, ``regime``, ``entry``; parts that are None are left out)."""
+    parts = [file + (f":{line}" if line else "")]
+    if name is not None:
+        parts.append(f"{what} {name!r}")
+    if fld is not None:
+        parts.append(f"field {fld!r}")
+    return ": ".join(parts) + ": " + message

@@ -32,7 +32,7 @@ import yaml
 
 from leakwatch._core import PatternError, check_pattern
 from leakwatch.detect.rules import _LineLoader, _Mapping, _type_name, _unknown_key
-from leakwatch.errors import RuleLoadError
+from leakwatch.errors import RuleLoadError, format_problem
 
 UNKNOWN = "unknown"
 
@@ -81,12 +81,7 @@ class RegistryError(RuleLoadError):
 
 
 def _format_problem(file: str, line: int | None, entry: str | None, fld: str | None, message: str) -> str:
-    parts = [file + (f":{line}" if line else "")]
-    if entry is not None:
-        parts.append(f"entry {entry!r}")
-    if fld is not None:
-        parts.append(f"field {fld!r}")
-    return ": ".join(parts) + ": " + message
+    return format_problem(file, line, "entry", entry, fld, message)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 from leakwatch.detect.egress import DataFileProblem, read_yaml_mapping
 from leakwatch.detect.patterns import PATTERNS
 from leakwatch.detect.rules import _Mapping, _type_name, _unknown_key
-from leakwatch.errors import PlaybookError
+from leakwatch.errors import PlaybookError, format_problem
 from leakwatch.incidents.facts import CATEGORIES, CLOCK_EVENTS, IncidentFacts
 
 STEP_STATES: tuple[str, ...] = ("pending", "in_progress", "done", "skipped")
@@ -69,12 +69,7 @@ class StepTransitionError(PlaybookError, ValueError):
 
 
 def _format_problem(file: str, line: int | None, step: str | None, fld: str | None, message: str) -> str:
-    parts = [file + (f":{line}" if line else "")]
-    if step is not None:
-        parts.append(f"step {step!r}")
-    if fld is not None:
-        parts.append(f"field {fld!r}")
-    return ": ".join(parts) + ": " + message
+    return format_problem(file, line, "step", step, fld, message)
 
 
 # --- the model ---------------------------------------------------------------------------------

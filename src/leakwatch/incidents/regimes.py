@@ -31,7 +31,7 @@ from leakwatch.config import (
 )
 from leakwatch.detect.egress import DataFileProblem, read_yaml_mapping
 from leakwatch.detect.rules import _Mapping, _type_name, _unknown_key
-from leakwatch.errors import PlaybookError
+from leakwatch.errors import PlaybookError, format_problem
 from leakwatch.incidents import timecalc
 from leakwatch.incidents.facts import CATEGORIES, CLOCK_EVENTS, IncidentFacts
 
@@ -232,12 +232,7 @@ def default_regimes_path() -> Path:
 
 
 def _format_problem(file: str, line: int | None, regime: str | None, fld: str | None, message: str) -> str:
-    parts = [file + (f":{line}" if line else "")]
-    if regime is not None:
-        parts.append(f"regime {regime!r}")
-    if fld is not None:
-        parts.append(f"field {fld!r}")
-    return ": ".join(parts) + ": " + message
+    return format_problem(file, line, "regime", regime, fld, message)
 
 
 def _error(problems: Sequence[tuple[str, int | None, str | None, str | None, str]]) -> PlaybookError:
