@@ -674,12 +674,14 @@ def _count_written(job: _FileJob, result: tuple[int, int]) -> None:
     job.result.events += events
 
 
-def _write_rows(store: Store, scan_id: int, source_id: int, path: str, events: list, batches: list) -> tuple[int, int]:
-    """Findings and event rows of a file, stored on the writer thread's own cursor: (new findings, new events)."""
-    stored = store.insert_events(scan_id, source_id, path, events, cursor=True)
+def _write_rows(store: Store, scan_id: int, source_id: int, path: str, events: list, batches: list,
+                cursor: bool = True) -> tuple[int, int]:
+    """Findings and event rows of a file: (new findings, new events). ``cursor``: on a cursor of
+    its own (the writer thread)."""
+    stored = store.insert_events(scan_id, source_id, path, events, cursor=cursor)
     new = 0
     for batch in batches:
-        new += store.insert_findings(scan_id, source_id, path, batch, cursor=True)
+        new += store.insert_findings(scan_id, source_id, path, batch, cursor=cursor)
     return new, stored
 
 
@@ -708,9 +710,7 @@ def _flush(store: Store, scan_id: int, job: _FileJob, tally: _Tally, jsonl) -> N
             job.write_futures.append(job.event_writer.submit(
                 _write_rows, store, scan_id, job.source_id, job.stored_path, events, batches))
     else:
-        fr.events += store.insert_events(scan_id, job.source_id, job.stored_path, events)
-        for batch in batches:
-            fr.new_findings += store.insert_findings(scan_id, job.source_id, job.stored_path, batch)
+        _count_written(job, _write_rows(store, scan_id, job.source_id, job.stored_path, events, batches, cursor=False))
     elf_rows, job.elf_rows = job.elf_rows, []
     if elf_rows:
         _count_elf(job, store.insert_elf_events(scan_id, job.source_id, job.stored_path, elf_rows, job.fctx.headers,

@@ -186,32 +186,28 @@ class Enricher:
         return p
 
     # -- records -----------------------------------------------------------------------------
+    def _switch_columns(self, fctx: FileContext, fmt: str, line: bytes, line_no: int, what: str) -> None:
+        """A header line met inside a file (``fmt``'s reader built from it) rules the records
+        after it. A malformed one is a parse problem; the columns in effect stay."""
+        parser = self._header_parsers.get(line)
+        if parser is None:
+            try:
+                parser = formats.make_parser(fmt, header_line=line)
+            except formats.FormatError as e:
+                fctx.note_problem(line_no, f"{what} not usable: {e}")
+                parser = fctx.parser
+            if len(self._header_parsers) < 256:
+                self._header_parsers[line] = parser
+        fctx.parser = parser
+
     def _parse(self, fctx: FileContext, line: bytes, line_no: int, header_marked: bool) -> _Record:
         if header_marked and fctx.fmt in ("eventlogfile", "csv"):
             # An EventLogFile header (files concatenated, or the first line of a range): its
-            # columns rule from here. A malformed one is a parse problem; the columns stay.
-            parser = self._header_parsers.get(line)
-            if parser is None:
-                try:
-                    parser = formats.make_parser("eventlogfile", header_line=line)
-                except formats.FormatError as e:
-                    fctx.note_problem(line_no, f"header line not usable: {e}")
-                    parser = fctx.parser
-                if len(self._header_parsers) < 256:
-                    self._header_parsers[line] = parser
-            fctx.parser = parser
+            # columns rule from here.
+            self._switch_columns(fctx, "eventlogfile", line, line_no, "header line")
         elif header_marked and fctx.fmt == "w3c" and line.startswith(b"#Fields:"):
             # A later #Fields directive: its names rule the lines after it.
-            parser = self._header_parsers.get(line)
-            if parser is None:
-                try:
-                    parser = formats.make_parser("w3c", header_line=line)
-                except formats.FormatError as e:
-                    fctx.note_problem(line_no, f"#Fields directive not usable: {e}")
-                    parser = fctx.parser
-                if len(self._header_parsers) < 256:
-                    self._header_parsers[line] = parser
-            fctx.parser = parser
+            self._switch_columns(fctx, "w3c", line, line_no, "#Fields directive")
         fmt = fctx.fmt
         if fmt == "eventlogfile" and line[:1] != b'"' and not header_marked:
             # Not a row of the export (every EventLogFile value is quoted): a mixed file.

@@ -734,8 +734,11 @@ def build_facts(con: duckdb.DuckDBPyConnection, incident_id: int, config=None, r
     """The :class:`IncidentFacts` of one incident: aggregates of its findings and alerts, its
     clocks, responder facts, steps done and notices sent. Raw values are never read.
     :class:`IncidentError` when there is no such incident."""
-    get(con, incident_id)
-    return build_facts_many(con, [incident_id], config, regimes)[incident_id]
+    iid = int(incident_id)
+    facts = build_facts_many(con, [iid], config, regimes)
+    if iid not in facts:
+        get(con, iid)  # raises IncidentError, naming the incidents there are
+    return facts[iid]
 
 
 def build_facts_many(con: duckdb.DuckDBPyConnection, incident_ids: Sequence[int], config=None,
