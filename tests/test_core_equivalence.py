@@ -82,6 +82,30 @@ def test_native_equals_reference(patterns, buf, block_size):
     assert_same(native, ref)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(patterns=rule_sets, buf=buffers, block_size=st.sampled_from([1, 7, 64, 1024]), data=st.data())
+def test_record_only_rules_equal_reference(patterns, buf, block_size, data):
+    """Rules marked ``record_only`` (the enricher's markers) give one hit per matching record,
+    spanning the record; the others keep their spans. Small blocks hold one record (the Set's
+    answer is the record's), large ones several (each record is asked on its own)."""
+    record_only = data.draw(st.sets(st.integers(0, len(patterns) - 1)))
+    native = Scanner(patterns, block_size=block_size, record_only=record_only).scan(buf)
+    ref = ReferenceScanner(patterns, record_only=record_only).scan(buf)
+    assert_same(native, ref)
+    # A record-only rule hits a record exactly when its spans do, once.
+    full = ReferenceScanner(patterns).scan(buf)
+    for r in record_only:
+        assert sorted(native.record[native.rule == r].tolist()) == sorted(set(full.record[full.rule == r].tolist()))
+
+
+def test_record_only_index_out_of_range_is_refused():
+    import pytest
+
+    for engine in (Scanner, ReferenceScanner):
+        with pytest.raises(ValueError, match="record_only"):
+            engine([b"a"], record_only=[1])
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(patterns=rule_sets, buf=buffers)
 def test_tiny_dfa_budget_still_exact(patterns, buf):

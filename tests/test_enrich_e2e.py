@@ -233,3 +233,19 @@ def test_findings_share_the_destination_named_only_in_a_mule_message(tmp_path):
               ["grace.haddad@example.com"])
     assert rows == [("OpenAI", "api.openai.com", True, "mule")]
     assert _q(db, "SELECT kind, dest_vendor FROM events") == [("ai_call", "OpenAI")]
+
+
+def test_destination_from_a_marked_host_at_line_start_or_url_encoded(tmp_path):
+    """The host a marker found in free text is read back from the record: at the very start of
+    a line (no boundary byte before it) and after a URL-encoded slash ("%2F") alike."""
+    log = tmp_path / "relay.log"
+    log.write_text(
+        "api.anthropic.com relay ok to=jane.doe@example.com\n"
+        "relay target=https%3A%2F%2Fapi.mistral.ai%2Fv1%2Fchat to=max.mustermann@example.org\n"
+        "relay target=internal.example.net to=erika.muster@example.org\n")
+    db = tmp_path / "r.duckdb"
+    scan_paths([str(log)], db)
+    assert _q(db, "SELECT line, kind, dest_vendor FROM events ORDER BY line") == [
+        (1, "ai_call", "Anthropic"), (2, "ai_call", "Mistral AI")]
+    assert _q(db, "SELECT line, dest_vendor FROM findings WHERE entity = 'EMAIL_ADDRESS' ORDER BY line") == [
+        (1, "Anthropic"), (2, "Mistral AI"), (3, None)]

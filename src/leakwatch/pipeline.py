@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import xxhash
 
-from leakwatch.detect.engine import SCANNERS, Detector, Hits, batch_len, compact_hits, offset_lines, sniff_csv_header
+from leakwatch.detect.engine import (
+    SCANNERS, Detector, Hits, batch_len, compact_hits, offset_lines, scanner_args, sniff_csv_header,
+)
 from leakwatch.detect.rules import Rule, RuleError, Severity, default_rules_dir, load_rules, ruleset_hash
 from leakwatch._core.rows import count_newlines
 from leakwatch.errors import StoreError, UsageError
@@ -476,7 +478,8 @@ class _DetectorFactory:
         det = getattr(_LOCAL, "detector", None)
         if det is None or getattr(_LOCAL, "args", None) is not self.args:
             rules, key, store_raw, markers = self.args
-            scanner = SCANNERS.take([r.regex for r in rules if r.enabled] + list(markers))
+            patterns, options = scanner_args(rules, markers)
+            scanner = SCANNERS.take(patterns, **options)
             det = _LOCAL.detector = Detector(rules, key, store_raw=store_raw, scanner=scanner, markers=markers)
             _LOCAL.args = self.args
             with self._lock:

@@ -1,4 +1,4 @@
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from leakwatch._core.types import PatternError as PatternError
@@ -9,16 +9,19 @@ class Scanner:
     block_size: int
     max_mem: int
     patterns: list[bytes]
+    record_only: frozenset[int]
     oom_splits: int
     n_rules: int
     n_shards: int
-    def __init__(self, patterns: Sequence[str | bytes], *, block_size: int = ..., max_mem: int = ...) -> None: ...
+    def __init__(self, patterns: Sequence[str | bytes], *, record_only: Iterable[int] = ..., block_size: int = ...,
+                 max_mem: int = ...) -> None: ...
     def scan(self, buf: Any) -> ScanResult: ...
 
 class ReferenceScanner:
     patterns: list[bytes]
     n_rules: int
-    def __init__(self, patterns: Sequence[str | bytes], **_: Any) -> None: ...
+    record_only: frozenset[int]
+    def __init__(self, patterns: Sequence[str | bytes], *, record_only: Iterable[int] = ..., **_: Any) -> None: ...
     def scan(self, buf: Any) -> ScanResult: ...
 
 def check_pattern(pattern: str | bytes, max_mem: int = ...) -> int: ...

@@ -21,8 +21,11 @@ _EMPTY_PROBES = [prev + nxt for prev in (b"", b"\n", b"a", b" ") for nxt in (b""
 class ReferenceScanner:
     """Same API as :class:`leakwatch._core.Scanner`, thousands of times slower."""
 
-    def __init__(self, patterns, **_ignored):
+    def __init__(self, patterns, *, record_only=(), **_ignored):
         self.patterns = [p.encode("latin-1") if isinstance(p, str) else bytes(p) for p in patterns]
+        self.record_only = frozenset(int(i) for i in record_only)
+        if any(i < 0 or i >= len(self.patterns) for i in self.record_only):
+            raise ValueError("record_only holds an index that is not a pattern's")
         self._compiled = []
         for i, pat in enumerate(self.patterns):
             try:
@@ -46,6 +49,15 @@ class ReferenceScanner:
             lines.pop()  # the empty tail after the final newline is not a record
         for i, line in enumerate(lines):
             for r, rx in enumerate(self._compiled):
+                if r in self.record_only:
+                    # One hit for the record, spanning all of it (the \n excluded).
+                    if rx.search(line):
+                        rec.append(i)
+                        rule.append(r)
+                        start.append(offset)
+                        end.append(offset + len(line))
+                        ls.append(offset)
+                    continue
                 for m in rx.finditer(line):
                     rec.append(i)
                     rule.append(r)

@@ -84,10 +84,12 @@ cdef class Scanner:
     cdef vector[RE2Set*] _shards
     cdef vector[vector[int]] _shard_rules
     cdef vector[int] _unsharded       # rules whose Set ran out of memory alone: always searched
+    cdef vector[char] _whole          # per rule: report the matching record, not each match span
     cdef vector[RE2Set*] _retired     # split shards stay allocated: a scan in flight may still use them
     cdef readonly Py_ssize_t block_size
     cdef readonly int64_t max_mem
     cdef readonly list patterns
+    cdef readonly frozenset record_only
     cdef readonly int oom_splits
     cdef object _lock
     cdef int _inject_oom               # tests only: pretend shard 0 ran out of memory this many times
@@ -95,7 +97,8 @@ cdef class Scanner:
     def __cinit__(self):
         self.oom_splits = 0
 
-    def __init__(self, patterns, *, Py_ssize_t block_size=DEF_BLOCK_SIZE, int64_t max_mem=DEF_MAX_MEM, int _inject_oom=0):
+    def __init__(self, patterns, *, record_only=(), Py_ssize_t block_size=DEF_BLOCK_SIZE,
+                 int64_t max_mem=DEF_MAX_MEM, int _inject_oom=0):
         if block_size < 1:
             raise ValueError("block_size must be positive")
         self.block_size = block_size
@@ -103,6 +106,12 @@ cdef class Scanner:
         self._lock = threading.Lock()
         self._inject_oom = _inject_oom
         self.patterns = [p.encode("latin-1") if isinstance(p, str) else bytes(p) for p in patterns]
+        self.record_only = frozenset(int(i) for i in record_only)
+        if any(i < 0 or i >= len(self.patterns) for i in self.record_only):
+            raise ValueError("record_only holds an index that is not a pattern's")
+        self._whole.assign(len(self.patterns), 0)
+        for i in self.record_only:
+            self._whole[i] = 1
         cdef RE2Options opts = make_options(max_mem)
         cdef bytes wrapped
         cdef RE2* rx
@@ -206,7 +215,7 @@ cdef class Scanner:
                 shard_rules = self._shard_rules
                 unsharded = self._unsharded
             with nogil:
-                status = _scan_blocks(data, n, self.block_size, self._rules, shards, shard_rules,
+                status = _scan_blocks(data, n, self.block_size, self._rules, self._whole, shards, shard_rules,
                                       unsharded, out_rec, out_rule, out_start, out_end, out_ls,
                                       &bad_shard, &n_records, &self._inject_oom)
             if status == ST_OK:
@@ -244,7 +253,7 @@ def _count_records(mv):
 
 
 cdef int _scan_blocks(const char* data, Py_ssize_t n, Py_ssize_t block_size,
-                      vector[RE2*]& rules, vector[RE2Set*]& shards, vector[vector[int]]& shard_rules,
+                      vector[RE2*]& rules, vector[char]& whole, vector[RE2Set*]& shards, vector[vector[int]]& shard_rules,
                       vector[int]& unsharded,
                       vector[int64_t]& out_rec, vector[int]& out_rule, vector[int64_t]& out_start,
                       vector[int64_t]& out_end, vector[int64_t]& out_ls,
@@ -259,6 +268,7 @@ cdef int _scan_blocks(const char* data, Py_ssize_t n, Py_ssize_t block_size,
     cdef StringPiece block, m
     cdef Py_ssize_t p, s, e, cur, cur_ls
     cdef int64_t cur_rec
+    cdef int single                 # -1: not yet known; 1: the block is one record
     while pos < n:
         bend = pos + block_size
         if bend >= n:
@@ -296,8 +306,29 @@ cdef int _scan_blocks(const char* data, Py_ssize_t n, Py_ssize_t block_size,
             rec += 1
             counted = (q - data) + 1
         cpp_sort(hits.begin(), hits.end())
+        single = -1
         for j in range(hits.size()):
             r = hits[j]
+            if whole[r]:
+                # A marker: which records match, not where. When the block is one record the
+                # Set has already said so; otherwise a yes/no search per record (RE2 stops at
+                # the earliest match and needs no reverse pass for the start).
+                if single < 0:
+                    single = 1 if blen < 2 or memchr(data + pos, b'\n', blen - 1) == NULL else 0
+                cur = pos
+                cur_rec = rec
+                while cur < bend:
+                    q = <const char*>memchr(data + cur, b'\n', bend - cur)
+                    e = (q - data) if q != NULL else bend
+                    if single == 1 or rules[r].Match(block, cur - pos, e - pos, UNANCHORED, NULL, 0):
+                        out_rec.push_back(cur_rec)
+                        out_rule.push_back(r)
+                        out_start.push_back(cur)
+                        out_end.push_back(e)
+                        out_ls.push_back(cur)
+                    cur_rec += 1
+                    cur = e + 1
+                continue
             p = 0
             cur = pos
             cur_rec = rec

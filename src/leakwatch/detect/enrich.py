@@ -138,6 +138,7 @@ class Enricher:
         self._header_parsers: dict[bytes, Any] = {}
         self._actors: dict[str, tuple[str, str]] = {}  # user → (keyed hash, masked): users repeat
         self._dest_cache: dict[str, tuple] = {}
+        self._marker_rx: dict[int, re.Pattern] = {}
 
     @property
     def marker_patterns(self) -> list[str]:
@@ -320,7 +321,7 @@ class Enricher:
         ls_all = res.line_start
         uniq, first_idx = np.unique(ls_all, return_index=True)
         recnos = res.record[first_idx]
-        marks_by_ls: dict[int, list[tuple[str, int, int]]] = {}
+        marks_by_ls: dict[int, list[tuple[str, int]]] = {}  # record -> (kind, marker index)
         elf_rows: tuple | None = None
         plan = None  # (header line starts, parser in effect before/after each) when headers were read ahead
         todo = uniq
@@ -331,9 +332,8 @@ class Enricher:
                 todo, elf_rows, plan = self._split_elf(fctx, data, uniq, recnos, ls_all[~marker_mask],
                                                        m_ls[kinds == _K_HEADER], m_ls[kinds == _K_CDN], first_line)
             keep = np.isin(m_ls, todo) if len(todo) < len(uniq) else np.ones(len(m_ls), dtype=bool)
-            for ls, ri, s, e in zip(m_ls[keep].tolist(), rule[marker_mask][keep].tolist(),
-                                    res.start[marker_mask][keep].tolist(), res.end[marker_mask][keep].tolist()):
-                marks_by_ls.setdefault(ls, []).append((self.markers[ri - n_rules][0], s - ls, e - ls))
+            for ls, ri in zip(m_ls[keep].tolist(), rule[marker_mask][keep].tolist()):
+                marks_by_ls.setdefault(ls, []).append((self.markers[ri - n_rules][0], ri - n_rules))
         recno_of_ls = dict(zip(uniq.tolist(), recnos.tolist()))
         finding_ls = set(ls_all[~marker_mask].tolist()) if marker_mask.any() else None
         # Records in file order, each parsed once.
@@ -480,19 +480,16 @@ class Enricher:
             r = records.get(ls)
             if r is None:
                 continue  # handed to DuckDB (see process)
-            kinds = {k for k, _, _ in marks}
+            kinds = {k for k, _ in marks}
             attrs = r.parsed.attrs
             line_no = first_line + 1 + recno_of_ls[ls]
             if M_AI_HOST in kinds:
                 if r.dest is None:
                     # The record names an AI host outside the fields its reader knows as the
                     # call's target (a URL inside a message): take the host the marker matched.
-                    for k, s, e in marks:
+                    for k, mi in marks:
                         if k == M_AI_HOST:
-                            # A marker includes the byte before the host: take the host itself.
-                            host = extract_host(r.line[s + 1:e].decode("latin-1"))
-                            if host:
-                                self._set_dest(r, host)
+                            self._dest_from_marker(r, mi)
                             if r.dest is not None:
                                 break
                 if r.dest is not None:
@@ -506,6 +503,24 @@ class Enricher:
                 if any(rx.search(path) for rx in self.cdn_rx):
                     out.append(self._event(fctx, r, line_no, "cdn_ai", attrs))
         return out
+
+    def _dest_from_marker(self, r: _Record, mi: int) -> None:
+        """The destination of a record by the host that marker ``mi`` found in its text. The
+        scanner reports marked records, not spans (few records need this), so the marker is
+        searched here again, with ``re`` (the patterns are in the syntax both engines share)."""
+        rx = self._marker_rx.get(mi)
+        if rx is None:
+            rx = self._marker_rx[mi] = re.compile(self.markers[mi][1].encode("latin-1"), re.MULTILINE)
+        for m in rx.finditer(r.line):
+            text = m.group(0).decode("latin-1")
+            # The match includes the boundaries around the host: before it a byte or "%2F" (or
+            # nothing at the line's start), after it a byte or a final dot (or nothing).
+            text = text[3:] if text[:3].lower() == "%2f" else text[1:] if not _HOST_BYTE.match(text) else text
+            host = extract_host(_HOST_RUN.match(text).group(0))
+            if host:
+                self._set_dest(r, host)
+            if r.dest is not None:
+                return
 
     def _event(self, fctx: FileContext, r: _Record, line_no: int, kind: str, attrs: dict) -> tuple:
         d = r.dest if kind == "ai_call" else None
@@ -559,7 +574,11 @@ def _offer_json(col: AttrCollector, obj: dict, depth: int) -> None:
 
 
 def marks_have(marks, kind: str) -> bool:
-    return any(k == kind for k, _, _ in marks)
+    return any(k == kind for k, _ in marks)
+
+
+_HOST_BYTE = re.compile(r"[A-Za-z0-9_.-]")
+_HOST_RUN = re.compile(r"[A-Za-z0-9_.-]*")
 
 
 def _int(v: Any) -> int:
