@@ -319,23 +319,35 @@ class Enricher:
         marker_mask = rule >= n_rules
         limit = len(data)
         ls_all = res.line_start
-        uniq, first_idx = np.unique(ls_all, return_index=True)
+        # The records (sorted line starts), each hit's record (inv) and each record's number.
+        uniq, first_idx, inv = np.unique(ls_all, return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
         recnos = res.record[first_idx]
         marks_by_ls: dict[int, list[tuple[str, int]]] = {}  # record -> (kind, marker index)
         elf_rows: tuple | None = None
         plan = None  # (header line starts, parser in effect before/after each) when headers were read ahead
-        todo = uniq
+        todo_mask = None  # records still to parse here, when some went to DuckDB
+        has_finding = None
         if marker_mask.any():
-            m_ls = ls_all[marker_mask]
+            has_finding = np.zeros(len(uniq), dtype=bool)
+            has_finding[inv[~marker_mask]] = True
+            m_inv = inv[marker_mask]
+            m_rule = rule[marker_mask]
             if fctx.fmt == "eventlogfile":
-                kinds = self._kind_codes[rule[marker_mask] - n_rules]
-                todo, elf_rows, plan = self._split_elf(fctx, data, uniq, recnos, ls_all[~marker_mask],
-                                                       m_ls[kinds == _K_HEADER], m_ls[kinds == _K_CDN], first_line)
-            keep = np.isin(m_ls, todo) if len(todo) < len(uniq) else np.ones(len(m_ls), dtype=bool)
-            for ls, ri in zip(m_ls[keep].tolist(), rule[marker_mask][keep].tolist()):
+                kinds = self._kind_codes[m_rule - n_rules]
+                todo_mask, elf_rows, plan = self._split_elf(fctx, data, uniq, recnos, has_finding,
+                                                            m_inv[kinds == _K_HEADER], m_inv[kinds == _K_CDN], first_line)
+            m_ls = ls_all[marker_mask]
+            if todo_mask is not None:
+                keep = todo_mask[m_inv]
+                m_ls, m_rule = m_ls[keep], m_rule[keep]
+            for ls, ri in zip(m_ls.tolist(), m_rule.tolist()):
                 marks_by_ls.setdefault(ls, []).append((self.markers[ri - n_rules][0], ri - n_rules))
         recno_of_ls = dict(zip(uniq.tolist(), recnos.tolist()))
-        finding_ls = set(ls_all[~marker_mask].tolist()) if marker_mask.any() else None
+        todo = uniq if todo_mask is None else uniq[todo_mask]
+        marker_only = None
+        if has_finding is not None:
+            marker_only = set((uniq[~has_finding] if todo_mask is None else uniq[todo_mask & ~has_finding]).tolist())
         # Records in file order, each parsed once.
         records: dict[int, _Record] = {}
         for ls in todo.tolist():
@@ -348,7 +360,7 @@ class Enricher:
                 # The columns in effect at this record, not those of a header further down.
                 fctx.parser = plan[1][bisect.bisect_right(plan[0], ls)]
             rec = None
-            if finding_ls is not None and ls not in finding_ls and line[:1] == b"{" and not self.ner:
+            if marker_only is not None and ls in marker_only and line[:1] == b"{" and not self.ner:
                 rec = self._quick_json(fctx, line)  # an event only: attributes, no field spans
             records[ls] = rec if rec is not None else self._parse(
                 fctx, line, first_line + 1 + recno_of_ls[ls],
@@ -375,25 +387,30 @@ class Enricher:
         batch["detector"] = ["regex"] * n_regex + ["ner"] * (len(rows) - n_regex)
         return batch, events, elf_rows
 
-    def _split_elf(self, fctx: FileContext, data: bytes, uniq, recnos, finding_ls, header_ls, cdn_ls, first_line):
+    def _split_elf(self, fctx: FileContext, data: bytes, uniq, recnos, has_finding, header_idx, cdn_idx, first_line):
         """Set aside the EventLogFile rows that only hold markers (API calls, bulk jobs,
         callouts: up to a quarter of an export): no per-row Python, their text goes to DuckDB in
-        one piece (see :mod:`leakwatch.store.elf_events`). Returns (records still to parse,
-        (line numbers, header ids, row texts) or None). ``data`` is compacted hits: records are
-        contiguous, each ends where the next begins."""
-        header_ls = sorted(set(header_ls.tolist()))
-        special = np.concatenate([np.asarray(header_ls, dtype=np.int64), cdn_ls.astype(np.int64)])
+        one piece (see :mod:`leakwatch.store.elf_events`). ``uniq`` are the records' starts,
+        ``has_finding`` flags those with a rule's match, ``header_idx``/``cdn_idx`` index the
+        header rows and CDN-marked rows. Returns (mask over ``uniq`` of the records still to
+        parse or None for all, (line numbers, header ids, row texts) or None, header plan).
+        ``data`` is compacted hits: records are contiguous, each ends where the next begins."""
+        is_header = np.zeros(len(uniq), dtype=bool)
+        is_header[header_idx] = True
+        special = is_header.copy()
+        special[cdn_idx] = True
         first = np.frombuffer(data, dtype=np.uint8)[uniq]
-        elf = (first == 0x22) & ~np.isin(uniq, finding_ls) & ~np.isin(uniq, special)
+        elf = (first == 0x22) & ~has_finding & ~special
         if not elf.any():
-            return uniq, None, None
+            return None, None, None
+        header_at = np.flatnonzero(is_header)
+        header_ls = uniq[header_at].tolist()
         # The header in effect for each row: the file's, or the last header line before it.
         hids = [fctx.header_id()]
         parsers = [fctx.parser]
-        for ls in header_ls:
+        for ls, recno in zip(header_ls, recnos[header_at].tolist()):
             nl = data.find(b"\n", ls)
             line = bytes(data[ls:nl if nl != -1 else len(data)]).rstrip(b"\r")
-            recno = int(recnos[np.searchsorted(uniq, ls)])
             # The header line itself is a record to parse; parsing it switches the columns.
             self._parse(fctx, line, first_line + 1 + recno, True)
             hids.append(fctx.header_id())
@@ -404,10 +421,8 @@ class Enricher:
         # The rows, each up to its newline, copied into one buffer without the GIL.
         text = compact_records(data, len(data), starts)[0][:-1].decode("utf-8", "replace")
         lines = recnos[elf] + (first_line + 1)
-        rest = uniq[~elf]
-        if header_ls:
-            rest = rest[~np.isin(rest, np.asarray(header_ls, dtype=np.int64))]  # parsed above
-        return rest, (lines, hid, text.split("\n")), (header_ls, parsers)
+        # Still to parse: neither set aside nor a header row (parsed above).
+        return ~elf & ~is_header, (lines, hid, text.split("\n")), (header_ls, parsers)
 
     # -- findings columns -------------------------------------------------------------------
     def _add_columns(self, batch: dict, records: dict[int, _Record], recno_of_ls: dict[int, int],
