@@ -134,6 +134,33 @@ def test_google_re2(benchmark, bench_record, rule_set, chunks, corpus_bytes):
                     notes=f"{matches:,} leftmost-first matches of one alternation; max_mem {peers.NATIVE_MAX_MEM >> 20} MiB")
 
 
+@pytest.mark.engine("native_clean")
+def test_native_core_clean(benchmark, bench_record, rule_set, clean_chunks, corpus_bytes):
+    from leakwatch._core import Scanner
+
+    scanner = Scanner(rule_set.patterns)
+    nbytes = sum(c.nbytes for c in clean_chunks)
+    matches = benchmark.pedantic(lambda: sum(len(scanner.scan(c).rule) for c in clean_chunks),
+                                 rounds=ROUNDS, iterations=1, warmup_rounds=WARMUP)
+    assert matches == 0  # the records with a match were taken out
+    bench_record.ok("native_clean", benchmark, nbytes, matches=matches,
+                    notes=f"{nbytes / 1e6:.1f} MB: the corpus less the records a rule matches "
+                          f"({100 * (1 - nbytes / len(corpus_bytes)):.1f}% of its bytes); only the Set's DFA runs")
+
+
+@pytest.mark.engine("google_re2_clean")
+def test_google_re2_clean(benchmark, bench_record, rule_set, clean_chunks):
+    try:
+        rx = peers.google_re2_compile(rule_set.patterns)
+    except ImportError as e:
+        bench_record.unavailable("google_re2_clean", f"google-re2 not importable ({e})")
+    nbytes = sum(c.nbytes for c in clean_chunks)
+    matches = benchmark.pedantic(_count_all, args=(rx.finditer, clean_chunks), rounds=ROUNDS, iterations=1,
+                                 warmup_rounds=WARMUP)
+    bench_record.ok("google_re2_clean", benchmark, nbytes, matches=matches,
+                    notes=f"{matches:,} matches (leftmost-first alternation may differ from the Set at the edges)")
+
+
 @pytest.mark.engine("pyre2")
 def test_pyre2(benchmark, bench_record, rule_set, chunks, corpus_bytes):
     try:
