@@ -16,7 +16,7 @@ import pytest
 
 from leakwatch._core import ReferenceScanner, Scanner
 from leakwatch._core.fastval import sfid_suffix
-from leakwatch.detect.context import field_before, has_context, normalize_field
+from leakwatch.detect.context import field_before, has_context, normalize_field, not_context
 from leakwatch.detect.evaluate import Evaluator
 from leakwatch.detect.mask import get_masker
 from leakwatch.detect.rules import default_rules_dir, load_rules
@@ -90,6 +90,7 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("person_name_generic", '{"Id": "x", "Name": "Jane Doe"}', "Jane Doe"),
     ("payment_card", "card=4111 1111 1111 1111 exp=12/30", "4111 1111 1111 1111"),
     ("payment_card", '{"pan":"5555555555554444"}', "5555555555554444"),
+    ("payment_card", '{"trace":"x","cardPan":"5555555555554444"}', "5555555555554444"),
     ("payment_card", "amex 3782 822463 10005 ok", "3782 822463 10005"),
     ("payment_card", "discover=6011-1111-1111-1117", "6011-1111-1111-1117"),
     ("payment_card", "mc2 2223003122003222", "2223003122003222"),
@@ -118,6 +119,8 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("ipv4_public", "client=203.0.113.5 lb=10.0.0.1", "203.0.113.5"),
     ("ipv4_public", 'fwd="198.51.100.23" dyno=web.1', "198.51.100.23"),
     ("ipv4_public", "resolver 8.8.8.8", "8.8.8.8"),
+    # A version number further back does not hide the address after it.
+    ("ipv4_public", "version=4.12.0.1 client=203.0.113.9", "203.0.113.9"),
     ("ipv4_public", "src=172.32.0.1", "172.32.0.1"),
     ("ipv4_public", "peer 192.0.2.44:443", "192.0.2.44"),
     ("ipv6_global", "client 2001:db8::1 connected", "2001:db8::1"),
@@ -167,6 +170,14 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
 
 # (rule id, line on which that rule must report nothing)
 NEGATIVES: list[tuple[str, str | bytes]] = [
+    # Luhn-valid 16-digit identifiers under ID fields (1 in 10 random ones pass Luhn).
+    ("payment_card", '{"trace_id":"4532015112830366","span_id":"0af7651916cd43dd"}'),
+    ("payment_card", "order_id=4532015112830366 status=paid"),
+    ("payment_card", '{"x_request_id": "4532015112830366"}'),
+    # Four-part version numbers.
+    ("ipv4_public", "version=4.12.0.1"),
+    ("ipv4_public", "app_version 3.1.4.159 started"),
+    ("ipv4_public", '{"build": "1.24.3.2"}'),
     ("email", "GET /img/logo@2x.png HTTP/1.1"),
     ("email", "com.shop.checkout.OrderService@6d06d69c"),
     ("email", "GET /img/logo%402x.png HTTP/1.1"),
@@ -439,6 +450,47 @@ def test_field_before(line, value, field):
 def test_normalize_field():
     assert normalize_field("First_Name") == "firstname"
     assert normalize_field(b"Contact.E-Mail") == "contact.email"
+
+
+def test_keywords_count_only_where_a_word_starts():
+    """"pan" is card context in "pan=" and "cardPan", not inside "span_id" or "japan"."""
+    ctx = next(r.context for r in RULES if r.id == "payment_card")
+    for line, expected in ((b"pan=4111111111111111", True), (b"cardPan 4111111111111111", True),
+                           (b"PAN: 4111111111111111", True), (b"span_id 4111111111111111", False),
+                           (b"japan 4111111111111111", False), (b"SPAN 4111111111111111", False)):
+        s = line.index(b"4111")
+        assert has_context(ctx, line, s, s + 16, None) is expected, line
+    # A keyword cut by the window's left edge is not a word start: "...xpan" with "x" outside.
+    line = b"x" + b"pan" + b" " * 37 + b"4111111111111111"
+    s = line.index(b"4111")
+    assert s - ctx.before == 1  # the window starts at "p", inside "xpan"
+    assert not has_context(ctx, line, s, s + 16, None)
+
+
+def test_negative_context_fields_and_the_word_right_before():
+    ctx = next(r.context for r in RULES if r.id == "ipv4_public")
+    for line, field, expected in ((b"version=4.12.0.1", "version", True), (b"x 4.12.0.1", "appversion", True),
+                                  (b"x 4.12.0.1", "meta.build", True), (b"x 4.12.0.1", "client", False),
+                                  (b"build: \"4.12.0.1", None, True), (b"rebuild 4.12.0.1", None, False),
+                                  (b"version=1 client=4.12.0.1", None, False)):
+        s = line.index(b"4.12")
+        assert not_context(ctx, line, s, field) is expected, (line, field)
+
+
+def test_negative_context_in_rule_files(tmp_path):
+    (tmp_path / "r.yaml").write_text(
+        "rules:\n  - id: num\n    entity: NUM\n    regex: '\\b\\d{6}\\b'\n"
+        "    context:\n      not_fields: [orderId]\n      not_keywords: [Ref]\n")
+    rules, errors = load_rules(tmp_path)
+    assert errors == []
+    ev = Evaluator(rules)
+    assert ev.evaluate(0, b"order_id=123456", 9, 15) is None
+    assert ev.evaluate(0, b"ref 123456", 4, 10) is None
+    assert ev.evaluate(0, b"code=123456", 5, 11) is not None
+    (tmp_path / "r.yaml").write_text(
+        "rules:\n  - id: num\n    entity: NUM\n    regex: '\\d{6}'\n    context:\n      not_fields: ['--']\n")
+    rules, errors = load_rules(tmp_path)
+    assert rules == [] and "not_fields" in str(errors[0])
 
 
 def test_has_context_fields_keywords_and_window():

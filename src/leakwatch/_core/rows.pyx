@@ -14,7 +14,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 import numpy as np
 
-from leakwatch.detect.context import NOT_ROW_STARTS, field_before, has_context
+from leakwatch.detect.context import NOT_ROW_STARTS, field_before, has_context, not_context
 from leakwatch.detect.evaluate import _normalized
 
 try:
@@ -109,6 +109,8 @@ def build_rows(data, Py_ssize_t limit, list recs, list rule_idx, list starts, li
             field = _normalized(field)
         s_ctx = 0.0
         if ctx is not None:
+            if (ctx.not_fields or ctx.not_keywords) and not_context(ctx, line, vs, field):
+                continue
             if has_context(ctx, line, vs, ve, field):
                 s_ctx = ctx.boost
             elif ctx.required:

@@ -75,12 +75,73 @@ def field_before(line: bytes, start: int) -> str | None:
     return name or None
 
 
+# How far before a value a negative keyword (``context.not_keywords``) may be: the key or word
+# right in front of it (``version=``, ``build ``), not the whole record.
+NOT_LOOKBACK = 24
+
+
+def word_starts_at(line: bytes, i: int) -> bool:
+    """Whether a word starts at ``line[i]``: a keyword counts there and not inside another word
+    (``pan`` in ``pan=`` or ``cardPan``, not in ``span_id`` or ``japan``). A word starts after
+    a byte that is not a letter, or at a lower-to-upper case change (camelCase)."""
+    if i <= 0:
+        return True
+    prev = line[i - 1]
+    if not (65 <= prev <= 90 or 97 <= prev <= 122):
+        return True
+    return 97 <= prev <= 122 and 65 <= line[i] <= 90
+
+
+def _has_word(window: bytes, lowered: bytes, keyword: bytes) -> bool:
+    i = lowered.find(keyword)
+    while i >= 0:
+        if word_starts_at(window, i):
+            return True
+        i = lowered.find(keyword, i + 1)
+    return False
+
+
+def _window(line: bytes, lo: int, hi: int) -> bytes:
+    """``line[lo:hi]`` (``lo`` clipped at 0); a word cut by the left edge is blanked at its
+    first byte, so that its tail does not pass for a word of its own."""
+    if lo <= 0:
+        return line[:hi]
+    window = line[lo:hi]
+    return window if word_starts_at(line, lo) else b" " + window[1:]
+
+
+# Bytes that separate a key from its value: anything but letters, digits and bytes >= 0x80.
+_SEPARATORS = bytes(c for c in range(128) if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122))
+
+
+def not_context(ctx: ContextSpec, line: bytes, start: int, field: str | None) -> bool:
+    """Whether the value at ``line[start:…]`` has the rule's negative context: its field's name
+    (or its last dotted component) ends with one of ``ctx.not_fields``, or one of
+    ``ctx.not_keywords`` is the word right before it (only separators in between), looked for
+    within ``NOT_LOOKBACK`` bytes."""
+    if field is not None and ctx.not_fields:
+        last = field[field.rfind(".") + 1:]
+        for f in ctx.not_fields:
+            if last.endswith(f):
+                return True
+    if ctx.not_keywords:
+        # The word right before the value (separators skipped): "version=", "app_version ",
+        # "build: \"" — not a word further back ("version=4.1.0.2 client=<value>").
+        window = _window(line, start - NOT_LOOKBACK, start).rstrip(_SEPARATORS)
+        lowered = window.lower()
+        for k in ctx.not_keywords:
+            if lowered.endswith(k) and word_starts_at(window, len(window) - len(k)):
+                return True
+    return False
+
+
 def has_context(ctx: ContextSpec, line: bytes, start: int, end: int, field: str | None) -> bool:
     """Whether the value at ``line[start:end]`` has the rule's context.
 
     True when ``field`` (already normalized, e.g. from :func:`field_before`) or its last
-    dotted component is one of ``ctx.fields``, or when one of ``ctx.keywords`` occurs
-    (case-insensitively) within ``ctx.before`` bytes before to ``ctx.after`` bytes after.
+    dotted component is one of ``ctx.fields``, or when one of ``ctx.keywords`` starts a word
+    (case-insensitively; see :func:`word_starts_at`) within ``ctx.before`` bytes before to
+    ``ctx.after`` bytes after.
     """
     if field is not None and ctx.fields:
         if field in ctx.fields:
@@ -89,9 +150,9 @@ def has_context(ctx: ContextSpec, line: bytes, start: int, end: int, field: str 
         if dot >= 0 and field[dot + 1 :] in ctx.fields:
             return True
     if ctx.keywords:
-        lo = start - ctx.before
-        window = line[lo if lo > 0 else 0 : end + ctx.after].lower()
+        window = _window(line, start - ctx.before, end + ctx.after)
+        lowered = window.lower()
         for k in ctx.keywords:
-            if k in window:
+            if _has_word(window, lowered, k):
                 return True
     return False

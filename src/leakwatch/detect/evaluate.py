@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-from leakwatch.detect.context import field_before, has_context, normalize_field
+from leakwatch.detect.context import field_before, has_context, normalize_field, not_context
 from leakwatch.detect.rules import ContextSpec, Rule
 from leakwatch.detect.validators import get_validator
 
@@ -104,6 +104,8 @@ class Evaluator:
         field = field_before(line, vs) if field is None else _normalized(field)
         s_ctx = 0.0
         if ctx is not None:
+            if (ctx.not_fields or ctx.not_keywords) and not_context(ctx, line, vs, field):
+                return None
             if has_context(ctx, line, vs, ve, field):
                 s_ctx = ctx.boost
             elif ctx.required:

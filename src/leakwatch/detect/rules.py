@@ -44,7 +44,7 @@ FIELDS = (
     "id", "entity", "regex", "validator", "context", "confidence", "severity", "tags", "mask",
     "normalize", "enabled", "description",
 )
-CONTEXT_FIELDS = ("keywords", "before", "after", "fields", "required", "boost")
+CONTEXT_FIELDS = ("keywords", "before", "after", "fields", "required", "boost", "not_fields", "not_keywords")
 VALIDATOR_KEYS = ("name", "on_fail", "boost", "penalty")  # the rest are the validator's params
 ON_FAIL = ("drop", "penalize")
 _TOP_LEVEL = ("rules", "description")
@@ -85,6 +85,11 @@ class ContextSpec:
     fields: frozenset[str] = frozenset()
     required: bool = False
     boost: float = 0.25
+    # Negative context: a value under a field whose name ends with one of ``not_fields``
+    # (``trace_id``, ``x_span_id``…), or right after one of ``not_keywords``, is not this
+    # entity (a Luhn-valid trace ID is not a card; ``version 4.12.0.1`` is not an address).
+    not_fields: tuple[str, ...] = ()
+    not_keywords: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -287,7 +292,13 @@ def _parse_context(raw: Any) -> ContextSpec:
         fields=frozenset(normalize_field(f) for f in fields),
         required=_want_bool("context.required", raw.get("required", False)),
         boost=_want_number("context.boost", raw.get("boost", 0.25), 0, 1),
+        not_fields=tuple(dict.fromkeys(normalize_field(f) for f in
+                                       _want_str_list("context.not_fields", raw.get("not_fields", [])))),
+        not_keywords=tuple(dict.fromkeys(k.lower().encode("utf-8") for k in
+                                         _want_str_list("context.not_keywords", raw.get("not_keywords", [])))),
     )
+    if "" in spec.not_fields or b"" in spec.not_keywords:
+        raise _FieldError("context", "not_fields and not_keywords need letters or digits")
     if spec.required and not spec.keywords and not spec.fields:
         raise _FieldError("context", "required context needs keywords or fields")
     return spec
@@ -555,6 +566,8 @@ def _canonical(rule: Rule) -> dict:
             "fields": sorted(ctx.fields),
             "required": ctx.required,
             "boost": ctx.boost,
+            "not_fields": list(ctx.not_fields),
+            "not_keywords": [k.decode("utf-8", "replace") for k in ctx.not_keywords],
         },
         "confidence": rule.confidence,
         "severity": int(rule.severity),
