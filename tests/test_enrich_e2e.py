@@ -249,3 +249,25 @@ def test_destination_from_a_marked_host_at_line_start_or_url_encoded(tmp_path):
         (1, "ai_call", "Anthropic"), (2, "ai_call", "Mistral AI")]
     assert _q(db, "SELECT line, dest_vendor FROM findings WHERE entity = 'EMAIL_ADDRESS' ORDER BY line") == [
         (1, "Anthropic"), (2, "Mistral AI"), (3, None)]
+
+
+def test_phone_columns_of_a_report_export(tmp_path):
+    """A report export's Phone/Mobile Phone cells are phone numbers whole (no "key:" in a CSV
+    row); "N/A" is not; a cell the E.164 rule already reports is not reported twice; an order
+    number is not a phone. The column findings carry the format and the Salesforce field."""
+    log = tmp_path / "contacts_report.csv"
+    log.write_text(
+        '"Full Name","Phone","Mobile Phone","Order Number","Email"\n'
+        '"Jane Doe","(415) 555-0142","07700 900456","4155550123","jane.doe@example.com"\n'
+        '"Max Muster","+44 20 7946 0958","N/A","4155550124","max@example.org"\n')
+    db = tmp_path / "c.duckdb"
+    scan_paths([str(log)], db, store_raw=True)
+    rows = _q(db, "SELECT line, rule_id, raw_value, field_path, sf_object, sf_field, format FROM findings "
+                  "WHERE entity = 'PHONE_NUMBER' ORDER BY line, start_byte")
+    assert rows == [
+        (2, "phone_national", "(415) 555-0142", "Phone", "Contact", "Phone", "csv"),
+        (2, "phone_national", "07700 900456", "Mobile Phone", "Contact", "MobilePhone", "csv"),
+        (3, "phone_e164", "+44 20 7946 0958", "Phone", "Contact", "Phone", "csv"),
+    ]
+    assert _q(db, "SELECT sf_object, sf_field, format FROM findings WHERE raw_value = 'Jane Doe'") == [
+        ("Contact", "Name", "csv")]

@@ -82,7 +82,7 @@ def test_a_csv_with_a_name_column_is_still_read_by_its_format(tmp_path):
     scan_paths([str(p)], db)
     assert _q(db, "SELECT kind, dest_vendor FROM events") == [("ai_call", "OpenAI")]
     got = dict(_q(db, "SELECT detector, format FROM findings"))
-    assert got == {"regex": "csv", "column": None}
+    assert got == {"regex": "csv", "column": "csv"}  # whole cells of the name column carry the format too
 
 
 def test_bad_numbers_and_a_broken_header_do_not_stop_the_scan(tmp_path):

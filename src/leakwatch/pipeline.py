@@ -574,7 +574,8 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
     rows = []
     for h in items:
         if not isinstance(h, Hits):
-            rows.append(_with_all_columns(h, detector="column"))  # whole CSV cells of name columns
+            # Whole cells of name/phone columns: the file's format and the column's Salesforce field.
+            rows.append(_with_all_columns(job.enricher.column_findings(job.fctx, h), detector="column"))
             continue
         batch, ev, elf = job.enricher.process(job.fctx, job.detector, h.data, h.result, h.first_line,
                                               h.first_line_offset, job.header)

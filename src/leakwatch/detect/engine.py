@@ -98,6 +98,7 @@ class Detector:
         ]
         # Rules anchored on a field name (context.required with fields) also take whole CSV cells
         # of such columns as candidates: a CSV row has no "key": before its values.
+        self._same_entity: dict[int, list[re.Pattern]] = {}
         self._column_rules = [
             i for i, r in enumerate(self.rules)
             if r.context is not None and r.context.required and r.context.fields and "csv-column" in r.tags
@@ -195,6 +196,23 @@ class Detector:
                  value.decode("utf-8", "backslashreplace") if store_raw else None, path))
         return rows
 
+    def _claimed_elsewhere(self, ri: int, cell: bytes) -> bool:
+        """Whether another rule of the same entity matches inside ``cell``: the scan of the
+        line reports that match (``+44 20 7946 0958`` under Phone is phone_e164's), so the
+        cell is not reported a second time. The rules' regexes in Python's ``re`` (the shipped
+        ones are written in the syntax both engines share; one that is not is left out)."""
+        others = self._same_entity.get(ri)
+        if others is None:
+            others = []
+            for j, r in enumerate(self.rules):
+                if j != ri and r.entity == self.rules[ri].entity:
+                    try:
+                        others.append(re.compile(r.regex.encode("latin-1"), re.MULTILINE))
+                    except (re.error, UnicodeEncodeError):
+                        pass
+            self._same_entity[ri] = others
+        return any(rx.search(cell) for rx in others)
+
     def column_batch(self, chunk: Chunk, header: list[str], column_rules, file_start: bool) -> dict:
         """The findings batch of whole cells of name-like CSV columns in one chunk."""
         rows: list[tuple] = []
@@ -226,9 +244,23 @@ class Detector:
                     continue
                 for ri in rules_here:
                     rule = self.rules[ri]
+                    s_val = 0.0
+                    if rule.validator is not None:
+                        # The cell is the value: it passes the rule's validator or is no candidate
+                        # ("N/A" in a Phone column), like a match of the regex.
+                        validator, drop_on_fail, v_boost, v_penalty = self.evaluator._plans[ri][2:6]
+                        if validator(raw.strip()):
+                            s_val = v_boost
+                        elif drop_on_fail:
+                            continue
+                        else:
+                            s_val = v_penalty
+                    if self._claimed_elsewhere(ri, raw):
+                        continue
                     rule_id, entity, severity, rank, mask, normalize = self._plans[ri]
                     base, boost = rule.confidence, rule.context.boost
-                    rows.append((ln, at, at + len(written), rule_id, entity, min(1.0, base + boost), base, 0.0, boost,
+                    conf = min(1.0, max(0.0, base + s_val + boost))
+                    rows.append((ln, at, at + len(written), rule_id, entity, conf, base, s_val, boost,
                                  severity, rank, normalize_field(header[ci]), mask(raw), keyed_hash(key, normalize(raw)),
                                  # raw_value is the cell as written, like every finding's [start, end)
                                  written.decode("utf-8", "backslashreplace") if store_raw else None, header[ci]))

@@ -425,6 +425,17 @@ class Enricher:
         return ~elf & ~is_header, (lines, hid, text.split("\n")), (header_ls, parsers)
 
     # -- findings columns -------------------------------------------------------------------
+    def column_findings(self, fctx: FileContext | None, batch: dict) -> dict:
+        """A batch of whole CSV cells (see ``Detector.column_batch``): the file's format and
+        each column's Salesforce object and field (``Phone`` → Contact.Phone). The rows are not
+        parsed (no timestamp or destination: a report export has neither)."""
+        n = len(batch["line"])
+        batch["format"] = [fctx.fmt if fctx is not None else None] * n
+        mapped = [sfmap.map_field(path) for path in batch["field_path"]]
+        batch["sf_object"] = [m[0] if m else None for m in mapped]
+        batch["sf_field"] = [m[1] if m else None for m in mapped]
+        return batch
+
     def _add_columns(self, batch: dict, records: dict[int, _Record], recno_of_ls: dict[int, int],
                      first_line: int, first_off: int) -> None:
         ls_of_line = {first_line + 1 + rec: ls for ls, rec in recno_of_ls.items()}
