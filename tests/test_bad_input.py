@@ -454,3 +454,26 @@ def test_database_path_is_a_directory(tmp_path, cli, good):
     r = cli("scan", good, "--db", tmp_path)
     assert r.rc == 3
     assert r.err.startswith(f"leakwatch: database error: {tmp_path}:")
+
+
+def test_a_file_name_that_is_not_utf8_is_scanned_like_any_other(tmp_path, cli_proc, query, good):
+    """File names are bytes; DuckDB text is UTF-8. A name with a stray byte (\\xff) is stored
+    with the byte escaped, and neither it nor the files after it are lost."""
+    d = tmp_path / "drop"
+    d.mkdir()
+    odd = os.path.join(os.fsencode(d), b"x\xff.log")
+    with open(odd, "wb") as f:
+        f.write(f"user mail={EMAIL}\n".encode())
+    db = tmp_path / "lw.duckdb"
+    for extra in ([], ["--workers", "2", "--rescan"]):
+        r = cli_proc("scan", good, d, "--db", db, "--jsonl", tmp_path / "out.jsonl", *extra)
+        assert r.rc == 1, r.err
+        shown = str(d / "x") + "\\xff.log"
+        assert query(db, "SELECT path, status, n_findings FROM sources WHERE path = ? ORDER BY source_id", shown)[-1] == (
+            shown, "ok", 1)
+        assert findings(query, db, shown)[0][4] == "email"
+        assert len(findings(query, db, good)) == 1
+        sources = [json.loads(line)["source"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+        assert len(sources) == 2
+        assert any(s.endswith("x\\xff.log") for s in sources)
+    assert query(db, "SELECT count(*) FROM findings") == [(2,)]  # the rescan added nothing

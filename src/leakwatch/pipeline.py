@@ -39,6 +39,7 @@ from leakwatch.sources.files import (
     close_stream, looks_binary, open_stream, read_head, split_points,
 )
 from leakwatch.store import Store
+from leakwatch.store.db import storable_path
 
 # Ranges a big file is cut into for parallel workers: small enough to keep every worker busy
 # to the end and results streaming to the owner thread (which scores and stores them in file
@@ -287,7 +288,7 @@ def scan_paths(
                 stop.check()
                 fr = FileResult(f.path)
                 results.append(fr)
-                stored_path = os.path.abspath(f.path)
+                stored_path = storable_path(os.path.abspath(f.path))
                 counts = None if rescan else store.unchanged_counts(stored_path, f.size, f.mtime_ns, rhash)
                 if counts is not None:
                     fr.status = "unchanged"
@@ -387,7 +388,7 @@ def scan_paths(
             alerts = _run_patterns(store, enricher.config, enricher.registry, scan_id)
         all_problems = problems + [p for fr in results for p in fr.problems]
         n_findings = sum(fr.new_findings for fr in results)
-        tally.paths = [os.path.abspath(fr.path) for fr in results if fr.findings]
+        tally.paths = [storable_path(os.path.abspath(fr.path)) for fr in results if fr.findings]
         by_entity = tally.rows(store)
         status = "interrupted" if interrupted else ("partial" if all_problems or rule_errors else "ok")
         store.finish_scan(
@@ -723,7 +724,7 @@ def _flush(store: Store, scan_id: int, job: _FileJob, tally: _Tally, jsonl) -> N
         fr.findings += tally.add_batch(batch)
         _count_into(job.counts, batch)
         if jsonl is not None:
-            _write_jsonl(jsonl, fr.path, batch)
+            _write_jsonl(jsonl, storable_path(fr.path), batch)
 
 
 def _count_into(counts: dict, batch: dict) -> None:
@@ -936,7 +937,7 @@ class TailScanner:
         ids = {int(r[0]) for r in con.execute("SELECT source_id FROM sources WHERE content_hash = ?", [tag]).fetchall()}
         scans = con.execute(
             "SELECT source_id, size, mtime_ns, content_hash FROM sources WHERE path = ? AND content_hash IS NOT NULL"
-            " AND content_hash NOT LIKE 'watch:%' ORDER BY source_id DESC", [tf.path]).fetchall()
+            " AND content_hash NOT LIKE 'watch:%' ORDER BY source_id DESC", [storable_path(tf.path)]).fetchall()
         hashes: dict[int, str | None] = {}
         for sid, ssize, smtime, chash in scans:
             if ssize is None or size is None or ssize > size:
@@ -1105,7 +1106,7 @@ def _insert_in_generation(store: Store, scan_id: int, tf: TailFile, batch: dict,
     cols, n = ingest.prepare_batch(batch)
     if n == 0:
         return 0
-    params = {"scan_id": scan_id, "source_id": tf.source_id, "path": tf.path,
+    params = {"scan_id": scan_id, "source_id": tf.source_id, "path": storable_path(tf.path),
               "line_lo": int(cols["line"].min()), "line_hi": int(cols["line"].max())}
     if created_at is not None:
         params["created_at"] = created_at

@@ -6,6 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from leakwatch.pipeline import ScanSummary
+from leakwatch.store.db import storable_path
 
 MAX_ALERTS_SHOWN = 10
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
@@ -40,14 +41,14 @@ def print_summary(summary: ScanSummary, console: Console, *, fail_on: str = "med
         rate = fr.bytes / 1e6 / fr.seconds if fr.seconds > 0 else 0.0
         status = fr.status if fr.status == "ok" else f"[yellow]{fr.status}[/]"
         unparsed = f"[yellow]{fr.parse_problems:,}[/]" if fr.parse_problems else "0"
-        f.add_row(escape(fr.path), escape(fr.fmt or "-"), status, f"{fr.records:,}", f"{fr.findings:,}",
+        f.add_row(escape(storable_path(fr.path)), escape(fr.fmt or "-"), status, f"{fr.records:,}", f"{fr.findings:,}",
                   f"{fr.events:,}", unparsed, f"{fr.bytes / 1e6:.1f}", f"{rate:.0f}" if fr.seconds > 0 else "-")
     if summary.files:
         console.print(f)
     # Records that did not parse as their file's format were still scanned as text; say where.
     for fr in summary.files:
         for line, message in fr.parse_samples:
-            console.print(f"  {escape(fr.path)}:{line}: not {escape(fr.fmt or '?')}: {escape(message)}",
+            console.print(f"  {escape(storable_path(fr.path))}:{line}: not {escape(fr.fmt or '?')}: {escape(message)}",
                           style="yellow", soft_wrap=True)
     if summary.alerts:
         # The most severe first, a screenful at most: a big export can raise thousands (one per

@@ -137,6 +137,20 @@ def _create_key(key_path: Path) -> bytes:
     return key
 
 
+
+def storable_path(path) -> str:
+    """A path as the database stores it: file names are bytes, and one that is not UTF-8
+    (``x\\xff.log``, which Python holds with surrogate escapes) is written with the odd bytes
+    as ``\\xNN`` escapes; DuckDB text must be UTF-8, and one such name must not stop a scan."""
+    s = os.fspath(path)
+    if isinstance(s, bytes):
+        s = os.fsdecode(s)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
 class Store:
     """An open findings database. Create with :meth:`Store.open`; close with :meth:`close`
     or use as a context manager.
@@ -413,7 +427,7 @@ class Store:
                   AND s.status = 'ok' AND s.finished_at IS NOT NULL
                 LIMIT 1
                 """,
-                [str(path), size, mtime_ns, rules_hash],
+                [storable_path(path), size, mtime_ns, rules_hash],
             ).fetchone()
         except duckdb.Error as e:
             raise StoreError(f"{self._path}: cannot look up earlier scans of {path}: {e}") from e
@@ -427,7 +441,7 @@ class Store:
             row = con.execute(
                 "INSERT INTO sources (scan_id, path, size, mtime_ns, compression)"
                 " VALUES (?, ?, ?, ?, ?) RETURNING source_id",
-                [scan_id, str(path), size, mtime_ns, compression],
+                [scan_id, storable_path(path), size, mtime_ns, compression],
             ).fetchone()
         return int(row[0])
 
@@ -470,7 +484,7 @@ class Store:
                   AND s.status = 'ok' AND s.finished_at IS NOT NULL AND s.entity_counts IS NOT NULL
                 ORDER BY s.source_id DESC LIMIT 1
                 """,
-                [str(path), size, mtime_ns, rules_hash],
+                [storable_path(path), size, mtime_ns, rules_hash],
             ).fetchone()
         except duckdb.Error as e:
             raise StoreError(f"{self._path}: cannot look up earlier scans of {path}: {e}") from e
@@ -481,7 +495,7 @@ class Store:
         with self._write("record a scan error") as con:
             con.execute(
                 "INSERT INTO scan_errors (scan_id, source_path, line, kind, message) VALUES (?, ?, ?, ?, ?)",
-                [scan_id, None if source_path is None else str(source_path), line, kind, message],
+                [scan_id, None if source_path is None else storable_path(source_path), line, kind, message],
             )
 
     def insert_findings(self, scan_id: int, source_id: int, source_path: str | Path, batch: Mapping[str, Any],
@@ -494,7 +508,7 @@ class Store:
         ``created_at``: the rows' storing time from an injected clock (default: the wall clock).
         """
         with self._write(f"store findings from {source_path}") as con, _maybe_cursor(con, cursor) as c:
-            return ingest.insert_findings(c, scan_id, source_id, str(source_path), batch, created_at)
+            return ingest.insert_findings(c, scan_id, source_id, storable_path(source_path), batch, created_at)
 
     def insert_events(self, scan_id: int, source_id: int, source_path: str | Path, rows: list[tuple],
                       *, cursor: bool = False) -> int:
@@ -503,7 +517,7 @@ class Store:
         if not rows:
             return 0
         with self._write(f"store events from {source_path}") as con, _maybe_cursor(con, cursor) as c:
-            return ingest.insert_events(c, scan_id, source_id, str(source_path), rows)
+            return ingest.insert_events(c, scan_id, source_id, storable_path(source_path), rows)
 
     def insert_elf_events(self, scan_id: int, source_id: int, source_path: str | Path, rows, headers,
                           classify_hosts, hash_actors, *, cursor: bool = False) -> int:
@@ -516,7 +530,7 @@ class Store:
         from leakwatch.store.elf_events import insert_elf_events
 
         with self._write(f"store events from {source_path}") as con, _maybe_cursor(con, cursor) as c:
-            return insert_elf_events(c, scan_id, source_id, str(source_path), rows, headers, classify_hosts,
+            return insert_elf_events(c, scan_id, source_id, storable_path(source_path), rows, headers, classify_hosts,
                                      hash_actors)
 
     def checkpoint(self) -> None:
