@@ -271,3 +271,24 @@ def test_phone_columns_of_a_report_export(tmp_path):
     ]
     assert _q(db, "SELECT sf_object, sf_field, format FROM findings WHERE raw_value = 'Jane Doe'") == [
         ("Contact", "Name", "csv")]
+
+
+def test_no_value_is_stored_as_a_field_name(tmp_path):
+    """Keys that are data (a customer's name as a JSON key, a token or an SSN before ":", a
+    URL's user name) never reach the findings' field columns or --jsonl."""
+    log = tmp_path / "mixed.log"
+    log.write_text(
+        '{"byName":{"Canarina Testova":{"cardNumber":"4111111111111111"}}}\n'
+        "123-45-6789: dave.jones@example.com\n"
+        "AKIAIOSFODNN7EXAMPLE=carol.white@example.com\n"
+        "mongodb://canaryadmin:CanaryPass99@mongo.example.com/db\n")
+    db = tmp_path / "m.duckdb"
+    out = tmp_path / "out.jsonl"
+    with open(out, "w") as fh:
+        scan_paths([str(log)], db, jsonl=fh)
+    assert len(out.read_text().splitlines()) >= 5
+    stored = " ".join(str(v) for row in _q(db, "SELECT field, field_path FROM findings") for v in row)
+    for canary in ("canarina", "Testova", "123456789", "akiaiosfodnn7example", "AKIAIOSFODNN7EXAMPLE", "canaryadmin"):
+        assert canary.lower() not in stored.lower()
+        assert canary.lower() not in out.read_text().lower()
+    assert _q(db, "SELECT count(*) FROM findings WHERE rule_id = 'email'") == [(3,)]

@@ -493,6 +493,35 @@ def test_negative_context_in_rule_files(tmp_path):
     assert rules == [] and "not_fields" in str(errors[0])
 
 
+@pytest.mark.parametrize(("line", "expected"), [
+    (b"123-45-6789: dave.jones@example.com", "*"),                      # an SSN where a key would be
+    (b"AKIAIOSFODNN7EXAMPLE=carol.white@example.com", "*"),            # an AWS key id
+    (b"ghp_abcdefghijklmnopqrstuvwxyz0123456789: erin@example.com", "*"),
+    (b"sk-proj-abc=erin@example.com", "*"),
+    (b"mongodb://canaryadmin:CanaryPass99@mongo.example.com/db", None),  # a URL's user name
+    (b"user_email=erin@example.com", "useremail"),
+    (b"CLIENT_IP=erin@example.com", "clientip"),
+])
+def test_a_key_that_is_data_is_not_stored_as_a_field_name(line, expected):
+    """Field names are stored and printed unmasked, so a token, number or user name standing
+    where a key would be is not taken for one."""
+    at = line.index(b"@")
+    start = max(line.rfind(b"=", 0, at), line.rfind(b": ", 0, at), line.rfind(b":", 0, at)) + 1
+    start += line[start:start + 1] == b" "
+    assert field_before(line, start) == expected
+
+
+def test_json_keys_that_are_names_or_tokens_are_starred():
+    from leakwatch.detect.enrich import safe_field_path
+
+    assert safe_field_path("byName.Canarina Testova.cardNumber", True) == "byName.*.cardNumber"
+    assert safe_field_path("keys.AKIAIOSFODNN7EXAMPLE", True) == "keys.*"
+    assert safe_field_path("contact.Email", True) == "contact.Email"
+    # A file's header names its columns: "Full Name" is the column, not a person.
+    assert safe_field_path("Full Name", False) == "Full Name"
+    assert safe_field_path("Order Number", True) == "*"  # over-starring loses a name, never data
+
+
 def test_has_context_fields_keywords_and_window():
     ctx = next(r.context for r in RULES if r.id == "payment_card")
     for line in (b"card no 4111111111111111", b"4111111111111111 (visa)"):

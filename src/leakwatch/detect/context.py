@@ -56,6 +56,32 @@ def normalize_field(name: str | bytes) -> str:
     return name.lower().translate(None, _NOT_FIELD_BYTES).decode("ascii")
 
 
+# Keys that are data, not names: what a log writes where a key belongs is sometimes a value
+# (an e-mail or a customer's name as a JSON key, a token before "=" or ":" in free text), and
+# field names are stored and printed unmasked.
+_SECRET_PREFIXES = ("sk-", "sk_", "ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "xoxa-", "xoxb-", "xoxp-", "xoxr-",
+                    "xoxs-", "AKIA", "ASIA", "AIza", "hf_", "gsk_", "r8_", "eyJ")
+_UPPER_ALNUM = re.compile(r"[A-Z0-9]{16,}\Z")     # AKIA… key ids, upper-case tokens (no separators)
+_FIVE_DIGITS = re.compile(r"[0-9]{5}")
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_+=-]{33}")
+
+
+def data_like_key(key: str, names: bool = False) -> bool:
+    """Whether ``key`` looks like data rather than a field name: it holds "@" or "%40", five
+    digits in a row, a 33-character token run, starts like a credential (``sk-``, ``AKIA``,
+    ``ghp_``…) or is a long upper-case token. With ``names`` (keys written by the data, such
+    as JSON keys, not a file's header), two or more capitalized words ("Jane Doe") too."""
+    if "@" in key or "%40" in key or _FIVE_DIGITS.search(key) or _TOKEN_RUN.search(key):
+        return True
+    if key.startswith(_SECRET_PREFIXES) or _UPPER_ALNUM.match(key):
+        return True
+    if names and " " in key:
+        words = key.split()
+        return len(words) >= 2 and all(w[:1].isupper() and w.replace("-", "").replace("'", "").isalpha()
+                                       for w in words)
+    return False
+
+
 def field_before(line: bytes, start: int) -> str | None:
     """The normalized key immediately before the value at ``start`` in ``line``, or ``None``.
 
@@ -71,7 +97,14 @@ def field_before(line: bytes, start: int) -> str | None:
     key = m.group(1) or m.group(2) or m.group(3) or m.group(4)
     if not key:
         return None
-    name = normalize_field(key[::-1])
+    if m.group(3) is not None:
+        at = start - m.end()  # where the key begins in the line
+        if at >= 1 and line[at - 1:at] == b"/":
+            return None  # "scheme://user:…": a URL's user name, not a key
+    raw = key[::-1]
+    name = normalize_field(raw)
+    if data_like_key(raw.decode("latin-1")) or _FIVE_DIGITS.search(name):
+        return "*"  # a token or number where a key would be (123-45-6789:): not stored as a name
     return name or None
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from leakwatch._core import ScanResult
 from leakwatch.detect import salesforce as sfmap
 from leakwatch.detect.egress import Registry, extract_host
-from leakwatch.detect.context import normalize_field
+from leakwatch.detect.context import data_like_key, normalize_field
 from leakwatch.detect.mask import mask_generic, mask_name, mask_shape
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources import formats
@@ -371,7 +371,11 @@ class Enricher:
 
         def field_of(ls: int, off: int) -> str | None:
             rec = records.get(ls)
-            return safe_path(formats.field_at(rec.parsed, off)) if rec is not None else None
+            if rec is None:
+                return None
+            # Keys a header names (CSV, EventLogFile, W3C) are the file's schema; JSON keys and
+            # the like are written by the data, and may be a customer's name.
+            return safe_field_path(formats.field_at(rec.parsed, off), rec.fmt not in _HEADER_FORMATS)
 
         sub = res if not marker_mask.any() else ScanResult(
             res.record[~marker_mask], rule[~marker_mask], res.start[~marker_mask], res.end[~marker_mask],
@@ -652,6 +656,27 @@ _PII_SEGMENT = re.compile(PII_SEGMENT_RX)
 # (~17 µs for a 60-byte URL path). The tests hold the shortcut to the full pattern.
 _PII_SEGMENT_NEEDS = re.compile(r"@|%40|[0-9]{5}|[A-Za-z0-9_+=-]{33}")
 _SAFE_PATHS: dict[str, str] = {}
+
+
+_HEADER_FORMATS = frozenset({"csv", "eventlogfile", "w3c"})
+_SAFE_FIELDS: dict[tuple[str, bool], str] = {}
+
+
+def safe_field_path(path: str | None, names: bool) -> str | None:
+    """A field path (``body.messages[0].content``, a CSV column) as stored: :func:`safe_path`,
+    and each dotted segment that is data rather than a name (``data_like_key``: a token, an
+    AWS key id, with ``names`` a "First Last" JSON key) replaced by ``*``."""
+    if path is None:
+        return None
+    out = _SAFE_FIELDS.get((path, names))
+    if out is None:
+        out = safe_path(path)
+        segments = out.split(".")
+        if any(data_like_key(s, names) for s in segments):
+            out = ".".join("*" if data_like_key(s, names) else s for s in segments)
+        if len(_SAFE_FIELDS) < 16_384:
+            _SAFE_FIELDS[(path, names)] = out
+    return out
 
 
 def safe_path(path: str | None) -> str | None:
