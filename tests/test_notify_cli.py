@@ -242,3 +242,12 @@ def test_canary_with_a_missing_or_empty_credential_is_a_config_error_and_sends_n
     assert receiver.deliveries == []
     with Store.open(db, read_only=True) as s:
         assert s.con.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+
+
+def test_a_secret_pasted_as_the_variable_name_is_not_echoed(tmp_path, db, receiver, run):
+    pasted = "whsec_" + "Q2FuYXJ5U2lnQ0FOQVJZU0VDUkVUMTIzNDU2Nzg5"
+    cfg = write_config(tmp_path, receiver.url, credentials=f'{{ secret = "{pasted}" }}')
+    rc, out, err = run("notify", "test", "--target", "soc", "--db", db, "--config", cfg)
+    assert rc == 2 and "not hold the value itself" in err
+    assert pasted not in out + err and pasted[6:] not in out + err
+    assert receiver.request_count == 0

@@ -183,3 +183,16 @@ def test_webhook_verify_cli(tmp_path, secret, cli_run):
     assert rc == 2 and "LW_NO_SUCH_VAR_SET" in err
     rc, out, _ = cli_run("webhook", "verify", "--help")
     assert rc == 0 and "exit codes:" in out and "examples:" in out
+
+
+def test_a_token_in_the_target_url_is_cut_from_errors(tmp_path, secret):
+    """A webhook URL may carry its own credential (?token=…, user:password@, a token path
+    segment); the HTTP library quotes the URL when the endpoint is down."""
+    token = "sk-proj-" + "Q8zx" * 10
+    seg = "hk9" * 7
+    target = target_for(tmp_path, f"http://bob:Hunter2pass@127.0.0.1:1/{seg}/hook?token={token}&v=1")
+    body = target.render("canary", None, {"canary": True, "target": "soc"})
+    res = target.send(Message("soc", "webhook", "canary", "canary:soc:tok", body))
+    assert res.outcome == "retry" and res.error
+    assert token not in res.error and seg not in res.error and "Hunter2pass" not in res.error
+    assert "[REDACTED]" in res.error

@@ -21,7 +21,7 @@ import threading
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 from leakwatch.errors import UsageError
 
@@ -33,6 +33,9 @@ MIN_REDACT_LEN = 4
 
 _LOCK = threading.Lock()
 _KNOWN: set[str] = set()
+# What a credential's variable name looks like (upper or lower case, at most 64 characters, not
+# a token: a value pasted there instead, such as "whsec_…" or "sk-…", is not echoed back).
+_VAR_NAME = re.compile(r"(?!whsec_|sk_|sk-|xox|ghp_|AKIA)[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _KEY_LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*\Z")
 
 
@@ -46,6 +49,29 @@ def remember(value: str) -> None:
     if value and len(value) >= MIN_REDACT_LEN:
         with _LOCK:
             _KNOWN.add(value)
+
+
+def remember_url(url: str | None) -> None:
+    """Remember the secrets a target's URL itself may carry, so that :func:`redact` cuts them
+    from errors that quote the URL (an HTTP library's "Max retries exceeded with url:
+    /hook?token=…"): the password of ``user:password@``, query values (``?token=…``,
+    ``?code=…``) and token-like path segments (letters and digits, 16 characters or more)."""
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return
+    if password:
+        remember(unquote(password))
+    for _, value in parse_qsl(parts.query):
+        if len(value) >= 8:
+            remember(value)
+    for seg in parts.path.split("/"):
+        seg = unquote(seg)
+        if len(seg) >= 16 and any(c.isdigit() for c in seg) and any(c.isalpha() for c in seg):
+            remember(seg)
 
 
 def known_values() -> list[str]:
@@ -192,6 +218,14 @@ class SecretStore:
         if value is None or value == "":
             where = f"the secrets file {self._file}" if self._file is not None else "no [notify] secrets_file is configured"
             head = f"{what}: " if what else ""
+            from leakwatch.detect.context import data_like_key
+
+            if not _VAR_NAME.match(name) or data_like_key(name):
+                # Not a variable's name: most likely the secret itself, pasted where its variable's
+                # name belongs. Never echo it.
+                raise SecretError(f"{head}a credential must name an environment variable (or a key of the "
+                                  f"secrets file), not hold the value itself: got {len(name)} characters that "
+                                  f"are not a variable name ({name[:2]}…); put the value in a variable")
             raise SecretError(f"{head}credential variable {name} is not set (environment: unset; {where}"
                               + (" has no such key)" if self._file is not None else ")"))
         remember(value)

@@ -30,7 +30,7 @@ from typing import Any
 from leakwatch import __version__
 from leakwatch.errors import UsageError
 from leakwatch.notify.base import TARGET_KINDS, SendResult, Target, TargetConfig
-from leakwatch.notify.secrets import SecretError, SecretStore, redact
+from leakwatch.notify.secrets import SecretError, SecretStore, redact, remember_url
 
 #: kind → "module:Class" of its implementation.
 TARGET_CLASSES: Mapping[str, str] = {
@@ -96,6 +96,7 @@ def build_target(config: TargetConfig, secret_lookup: Callable[[str], str]) -> T
     """A :class:`~leakwatch.notify.base.Target` for ``config``. ``secret_lookup(variable)``
     returns a credential value by variable name (a :class:`~leakwatch.notify.secrets.SecretStore`)."""
     cls = target_class(config.kind)
+    remember_url(config.url)  # a ?token= in the URL is a credential too
     return cls(config, secret_for(config, secret_lookup))
 
 
