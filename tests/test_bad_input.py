@@ -477,3 +477,19 @@ def test_a_file_name_that_is_not_utf8_is_scanned_like_any_other(tmp_path, cli_pr
         assert len(sources) == 2
         assert any(s.endswith("x\\xff.log") for s in sources)
     assert query(db, "SELECT count(*) FROM findings") == [(2,)]  # the rescan added nothing
+
+
+def test_a_value_group_that_backtracks_exponentially_cannot_hang_the_scan(tmp_path, cli_proc, query):
+    """``(?:(?:a|a)*b)?(?:a|a)*c`` passes every load check (no nested unbounded repeat) and
+    takes Python's backtracking re days on 40 "a"s; the value group is found with RE2."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "evil.yaml").write_text(
+        "rules:\n  - id: evil_alt\n    entity: EVIL_ID\n    regex: 'ZQ(?P<value>(?:(?:a|a)*b)?(?:a|a)*c)'\n"
+        "    severity: high\n")
+    p = tmp_path / "evil.log"
+    p.write_text("ZQ" + "a" * 40 + "c tail\n")
+    db = tmp_path / "lw.duckdb"
+    r = cli_proc("scan", p, "--rules", rules, "--db", db, timeout=60)
+    assert r.rc == 1, r.err
+    assert query(db, "SELECT rule_id, start_byte, end_byte FROM findings") == [("evil_alt", 2, 43)]

@@ -18,7 +18,7 @@ from typing import NamedTuple
 from leakwatch._core import ScanResult, Scanner
 from leakwatch._core.rows import build_rows, compact_records
 from leakwatch.detect.context import NOT_ROW_STARTS, normalize_field
-from leakwatch.detect.evaluate import Evaluator
+from leakwatch.detect.evaluate import Evaluator, value_regex
 from leakwatch.detect.mask import get_masker, get_normalizer
 from leakwatch.detect.rules import Rule
 from leakwatch.hashing import keyed_hash
@@ -98,7 +98,7 @@ class Detector:
         ]
         # Rules anchored on a field name (context.required with fields) also take whole CSV cells
         # of such columns as candidates: a CSV row has no "key": before its values.
-        self._same_entity: dict[int, list[re.Pattern]] = {}
+        self._same_entity: dict[int, list] = {}
         self._column_rules = [
             i for i, r in enumerate(self.rules)
             if r.context is not None and r.context.required and r.context.fields and "csv-column" in r.tags
@@ -199,17 +199,14 @@ class Detector:
     def _claimed_elsewhere(self, ri: int, cell: bytes) -> bool:
         """Whether another rule of the same entity matches inside ``cell``: the scan of the
         line reports that match (``+44 20 7946 0958`` under Phone is phone_e164's), so the
-        cell is not reported a second time. The rules' regexes in Python's ``re`` (the shipped
-        ones are written in the syntax both engines share; one that is not is left out)."""
+        cell is not reported a second time. Searched with RE2 (linear time, the scanner's
+        settings)."""
         others = self._same_entity.get(ri)
         if others is None:
             others = []
             for j, r in enumerate(self.rules):
                 if j != ri and r.entity == self.rules[ri].entity:
-                    try:
-                        others.append(re.compile(r.regex.encode("latin-1"), re.MULTILINE))
-                    except (re.error, UnicodeEncodeError):
-                        pass
+                    others.append(value_regex(r.regex))
             self._same_entity[ri] = others
         return any(rx.search(cell) for rx in others)
 

@@ -9,9 +9,8 @@ regex match and stays at a few microseconds.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from leakwatch.detect.context import field_before, has_context, normalize_field, not_context
 from leakwatch.detect.rules import ContextSpec, Rule
@@ -35,7 +34,7 @@ _normalized = functools.lru_cache(maxsize=4096)(normalize_field)
 
 
 class _Plan(NamedTuple):
-    value_rx: re.Pattern | None
+    value_rx: Any | None  # a google-re2 pattern (see value_regex)
     value_group: int
     validator: Callable[[bytes], bool] | None
     drop_on_fail: bool
@@ -45,6 +44,25 @@ class _Plan(NamedTuple):
     base: float
 
 
+def value_regex(pattern: str):
+    """A rule's regex for finding its ``value`` group inside a match the scanner found: RE2 (the
+    google-re2 module) with the scanner's settings (Latin-1, multi-line anchors), so the group is
+    found in linear time. Python's backtracking ``re`` took exponential time on some patterns
+    that pass every load check (``(?:(?:a|a)*b)?(?:a|a)*c`` on a run of "a"s), and a scan
+    could not even be interrupted while it ran."""
+    import re2
+
+    opts = re2.Options()
+    opts.encoding = re2.Options.Encoding.LATIN1
+    opts.log_errors = False
+    return re2.compile(b"(?m)" + pattern.encode("latin-1"), options=opts)
+
+
+def _group_index(rx, name: str) -> int:
+    index = rx.groupindex  # google-re2 keys a bytes pattern's groups by bytes
+    return index[name.encode()] if name.encode() in index else index[name]
+
+
 class Evaluator:
     """Scores matches of ``rules`` (the same list, in the same order, the scanner was built from)."""
 
@@ -52,8 +70,8 @@ class Evaluator:
         self.rules = list(rules)
         plans = []
         for r in self.rules:
-            value_rx = re.compile(r.regex.encode("latin-1"), re.MULTILINE) if r.has_value_group else None
-            group = value_rx.groupindex["value"] if value_rx is not None else 0
+            value_rx = value_regex(r.regex) if r.has_value_group else None
+            group = _group_index(value_rx, "value") if value_rx is not None else 0
             validator = get_validator(r.validator, dict(r.validator_params)) if r.validator else None
             plans.append(
                 _Plan(

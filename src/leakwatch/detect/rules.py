@@ -324,7 +324,8 @@ def _check_regex(regex: str) -> bool:
         )
     if "(?P<" not in regex:
         return False
-    # The evaluator re-matches value-group rules with Python's `re` to find the group.
+    # The evaluator finds the value group with RE2; Python's `re` must take the pattern too: the
+    # reference engine (the oracle the native scanner is tested against) runs every rule with it.
     try:
         rx = re.compile(regex.encode("latin-1"), re.MULTILINE)
     except re.error as e:
@@ -334,7 +335,8 @@ def _check_regex(regex: str) -> bool:
         raise _FieldError("regex", f"only one named group, 'value', is allowed; found {sorted(names)}")
     if _nested_unbounded(_sre.parse(regex.encode("latin-1")), False):
         raise _FieldError(
-            "regex", "nested unbounded repetition like (a+)+: catastrophic backtracking in Python's re"
+            "regex", "nested unbounded repetition like (a+)+: catastrophic backtracking in Python's re "
+                     "(which the reference engine uses)"
         )
     return "value" in names
 
