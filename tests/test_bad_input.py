@@ -493,3 +493,28 @@ def test_a_value_group_that_backtracks_exponentially_cannot_hang_the_scan(tmp_pa
     r = cli_proc("scan", p, "--rules", rules, "--db", db, timeout=60)
     assert r.rc == 1, r.err
     assert query(db, "SELECT rule_id, start_byte, end_byte FROM findings") == [("evil_alt", 2, 43)]
+
+
+def test_a_log_that_starts_with_a_run_of_nuls_is_scanned(tmp_path, cli, query, good):
+    """Preallocated or crash-zeroed logs begin with NULs; the text after them is judged, not
+    the first 8 KiB alone. A file of nothing but NULs is empty text, not an error."""
+    p = tmp_path / "nulhead.log"
+    p.write_bytes(b"\0" * 9000 + b"".join(b"user mail=nh%d@example.com\n" % i for i in range(200)))
+    z = tmp_path / "zeros.log"
+    z.write_bytes(b"\0" * 50_000)
+    db = tmp_path / "lw.duckdb"
+    r = cli("scan", p, z, good, "--db", db)
+    assert r.rc == 1, r.err
+    assert input_error_lines(r.err) == []
+    assert len(findings(query, db, p)) == 200
+    assert query(db, "SELECT status, n_findings FROM sources WHERE path = ?", str(z)) == [("ok", 0)]
+
+
+@pytest.mark.parametrize("enc", ["utf-16-le", "utf-16-be"])
+def test_utf16_log_without_bom(tmp_path, cli, query, enc):
+    p = tmp_path / "win.log"
+    p.write_bytes(f"2024-05-01 start\r\nsignup mail={EMAIL}\r\n".encode(enc))
+    db = tmp_path / "lw.duckdb"
+    r = cli("scan", p, "--db", db)
+    assert r.rc == 1, r.err
+    assert [(x[1], x[2], x[3]) for x in findings(query, db, p)] == [(2, 12, 12 + len(EMAIL))]

@@ -36,7 +36,7 @@ from leakwatch._core.rows import count_newlines
 from leakwatch.errors import StoreError, UsageError
 from leakwatch.sources.files import (
     CHUNK_SIZE, MAX_RECORD, SNIFF_BYTES, Chunk, InputFile, InputProblem, ReadStats, expand_paths, iter_chunks,
-    close_stream, looks_binary, open_stream, read_head, split_points,
+    close_stream, looks_binary, open_stream, read_head, split_points, text_sample,
 )
 from leakwatch.store import Store
 from leakwatch.store.db import storable_path
@@ -188,9 +188,10 @@ def _prepare(f: InputFile, stats: ReadStats) -> tuple[str, list[str] | None, byt
     stream = open_stream(f.path, stats)
     try:
         head = read_head(stream, SNIFF_BYTES)
+        sample = text_sample(head, stream)
     finally:
         close_stream(stream)
-    if looks_binary(head):
+    if looks_binary(sample):
         return "binary", None, head
     first = head.split(b"\n", 1)[0]
     return "text", sniff_csv_header(first), head

@@ -160,10 +160,18 @@ def _os_message(e: OSError) -> str:
 
 
 
+# Formats that are binary whatever their first bytes look like (a DuckDB or SQLite file starts
+# with a page of mostly NULs and a little text).
+_BINARY_MAGIC = (b"SQLite format 3\x00", b"\x7fELF", b"\x89PNG", b"PK\x03\x04", b"PAR1", b"\xff\xd8\xff")
+
+
 def looks_binary(head: bytes) -> bool:
-    """True when the sample is mostly control bytes (see BINARY_CONTROL_RATIO)."""
+    """True when the sample is mostly control bytes (see BINARY_CONTROL_RATIO), or starts like a
+    known binary format. A sample of NULs only says nothing (see :func:`text_sample`)."""
     if not head:
         return False
+    if head.startswith(_BINARY_MAGIC) or head[8:12] == b"DUCK":
+        return True
     ratio = sum(1 for b in head if b < 32 and b not in _TEXT_CONTROLS) / len(head)
     if ratio > BINARY_CONTROL_RATIO:
         return True
@@ -173,6 +181,38 @@ def looks_binary(head: bytes) -> bool:
     if ratio > RANDOM_CONTROL_RATIO:
         return head.decode("utf-8", "replace").count("\ufffd") / len(head) > RANDOM_INVALID_UTF8_RATIO
     return False
+
+
+def text_sample(head: bytes, stream, size: int = SNIFF_BYTES, limit: int = 1 << 20) -> bytes:
+    """What to judge a file by when its first bytes are mostly NULs (a log preallocated or
+    zero-filled after a crash, the text after it): up to ``size`` bytes that are not NUL from
+    the first ``limit`` bytes; ``head`` as it is otherwise. ``stream`` continues after ``head``."""
+    if not head or head.count(0) < len(head) * 0.9:
+        return head
+    sample = head.replace(b"\x00", b"")
+    read = len(head)
+    while len(sample) < size and read < limit:
+        more = read_head(stream, min(SNIFF_BYTES * 8, limit - read))
+        if not more:
+            break
+        read += len(more)
+        sample += more.replace(b"\x00", b"")
+    return sample[:size]
+
+
+def utf16_without_bom(sample: bytes) -> str | None:
+    """``"utf-16-le"``/``"utf-16-be"`` when ``sample`` is UTF-16 text written without a BOM
+    (every other byte NUL, the rest mostly printable ASCII), else None."""
+    n = len(sample) // 2 * 2
+    if n < 16:
+        return None
+    even, odd = sample[0:n:2], sample[1:n:2]
+    for zeros, chars, enc in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if zeros.count(0) >= 0.95 * len(zeros) and chars.count(0) <= 0.05 * len(chars):
+            printable = sum(1 for b in chars if 32 <= b < 127 or b in (9, 10, 13))
+            if printable >= 0.9 * len(chars):
+                return enc
+    return None
 
 
 class _Utf16ToUtf8(io.RawIOBase):
@@ -220,14 +260,14 @@ def open_stream(path: str, stats: ReadStats):
     """Open ``path`` for reading decoded bytes: gzip is decompressed, UTF-16 re-encoded, a
     UTF-8 BOM dropped. Raises OSError for unreadable files."""
     raw = open(path, "rb")
-    head = raw.read(4)
+    head = raw.read(512)
     raw.seek(0)
     if head[:2] == b"\x1f\x8b":
         stats.compression = "gzip"
         stream = gzip.GzipFile(fileobj=raw, mode="rb")
         stream._leakwatch_raw = raw  # keep the file object alive and closable
         try:
-            inner_head = stream.peek(4)[:4]
+            inner_head = stream.peek(512)[:512]
         except _CORRUPT:
             # Truncated or corrupt from the start. A GzipFile that raised may read on as if at a
             # clean end, so start over: the first read raises again, and iter_chunks reports it.
@@ -242,6 +282,10 @@ def open_stream(path: str, stats: ReadStats):
         stats.encoding = "utf-16"
         stream.read(2)
         enc = "utf-16-le" if inner_head[:2] == b"\xff\xfe" else "utf-16-be"
+        return io.BufferedReader(_Utf16ToUtf8(stream, enc), CHUNK_SIZE)
+    enc = utf16_without_bom(inner_head)
+    if enc is not None:
+        stats.encoding = enc  # no BOM: told by its NULs
         return io.BufferedReader(_Utf16ToUtf8(stream, enc), CHUNK_SIZE)
     if inner_head[:3] == b"\xef\xbb\xbf":
         stats.encoding = "utf-8-sig"
