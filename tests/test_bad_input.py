@@ -518,3 +518,30 @@ def test_utf16_log_without_bom(tmp_path, cli, query, enc):
     r = cli("scan", p, "--db", db)
     assert r.rc == 1, r.err
     assert [(x[1], x[2], x[3]) for x in findings(query, db, p)] == [(2, 12, 12 + len(EMAIL))]
+
+
+def test_a_file_truncated_during_the_scan_is_not_recorded_complete(tmp_path, query):
+    """Copy-and-truncate rotation while a scan reads the file: what was read stays stored, the
+    file is an error with a "changed" problem, not "ok" with a short line count."""
+    from leakwatch.pipeline import scan_paths
+
+    p = tmp_path / "rotating.log"
+    line = b"user mail=rot@example.com " + b"x" * 200 + b"\n"
+    p.write_bytes(line * 400_000)  # ~90 MB: several ranges
+    cut = []
+
+    def progress(done, total, path):
+        if not cut and done > 0:
+            os.truncate(p, 1000)
+            cut.append(done)
+
+    db = tmp_path / "lw.duckdb"
+    summary = scan_paths([str(p)], db, progress=progress)
+    assert cut
+    (fr,) = summary.files
+    assert fr.status == "error"
+    assert [(x.kind, "shrank" in x.message) for x in fr.problems] == [("changed", True)]
+    assert summary.input_errors == 1
+    assert query(db, "SELECT status FROM sources") == [("error",)]
+    assert query(db, "SELECT kind FROM scan_errors") == [("changed",)]
+    assert query(db, "SELECT count(*) FROM findings")[0][0] >= 1

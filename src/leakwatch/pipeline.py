@@ -563,6 +563,21 @@ def _scan_range_safe(*args):
         return [], 0, 0, [InputProblem(args[0], "unreadable", f"read failed: {e.strerror or e}")], None, False
 
 
+def _changed_while_read(path: str, size: int) -> str | None:
+    """Why the file cannot have been read whole, when it shrank or went away during the scan
+    (truncated, rotated by copy-and-truncate, deleted): the findings up to the change are kept,
+    but its line count and completeness are not what the summary would say. A file that grew
+    (a live log) is normal."""
+    try:
+        now = os.stat(path).st_size
+    except OSError as e:
+        return f"file went away while it was scanned ({e.strerror or e}): findings up to then are kept"
+    if now < size:
+        return (f"file shrank from {size:,} to {now:,} bytes while it was scanned (truncated or rotated): "
+                "findings up to then are kept; scan it again")
+    return None
+
+
 def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, jsonl, advance, final=True) -> None:
     """Store one range's findings (in file order) and close the file after its last range."""
     items, records, nbytes, probs, chash, complete = result
@@ -627,8 +642,11 @@ def _consume(store: Store, scan_id: int, job: _FileJob, result, tally: _Tally, j
             fr.problems.append(InputProblem(fr.path, "unreadable", f"read failed while hashing: {e.strerror or e}"))
     if job.compressed:
         advance(job.size, fr.path)
+    changed = _changed_while_read(fr.path, job.size)
+    if changed:
+        fr.problems.append(InputProblem(fr.path, "changed", changed))
     fr.seconds = time.perf_counter() - job.started
-    fr.status = "error" if any(p.kind in ("unreadable", "truncated") for p in fr.problems) else "ok"
+    fr.status = "error" if any(p.kind in ("unreadable", "truncated", "changed") for p in fr.problems) else "ok"
     _record_problems(store, scan_id, fr)
     fctx = job.fctx
     if fctx is not None and fctx.parse_problems:
