@@ -150,3 +150,13 @@ def test_safe_path_masks_identifier_segments_of_url_paths():
     assert _path_of({"url": "https://api.openai.com/v1/chat/completions?x=1"}, prefer_url=True) == "/v1/chat/completions"
     assert _path_of({"path": "/users/jane.doe@example.com/orders/123456"}) == "/users/*/orders/*"
     assert _path_of({"path": "/a/" + "k" * 40 + "/b"}) == "/a/*/b"
+
+
+def test_url_encoded_values_hash_and_mask_like_plain_ones():
+    from leakwatch.detect.mask import get_masker, get_normalizer
+
+    digits, email = get_normalizer("digits"), get_normalizer("email")
+    assert digits(b"%2B44%2020%207946%200958") == digits(b"+44 20 7946 0958") == b"442079460958"
+    assert email(b"Jane.Doe%2540Example.com") == email(b"jane.doe%40example.com") == b"jane.doe@example.com"
+    assert get_masker("phone")(b"%2B442079460958") == get_masker("phone")(b"+442079460958")
+    assert get_masker("email")(b"jane.doe%2540example.com") == "j***@e******.com"

@@ -34,9 +34,19 @@ def mask_generic(v: bytes) -> str:
     return _stars(len(s))
 
 
+def url_plain(v: bytes) -> bytes:
+    """A value as written into a URL's query string, decoded where it matters for masking,
+    hashing and validating: ``%2B`` → ``+``, ``%20`` → space, ``%40`` (and ``%2540``, encoded
+    twice as CloudFront logs do) → ``@``. Other bytes stay as they are."""
+    if b"%" not in v:
+        return v
+    return (v.replace(b"%2540", b"@").replace(b"%40", b"@").replace(b"%2B", b"+").replace(b"%2b", b"+")
+            .replace(b"%20", b" "))
+
+
 def mask_email(v: bytes) -> str:
     """``jane.doe@example.com`` → ``j***@e******.com``: first letter of the local part, the TLD."""
-    s = _text(v).replace("%40", "@")  # URL-encoded in a query string
+    s = _text(url_plain(v))  # URL-encoded in a query string
     local, at, domain = s.rpartition("@")
     if not at or not local or not domain:
         return mask_generic(v)
@@ -76,6 +86,7 @@ def mask_iban(v: bytes) -> str:
 
 def mask_phone(v: bytes) -> str:
     """Last two digits, and a leading ``+`` if there was one: ``+**********58``."""
+    v = url_plain(v)
     plus = "+" if v.lstrip()[:1] == b"+" else ""
     return plus + _keep_last(v.translate(None, _NOT_DIGITS), 2)
 
@@ -203,7 +214,9 @@ def _norm_upper(v: bytes) -> bytes:
 
 
 def _norm_digits(v: bytes) -> bytes:
-    return v.translate(None, _NOT_DIGITS)
+    # "%2B44…" and "%2B44 20…" in a query string are the number "+44…": the 2 and 0 of the
+    # escapes are not its digits.
+    return url_plain(v).translate(None, _NOT_DIGITS)
 
 
 def _norm_alnum(v: bytes) -> bytes:
@@ -232,7 +245,7 @@ def _norm_ip(v: bytes) -> bytes:
 
 def _norm_email(v: bytes) -> bytes:
     """Lowercase, with a URL-encoded @ decoded: the same address hashes the same either way."""
-    return v.replace(b"%40", b"@").lower()
+    return url_plain(v).lower()
 
 
 def _norm_lower_ws(v: bytes) -> bytes:

@@ -27,6 +27,7 @@ from stdnum.it import codicefiscale as _it_cf
 from stdnum.nl import bsn as _nl_bsn
 from stdnum.pl import pesel as _pl_pesel
 
+from leakwatch.detect.mask import url_plain
 from leakwatch._core.fastval import luhn as _c_luhn
 from leakwatch._core.fastval import sfid_suffix as _c_sfid_suffix
 from leakwatch._core.fastval import shannon_entropy as _c_entropy
@@ -304,7 +305,7 @@ def _phone(params: Mapping[str, Any]) -> Validator:
     not_digits = bytes(range(256)).translate(None, b"0123456789")
 
     def check(v: bytes) -> bool:
-        d = v.translate(None, not_digits)
+        d = url_plain(v).translate(None, not_digits)
         if not lo <= len(d) <= hi:
             return False
         # A run of one repeated digit (0000000000) is a placeholder, not a number.
@@ -381,7 +382,7 @@ _FILE_TLDS = frozenset(
 
 def _email(_: Mapping[str, Any]) -> Validator:
     def check(v: bytes) -> bool:
-        v = v.replace(b"%40", b"@")  # URL-encoded in a query string
+        v = url_plain(v)  # URL-encoded in a query string
         at = v.rfind(b"@")
         if at < 1 or len(v) - at - 1 > 253 or at > 64:
             return False
