@@ -70,3 +70,23 @@ def test_event_line_numbers_across_ranges(tmp_path, workers):
     scan_paths([str(p)], db, workers=workers)
     assert _q(db, "SELECT count(*), count(*) FILTER (WHERE line = rows_processed), min(line), max(line) FROM events") \
         == [(n, n, 2, n + 1)]
+
+
+def test_an_unquoted_export_gives_the_same_events(tmp_path):
+    """Some tools write EventLogFile CSV without quotes; its rows are the same events."""
+    rows = [REST_HEADER,
+            ["RestApi", "20240311100000.000", "r1", "00D5j000000AbCd", "0055j00000AT6I1", "GET", "Contact",
+             "0H4xx0000000001", "200", "", "200", "2024-03-11T10:00:00.000Z", "0055j00000AT6I1AAL"],
+            ["RestApi", "20240311100100.000", "r2", "00D5j000000AbCd", "0055j00000AT6I1", "POST", "Lead",
+             "", "12", "", "400", "2024-03-11T10:01:00.000Z", "0055j00000AT6I1AAL"]]
+    got = {}
+    for quoted in (True, False):
+        p = tmp_path / f"EventLogFile_{quoted}.csv"
+        p.write_text("".join(_row(r) if quoted else ",".join(r) + "\n" for r in rows))
+        db = tmp_path / f"{quoted}.duckdb"
+        s = scan_paths([str(p)], db)
+        assert s.files[0].fmt == "eventlogfile"
+        got[quoted] = _q(db, "SELECT line, kind, event_type, ts, sf_object, rows_processed, status, app FROM events "
+                             "ORDER BY line")
+    assert len(got[True]) == 2
+    assert got[False] == got[True]

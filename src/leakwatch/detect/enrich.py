@@ -49,7 +49,7 @@ M_W3C_FIELDS = "w3c_fields"
 M_CDN_PATH = "cdn_path"
 M_FREE_TEXT = "free_text"
 
-_ELF_EVENT_MARKER = r'^"(?:' + "|".join(sorted(ELF_EVENT_KINDS, key=len, reverse=True)) + r')",'
+_ELF_EVENT_MARKER = r'^"?(?:' + "|".join(sorted(ELF_EVENT_KINDS, key=len, reverse=True)) + r')"?,'  # quoted or not
 _ELF_HEADER_MARKER = r'^"?EVENT_TYPE"?,'
 # A W3C log's #Fields directive (IIS writes one again after a restart, maybe with other fields).
 _W3C_FIELDS_MARKER = r"^#Fields:"
