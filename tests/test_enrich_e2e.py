@@ -291,4 +291,32 @@ def test_no_value_is_stored_as_a_field_name(tmp_path):
     for canary in ("canarina", "Testova", "123456789", "akiaiosfodnn7example", "AKIAIOSFODNN7EXAMPLE", "canaryadmin"):
         assert canary.lower() not in stored.lower()
         assert canary.lower() not in out.read_text().lower()
-    assert _q(db, "SELECT count(*) FROM findings WHERE rule_id = 'email'") == [(3,)]
+    assert _q(db, "SELECT rule_id FROM findings WHERE line = 4") == [("password_in_url",)]  # not an e-mail too
+    assert _q(db, "SELECT count(*) FROM findings WHERE rule_id = 'email'") == [(2,)]
+
+
+def test_one_secret_is_one_finding(tmp_path):
+    """A vendor key behind "Bearer" or under "x-api-key" is the vendor's finding only (the
+    generic rules give way), and "pw@host" of a URL's credentials is a password, not an
+    e-mail; a token no vendor rule knows stays a bearer token."""
+    log = tmp_path / "dup.log"
+    log.write_text(
+        "x-api-key: sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEFGH\n"
+        'Authorization="Bearer sk-proj-Q8zxQ8zxAbCdEfGhIjKlMnOpQrStUvWx0123456789"\n'
+        "url=https://svc:Pa55w0rd!x@API.OpenAI.com:443/v1\n"
+        "contact jane.doe@example.com token: Bearer Zq8xW3vR7tY1uI9oP2aS4dF6gH8jK0lQ\n")
+    db = tmp_path / "d.duckdb"
+    scan_paths([str(log)], db)
+    assert _q(db, "SELECT line, rule_id FROM findings ORDER BY line, start_byte") == [
+        (1, "anthropic_api_key"), (2, "openai_api_key"), (3, "password_in_url"), (4, "email"), (4, "bearer_token")]
+
+
+def test_drop_yielding_keeps_what_does_not_overlap():
+    from leakwatch.detect.engine import drop_yielding
+
+    yields = {"generic": None, "email": frozenset({"pw"})}
+    rows = [(1, 0, 10, "generic"), (1, 5, 15, "vendor"), (1, 20, 30, "generic"), (2, 0, 10, "email"),
+            (2, 3, 8, "generic"), (3, 0, 10, "email"), (3, 0, 10, "vendor"), (4, 0, 5, "email"), (4, 5, 9, "pw")]
+    assert drop_yielding(rows, yields) == [
+        (1, 5, 15, "vendor"), (1, 20, 30, "generic"), (2, 0, 10, "email"), (2, 3, 8, "generic"),
+        (3, 0, 10, "email"), (3, 0, 10, "vendor"), (4, 0, 5, "email"), (4, 5, 9, "pw")]

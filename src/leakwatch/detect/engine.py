@@ -99,6 +99,7 @@ class Detector:
         # Rules anchored on a field name (context.required with fields) also take whole CSV cells
         # of such columns as candidates: a CSV row has no "key": before its values.
         self._same_entity: dict[int, list] = {}
+        self._yields = yielding_rules(self.rules)
         self._column_rules = [
             i for i, r in enumerate(self.rules)
             if r.context is not None and r.context.required and r.context.fields and "csv-column" in r.tags
@@ -146,9 +147,10 @@ class Detector:
             res = ScanResult(res.record[keep], res.rule[keep], res.start[keep], res.end[keep], res.line_start[keep],
                              res.n_records)
         if self.compiled:
-            return build_rows(data, limit, res.record.tolist(), res.rule.tolist(), res.start.tolist(),
+            rows = build_rows(data, limit, res.record.tolist(), res.rule.tolist(), res.start.tolist(),
                               res.end.tolist(), res.line_start.tolist(), self.evaluator._plans, self._plans,
                               self.key, self.store_raw, first_line + 1, first_off, header, column_at, field_of)
+            return drop_yielding(rows, self._yields) if self._yields else rows
         rows: list[tuple] = []
         add = rows.append
         evaluate = self.evaluator.evaluate
@@ -194,7 +196,7 @@ class Detector:
             add((first_line + rec, vs + off, ve + off, rule_id, entity, conf, sb, sv, sc, severity, rank, fld,
                  mask(value), keyed_hash(key, normalize(value)),
                  value.decode("utf-8", "backslashreplace") if store_raw else None, path))
-        return rows
+        return drop_yielding(rows, self._yields) if self._yields else rows
 
     def _claimed_elsewhere(self, ri: int, cell: bytes) -> bool:
         """Whether another rule of the same entity matches inside ``cell``: the scan of the
@@ -261,6 +263,54 @@ class Detector:
                                  severity, rank, normalize_field(header[ci]), mask(raw), keyed_hash(key, normalize(raw)),
                                  # raw_value is the cell as written, like every finding's [start, end)
                                  written.decode("utf-8", "backslashreplace") if store_raw else None, header[ci]))
+
+
+GENERIC_TAG = "generic"
+YIELDS_TAG = "yields-to:"
+
+
+def yielding_rules(rules: list[Rule]) -> dict[str, frozenset[str] | None]:
+    """Rules whose finding gives way to another rule's on the same bytes: tag ``generic``
+    (``bearer_token``, ``generic_api_key``: any specific rule wins, so one OpenAI key behind
+    "Bearer" is one finding, not two) → None; tag ``yields-to:<rule id>`` → those rules
+    (``email`` yields to ``password_in_url``: ``pw@host`` in ``https://user:pw@host`` is a
+    password, not an address)."""
+    out: dict[str, frozenset[str] | None] = {}
+    for r in rules:
+        if GENERIC_TAG in r.tags:
+            out[r.id] = None
+        targets = frozenset(t[len(YIELDS_TAG):] for t in r.tags if t.startswith(YIELDS_TAG))
+        if targets and out.get(r.id, frozenset()) is not None:
+            out[r.id] = targets
+    return out
+
+
+def drop_yielding(rows: list[tuple], yields: dict[str, frozenset[str] | None]) -> list[tuple]:
+    """``rows`` (findings tuples: line, start, end, rule id, …) without those of a yielding
+    rule (see :func:`yielding_rules`) whose span overlaps the span of a rule it yields to on
+    the same line."""
+    by_line: dict[int, list[tuple]] = {}
+    for r in rows:
+        if r[3] in yields:
+            by_line.setdefault(r[0], [])
+    if not by_line:
+        return rows
+    for r in rows:
+        if r[0] in by_line:
+            by_line[r[0]].append(r)
+    drop = set()
+    for line_rows in by_line.values():
+        for i, r in enumerate(line_rows):
+            if r[3] not in yields:
+                continue
+            to = yields[r[3]]
+            for o in line_rows:
+                if o is r or o[1] >= r[2] or r[1] >= o[2]:
+                    continue  # the same row, or no overlap
+                if (to is None and o[3] not in yields) or (to is not None and o[3] in to):
+                    drop.add(id(r))
+                    break
+    return [r for r in rows if id(r) not in drop] if drop else rows
 
 
 def scanner_args(rules, markers) -> tuple[list[str], dict]:
