@@ -91,6 +91,8 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("payment_card", "card=4111 1111 1111 1111 exp=12/30", "4111 1111 1111 1111"),
     ("payment_card", '{"pan":"5555555555554444"}', "5555555555554444"),
     ("phone_e164", "GET /api/leads?phone=%2B442079460958&src=ads", "%2B442079460958"),
+    ("phone_national", '{"content":"contact 0035j00000AbCdE, Phone 4155550142, email li@example.net"}', "4155550142"),
+    ("phone_national", '{"content":"Kunde Tel. 030 1234567 bitte"}', "030 1234567"),
     ("phone_e164", "ref=x&tel=%2B49%2030%2012345678 HTTP/1.1", "%2B49%2030%2012345678"),
     ("email", "GET /a?email=jane.doe%2540example.com&x=1", "jane.doe%2540example.com"),
     ("payment_card", '{"trace":"x","cardPan":"5555555555554444"}', "5555555555554444"),
@@ -177,6 +179,8 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     ("payment_card", '{"trace_id":"4532015112830366","span_id":"0af7651916cd43dd"}'),
     ("payment_card", "order_id=4532015112830366 status=paid"),
     ("payment_card", '{"x_request_id": "4532015112830366"}'),
+    ("phone_national", "telemetry 1234567890 samples"),
+    ("phone_national", "cellCount 12345678"),
     # Four-part version numbers.
     ("ipv4_public", "version=4.12.0.1"),
     ("ipv4_public", "app_version 3.1.4.159 started"),
