@@ -320,3 +320,12 @@ def test_drop_yielding_keeps_what_does_not_overlap():
     assert drop_yielding(rows, yields) == [
         (1, 5, 15, "vendor"), (1, 20, 30, "generic"), (2, 0, 10, "email"), (2, 3, 8, "generic"),
         (3, 0, 10, "email"), (3, 0, 10, "vendor"), (4, 0, 5, "email"), (4, 5, 9, "pw")]
+
+
+def test_an_e_mail_as_the_actor_gets_the_e_mail_mask(tmp_path):
+    log = tmp_path / "app.jsonl"
+    log.write_text(json.dumps({"ts": "2024-03-11T10:00:00Z", "user": "zyx.canary1@example.com",
+                               "url": "https://api.openai.com/v1/chat/completions"}) + "\n")
+    db = tmp_path / "a.duckdb"
+    scan_paths([str(log)], db)
+    assert _q(db, "SELECT actor_masked FROM events") == [("z***@e******.com",)]

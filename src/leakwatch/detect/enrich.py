@@ -34,7 +34,7 @@ from leakwatch._core import ScanResult
 from leakwatch.detect import salesforce as sfmap
 from leakwatch.detect.egress import Registry, extract_host
 from leakwatch.detect.context import data_like_key, normalize_field
-from leakwatch.detect.mask import mask_generic, mask_name, mask_shape
+from leakwatch.detect.mask import mask_email, mask_generic, mask_name, mask_shape
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources import formats
 from leakwatch._core.rows import compact_records
@@ -269,8 +269,10 @@ class Enricher:
                 norm = user
                 if len(user) == 15 and _SFID15.match(user):
                     norm = sfmap.to_18(user)  # USER_ID (15) and USER_ID_DERIVED (18) are one actor
-                actor = (keyed_hash(self.key, norm.encode("utf-8", "replace")),
-                         mask_generic(norm.encode("utf-8", "replace")))
+                raw = norm.encode("utf-8", "replace")
+                # An e-mail as the user (API Gateway, app logs) gets the e-mail mask: the generic
+                # one keeps 2 characters at each end and the exact length.
+                actor = (keyed_hash(self.key, raw), mask_email(raw) if b"@" in raw else mask_generic(raw))
                 if len(self._actors) < 100_000:
                     self._actors[user] = actor
             r.actor_hash, r.actor_masked = actor
