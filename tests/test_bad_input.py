@@ -545,3 +545,22 @@ def test_a_file_truncated_during_the_scan_is_not_recorded_complete(tmp_path, que
     assert query(db, "SELECT status FROM sources") == [("error",)]
     assert query(db, "SELECT kind FROM scan_errors") == [("changed",)]
     assert query(db, "SELECT count(*) FROM findings")[0][0] >= 1
+
+
+def test_an_unchanged_file_reports_its_problems_again(tmp_path, cli, query, monkeypatch):
+    """A re-run skips an unchanged file, but what was wrong with it still is: same message,
+    same exit code (2), recorded for the new scan too. Paths given relative are recorded
+    absolute, like the file's row in `sources`."""
+    monkeypatch.chdir(tmp_path)
+    Path("long.log").write_bytes(f"mail={EMAIL} ".encode() + b"x" * (9 << 20) + b"\n")
+    db = tmp_path / "lw.duckdb"
+    rcs, errs = [], []
+    for _ in range(2):
+        r = cli("scan", "long.log", "--db", db)
+        rcs.append(r.rc)
+        errs.append(input_error_lines(r.err))
+    assert rcs == [2, 2]
+    assert errs[0][0].startswith("leakwatch: input error: long.log:1: line longer than")
+    assert errs[1][0].startswith(errs[0][0]) and errs[1][0].endswith("(unchanged since an earlier scan)")
+    assert query(db, "SELECT scan_id, source_path, kind FROM scan_errors ORDER BY error_id") == [
+        (1, str(tmp_path / "long.log"), "long_line"), (2, str(tmp_path / "long.log"), "long_line")]

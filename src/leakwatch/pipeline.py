@@ -290,10 +290,16 @@ def scan_paths(
                 fr = FileResult(f.path)
                 results.append(fr)
                 stored_path = storable_path(os.path.abspath(f.path))
-                counts = None if rescan else store.unchanged_counts(stored_path, f.size, f.mtime_ns, rhash)
-                if counts is not None:
+                found = None if rescan else store.unchanged(stored_path, f.size, f.mtime_ns, rhash)
+                if found is not None:
+                    counts, earlier = found
                     fr.status = "unchanged"
                     fr.findings = tally.add_counts(counts)
+                    # What that scan found wrong with the file is still so: reported (and
+                    # recorded for this scan) again, so the exit code does not change on a re-run.
+                    fr.problems.extend(InputProblem(f.path, kind, f"{msg} (unchanged since an earlier scan)", line)
+                                       for line, kind, msg in earlier)
+                    _record_problems(store, scan_id, fr)
                     advance(f.size, f.path)
                     continue
                 stats = ReadStats()
@@ -796,8 +802,9 @@ class _Tally:
 
 
 def _record_problems(store: Store, scan_id: int, fr: FileResult) -> None:
+    # Stored under the absolute path, as the file's row in `sources` is.
     for p in fr.problems:
-        store.add_error(scan_id, p.path, p.line, p.kind, p.message)
+        store.add_error(scan_id, os.path.abspath(p.path), p.line, p.kind, p.message)
 
 
 # Optional keys of a JSON line, present when the record's format or destination gave them.

@@ -476,19 +476,32 @@ class Store:
                          rules_hash: str) -> list[tuple[str, str, int, int]] | None:
         """For a file already scanned to completion with the same size, mtime and rules: the
         (entity, severity, severity_rank, findings) counts of that scan; None if it must be scanned."""
+        found = self.unchanged(path, size, mtime_ns, rules_hash)
+        return None if found is None else found[0]
+
+    def unchanged(self, path: str | Path, size: int, mtime_ns: int, rules_hash: str
+                  ) -> tuple[list[tuple[str, str, int, int]], list[tuple[int | None, str, str]]] | None:
+        """:meth:`unchanged_counts`, and the input problems that scan recorded for the file
+        ((line, kind, message): a 50 MB line is still there, so a re-run reports it again and
+        exits the same way); None if the file must be scanned."""
         try:
             row = self.con.execute(
                 """
-                SELECT s.entity_counts FROM sources s JOIN scans c USING (scan_id)
+                SELECT s.entity_counts, s.scan_id FROM sources s JOIN scans c USING (scan_id)
                 WHERE s.path = ? AND s.size = ? AND s.mtime_ns = ? AND c.rules_hash = ?
                   AND s.status = 'ok' AND s.finished_at IS NOT NULL AND s.entity_counts IS NOT NULL
                 ORDER BY s.source_id DESC LIMIT 1
                 """,
                 [storable_path(path), size, mtime_ns, rules_hash],
             ).fetchone()
+            if row is None:
+                return None
+            problems = self.con.execute(
+                "SELECT line, kind, message FROM scan_errors WHERE scan_id = ? AND source_path = ? ORDER BY error_id",
+                [row[1], storable_path(path)]).fetchall()
         except duckdb.Error as e:
             raise StoreError(f"{self._path}: cannot look up earlier scans of {path}: {e}") from e
-        return None if row is None else [tuple(c) for c in json.loads(row[0])]
+        return [tuple(c) for c in json.loads(row[0])], [tuple(p) for p in problems]
 
     def add_error(self, scan_id: int, source_path: str | Path | None, line: int | None, kind: str, message: str) -> None:
         """Record an input problem (unreadable file, truncated gzip, binary data, huge line, bad rule…)."""
