@@ -52,6 +52,7 @@ def test_ctrl_c_exits_130_and_keeps_stored_findings(tmp_path):
     con.close()
     assert status == [("interrupted",)]
     assert 0 < done < 40
+    assert f"leakwatch: interrupted: {done} file(s) finished" in err.decode()  # said, not only as 130
     # Every finished file holds all of its leaks (one in 50 lines).
     assert stored >= done * (6 * (1 << 20) // (len(LINE) * 49 + len(LEAK)))
 
@@ -103,4 +104,24 @@ def test_ctrl_c_inside_one_big_file_stops_promptly_and_marks_it_incomplete(tmp_p
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT status FROM scans").fetchall() == [("interrupted",)]
     assert con.execute("SELECT status FROM sources").fetchall() == [("error",)]
+    con.close()
+
+
+def test_jsonl_reader_going_away_stops_the_scan_and_keeps_the_findings(tmp_path):
+    """`leakwatch scan … --jsonl - | head -1`: exit 130 with a message on stderr; the file is
+    closed as an error (not left "running"), the scan as interrupted, the findings stored."""
+    log = tmp_path / "many.log"
+    log.write_text("".join(f"user mail=u{i}@example.com\n" for i in range(200_000)))
+    db = tmp_path / "lw.duckdb"
+    p = subprocess.Popen([sys.executable, "-m", "leakwatch", "scan", str(log), "--db", str(db), "--jsonl", "-"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()  # like head -1
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 130, err
+    assert "broken pipe" in err
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT status FROM scans").fetchall() == [("interrupted",)]
+    assert con.execute("SELECT status FROM sources").fetchall() == [("error",)]
+    assert con.execute("SELECT count(*) FROM findings").fetchone()[0] > 0
     con.close()

@@ -6,6 +6,7 @@ them here, in one place.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import stat
@@ -157,10 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         print("leakwatch: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
-        # The reader of our output went away (`leakwatch scan … --jsonl - | head`): stop quietly;
-        # what was stored stays stored.
+        # The reader of our output went away (`leakwatch scan … --jsonl - | head`): stop; what
+        # was stored stays stored. Said on stderr, which is still open.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        with contextlib.suppress(OSError):
+            print("leakwatch: stopped: the reader of the output went away (broken pipe); what was found "
+                  "so far is stored", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except Exception:  # noqa: BLE001 - the one place that turns a bug into exit code 70
         import traceback
@@ -232,6 +236,10 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
     if not args.quiet:
         print_summary(summary, out, fail_on=args.fail_on)
     if summary.interrupted:
+        done = sum(1 for f in summary.files if f.status in ("ok", "unchanged"))
+        err.print(f"leakwatch: interrupted: {done} file(s) finished, the file being read is marked 'error', "
+                  "files after it were not scanned; what was found is stored. Run the same command again to "
+                  "finish (unchanged files are skipped).", markup=False, emoji=False, soft_wrap=True)
         return ExitCode.INTERRUPTED
     if summary.input_errors:
         return ExitCode.INPUT_ERROR

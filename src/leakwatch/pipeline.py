@@ -372,18 +372,29 @@ def scan_paths(
                     job.result.status = "error"
                     store.finish_source(job.source_id, "error", job.result.records, job.result.findings, None,
                                         "interrupted before the end of the file")
-        except BaseException:
-            # Anything unexpected (a closed stdout under --jsonl -, a full disk): record the scan
-            # as failed before the error goes up; what was stored stays stored.
+        except BaseException as exc:
+            # Anything unexpected (a closed stdout under --jsonl -, a full disk): store what was
+            # found, close the open files as errors and the scan as interrupted (the reader of
+            # our output went away, a second Ctrl-C) or failed, then let the error go up.
             stop.requested = True
             pool.shutdown(wait=False, cancel_futures=True)
+            stopped = isinstance(exc, (BrokenPipeError, KeyboardInterrupt))
+            why = ("the reader of the output went away (broken pipe)" if isinstance(exc, BrokenPipeError)
+                   else "interrupted" if isinstance(exc, KeyboardInterrupt) else f"scan failed: {type(exc).__name__}")
             for job in open_jobs:
+                if job.finished:
+                    continue
                 with contextlib.suppress(Exception):
-                    _flush(store, scan_id, job, tally, jsonl)
+                    # Not to --jsonl again if that is what broke: the findings still go to the database.
+                    _flush(store, scan_id, job, tally, None if isinstance(exc, BrokenPipeError) else jsonl)
+                with contextlib.suppress(Exception):
                     _wait_events(job)
+                with contextlib.suppress(Exception):
+                    store.finish_source(job.source_id, "error", job.result.records, job.result.findings, None,
+                                        f"{why} before the end of the file")
             with contextlib.suppress(Exception):
-                store.finish_scan(scan_id, "failed", n_files=len(results), n_bytes=sum(fr.bytes for fr in results),
-                                  n_records=sum(fr.records for fr in results))
+                store.finish_scan(scan_id, "interrupted" if stopped else "failed", n_files=len(results),
+                                  n_bytes=sum(fr.bytes for fr in results), n_records=sum(fr.records for fr in results))
             raise
         finally:
             stop.restore()
