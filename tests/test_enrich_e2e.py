@@ -329,3 +329,22 @@ def test_an_e_mail_as_the_actor_gets_the_e_mail_mask(tmp_path):
     db = tmp_path / "a.duckdb"
     scan_paths([str(log)], db)
     assert _q(db, "SELECT actor_masked FROM events") == [("z***@e******.com",)]
+
+
+def test_the_callers_address_and_id_do_not_flow_to_the_ai_endpoint(tmp_path):
+    """A record names where the call went; its caller's IP and user id describe the call and
+    were not sent. A callout row of an EventLogFile sends only its URL."""
+    log = tmp_path / "gw.jsonl"
+    log.write_text(json.dumps({"requestTime": "2024-03-11T10:00:00Z", "ip": "203.0.113.9", "userId": "0055j00000AT6I1AAL",
+                               "url": "https://api.anthropic.com/v1/messages?email=max.mustermann%40example.de"}) + "\n")
+    elf = tmp_path / "ApexCallout.csv"
+    elf.write_text('"EVENT_TYPE","TIMESTAMP","USER_ID","URI_ID_DERIVED","URL","TIMESTAMP_DERIVED"\n'
+                   '"ApexCallout","20240311100200.500","0055j00000BX9K2","0035j00000AbCdEAAZ",'
+                   '"https://api.openai.com/v1/x?phone=%2B442079460958","2024-03-11T10:02:00.500Z"\n')
+    db = tmp_path / "g.duckdb"
+    scan_paths([str(log), str(elf)], db)
+    got = {(r[0], r[1]): r[2] for r in _q(db, "SELECT rule_id, field_path, dest_host FROM findings")}
+    assert got[("ipv4_public", "ip")] is None
+    assert got[("email", "url")] == "api.anthropic.com"
+    assert got[("sf_record_id", "URI_ID_DERIVED")] is None
+    assert got[("phone_e164", "URL")] == "api.openai.com"

@@ -458,7 +458,7 @@ class Enricher:
             ts[i] = r.ts
             cols["format"][i] = r.fmt
             cols["actor_hash"][i] = r.actor_hash
-            if r.dest is not None:
+            if r.dest is not None and _sent_with_call(r.fmt, path):
                 d = r.dest
                 cols["dest_host"][i] = r.dest_host
                 cols["dest_vendor"][i] = d.vendor
@@ -603,6 +603,29 @@ def _offer_json(col: AttrCollector, obj: dict, depth: int) -> None:
                         _offer_json(col, item, depth + 1)
         elif isinstance(v, (int, float)) and not isinstance(v, bool) and key in KEY_ROLES:
             col.offer(key, str(v), depth)
+
+
+# Fields that describe the call rather than travel with it: who made it and from where. A
+# client address or the caller's id in an access log is not sent to the AI endpoint the record
+# names, so a finding there gets no destination (and no residency flag).
+_CALLER_FIELDS = frozenset({
+    "ip", "sourceip", "clientip", "remoteip", "remoteaddr", "clientaddress", "callerip", "requestip",
+    "fwd", "xforwardedfor", "forwardedfor", "cip", "userip", "clientipaddress", "sourceipaddress",
+    "userid", "useridderived", "username", "caller", "principalid", "sessionkey", "loginkey",
+    "uriidderived", "organizationid", "requestid",
+})
+
+
+def _sent_with_call(fmt: str | None, path: str | None) -> bool:
+    """Whether a finding in field ``path`` of a record that names an AI destination went there
+    with the call. An EventLogFile row describes a callout (only its URL is sent); elsewhere the
+    caller's address and id are the record's, not the payload's."""
+    if not path:
+        return True  # free text of the record: it may well be what was sent
+    last = normalize_field(path).rsplit(".", 1)[-1]
+    if fmt == "eventlogfile":
+        return last in ("url", "uri", "endpoint")
+    return last not in _CALLER_FIELDS
 
 
 def marks_have(marks, kind: str) -> bool:
