@@ -1097,3 +1097,20 @@ def test_combined_quoted_strings_unrolled_equal_the_plain_pattern(parts, tail):
         a = re.compile(_Q).match(line, pos)
         b = re.compile(_Q_REFERENCE).match(line, pos)
         assert (a and a.span(1)) == (b and b.span(1))
+
+
+def test_text_lines_and_python_logging_json_keep_their_time(tmp_path):
+    from leakwatch.pipeline import scan_paths
+    from helpers import read_rows
+
+    text = tmp_path / "app.log"
+    text.write_text("2024-03-11 17:00:00,123 INFO signup mail=jane.doe@example.com\n"
+                    "[2024-03-11T17:00:01Z] retry mail=jane.doe@example.com\n"
+                    "no time here mail=jane.doe@example.com\n")
+    js = tmp_path / "py.jsonl"
+    js.write_text('{"asctime": "2024-03-11 17:00:02,500", "levelname": "INFO", "msg": "to ann@example.com"}\n')
+    db = tmp_path / "t.duckdb"
+    scan_paths([str(text), str(js)], db)
+    got = read_rows(db, "SELECT epoch_ms(ts) FROM findings ORDER BY source_path, line")
+    base = 1710176400000  # 2024-03-11T17:00:00Z
+    assert got == [(base + 123,), (base + 1000,), (None,), (base + 2500,)]

@@ -190,7 +190,7 @@ URL_KEYS: dict[str, int] = {
 TS_KEYS: dict[str, int] = {
     "timestampderived": 0, "timestamp": 1, "ts": 2, "time": 2, "datetime": 2, "eventtime": 2,
     "requesttime": 2, "logtime": 3, "requesttimeepoch": 4, "date": 5, "createdat": 6, "createddate": 6,
-    "edgestarttimestamp": 2,
+    "edgestarttimestamp": 2, "asctime": 3,  # asctime: Python logging's JSON formatters
 }
 _ABSOLUTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S")
 _EMPTY_VALUES = frozenset(("", "-", "null", "None"))

@@ -291,7 +291,17 @@ class RegexParser(RecordParser):
         return rec
 
 
+_LEADING_TS = re.compile(rb"\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?)[\] ]")
+
+
 class TextParser(RecordParser):
-    """Fallback: no fields, no timestamp (callers use their ``field_before`` heuristic)."""
+    """Fallback: no fields (callers use their ``field_before`` heuristic); the timestamp when
+    the line starts with an ISO 8601 one (``2024-03-11 17:00:00,123 INFO …``, ``[2024-…Z]``)."""
 
     name = "text"
+
+    def _parse(self, line: bytes) -> ParsedRecord:
+        m = _LEADING_TS.match(line)
+        if m is None:
+            return ParsedRecord()
+        return ParsedRecord(ts=parse_timestamp(m.group(1).decode("ascii")))
