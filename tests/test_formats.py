@@ -1114,3 +1114,22 @@ def test_text_lines_and_python_logging_json_keep_their_time(tmp_path):
     got = read_rows(db, "SELECT epoch_ms(ts) FROM findings ORDER BY source_path, line")
     base = 1710176400000  # 2024-03-11T17:00:00Z
     assert got == [(base + 123,), (base + 1000,), (None,), (base + 2500,)]
+
+
+def test_query_parameters_in_json_paths_and_referers_are_fields(tmp_path):
+    """An API Gateway path, a JSON url and an access log's referer name the query parameter a
+    value sits in, like the request line does (query.email → Contact.Email)."""
+    from leakwatch.pipeline import scan_paths
+    from helpers import read_rows
+
+    gw = tmp_path / "gw.jsonl"
+    gw.write_text('{"requestTime":"11/Mar/2024:10:00:00 +0000","httpMethod":"GET",'
+                  '"path":"/prod/v1/assist?email=max.mustermann%40example.de&lang=de","status":"200"}\n')
+    ng = tmp_path / "access.log"
+    ng.write_text('203.0.113.9 - - [11/Mar/2024:10:00:00 +0000] "GET /cart HTTP/1.1" 200 512 '
+                  '"https://shop.example.com/checkout?email=ref.user@example.com&step=2" "Mozilla/5.0"\n')
+    db = tmp_path / "q.duckdb"
+    scan_paths([str(gw), str(ng)], db)
+    got = read_rows(db, "SELECT field_path, sf_object, sf_field FROM findings WHERE entity = 'EMAIL_ADDRESS' "
+                        "ORDER BY source_path")
+    assert got == [("referer.query.email", "Contact", "Email"), ("path.query.email", "Contact", "Email")]

@@ -30,6 +30,7 @@ from leakwatch.sources.formats._record import (
     ParsedRecord,
     RecordParser,
     norm_key,
+    query_fields,
 )
 
 _WS = re.compile(rb"[ \t\n\r]*")
@@ -523,6 +524,23 @@ def leaves_to_record(leaves: list[Leaf], rec: ParsedRecord, collector: AttrColle
     return col
 
 
+# String fields holding a URL or a request target whose query string is split into fields of
+# its own (`path.query.email`), as the access-log readers do for the request line: a value's
+# field is then its parameter, which maps to a Salesforce field (Contact.Email).
+_QUERY_HOLDERS = frozenset({"path", "resourcepath", "requestpath", "uri", "requesturi", "url", "requesturl",
+                            "referer", "referrer", "href", "endpoint", "target", "clientrequesturi"})
+
+
+def _add_query_fields(rec: ParsedRecord, line: bytes) -> None:
+    extra = []
+    for path, s, e in rec.fields:
+        if e - s > 2 and norm_key(path.rsplit(".", 1)[-1]) in _QUERY_HOLDERS:
+            q = line.find(b"?", s, e)
+            if q >= 0:
+                extra += query_fields(line, q + 1, e, prefix=f"{path}.query.")
+    rec.fields += extra
+
+
 class JsonParser(RecordParser):
     """``jsonl`` and ``apigw``: one JSON value per line (API Gateway keys map through the shared
     attribute table: ``user``/``caller``, ``httpMethod``, ``resourcePath``/``routeKey``,
@@ -533,7 +551,11 @@ class JsonParser(RecordParser):
 
     def _parse(self, line: bytes) -> ParsedRecord:
         rec = fast_record(line)
-        return rec if rec is not None else self._parse_slow(line)
+        if rec is None:
+            rec = self._parse_slow(line)
+        if b"?" in line:
+            _add_query_fields(rec, line)
+        return rec
 
     def _parse_slow(self, line: bytes) -> ParsedRecord:
         """The walker's record of ``line``: what :func:`fast_record` gives where it applies, and

@@ -211,6 +211,9 @@ class CombinedParser(RecordParser):
             col.offer("user", m.group(3).decode("utf-8", "replace"))
         if m.start(8) >= 0:
             f += [("referer", *m.span(8)), ("user_agent", *m.span(9))]
+            q = line.find(b"?", *m.span(8))
+            if q >= 0:
+                f += query_fields(line, q + 1, m.end(8), prefix="referer.query.")
         rec.ts = parse_timestamp(m.group(4))
         pos, n, k = m.end(), len(line.rstrip()), 0
         while pos < n:
