@@ -345,6 +345,6 @@ def test_the_callers_address_and_id_do_not_flow_to_the_ai_endpoint(tmp_path):
     scan_paths([str(log), str(elf)], db)
     got = {(r[0], r[1]): r[2] for r in _q(db, "SELECT rule_id, field_path, dest_host FROM findings")}
     assert got[("ipv4_public", "ip")] is None
-    assert got[("email", "url")] == "api.anthropic.com"
+    assert got[("email", "url.query.email")] == "api.anthropic.com"
     assert got[("sf_record_id", "URI_ID_DERIVED")] is None
     assert got[("phone_e164", "URL")] == "api.openai.com"
