@@ -106,13 +106,13 @@ async def test_first_page_fits_the_terminal_and_is_what_the_query_returns(tui):
         screen = await open_findings(pilot)
         table = screen.query_one(FindingsTable)
         n_all = data.count(app.store.con)
-        assert n_all == 32
+        assert n_all == 31  # the x-api-key Anthropic key is one finding (anthropic_api_key), not two
         # One page, as many rows as fit: never the whole list.
         assert 0 < table.row_count == table.visible_rows < n_all
         want = expected(app, limit=table.row_count)
         assert shown_ids(screen) == [r[0] for r in want.rows]
         assert screen.total == n_all
-        assert f"1–{table.row_count} of 32" in screen_text(app)
+        assert f"1–{table.row_count} of 31" in screen_text(app)
         assert_no_raw(app)
 
 
@@ -127,7 +127,7 @@ async def test_paging_with_keys(tui):
         await settle(pilot)
         second = expected(app, after=first.last_key, limit=per)
         assert shown_ids(screen) == [r[0] for r in second.rows]
-        assert f"{per + 1}–{2 * per} of 32" in screen_text(app)
+        assert f"{per + 1}–{2 * per} of 31" in screen_text(app)
         # Moving down past the last row reads the next page; the cursor lands on its first row.
         table = screen.query_one(FindingsTable)
         for _ in range(per):
@@ -160,7 +160,7 @@ async def test_paging_with_keys(tui):
         await settle(pilot)
         last = data.last_page(app.store.con, None, "severity", limit=per)
         assert shown_ids(screen) == [r[0] for r in last.rows] and not screen.page.has_next
-        assert f"{32 - per + 1}–32 of 32" in screen_text(app)
+        assert f"{31 - per + 1}–31 of 31" in screen_text(app)
         await pilot.press("pagedown")  # nothing after the end
         await settle(pilot)
         assert shown_ids(screen) == [r[0] for r in last.rows]
