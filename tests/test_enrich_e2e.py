@@ -348,3 +348,19 @@ def test_the_callers_address_and_id_do_not_flow_to_the_ai_endpoint(tmp_path):
     assert got[("email", "url.query.email")] == "api.anthropic.com"
     assert got[("sf_record_id", "URI_ID_DERIVED")] is None
     assert got[("phone_e164", "URL")] == "api.openai.com"
+
+
+def test_a_mule_error_of_a_call_is_not_a_second_call(tmp_path):
+    head = ("{level}  2024-03-11 09:10:0{s},522 [[MuleRuntime].uber.06: [sfdc-sync].flow.CPU_LITE @609e2cfb] "
+            "[processor: sfdc-sync-flow/processors/4; event: {ev}] {logger}: ")
+    log = tmp_path / "mule-app.log"
+    log.write_text(
+        head.format(level="INFO", s=1, ev="e33bb7ed-0001", logger="org.mule.runtime.core.internal.processor."
+                    "LoggerMessageProcessor") + "POST https://api.openai.com/v1/embeddings\n"
+        + head.format(level="ERROR", s=2, ev="e33bb7ed-0001", logger="org.mule.runtime.core.internal.exception."
+                      "OnErrorPropagateHandler") + "HTTP POST on resource 'https://api.openai.com/v1/embeddings' failed\n"
+        + head.format(level="INFO", s=3, ev="e33bb7ed-0002", logger="org.mule.runtime.core.internal.processor."
+                      "LoggerMessageProcessor") + "POST https://api.openai.com/v1/embeddings\n")
+    db = tmp_path / "m.duckdb"
+    scan_paths([str(log)], db)
+    assert _q(db, "SELECT line, kind FROM events ORDER BY line") == [(1, "ai_call"), (3, "ai_call")]

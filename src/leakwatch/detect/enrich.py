@@ -72,6 +72,7 @@ class FileContext:
     _header_ids: dict = field(default_factory=dict)
     parse_problems: int = 0
     problem_samples: list[tuple[int, str]] = field(default_factory=list)
+    calls_seen: set = field(default_factory=set)  # Mule (correlation id, host) of AI calls met
 
     def header_id(self) -> int:
         """Index (in ``headers``) of the EventLogFile header now in effect."""
@@ -524,7 +525,7 @@ class Enricher:
                             self._dest_from_marker(r, mi)
                             if r.dest is not None:
                                 break
-                if r.dest is not None:
+                if r.dest is not None and not self._same_call_again(fctx, r):
                     out.append(self._event(fctx, r, line_no, "ai_call", attrs))
             if M_ELF_EVENT in kinds:
                 kind = ELF_EVENT_KINDS.get(attrs.get("event_type", ""))
@@ -535,6 +536,26 @@ class Enricher:
                 if any(rx.search(path) for rx in self.cdn_rx):
                     out.append(self._event(fctx, r, line_no, "cdn_ai", attrs))
         return out
+
+    @staticmethod
+    def _same_call_again(fctx: FileContext, r: _Record) -> bool:
+        """Whether a Mule record is the error or warning of an AI call an earlier line of the same
+        Mule event (correlation id) already made to the same host ("HTTP POST on resource
+        'https://api.openai.com/…' failed" after the logger's "POST https://api.openai.com/…"):
+        one call, not two. Two INFO lines of one event are two calls."""
+        if r.fmt != "mule":
+            return False
+        spans = {name: (s, e) for name, s, e in r.parsed.fields if name in ("level", "event")}
+        if "event" not in spans:
+            return False
+        key = (r.line[slice(*spans["event"])], r.dest_host)
+        level = r.line[slice(*spans["level"])] if "level" in spans else b""
+        if level in (b"ERROR", b"WARN") and key in fctx.calls_seen:
+            return True
+        if len(fctx.calls_seen) > 100_000:
+            fctx.calls_seen.clear()
+        fctx.calls_seen.add(key)
+        return False
 
     def _dest_from_marker(self, r: _Record, mi: int) -> None:
         """The destination of a record by the host that marker ``mi`` found in its text. The
