@@ -150,6 +150,11 @@ def test_safe_path_masks_identifier_segments_of_url_paths():
     assert _path_of({"url": "https://api.openai.com/v1/chat/completions?x=1"}, prefer_url=True) == "/v1/chat/completions"
     assert _path_of({"path": "/users/jane.doe@example.com/orders/123456"}) == "/users/*/orders/*"
     assert _path_of({"path": "/a/" + "k" * 40 + "/b"}) == "/a/*/b"
+    # A report's id (00O…) says which report was exported; a Contact's id (003…) is a person's.
+    assert _path_of({"path": "/00O5j000004XyZa?export=1"}) == "/00O5j000004XyZa"
+    assert _path_of({"path": "/lightning/r/Report/00O5j000004XyZaEAK/view"}) == "/lightning/r/Report/00O5j000004XyZaEAK/view"
+    assert _path_of({"path": "/u/jane@example.com/00O5j000004XyZa"}) == "/u/*/00O5j000004XyZa"
+    assert _path_of({"path": "/lightning/r/Contact/0035j00000AbCdEAAZ/view"}) == "/lightning/r/Contact/*/view"
 
 
 def test_url_encoded_values_hash_and_mask_like_plain_ones():

@@ -702,6 +702,8 @@ _PII_SEGMENT = re.compile(PII_SEGMENT_RX)
 # (~17 µs for a 60-byte URL path). The tests hold the shortcut to the full pattern.
 _PII_SEGMENT_NEEDS = re.compile(r"@|%40|[0-9]{5}|[A-Za-z0-9_+=-]{33}")
 _SAFE_PATHS: dict[str, str] = {}
+_REPORT_ID = re.compile(r"(?:00O|01Z)[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?")
+_REPORT_ID_IN = re.compile(r"(?:^|/)(?:00O|01Z)[0-9A-Za-z]{12}")
 
 
 _HEADER_FORMATS = frozenset({"csv", "eventlogfile", "w3c"})
@@ -732,7 +734,14 @@ def safe_path(path: str | None) -> str | None:
         return None
     out = _SAFE_PATHS.get(path)
     if out is None:
-        out = _PII_SEGMENT.sub("*", path) if _PII_SEGMENT_NEEDS.search(path) else path
+        if not _PII_SEGMENT_NEEDS.search(path):
+            out = path
+        elif _REPORT_ID_IN.search(path):
+            # A report's or dashboard's record id (00O…, 01Z…) names what was exported, not a
+            # person: a responder needs it to find the report. Other segments as usual.
+            out = "/".join(seg if _REPORT_ID.fullmatch(seg) else _PII_SEGMENT.sub("*", seg) for seg in path.split("/"))
+        else:
+            out = _PII_SEGMENT.sub("*", path)
         if len(_SAFE_PATHS) < 16_384:
             _SAFE_PATHS[path] = out
     return out
