@@ -288,7 +288,7 @@ def test_merge_carries_notices_facts_and_steps_and_refuses_a_closed_target(scann
     db, _ = scanned
     with Store.open(db) as s:
         oa, an = _two_incidents(s)
-        sent = datetime.now(UTC) - timedelta(minutes=5)
+        sent = datetime.now(UTC)  # after awareness (a notice cannot go out before it)
         book.record_notice(s, an, "gdpr-33", "gdpr-33", sent_at=sent, actor="dpo", deadline_id="notify")
         book.set_fact(s, an, "likely_consequences", "phishing", actor="dpo")
         book.set_step(s, an, "ai-egress-pii-leak", "stop-flow", "in_progress", actor="eng")
@@ -302,3 +302,17 @@ def test_merge_carries_notices_facts_and_steps_and_refuses_a_closed_target(scann
         book.set_status(s, other, "closed", actor="dpo", reason="false positive")
         with pytest.raises(IncidentError, match="is closed"):
             book.merge(s, other, [oa], actor="lead")
+
+
+def test_a_notice_cannot_be_recorded_as_sent_before_awareness(scanned, cli):
+    """A notice "sent" before anyone knew of the breach would mark the deadline met; and a
+    deadline id the regime does not have is refused, naming the ones it has."""
+    db, _ = scanned
+    with Store.open(db) as s:
+        oa, _ = _two_incidents(s)
+        aware = book.build_facts(s.con, oa).awareness
+        with pytest.raises(IncidentError, match="before the incident's awareness"):
+            book.record_notice(s, oa, "gdpr-33", "gdpr-33", sent_at=aware - timedelta(days=1), actor="dpo")
+        assert book.build_facts(s.con, oa).notices_sent == {}
+    r = cli("incidents", "--db", db, "notice-sent", oa, "--regime", "nis2", "--deadline", "nosuch", "--reference", "X3")
+    assert r.rc == 2 and "no such deadline" in r.err and "early-warning" in r.err

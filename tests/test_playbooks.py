@@ -229,11 +229,15 @@ def test_step_conditions(shipped):
     assert step_applies(ew, PROMPT_INCIDENT, set(), yes) is True
     assert step_applies(ew, PROMPT_INCIDENT, set(), no) is False
     assert step_applies(ew, PROMPT_INCIDENT, set(), unknown) is None
-    notif = pb.step("nis2-notification")  # all: [regime_applies nis2, step_done nis2-early-warning]
-    assert step_applies(notif, PROMPT_INCIDENT, set(), yes) is False
-    assert step_applies(notif, PROMPT_INCIDENT, {"nis2-early-warning"}, yes) is True
-    assert step_applies(notif, PROMPT_INCIDENT, set(), unknown) is False  # false wins over unknown in all
-    assert step_applies(notif, PROMPT_INCIDENT, {"nis2-early-warning"}, unknown) is None
+    subj = pb.step("notify-subjects")  # all: [regime_applies gdpr-34, step_done risk-assessment]
+    assert step_applies(subj, PROMPT_INCIDENT, set(), yes) is False
+    assert step_applies(subj, PROMPT_INCIDENT, {"risk-assessment"}, yes) is True
+    assert step_applies(subj, PROMPT_INCIDENT, set(), unknown) is False  # false wins over unknown in all
+    assert step_applies(subj, PROMPT_INCIDENT, {"risk-assessment"}, unknown) is None
+    # The NIS2 notification and final report are owed whether or not the early warning went out.
+    for sid in ("nis2-notification", "nis2-final-report"):
+        assert step_applies(pb.step(sid), PROMPT_INCIDENT, set(), yes) is True
+        assert step_applies(pb.step(sid), PROMPT_INCIDENT, set(), no) is False
     sf = pb.step("disable-salesforce-integration")
     assert step_applies(sf, PROMPT_INCIDENT, set(), no) is True
     assert step_applies(sf, facts(systems=("heroku",)), set(), no) is False

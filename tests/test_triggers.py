@@ -220,8 +220,8 @@ def test_a_recorded_notice_stops_deadline_notifications(tmp_path, scanned):
     with Store.open(scanned) as store:
         iid = pii_incident(store, cfg)
         due = _gdpr33_due(store, cfg, iid)
-        book.record_notice(store, iid, "gdpr-33", "gdpr-33", deadline_id="notify", sent_at=T0 + timedelta(hours=2),
-                           actor="dpo", now=T0 + timedelta(hours=2))
+        sent = book.build_facts(store.con, iid).awareness + timedelta(hours=2)  # after awareness, before the deadline
+        book.record_notice(store, iid, "gdpr-33", "gdpr-33", deadline_id="notify", sent_at=sent, actor="dpo", now=sent)
         assert triggers.fire_deadlines(store, cfg, now=due - timedelta(hours=1)) == 0
         assert triggers.fire_deadlines(store, cfg, now=due + timedelta(hours=1)) == 0
         assert outbox_rows(store) == []

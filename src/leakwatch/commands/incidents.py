@@ -416,7 +416,12 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
         elif action == "notice-sent":
             at = _parse_time(args.at, "--at") if args.at else now
             regimes = _regimes(args)
-            regimes.get(args.regime)  # unknown regime → error listing the valid ones
+            regime = regimes.get(args.regime)  # unknown regime → error listing the valid ones
+            if args.deadline is not None:
+                ids = [d.id for d in regime.deadlines]
+                if args.deadline not in ids:
+                    raise UsageError(f"--deadline {args.deadline!r}: {args.regime} has no such deadline "
+                                     f"(its deadlines: {', '.join(ids)})")
             nid = book.record_notice(store, args.id, args.regime, args.kind or args.regime, sent_at=at, actor=actor,
                                      deadline_id=args.deadline, reference=args.reference, now=now)
             print(f"incident {args.id}: notice {nid} for {args.regime} recorded as sent {fmt_time(at, zone)}")

@@ -684,6 +684,14 @@ def record_notice(store, incident_id: int, regime_id: str, kind: str, *, sent_at
         raise IncidentError(f"sent time {sent_at.isoformat()} is in the future")
     with _tx(store, "record a sent notice") as con:
         get(con, incident_id)
+        row = con.execute("""SELECT "at" FROM incident_clocks WHERE incident_id = ? AND event = 'awareness'""",
+                          [incident_id]).fetchone()
+        if row is not None and row[0] is not None and sent_at < row[0].astimezone(UTC):
+            # A deadline counts from awareness: a notice "sent" before it is a typo, and would
+            # mark a deadline met that the real, later notice may have missed.
+            raise IncidentError(f"sent time {sent_at.isoformat()} is before the incident's awareness "
+                                f"({row[0].astimezone(UTC).isoformat()}): a notice cannot go out before "
+                                "anyone knew of the breach; check --at (or set-awareness first)")
         nid = con.execute("""INSERT INTO notices (incident_id, regime_id, kind, deadline_id, sent_at, sent_by, reference)
                              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING notice_id""",
                           [incident_id, regime_id, kind, deadline_id, sent_at, actor, reference]).fetchone()[0]
