@@ -564,3 +564,33 @@ def test_findings_alerts_and_the_detection_clock_take_the_injected_time(tmp_path
         assert clocks["detection"] == at and clocks["awareness"] == at
     finally:
         w.close()
+
+
+def test_more_files_than_the_open_file_limit_are_followed_as_far_as_it_goes(tmp_path):
+    """Each followed file holds a descriptor. Past the process's limit the watch follows what
+    fits, keeps descriptors for the database and rules, and says why the rest is not followed
+    (before: every file 'unreadable' and a rules file blamed, nothing stored)."""
+    import resource
+    import subprocess
+    import sys
+
+    import duckdb
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for i in range(300):
+        (logs / f"f{i:03d}.log").write_text(f"user mail=u{i}@example.com\n")
+    db = tmp_path / "w.duckdb"
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    p = subprocess.run([sys.executable, "-m", "leakwatch", "watch", str(logs), "--db", str(db), "--no-notify",
+                        "--once"], preexec_fn=low_limit, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "open-file limit" in p.stderr and "ulimit -n" in p.stderr
+    assert "salesforce_fields" not in p.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    n = con.execute("SELECT count(*) FROM findings").fetchone()[0]
+    con.close()
+    assert 100 <= n < 300  # as many as the limit allows, less its reserve

@@ -241,6 +241,7 @@ class Watcher:
         self.scanner: TailScanner | None = None
         self.scan_id: int | None = None
         self.files: dict[tuple[int, int], _Followed] = {}
+        self._fd_budget = 1 << 30  # how many files may be followed at once; set by open()
         self._stored: dict[tuple[int, int], tuple] | None = None  # watch_files rows not yet matched (first cycle)
         self._stored_paths: dict[str, tuple] = {}
         self._reported: set[tuple[str, str]] = set()  # (path, message) of listing problems already shown
@@ -259,6 +260,7 @@ class Watcher:
 
     def open(self) -> Self:
         """Open the database, compile the rules, record the session as a scan, load offsets."""
+        self._fd_budget = _raise_open_file_limit() - FD_RESERVE
         # The database's own defaults (no thread or memory override): a --pull-salesforce pull runs
         # on a second connection in this process, and DuckDB shares one open database between
         # connections only when their settings are the same.
@@ -432,6 +434,16 @@ class Watcher:
     def _adopt(self, path: str, st: os.stat_result, rep: CycleReport) -> None:
         """Start following a file not followed yet: resume from its stored offset where the store
         knows it (by inode, checked by its first bytes), else from its start."""
+        if len(self.files) >= self._fd_budget:
+            # Each followed file holds a descriptor (renames are followed by inode). Past the
+            # limit the database and the rules could not be opened either: follow what fits,
+            # say why the rest is not, try again next cycle.
+            if ("*", "fd-limit") not in self._reported:
+                self._reported.add(("*", "fd-limit"))
+                self._problem(rep, InputProblem(path, "unreadable", (
+                    f"not followed: {len(self.files)} files are followed, the most this process's open-file "
+                    f"limit allows; raise it (ulimit -n) or watch fewer files (--exclude)")))
+            return
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except OSError as e:
@@ -769,6 +781,27 @@ class Watcher:
                 raise
         except duckdb.Error as e:
             raise StoreError(f"{self.store.path}: cannot {what}: {e}") from e
+
+
+# Descriptors kept free for the database, its WAL, the rules and configuration files, sockets.
+FD_RESERVE = 64
+
+
+def _raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (a watched tree of 3,000
+    files needs 3,000 descriptors; 1,024 is a common default soft limit) and return it."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        want = min(want, 1 << 20)
+        if want > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        return soft
+    except (ImportError, ValueError, OSError):
+        return 1024
 
 
 def _line_offset(fd: int, offset: int) -> int:
