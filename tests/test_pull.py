@@ -2,6 +2,7 @@
 127.0.0.1, real DuckDB): login, paging, checkpoints, resumable downloads, errors, scanning."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 import hashlib
 from pathlib import Path
 
@@ -438,3 +439,22 @@ def _dt(text: str):
     from leakwatch.salesforce.pull import parse_sf_datetime
 
     return parse_sf_datetime(text)
+
+
+def test_a_file_that_failed_is_fetched_again_though_it_is_older_than_the_next_window(sim, password_env, paths, cli,
+                                                                                     query):
+    """A first run with --since 30d fails on its oldest file; a plain rerun lists the default
+    7 days only. The failed file is listed again (from its CreatedDate) and stored, instead of
+    being passed by the checkpoint for good."""
+    db, out = paths
+    now = datetime.now(timezone.utc)
+    stamp = lambda d: (now - timedelta(days=d)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    old = sim.add_event_log_file("RestApi", (now - timedelta(days=21)).strftime("%Y-%m-%d"), stamp(20), restapi_csv(2))
+    new = sim.add_event_log_file("RestApi", (now - timedelta(days=2)).strftime("%Y-%m-%d"), stamp(1), restapi_csv(2))
+    sim.fail_next(f"sobjects/EventLogFile/{old}/LogFile", 503, times=3)
+    res = cli("pull", "--db", db, "--out", out, "--since", "30d", "--retries", "1", "--no-scan")
+    assert res.rc == 4
+    res = cli("pull", "--db", db, "--out", out, "--no-scan")
+    assert res.rc == 0, res.err
+    assert dict(query(db, "SELECT log_id, status FROM pulled_files")) == {old: "stored", new: "stored"}
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(new,)]

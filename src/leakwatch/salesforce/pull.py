@@ -687,6 +687,7 @@ class PullState:
         # A filtered pull keeps its own checkpoint: moving the instance's checkpoint past files
         # of types it did not fetch would make an unfiltered run skip them for good.
         self.checkpoint_key = instance_url + (f"?EventType={','.join(types)}" if types else "")
+        self.event_types = tuple(types)
 
     def _exec(self, sql: str, params: list[Any]) -> list[tuple]:
         import duckdb
@@ -705,6 +706,19 @@ class PullState:
         rows = self._exec("SELECT last_created, last_id FROM pull_checkpoints WHERE instance = ?",
                           [self.checkpoint_key])
         return (rows[0][0], rows[0][1]) if rows else None
+
+    def earliest_failed(self) -> dt.datetime | None:
+        """CreatedDate of the oldest file of this instance (and event-type filter) that a run
+        listed but could not store: the next run lists from there even when the checkpoint is
+        later (a first run with --since 30d that failed on its oldest file, then a plain rerun
+        whose 7-day window starts after it)."""
+        sql = "SELECT min(created_date) FROM pulled_files WHERE instance = ? AND status = 'failed'"
+        params: list = [self.instance]
+        if self.event_types:
+            sql += " AND event_type IN (SELECT unnest(?))"
+            params.append(list(self.event_types))
+        rows = self._exec(sql, params)
+        return parse_sf_datetime(rows[0][0]) if rows and rows[0][0] else None
 
     def set_checkpoint(self, lf: LogFile) -> None:
         """Move the checkpoint to ``lf`` (only forward)."""
@@ -880,6 +894,9 @@ def pull(
         cp = state.checkpoint()
         result.checkpoint_before = result.checkpoint_after = cp[0] if cp else None
         start = since if since is not None else (parse_sf_datetime(cp[0]) if cp else now - DEFAULT_SINCE)
+        failed = state.earliest_failed() if since is None else None
+        if failed is not None and failed < start:
+            start = failed  # a file listed before but never stored: it is fetched again
         result.query_from = soql_datetime(start)
         try:
             result.prefixes_learned = learn_prefixes(store, client.describe_global(), instance)
