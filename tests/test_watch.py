@@ -369,8 +369,12 @@ def test_a_tail_read_twice_adds_no_finding_twice(tmp_path, logs):
     assert back > HEAD_BYTES
     import duckdb
 
+    import xxhash
+
+    # The stored tail hash goes with the offset (it is the offset's own check).
+    tail = xxhash.xxh3_64_hexdigest(log.read_bytes()[back - 64:back])
     con = duckdb.connect(str(tmp_path / "lw.duckdb"))
-    con.execute('UPDATE watch_files SET "offset" = ?, line = 20', [back])
+    con.execute('UPDATE watch_files SET "offset" = ?, line = 20, tail_hash = ?', [back, tail])
     con.close()
     w = open_watcher(tmp_path)
     try:
@@ -594,3 +598,28 @@ def test_more_files_than_the_open_file_limit_are_followed_as_far_as_it_goes(tmp_
     n = con.execute("SELECT count(*) FROM findings").fetchone()[0]
     con.close()
     assert 100 <= n < 300  # as many as the limit allows, less its reserve
+
+
+def test_a_file_rewritten_behind_an_unchanged_banner_is_read_again_after_a_restart(tmp_path):
+    """A restarted watch trusted a stored offset when the file's first KiB was unchanged; an app
+    that rewrites its log after a fixed start-up banner hid the new lines before that offset."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    banner = ("#" * 79 + "\n") * 16  # 1,280 bytes: past the head hash's 1,024
+    log = logs / "app.log"
+    db = tmp_path / "lw.duckdb"
+    cmd = [sys.executable, "-m", "leakwatch", "watch", str(logs), "--db", str(db), "--no-notify", "--once", "-v"]
+    log.write_text(banner + "".join(f"req {i} email=olduser{i}@example.com\n" for i in range(5)))
+    assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+    log.write_text(banner + "".join(f"req {i} email=newuser{i}@example.com\n" for i in range(8)))
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert "changed in place while not watched" in p.stdout + p.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    lines = [r[0] for r in con.execute("SELECT line FROM findings WHERE masked LIKE 'n%' ORDER BY line").fetchall()]
+    con.close()
+    assert lines == list(range(17, 25))  # all eight new lines, not the last three

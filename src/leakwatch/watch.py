@@ -110,6 +110,12 @@ def head_hash(fd: int, n: int) -> str:
     return xxhash.xxh3_64_hexdigest(os.pread(fd, n, 0))
 
 
+def tail_hash(fd: int, offset: int) -> str:
+    """Hash of the ``TAIL_BYTES`` before ``offset`` in the open file ``fd`` (``watch_files.tail_hash``)."""
+    n = min(TAIL_BYTES, offset)
+    return xxhash.xxh3_64_hexdigest(os.pread(fd, n, offset - n))
+
+
 @dataclass
 class Delivery:
     """A notification that left (or failed) in a cycle, with its latency where it is known."""
@@ -272,7 +278,7 @@ class Watcher:
             for err in self.scanner.rule_errors:
                 self.store.add_error(self.scan_id, err.file, err.line, "rule", str(err))
             rows = self.store.con.execute(
-                'SELECT path, device, inode, "offset", line, head_hash, size FROM watch_files').fetchall()
+                'SELECT path, device, inode, "offset", line, head_hash, size, tail_hash FROM watch_files').fetchall()
             self._stored = {(r[1], r[2]): r for r in rows if r[1] is not None and r[2] is not None}
             self._stored_paths = {r[0]: r for r in rows}
             if self.want_notify:
@@ -467,9 +473,12 @@ class Watcher:
             if by_path is not None and by_path[2] == fst.st_ino and by_path[1] != fst.st_dev:
                 row = self._stored.pop((by_path[1], by_path[2]), by_path)
         if row is not None:
-            rpath, _dev, _ino, offset, line, hh, _size = row
+            rpath, _dev, _ino, offset, line, hh, _size, th = row
             n = min(offset, HEAD_BYTES)
-            if fst.st_size >= offset and hh is not None and head_hash(fd, n) == hh:
+            # The same first bytes and, for a text file, the same bytes before the offset: what
+            # was read is still there (not rewritten in place behind an unchanged banner).
+            if (fst.st_size >= offset and hh is not None and head_hash(fd, n) == hh
+                    and (th is None or tail_hash(fd, offset) == th)):
                 s.offset, s.line, s.head = offset, line, hh
                 s.line_offset = _line_offset(fd, offset)
                 s.scanned_size = offset
@@ -568,12 +577,15 @@ class Watcher:
         return write
 
     def _write_row(self, con, s: _Followed, offset: int, line: int, hh: str | None) -> None:
+        # The bytes just before the offset (text files: the offset is a byte position in them).
+        th = tail_hash(s.fd, offset) if s.kind == "text" else None
         con.execute(
-            'INSERT INTO watch_files (path, device, inode, "offset", line, head_hash, size, updated_at) '
-            "VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp) ON CONFLICT (path) DO UPDATE SET "
+            'INSERT INTO watch_files (path, device, inode, "offset", line, head_hash, size, tail_hash, updated_at) '
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, current_timestamp) ON CONFLICT (path) DO UPDATE SET "
             'device = excluded.device, inode = excluded.inode, "offset" = excluded."offset", line = excluded.line, '
-            "head_hash = excluded.head_hash, size = excluded.size, updated_at = excluded.updated_at",
-            [s.path, s.ident[0], s.ident[1], offset, line, hh, s.size if s.size >= 0 else None])
+            "head_hash = excluded.head_hash, size = excluded.size, tail_hash = excluded.tail_hash, "
+            "updated_at = excluded.updated_at",
+            [s.path, s.ident[0], s.ident[1], offset, line, hh, s.size if s.size >= 0 else None, th])
 
     def _same_file(self, s: _Followed, size: int) -> bool:
         """Whether the bytes already read are still there (not truncated, not rewritten in place)."""

@@ -393,9 +393,16 @@ def m006_outbox_watch(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m007_watch_tail(con: duckdb.DuckDBPyConnection) -> None:
+    """``watch_files.tail_hash``: hash of the bytes just before the stored offset of a text
+    file. A restarted watch checks it like a running one does: a file rewritten in place with
+    the same first bytes (an app's fixed start-up banner) is read again from its start."""
+    con.execute("ALTER TABLE watch_files ADD COLUMN tail_hash VARCHAR")
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     m001_initial, m002_source_entity_counts, m003_context_events_salesforce, m004_alerts,
-    m005_incidents, m006_outbox_watch,
+    m005_incidents, m006_outbox_watch, m007_watch_tail,
 )
 
 
