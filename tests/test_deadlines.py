@@ -345,3 +345,28 @@ def test_unknown_calendar_in_timecalc():
     # A state holiday counts only with the subdivision: São Paulo's 9 July (Revolução Constitucionalista).
     assert timecalc.is_business_day(date(2026, 7, 9), "BR")
     assert not timecalc.is_business_day(date(2026, 7, 9), "BR", "SP")
+
+
+def test_australian_assessment_runs_from_awareness_when_no_earlier_suspicion(rs):
+    """Aware of a breach means reasonable grounds to suspect one (s 26WH): the 30 days run
+    from awareness unless a suspicion was recorded earlier; never "waiting"."""
+    aware = utc(2026, 3, 28, 22, 30)
+    syd = ZoneInfo("Australia/Sydney")
+    ds = by_id(deadlines(rs.get("au-ndb"), facts(aware), utc(2026, 11, 28)))
+    assert ds["assessment"].due == (aware.astimezone(syd) + timedelta(days=30)).astimezone(UTC) == utc(2026, 4, 27, 23, 30)
+    assert ds["assessment"].status == "overdue"
+    earlier = aware - timedelta(days=5)
+    ds = by_id(deadlines(rs.get("au-ndb"), facts(aware, suspicion=earlier), utc(2026, 3, 29)))
+    assert ds["assessment"].due == (earlier.astimezone(syd) + timedelta(days=30)).astimezone(UTC)
+
+
+def test_singapore_pdpc_deadline_without_a_recorded_assessment(rs):
+    """3 days after the assessment; none recorded: at the latest 33 days after awareness."""
+    aware = utc(2026, 5, 4, 8, 0)
+    sg = ZoneInfo("Asia/Singapore")
+    f = facts(aware, responder={"significant_harm": True}, by_jur={"SG": 10})
+    ds = by_id(deadlines(rs.get("sg-pdpa"), f, utc(2026, 5, 5)))
+    assert ds["pdpc"].due == (aware.astimezone(sg) + timedelta(days=33)).astimezone(UTC)
+    ds = by_id(deadlines(rs.get("sg-pdpa"), facts(aware, responder={"significant_harm": True}, by_jur={"SG": 10},
+                                                  assessment=aware + 24 * H), utc(2026, 5, 5)))
+    assert ds["pdpc"].due == (aware.astimezone(sg) + timedelta(days=4)).astimezone(UTC)
