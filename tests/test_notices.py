@@ -421,3 +421,12 @@ def test_find_unmasked():
     assert find_unmasked("mail dpo@acme-retail.eu", allowed=["dpo@acme-retail.eu"]) == []
     # Timestamps, counts and phone-length numbers are not card-like.
     assert find_unmasked("2025-03-04 09:15 UTC, 3,410 records, incident 42, +49 30 901820") == []
+
+
+def test_the_subject_count_is_never_below_the_per_country_counts():
+    """Art. 33(3)(a): 'approximately 6 data subjects' next to 'US-CA: 600' contradicts itself."""
+    d = render_notice(incident(data_subjects=6, subjects_by_jurisdiction={"US-CA": 600, "EU": 20}), "gdpr-33",
+                      fmt="json", now=SOON)
+    assert json.loads(d.text)["fields"]["data_subjects_approx"] == 620
+    d = render_notice(incident(data_subjects=1240, subjects_by_jurisdiction={"EU": 20}), "gdpr-33", fmt="json", now=SOON)
+    assert json.loads(d.text)["fields"]["data_subjects_approx"] == 1240

@@ -429,8 +429,11 @@ def _items(ctx: Mapping[str, Any], facts: IncidentFacts, regime: Any, now: datet
         occurred = (f"between {_display_time(first, org['timezone'])} and {_display_time(last, org['timezone'])}"
                     if last and last != first else f"on {_display_time(first, org['timezone'])}")
     subjects = r("data_subjects")
-    if subjects is None and facts.data_subjects > 0:
-        subjects = facts.data_subjects
+    if subjects is None:
+        # leakwatch's count of distinct identifying values, and never less than the responder's
+        # per-country counts add up to (600 in US-CA is at least 600 in all).
+        by_country = sum(int(v) for v in facts.subjects_by_jurisdiction.values())
+        subjects = max(facts.data_subjects, by_country) or None
     records = r("records")
     if records is None and facts.records > 0:
         records = facts.records
