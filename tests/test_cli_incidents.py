@@ -179,3 +179,18 @@ def test_raw_values_never_reach_show_or_audit(db):
     audit = lw("audit", "list", "--db", str(db), "--json", check_rc=0).stdout
     for raw in RAW:
         assert raw not in show and raw not in audit
+
+
+def test_closing_says_which_deadlines_are_not_met_and_a_closed_incident_keeps_its_clocks(db, tmp_path):
+    import shutil
+
+    copy = tmp_path / "lw.duckdb"
+    shutil.copy(db, copy)
+    shutil.copy(str(db) + ".key", str(copy) + ".key")
+    iid = _incident(copy)
+    p = lw("incidents", "status", str(iid), "closed", "--reason", "done", "--db", str(copy), check_rc=0)
+    assert f"incident {iid} is now closed" in p.stdout
+    assert "closed with deadlines not met" in p.stderr and "gdpr-33 notify" in p.stderr
+    p = lw("incidents", "set-awareness", str(iid), "2026-03-11T10:00Z", "--reason", "x", "--accept-overdue",
+           "--db", str(copy), check_rc=ExitCode.INPUT_ERROR)
+    assert "is closed; reopen it" in p.stderr

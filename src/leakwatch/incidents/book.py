@@ -639,7 +639,11 @@ def set_clock(store, incident_id: int, event: str, at: datetime, *, actor: str, 
         raise IncidentError("say why (--reason): the regulator may ask how the time was established")
     _clean(reason, "reason")
     with _tx(store, f"set the {event} time") as con:
-        get(con, incident_id)
+        inc = get(con, incident_id)
+        if inc.get("status") == "closed":
+            # A closed incident's clocks are its record: reopen it to change them.
+            raise IncidentError(f"incident {incident_id} is closed; reopen it (incidents status {incident_id} "
+                                f"triaged --reason …) before changing its {event} time")
         if event == "awareness":
             _check_awareness(con, incident_id, at, now)
         elif at > now + FUTURE_SLACK:
