@@ -316,3 +316,30 @@ def test_a_notice_cannot_be_recorded_as_sent_before_awareness(scanned, cli):
         assert book.build_facts(s.con, oa).notices_sent == {}
     r = cli("incidents", "--db", db, "notice-sent", oa, "--regime", "nis2", "--deadline", "nosuch", "--reference", "X3")
     assert r.rc == 2 and "no such deadline" in r.err and "early-warning" in r.err
+
+
+def test_a_merge_that_moves_awareness_back_is_checked_and_audited_like_set_awareness(scanned):
+    """The earliest awareness of merged incidents wins; a move that puts deadlines in the past
+    needs the same acceptance set-awareness asks for, and the audit row says from/to."""
+    from leakwatch.incidents.clocks import overdue_check
+    from leakwatch.incidents.regimes import load_regimes
+
+    db, _ = scanned
+    cfg = load_config(None, env={})
+    regimes = load_regimes()
+    with Store.open(db) as s:
+        oa, an = _two_incidents(s)
+        early = book.get(s.con, an)["first_seen"] + timedelta(minutes=5)  # 2026-03: months ago
+        book.set_clock(s, an, "awareness", early, actor="dpo", reason="on-call saw the dashboard",
+                       check=overdue_check(cfg, regimes, datetime.now(UTC), True))
+        before = book.build_facts(s.con, oa).awareness
+        with pytest.raises(IncidentError, match="already past"):
+            book.merge(s, oa, [an], actor="lead", check=overdue_check(cfg, regimes, datetime.now(UTC), False))
+        assert book.build_facts(s.con, oa).awareness == before and book.get(s.con, an)["merged_into"] is None
+        book.merge(s, oa, [an], actor="lead", reason="same root cause",
+                   check=overdue_check(cfg, regimes, datetime.now(UTC), True))
+        row = [r for r in audit.list_rows(s.con, incident_id=oa) if r["action"] == "incident.merged"][-1]
+        detail = row["detail"] if isinstance(row["detail"], dict) else json.loads(row["detail"])
+        assert datetime.fromisoformat(detail["clocks"]["awareness"]["to"]) == early
+        assert datetime.fromisoformat(detail["clocks"]["awareness"]["from"]) == before
+        assert "awareness" in detail["accepted"]

@@ -108,6 +108,8 @@ def register(sub) -> None:
     a.add_argument("target", type=int, metavar="TARGET")
     a.add_argument("sources", type=int, nargs="+", metavar="ID")
     a.add_argument("--reason")
+    a.add_argument("--accept-overdue", action="store_true",
+                   help="merge even though the earliest awareness of the merged incidents puts deadlines in the past")
     a = action("split", "move some findings of an incident into a new incident")
     a.add_argument("id", type=int, metavar="ID")
     a.add_argument("--title", default="")
@@ -394,7 +396,8 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
                                      check=_overdue_check(config, _regimes(args), now, args.accept_overdue))
             print(f"opened incident {iid}")
         elif action == "merge":
-            book.merge(store, args.target, args.sources, actor=actor, reason=args.reason, now=now)
+            book.merge(store, args.target, args.sources, actor=actor, reason=args.reason, now=now,
+                       check=_overdue_check(config, _regimes(args), now, args.accept_overdue))
             print(f"merged {', '.join(map(str, args.sources))} into incident {args.target}")
         elif action == "split":
             where = {}

@@ -493,9 +493,10 @@ def _move(con, incident_id: int, finding_ids: Sequence[int], alert_ids: Sequence
 
 
 def merge(store, target_id: int, source_ids: Sequence[int], *, actor: str, reason: str | None = None,
-          now: datetime | None = None) -> None:
+          now: datetime | None = None, check: Any = None) -> None:
     """Move everything of ``source_ids`` into ``target_id``; the sources are closed with
-    ``merged_into`` set. The target keeps the earliest awareness of all of them."""
+    ``merged_into`` set. The target keeps the earliest awareness of all of them; ``check`` as
+    for :func:`set_clock`, for each clock that moves earlier."""
     now = _utc(now) or datetime.now(UTC)
     _clean(reason, "reason")
     sources = sorted({int(s) for s in source_ids} - {int(target_id)})
@@ -515,9 +516,23 @@ def merge(store, target_id: int, source_ids: Sequence[int], *, actor: str, reaso
         con.execute(f"UPDATE incident_findings SET incident_id = ? WHERE incident_id IN ({marks})", [target_id, *sources])
         con.execute(f"UPDATE incident_alerts SET incident_id = ? WHERE incident_id IN ({marks})", [target_id, *sources])
         # The earliest awareness (and other clock) of the merged incidents wins: the organisation
-        # was aware of the whole from the moment it was aware of any part.
+        # was aware of the whole from the moment it was aware of any part. A clock that moves is
+        # audited with its old and new time, and passes ``check`` like set_clock (deadlines it
+        # puts in the past need the responder's acceptance).
+        old_clocks = dict(con.execute("""SELECT event, "at" FROM incident_clocks WHERE incident_id = ?""",
+                                      [target_id]).fetchall())
+        moved: dict[str, dict[str, str | None]] = {}
+        accepted: dict[str, Any] = {}
         for event, at in con.execute(f"""SELECT event, min("at") FROM incident_clocks WHERE incident_id IN (?, {marks})
                                          GROUP BY event""", [target_id, *sources]).fetchall():
+            before = old_clocks.get(event)
+            if before == at:
+                continue
+            if check is not None and event != "detection":
+                extra = check(con, target_id, event, _utc(at))
+                if extra:
+                    accepted[event] = extra
+            moved[event] = {"from": before.isoformat() if before else None, "to": at.isoformat()}
             con.execute("""INSERT OR REPLACE INTO incident_clocks (incident_id, event, "at", set_by, reason)
                            VALUES (?, ?, ?, ?, ?)""", [target_id, event, at, actor, f"earliest of merged incidents {sources}"])
         # Work already done on a merged incident counts for the whole: notices sent, steps done,
@@ -533,7 +548,8 @@ def merge(store, target_id: int, source_ids: Sequence[int], *, actor: str, reaso
                     [target_id, now, *sources])
         _refresh(con, target_id, now)
         audit.append(con, store.key, actor=actor, action="incident.merged", incident_id=target_id, at=now, reason=reason,
-                     detail={"merged": sources})
+                     detail={"merged": sources, **({"clocks": moved} if moved else {}),
+                             **({"accepted": accepted} if accepted else {})})
         for s in sources:
             audit.append(con, store.key, actor=actor, action="incident.merged_into", incident_id=s, at=now, reason=reason,
                          detail={"into": target_id})
