@@ -430,3 +430,13 @@ def test_the_subject_count_is_never_below_the_per_country_counts():
     assert json.loads(d.text)["fields"]["data_subjects_approx"] == 620
     d = render_notice(incident(data_subjects=1240, subjects_by_jurisdiction={"EU": 20}), "gdpr-33", fmt="json", now=SOON)
     assert json.loads(d.text)["fields"]["data_subjects_approx"] == 1240
+
+
+def test_the_refusal_of_a_raw_value_shows_a_mask_of_its_kind():
+    from leakwatch.errors import IncidentError
+    from leakwatch.incidents.notices_guard import check_free_text
+
+    with pytest.raises(IncidentError, match=r"\*{12}1111"):
+        check_free_text("paid with 4111 1111 1111 1111", "fact")
+    with pytest.raises(IncidentError, match=r"j\*\*\*@e"):
+        check_free_text("customer jane.doe@example.com", "fact")

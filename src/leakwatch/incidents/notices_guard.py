@@ -57,6 +57,14 @@ def check_free_text(text: str, what: str) -> None:
     found = raw_values_in(text)
     if found:
         where = ", ".join(f"{e} at character {o}" for e, o in found[:5])
+        example = _MASK_EXAMPLES.get(found[0][0], "masked, like the findings show it")
         raise IncidentError(f"{what}: looks like raw personal data or a secret ({where}); "
-                            f"write it masked (j***@e***.com) or as a count — notices and the audit "
+                            f"write it masked ({example}) or as a count — notices and the audit "
                             f"trail must not carry raw values")
+
+
+# How to write a value masked, by entity (the masks leakwatch itself shows).
+_MASK_EXAMPLES = {
+    "EMAIL_ADDRESS": "j***@e******.com", "CREDIT_CARD": "************1111", "PHONE_NUMBER": "+**********58",
+    "IBAN_CODE": "DE** **** 3000", "US_SSN": "*******89", "UK_NINO": "the last two characters",
+}
