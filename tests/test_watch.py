@@ -623,3 +623,38 @@ def test_a_file_rewritten_behind_an_unchanged_banner_is_read_again_after_a_resta
     lines = [r[0] for r in con.execute("SELECT line FROM findings WHERE masked LIKE 'n%' ORDER BY line").fetchall()]
     con.close()
     assert lines == list(range(17, 25))  # all eight new lines, not the last three
+
+
+@pytest.mark.parametrize("order", ["copy-seen-first", "truncation-seen-first"])
+def test_copytruncate_rotation_stores_each_line_once(tmp_path, logs, order):
+    """logrotate's copytruncate copies the log to app.log.1 and truncates app.log: the copy
+    holds lines already read, which are not stored a second time (whichever of the two changes a
+    cycle sees first); lines the copy has beyond them are read."""
+    import shutil
+
+    log = logs / "app.log"
+    append(log, "".join(pii(i) for i in range(30)))
+    w = open_watcher(tmp_path)
+    try:
+        w.cycle()
+        assert len(emails(w)) == 30
+        if order == "copy-seen-first":
+            shutil.copy(log, logs / "app.log.1")
+            append(logs / "app.log.1", pii(30))  # written between the copy and the truncate
+            w.cycle()
+            log.write_text("")
+        else:
+            shutil.copy(log, tmp_path / "copy")
+            append(tmp_path / "copy", pii(30))
+            log.write_text("")
+            w.cycle()
+            shutil.move(tmp_path / "copy", logs / "app.log.1")
+        append(log, pii(31))
+        r = w.cycle()
+        r2 = w.cycle()
+        notes = " ".join(r.notes + r2.notes)
+        # 30 lines once, line 31 of the copy (written before the truncate), the new line 1.
+        assert len(emails(w)) == 32, notes
+        assert [e[1] for e in emails(w, logs / "app.log.1")] == [31]
+    finally:
+        w.close()

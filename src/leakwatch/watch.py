@@ -248,6 +248,7 @@ class Watcher:
         self.scan_id: int | None = None
         self.files: dict[tuple[int, int], _Followed] = {}
         self._fd_budget = 1 << 30  # how many files may be followed at once; set by open()
+        self._truncated: list[tuple] = []  # (path, offset, line, head, tail) read before a truncation
         self._stored: dict[tuple[int, int], tuple] | None = None  # watch_files rows not yet matched (first cycle)
         self._stored_paths: dict[str, tuple] = {}
         self._reported: set[tuple[str, str]] = set()  # (path, message) of listing problems already shown
@@ -494,7 +495,27 @@ class Watcher:
         elif path in self._stored_paths and self._stored is not None:
             rep.notes.append(f"{path}: another file than when last watched (rotated while not watched); "
                              "reading it from the start")
+        if row is None and not s.offset and fst.st_size >= HEAD_BYTES:
+            self._resume_copy(s, fd, fst.st_size, rep)
         self.files[ident] = s
+
+    def _resume_copy(self, s: _Followed, fd: int, size: int, rep: CycleReport) -> None:
+        """A new file that begins with exactly what was already read of another (copytruncate
+        rotation copies the log, then truncates it): continue after those lines instead of
+        storing their findings a second time. Compared by the first bytes' hash and the bytes
+        before the other file's offset, the checks a restarted watch trusts."""
+        hh = head_hash(fd, HEAD_BYTES)
+        candidates = [(o.path, o.offset, o.line, o.head, o.tail) for o in self.files.values()
+                      if o.kind == "text" and o.offset >= HEAD_BYTES and o.head == hh]
+        candidates += [c for c in self._truncated if c[3] == hh]
+        for path, offset, line, head, tail in candidates:
+            if size >= offset and tail and os.pread(fd, len(tail), offset - len(tail)) == tail:
+                s.offset, s.line, s.head, s.tail = offset, line, head, tail
+                s.line_offset = _line_offset(fd, offset)
+                s.scanned_size = offset
+                rep.notes.append(f"{s.path}: begins with the {line:,} lines already read of {path} (a copy: "
+                                 "copytruncate rotation?); continuing after them")
+                return
 
     def _drop_vanished(self, listing: dict[str, os.stat_result]) -> None:
         """After the first cycle: forget stored offsets of files in view that are gone."""
@@ -528,6 +549,10 @@ class Watcher:
             what = (f"truncated ({st.st_size:,} bytes, {s.offset:,} were read)" if st.st_size < s.offset
                     else "rewritten in place (copytruncate?)")
             rep.notes.append(f"{s.path}: {what}; reading it again from the start")
+            if s.kind == "text" and s.offset >= HEAD_BYTES and s.head is not None:
+                # What was read, in case a copy of it shows up (copytruncate: cp, then truncate).
+                self._truncated.append((s.path, s.offset, s.line, s.head, s.tail))
+                del self._truncated[:-64]
             self._reset(s)
         if s.kind == "pending" and not self._sniff(s, st.st_size, idle, rep):
             return
