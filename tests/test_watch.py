@@ -658,3 +658,23 @@ def test_copytruncate_rotation_stores_each_line_once(tmp_path, logs, order):
         assert [e[1] for e in emails(w, logs / "app.log.1")] == [31]
     finally:
         w.close()
+
+
+def test_a_value_split_by_a_long_write_pause_is_found(tmp_path, logs):
+    """A buffered writer flushes 'email=beta.two@exam' and, after a quiet spell longer than
+    the partial-line wait, 'ple.com ok\\n': the line is read again whole, and the e-mail found."""
+    clock = Clock()
+    log = logs / "b.log"
+    append(log, "ts=1 email=beta.two@exam")
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        w.cycle()
+        clock.t += 4.5
+        w.cycle()  # taken as it is: no e-mail in "beta.two@exam"
+        assert emails(w) == []
+        append(log, "ple.com ok\n")
+        clock.t += 0.3
+        assert w.cycle().findings == 1
+        assert emails(w) == [(str(log), 1, len("ts=1 email="))]
+    finally:
+        w.close()

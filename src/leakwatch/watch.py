@@ -17,8 +17,8 @@ How files are followed. A file is known by its device and inode, not its name:
 
 - *growing*: only the appended complete lines are read (``pread`` on the open file). A last line
   without its newline waits for it; once the file has not changed for ``partial_idle_s`` (3 s)
-  the line is scanned as it is, and when the rest of it arrives later, that rest is scanned as
-  the continuation of the same line (same line number, offsets within the line).
+  the line is scanned as it is, and when the rest of it arrives later, the whole line is scanned
+  again (same line number; a value split by the pause is found, one found before is kept once).
 - *rotation by rename* (``app.log`` → ``app.log.1``, a new ``app.log``): the renamed inode is
   followed under its new name where it is still in view, so its last lines are read and nothing
   is read twice; the new file is read from its start. An inode that leaves the view (moved
@@ -562,7 +562,14 @@ class Watcher:
             return  # still waiting for the newline of the last line
         final = idle >= self.partial_idle_s
         commit = None if s.gone_since is not None else self._row_writer(s)
-        res = self.scanner.scan(s.tf, s.fd, s.offset, st.st_size, line=s.line, line_offset=s.line_offset,
+        start, line_offset = s.offset, s.line_offset
+        if 0 < line_offset <= RESCAN_LINE_MAX:
+            # The line was taken as it was when the file went idle, and now goes on: read it
+            # again from its start, so that a value split by the pause (a buffered writer's
+            # flush) is seen whole; what was found in its first part is found again and the
+            # store's duplicate key keeps it once.
+            start, line_offset = s.offset - line_offset, 0
+        res = self.scanner.scan(s.tf, s.fd, start, st.st_size, line=s.line, line_offset=line_offset,
                                 final=final, scan_id=self.scan_id, commit=commit)
         self._took(s, res, st, rep)
 
@@ -819,6 +826,10 @@ class Watcher:
         except duckdb.Error as e:
             raise StoreError(f"{self.store.path}: cannot {what}: {e}") from e
 
+
+# A line taken as it was when its file went idle is read again whole when it goes on, up to
+# this length (longer lines are read in pieces anyway: see MAX_RECORD).
+RESCAN_LINE_MAX = 1 << 20
 
 # Descriptors kept free for the database, its WAL, the rules and configuration files, sockets.
 FD_RESERVE = 64
