@@ -8,6 +8,7 @@ block boundaries fall everywhere, including inside long records.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -189,3 +190,30 @@ def test_compaction_rejects_a_start_outside_the_buffer():
     assert out == b"ab\ncd\n" and starts.tolist() == [0, 3]
     with pytest.raises(ValueError, match="outside"):
         compact_records(b"ab\n", 3, np.array([9], dtype=np.int64))
+
+
+def test_value_regex_finds_groups_like_re_in_linear_time():
+    """ValueRegex (RE2, the scanner's settings) gives the spans re gives, without re's
+    exponential backtracking on patterns such as (?:(?:a|a)*b)?(?:a|a)*c."""
+    import re
+    import time
+
+    from leakwatch._core.scanner import ValueRegex
+
+    cases = [(rb"key=(?P<value>[a-z]+)", b"xx key=abc yy", 3), (rb"x(?P<value>a+)?y", b"zxy", 1),
+             (rb"(?i:bearer)\s+(?P<value>[A-Za-z0-9._~+/-]{16,}=*)", b"Authorization: Bearer abcdefghijklmnop1234 x", 15)]
+    for pat, line, pos in cases:
+        mine, ref = ValueRegex(pat), re.compile(pat)
+        assert mine.groupindex == dict(ref.groupindex)
+        m, r = mine.match(line, pos), ref.match(line, pos)
+        assert (m is None) == (r is None)
+        assert [m.span(g) for g in range(ref.groups + 1)] == [r.span(g) for g in range(ref.groups + 1)]
+    assert ValueRegex(rb"a(?P<value>b)").match(b"xab", 0) is None  # anchored at pos
+    assert ValueRegex(rb"a(?P<value>b)").search(b"xab") and not ValueRegex(rb"a(?P<value>b)").search(b"")
+    evil = ValueRegex(rb"ZQ(?P<value>(?:(?:a|a)*b)?(?:a|a)*c)")
+    line = b"ZQ" + b"a" * 5000 + b"c"
+    t = time.perf_counter()
+    assert evil.match(line, 0).span(1) == (2, len(line))
+    assert time.perf_counter() - t < 60  # a hang guard, not a speed target: re would not finish at all
+    with pytest.raises(PatternError):
+        ValueRegex(rb"(unclosed")

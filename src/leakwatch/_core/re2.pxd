@@ -2,6 +2,7 @@
 # Only `cdef extern` blocks live here; every call is `nogil` because RE2 objects are immutable
 # after construction and safe to share between threads.
 from libcpp cimport bool
+from libcpp.map cimport map
 from libcpp.string cimport string
 from libcpp.vector cimport vector
 from libc.stdint cimport int64_t
@@ -39,6 +40,8 @@ cdef extern from "re2/re2.h" namespace "re2" nogil:
         bool ok()
         const string& error()
         int ProgramSize()
+        int NumberOfCapturingGroups()
+        const map[string, int]& NamedCapturingGroups()
         bool Match(const StringPiece& text, size_t startpos, size_t endpos, Anchor re_anchor,
                    StringPiece* submatch, int nsubmatch)
 

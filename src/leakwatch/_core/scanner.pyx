@@ -25,7 +25,7 @@ cimport numpy as cnp
 
 from leakwatch._core.re2 cimport (
     RE2, RE2Options, RE2Set, SetErrorInfo, StringPiece,
-    UNANCHORED, ANCHOR_BOTH, EncodingLatin1, kNoError, kOutOfMemory,
+    UNANCHORED, ANCHOR_START, ANCHOR_BOTH, EncodingLatin1, kNoError, kOutOfMemory,
 )
 
 cnp.import_array()
@@ -382,3 +382,84 @@ def check_pattern(pattern, int64_t max_mem=DEF_MAX_MEM):
     finally:
         del rx
 
+
+
+cdef class ValueMatch:
+    """Spans of a :class:`ValueRegex` match, by group number (``(-1, -1)`` for a group that did
+    not take part), like the ``span``/``start`` of a ``re.Match``."""
+
+    cdef readonly tuple spans
+
+    def span(self, int group=0):
+        return self.spans[group]
+
+    def start(self, int group=0):
+        return self.spans[group][0]
+
+    def end(self, int group=0):
+        return self.spans[group][1]
+
+
+cdef class ValueRegex:
+    """One rule's regex compiled the way the scanner compiles it (Latin-1, ``never_nl``,
+    multi-line anchors) for finding its groups inside a match the scanner reported: RE2's
+    linear time where Python's backtracking ``re`` can take exponential time."""
+
+    cdef RE2* _rx
+    cdef int _ngroups
+    cdef readonly dict groupindex
+    cdef readonly bytes pattern
+
+    def __cinit__(self):
+        self._rx = NULL
+
+    def __init__(self, pattern, int64_t max_mem=DEF_MAX_MEM):
+        self.pattern = pattern.encode("latin-1") if isinstance(pattern, str) else bytes(pattern)
+        cdef bytes wrapped = b"(?m)" + self.pattern
+        cdef RE2Options opts = make_options(max_mem)
+        self._rx = new RE2(StringPiece(<const char*>wrapped, len(wrapped)), opts)
+        if not self._rx.ok():
+            raise PatternError(0, _re2_message(self._rx.error()))
+        self._ngroups = self._rx.NumberOfCapturingGroups()
+        self.groupindex = {k.decode("latin-1"): v for k, v in dict(self._rx.NamedCapturingGroups()).items()}
+
+    def __dealloc__(self):
+        if self._rx != NULL:
+            del self._rx
+
+    def match(self, line, Py_ssize_t pos=0, endpos=None):
+        """A match of the regex starting at ``pos`` and ending by ``endpos`` in ``line`` (the
+        whole of ``line`` is the context of anchors and word boundaries), or None."""
+        cdef const unsigned char[::1] view = memoryview(line).cast("B") if not isinstance(line, bytes) else line
+        cdef Py_ssize_t n = view.shape[0]
+        cdef Py_ssize_t end = n if endpos is None else min(<Py_ssize_t>endpos, n)
+        if pos < 0 or pos > end:
+            return None
+        cdef const char* data = <const char*>&view[0] if n else <const char*>b""
+        cdef vector[StringPiece] subs
+        subs.resize(self._ngroups + 1)
+        cdef bint ok
+        with nogil:
+            ok = self._rx.Match(StringPiece(data, n), pos, end, ANCHOR_START, &subs[0], self._ngroups + 1)
+        if not ok:
+            return None
+        spans = []
+        cdef int g
+        for g in range(self._ngroups + 1):
+            if subs[g].data() == NULL:
+                spans.append((-1, -1))
+            else:
+                spans.append((subs[g].data() - data, subs[g].data() - data + <Py_ssize_t>subs[g].size()))
+        cdef ValueMatch m = ValueMatch.__new__(ValueMatch)
+        m.spans = tuple(spans)
+        return m
+
+    def search(self, text):
+        """Whether the regex matches anywhere in ``text``."""
+        cdef const unsigned char[::1] view = memoryview(text).cast("B") if not isinstance(text, bytes) else text
+        cdef Py_ssize_t n = view.shape[0]
+        cdef const char* data = <const char*>&view[0] if n else <const char*>b""
+        cdef bint ok
+        with nogil:
+            ok = self._rx.Match(StringPiece(data, n), 0, n, UNANCHORED, NULL, 0)
+        return ok

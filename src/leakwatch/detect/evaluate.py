@@ -34,7 +34,7 @@ _normalized = functools.lru_cache(maxsize=4096)(normalize_field)
 
 
 class _Plan(NamedTuple):
-    value_rx: Any | None  # a google-re2 pattern (see value_regex)
+    value_rx: Any | None  # a ValueRegex (see value_regex)
     value_group: int
     validator: Callable[[bytes], bool] | None
     drop_on_fail: bool
@@ -45,22 +45,18 @@ class _Plan(NamedTuple):
 
 
 def value_regex(pattern: str):
-    """A rule's regex for finding its ``value`` group inside a match the scanner found: RE2 (the
-    google-re2 module) with the scanner's settings (Latin-1, multi-line anchors), so the group is
-    found in linear time. Python's backtracking ``re`` took exponential time on some patterns
-    that pass every load check (``(?:(?:a|a)*b)?(?:a|a)*c`` on a run of "a"s), and a scan
-    could not even be interrupted while it ran."""
-    import re2
+    """A rule's regex for finding its ``value`` group inside a match the scanner found: RE2 with
+    the scanner's settings (Latin-1, multi-line anchors; :class:`leakwatch._core.scanner.ValueRegex`),
+    so the group is found in linear time. Python's backtracking ``re`` took exponential time on
+    some patterns that pass every load check (``(?:(?:a|a)*b)?(?:a|a)*c`` on a run of "a"s), and
+    a scan could not even be interrupted while it ran."""
+    from leakwatch._core.scanner import ValueRegex
 
-    opts = re2.Options()
-    opts.encoding = re2.Options.Encoding.LATIN1
-    opts.log_errors = False
-    return re2.compile(b"(?m)" + pattern.encode("latin-1"), options=opts)
+    return ValueRegex(pattern)
 
 
 def _group_index(rx, name: str) -> int:
-    index = rx.groupindex  # google-re2 keys a bytes pattern's groups by bytes
-    return index[name.encode()] if name.encode() in index else index[name]
+    return rx.groupindex[name]
 
 
 class Evaluator:
