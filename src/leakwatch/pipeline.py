@@ -785,7 +785,7 @@ class _Tally:
         return n
 
     def add_counts(self, rows: list[tuple[str, str, int, int]]) -> int:
-        """Counts recorded for a file skipped as unchanged (see Store.unchanged_counts)."""
+        """Counts recorded for a file skipped as unchanged (see Store.unchanged)."""
         n = 0
         for ent, sev, rank, c in rows:
             k = (ent, sev, int(rank))

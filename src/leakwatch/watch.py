@@ -110,10 +110,15 @@ def head_hash(fd: int, n: int) -> str:
     return xxhash.xxh3_64_hexdigest(os.pread(fd, n, 0))
 
 
-def tail_hash(fd: int, offset: int) -> str:
-    """Hash of the ``TAIL_BYTES`` before ``offset`` in the open file ``fd`` (``watch_files.tail_hash``)."""
+def tail_bytes(fd: int, offset: int) -> bytes:
+    """The ``TAIL_BYTES`` before ``offset`` in the open file ``fd`` (fewer near its start)."""
     n = min(TAIL_BYTES, offset)
-    return xxhash.xxh3_64_hexdigest(os.pread(fd, n, offset - n))
+    return os.pread(fd, n, offset - n)
+
+
+def tail_hash(fd: int, offset: int) -> str:
+    """Hash of :func:`tail_bytes` (``watch_files.tail_hash``)."""
+    return xxhash.xxh3_64_hexdigest(tail_bytes(fd, offset))
 
 
 @dataclass
@@ -478,12 +483,13 @@ class Watcher:
             n = min(offset, HEAD_BYTES)
             # The same first bytes and, for a text file, the same bytes before the offset: what
             # was read is still there (not rewritten in place behind an unchanged banner).
+            tail = tail_bytes(fd, offset) if fst.st_size >= offset else b""
             if (fst.st_size >= offset and hh is not None and head_hash(fd, n) == hh
-                    and (th is None or tail_hash(fd, offset) == th)):
+                    and (th is None or xxhash.xxh3_64_hexdigest(tail) == th)):
                 s.offset, s.line, s.head = offset, line, hh
                 s.line_offset = _line_offset(fd, offset)
                 s.scanned_size = offset
-                s.tail = os.pread(fd, min(TAIL_BYTES, offset), offset - min(TAIL_BYTES, offset))
+                s.tail = tail
                 if rpath != path:
                     rep.notes.append(f"{path}: was {rpath} (renamed while not watched); resuming at line {line + 1}")
                     with self._tx("move a watched file") as con:
@@ -580,8 +586,7 @@ class Watcher:
         s.offset, s.line, s.line_offset = res.offset, res.line, res.line_offset
         s.partial, s.more = res.partial, res.more
         if res.bytes:
-            n = min(TAIL_BYTES, s.offset)
-            s.tail = os.pread(s.fd, n, s.offset - n)
+            s.tail = tail_bytes(s.fd, s.offset)
         rep.bytes += res.bytes
         self.totals["records"] += res.records
         for p in res.problems:

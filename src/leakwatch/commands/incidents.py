@@ -327,14 +327,13 @@ def _notify_hook(config, store):
     return hook_for(config, store)
 
 
-def _warn_open_deadlines(store, incident_id: int, config, now: datetime) -> None:
+def _warn_open_deadlines(store, incident_id: int, config, regimes, now: datetime) -> None:
     """After closing: the legal deadlines of applicable regimes that were neither met nor have no
     fixed time. Closing is allowed (a false positive is closed with its reason), but nobody
     should close an incident believing its notices went out."""
     from leakwatch.incidents import book
     from leakwatch.incidents.clocks import incident_clocks
 
-    regimes = _regimes()
     facts = book.build_facts(store.con, incident_id, config, regimes)
     open_ = [f"{c.regime.id} {d.id} ({d.status})" for c in incident_clocks(facts, regimes, now, only_applicable=True)
              if c.applies for d in c.deadlines if d.status in ("pending", "overdue", "waiting")]
@@ -416,7 +415,7 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
             book.set_status(store, args.id, args.status, actor=actor, reason=args.reason, now=now)
             print(f"incident {args.id} is now {args.status}")
             if args.status == "closed":
-                _warn_open_deadlines(store, args.id, config, now)
+                _warn_open_deadlines(store, args.id, config, _regimes(args), now)
         elif action in ("set-awareness", "set-clock"):
             event = "awareness" if action == "set-awareness" else args.event
             at = _parse_time(args.time, "TIME")

@@ -63,7 +63,9 @@ _SECRET_PREFIXES = ("sk-", "sk_", "ghp_", "gho_", "ghs_", "ghu_", "github_pat_",
                     "xoxs-", "AKIA", "ASIA", "AIza", "hf_", "gsk_", "r8_", "eyJ")
 _UPPER_ALNUM = re.compile(r"[A-Z0-9]{16,}\Z")     # AKIA… key ids, upper-case tokens (no separators)
 _FIVE_DIGITS = re.compile(r"[0-9]{5}")
-_TOKEN_RUN = re.compile(r"[A-Za-z0-9_+=-]{33}")
+# What a key or path segment that is data holds: "@" (or "%40"), five digits in a row, or a
+# 33-character token run (also what any match of store.elf_events.PII_SEGMENT_RX contains).
+DATA_MARKS = re.compile(r"@|%40|[0-9]{5}|[A-Za-z0-9_+=-]{33}")
 
 
 def data_like_key(key: str, names: bool = False) -> bool:
@@ -71,7 +73,7 @@ def data_like_key(key: str, names: bool = False) -> bool:
     digits in a row, a 33-character token run, starts like a credential (``sk-``, ``AKIA``,
     ``ghp_``…) or is a long upper-case token. With ``names`` (keys written by the data, such
     as JSON keys, not a file's header), two or more capitalized words ("Jane Doe") too."""
-    if "@" in key or "%40" in key or _FIVE_DIGITS.search(key) or _TOKEN_RUN.search(key):
+    if DATA_MARKS.search(key):
         return True
     if key.startswith(_SECRET_PREFIXES) or _UPPER_ALNUM.match(key):
         return True

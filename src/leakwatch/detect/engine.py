@@ -300,7 +300,7 @@ def drop_yielding(rows: list[tuple], yields: dict[str, frozenset[str] | None]) -
             by_line[r[0]].append(r)
     drop = set()
     for line_rows in by_line.values():
-        for i, r in enumerate(line_rows):
+        for r in line_rows:
             if r[3] not in yields:
                 continue
             to = yields[r[3]]

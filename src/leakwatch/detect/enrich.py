@@ -33,7 +33,7 @@ import numpy as np
 from leakwatch._core import ScanResult
 from leakwatch.detect import salesforce as sfmap
 from leakwatch.detect.egress import Registry, extract_host
-from leakwatch.detect.context import data_like_key, normalize_field
+from leakwatch.detect.context import DATA_MARKS, data_like_key, normalize_field
 from leakwatch.detect.mask import mask_email, mask_generic, mask_name, mask_shape
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources import formats
@@ -378,7 +378,7 @@ class Enricher:
                 return None
             # Keys a header names (CSV, EventLogFile, W3C) are the file's schema; JSON keys and
             # the like are written by the data, and may be a customer's name.
-            return safe_field_path(formats.field_at(rec.parsed, off), rec.fmt not in _HEADER_FORMATS)
+            return safe_field_path(formats.field_at(rec.parsed, off), rec.fmt not in formats.HEADER_FORMATS)
 
         sub = res if not marker_mask.any() else ScanResult(
             res.record[~marker_mask], rule[~marker_mask], res.start[~marker_mask], res.end[~marker_mask],
@@ -700,13 +700,12 @@ _PII_SEGMENT = re.compile(PII_SEGMENT_RX)
 # token characters in a row. A path without one is returned as it is, without running the
 # pattern, whose nested stars make Python's backtracking engine quadratic in a segment's length
 # (~17 µs for a 60-byte URL path). The tests hold the shortcut to the full pattern.
-_PII_SEGMENT_NEEDS = re.compile(r"@|%40|[0-9]{5}|[A-Za-z0-9_+=-]{33}")
+_PII_SEGMENT_NEEDS = DATA_MARKS
 _SAFE_PATHS: dict[str, str] = {}
 _REPORT_ID = re.compile(r"(?:00O|01Z)[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?")
 _REPORT_ID_IN = re.compile(r"(?:^|/)(?:00O|01Z)[0-9A-Za-z]{12}")
 
 
-_HEADER_FORMATS = frozenset({"csv", "eventlogfile", "w3c"})
 _SAFE_FIELDS: dict[tuple[str, bool], str] = {}
 
 

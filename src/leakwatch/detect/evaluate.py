@@ -55,10 +55,6 @@ def value_regex(pattern: str):
     return ValueRegex(pattern)
 
 
-def _group_index(rx, name: str) -> int:
-    return rx.groupindex[name]
-
-
 class Evaluator:
     """Scores matches of ``rules`` (the same list, in the same order, the scanner was built from)."""
 
@@ -67,7 +63,7 @@ class Evaluator:
         plans = []
         for r in self.rules:
             value_rx = value_regex(r.regex) if r.has_value_group else None
-            group = _group_index(value_rx, "value") if value_rx is not None else 0
+            group = value_rx.groupindex["value"] if value_rx is not None else 0
             validator = get_validator(r.validator, dict(r.validator_params)) if r.validator else None
             plans.append(
                 _Plan(

@@ -57,14 +57,22 @@ def check_free_text(text: str, what: str) -> None:
     found = raw_values_in(text)
     if found:
         where = ", ".join(f"{e} at character {o}" for e, o in found[:5])
-        example = _MASK_EXAMPLES.get(found[0][0], "masked, like the findings show it")
+        example = _mask_example(found[0][0])
         raise IncidentError(f"{what}: looks like raw personal data or a secret ({where}); "
                             f"write it masked ({example}) or as a count — notices and the audit "
                             f"trail must not carry raw values")
 
 
-# How to write a value masked, by entity (the masks leakwatch itself shows).
-_MASK_EXAMPLES = {
-    "EMAIL_ADDRESS": "j***@e******.com", "CREDIT_CARD": "************1111", "PHONE_NUMBER": "+**********58",
-    "IBAN_CODE": "DE** **** 3000", "US_SSN": "*******89", "UK_NINO": "the last two characters",
+# How to write a value masked, by entity: the mask leakwatch itself applies, to a made-up value.
+_MASK_SAMPLES = {
+    "EMAIL_ADDRESS": ("email", b"jane.doe@example.com"), "CREDIT_CARD": ("card", b"4111111111111111"),
+    "PHONE_NUMBER": ("phone", b"+442079460958"), "IBAN_CODE": ("iban", b"DE89370400440532013000"),
+    "US_SSN": ("national_id", b"123-45-6789"), "UK_NINO": ("national_id", b"QQ123456C"),
 }
+
+
+def _mask_example(entity: str) -> str:
+    from leakwatch.detect.mask import get_masker
+
+    sample = _MASK_SAMPLES.get(entity)
+    return get_masker(sample[0])(sample[1]) if sample else "masked, like the findings show it"

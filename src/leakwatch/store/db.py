@@ -137,7 +137,6 @@ def _create_key(key_path: Path) -> bytes:
     return key
 
 
-
 def storable_path(path) -> str:
     """A path as the database stores it: file names are bytes, and one that is not UTF-8
     (``x\\xff.log``, which Python holds with surrogate escapes) is written with the odd bytes
@@ -150,6 +149,7 @@ def storable_path(path) -> str:
         return s
     except UnicodeEncodeError:
         return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
 
 class Store:
     """An open findings database. Create with :meth:`Store.open`; close with :meth:`close`
@@ -472,18 +472,12 @@ class Store:
                 [status, n_records, n_findings, content_hash, error, counts, fmt, parse_problems, source_id],
             )
 
-    def unchanged_counts(self, path: str | Path, size: int, mtime_ns: int,
-                         rules_hash: str) -> list[tuple[str, str, int, int]] | None:
-        """For a file already scanned to completion with the same size, mtime and rules: the
-        (entity, severity, severity_rank, findings) counts of that scan; None if it must be scanned."""
-        found = self.unchanged(path, size, mtime_ns, rules_hash)
-        return None if found is None else found[0]
-
     def unchanged(self, path: str | Path, size: int, mtime_ns: int, rules_hash: str
                   ) -> tuple[list[tuple[str, str, int, int]], list[tuple[int | None, str, str]]] | None:
-        """:meth:`unchanged_counts`, and the input problems that scan recorded for the file
-        ((line, kind, message): a 50 MB line is still there, so a re-run reports it again and
-        exits the same way); None if the file must be scanned."""
+        """For a file already scanned to completion with the same size, mtime and rules: the
+        (entity, severity, severity_rank, findings) counts of that scan, and the input problems
+        it recorded for the file ((line, kind, message): a 50 MB line is still there, so a re-run
+        reports it again and exits the same way); None if the file must be scanned."""
         try:
             row = self.con.execute(
                 """
