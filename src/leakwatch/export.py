@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -183,7 +184,9 @@ def _sql_string(text: str) -> str:
 @contextlib.contextmanager
 def atomic_output(dest: str | Path, what: str = "--out") -> Iterator[Path]:
     """Yield a private (0600) temporary path beside ``dest``; rename it over ``dest`` when the
-    block succeeds, delete it when it fails.
+    block succeeds, delete it when it fails. A ``dest`` that exists and is no regular file (a
+    named pipe, a device, a process substitution) is yielded itself and written in place; a
+    symbolic link's target is the file replaced.
 
     The rename makes the export appear whole or not at all, and gives an existing ``dest`` the new
     file's 0600 mode instead of keeping its old one. ``what`` names the option in error messages.
@@ -191,6 +194,20 @@ def atomic_output(dest: str | Path, what: str = "--out") -> Iterator[Path]:
     dest = Path(dest)
     if dest.is_dir():
         raise UsageError(f"{what} {dest}: is a directory; give a file name")
+    try:
+        mode = dest.stat().st_mode  # through a symbolic link
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        # A named pipe, a device, /dev/stdout, a shell's >(…): written as it is; renaming a file
+        # over it would replace the pipe or device node and the reader would get nothing.
+        try:
+            yield dest
+        except OSError as exc:
+            raise LeakwatchError(f"{what} {dest}: cannot write: {exc.strerror or exc}") from exc
+        return
+    if dest.is_symlink():
+        dest = Path(os.path.realpath(dest))  # the file the link points to is replaced, the link stays
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     except OSError as e:
@@ -404,9 +421,22 @@ def ocsf_event(row: dict[str, Any], *, product_version: str = __version__) -> di
 # -- writing ------------------------------------------------------------------------------------
 
 
+def _csv_cell(column: str) -> str:
+    """A text column as a spreadsheet may safely open it: a value starting with = + - @ or a
+    tab/CR would be read as a formula (keys and paths are written by whoever wrote the log), so
+    it gets a leading ' (OWASP's advice; a masked phone reads '+44 … there)."""
+    return (f"CASE WHEN left({column}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) "
+            f"THEN '''' || {column} ELSE {column} END AS {column}")
+
+
 def _copy(con: duckdb.DuckDBPyConnection, fmt: str, flt: ExportFilter, target: Path) -> int:
     where, params = flt.where()
     options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER true"
+    columns = _select_list(epoch_times=False)
+    if fmt == "csv":
+        types = dict(con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'findings'").fetchall())
+        columns = ", ".join(_csv_cell(c) if types.get(c) == "VARCHAR" else c for c in EXPORT_COLUMNS)
     # A cursor is a separate DuckDB connection: the UTC setting (CSV writes TIMESTAMPTZ in the
     # session time zone) does not leak into the caller's connection.
     cur = con.cursor()
@@ -414,7 +444,7 @@ def _copy(con: duckdb.DuckDBPyConnection, fmt: str, flt: ExportFilter, target: P
         cur.execute("SET TimeZone = 'UTC'")
         with private_umask():
             row = cur.execute(
-                f"COPY (SELECT {_select_list(epoch_times=False)} FROM findings{where} ORDER BY finding_id)"
+                f"COPY (SELECT {columns} FROM findings{where} ORDER BY finding_id)"
                 f" TO {_sql_string(str(target))} ({options})",
                 params,
             ).fetchone()

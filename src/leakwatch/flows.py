@@ -189,8 +189,9 @@ _TABLE_HEADER: Final = (
 
 
 def _md(text: Any) -> str:
-    """Table-cell safe text: pipes escaped, line breaks flattened."""
-    s = str(text)
+    """Table-cell safe text: pipes escaped, line breaks flattened, HTML made literal (a file
+    name or host is written by whoever wrote the log, and Markdown renders inline HTML)."""
+    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return s.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 

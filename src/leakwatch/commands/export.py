@@ -80,6 +80,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     db = Path(args.db)
     if not db.is_file():
         raise UsageError(f"{db}: no such database; run 'leakwatch scan --db {db} …' first, or point --db at one")
+    if not to_stdout:
+        from leakwatch.store.db import key_path_for, wal_path_for
+
+        out = Path(args.out)
+        for own in (db, wal_path_for(db), key_path_for(db)):
+            same = os.path.realpath(out) == os.path.realpath(own) or (
+                out.exists() and own.exists() and os.path.samefile(out, own))
+            if same:
+                raise UsageError(f"--out {args.out} is the database's own file ({own}); give another file name")
     flt = ExportFilter(
         scan_id=args.scan,
         min_severity_rank=SEVERITIES.index(args.min_severity) if args.min_severity else None,

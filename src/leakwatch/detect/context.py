@@ -63,14 +63,15 @@ _SECRET_PREFIXES = ("sk-", "sk_", "ghp_", "gho_", "ghs_", "ghu_", "github_pat_",
                     "xoxs-", "AKIA", "ASIA", "AIza", "hf_", "gsk_", "r8_", "eyJ")
 _UPPER_ALNUM = re.compile(r"[A-Z0-9]{16,}\Z")     # AKIA… key ids, upper-case tokens (no separators)
 _FIVE_DIGITS = re.compile(r"[0-9]{5}")
-# What a key or path segment that is data holds: "@" (or "%40"), five digits in a row, or a
-# 33-character token run (also what any match of store.elf_events.PII_SEGMENT_RX contains).
-DATA_MARKS = re.compile(r"@|%40|[0-9]{5}|[A-Za-z0-9_+=-]{33}")
+# What a key or path segment that is data holds: "@" (or "%40"), five digits in a row or in
+# groups ("4111 1111 …", "123-45-6789", "+1 415-555-0134", "DE89 3704 …"), or a 33-character
+# token run (a superset of what any match of store.elf_events.PII_SEGMENT_RX contains).
+DATA_MARKS = re.compile(r"@|%40|[0-9](?:[ .()-]{0,2}[0-9]){4}|[A-Za-z0-9_+=-]{33}")
 
 
 def data_like_key(key: str, names: bool = False) -> bool:
     """Whether ``key`` looks like data rather than a field name: it holds "@" or "%40", five
-    digits in a row, a 33-character token run, starts like a credential (``sk-``, ``AKIA``,
+    digits (in a row or in groups), a 33-character token run, starts like a credential (``sk-``, ``AKIA``,
     ``ghp_``…) or is a long upper-case token. With ``names`` (keys written by the data, such
     as JSON keys, not a file's header), two or more capitalized words ("Jane Doe") too."""
     if DATA_MARKS.search(key):

@@ -200,6 +200,10 @@ class Store:
             if not read_only:
                 for p in (path, wal_path_for(path), key_path_for(path)):
                     _tighten(p)
+            if _foreign(con):
+                raise StoreError(f"{path}: a DuckDB database but not leakwatch's (it has tables and no leakwatch "
+                                 f"schema); leakwatch does not add its tables to it: point --db at a leakwatch "
+                                 f"database or a new file")
             with private_umask():
                 if read_only:
                     if pending_migrations(con, migrations, label=str(path)):
@@ -341,7 +345,8 @@ class Store:
 
         ``version`` defaults to the installed leakwatch version.
         """
-        argv_text = argv if isinstance(argv, str) else shlex.join(argv)
+        # A file name that is not UTF-8 reaches argv with surrogate escapes, like paths do.
+        argv_text = storable_path(argv if isinstance(argv, str) else shlex.join(argv))
         with self._write("record a new scan") as con:
             row = con.execute(
                 "INSERT INTO scans (argv, rules_hash, workers, version) VALUES (?, ?, ?, ?) RETURNING scan_id",
@@ -544,6 +549,13 @@ class Store:
         """Fold the WAL into the database file now (DuckDB also does this on close)."""
         with self._write("checkpoint") as con:
             con.execute("CHECKPOINT")
+
+
+def _foreign(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database holds tables but no leakwatch schema (someone else's DuckDB file)."""
+    names = {n for (n,) in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    return bool(names) and "schema_migrations" not in names
 
 
 @contextlib.contextmanager
