@@ -324,7 +324,7 @@ class Registry:
         """The jurisdiction of a CDN edge location (``FRA56-P5``, ``fra``, ``cache-fra-x-FRA``)
         from the ``cdn_edge`` table, by its three-letter airport code; ``"unknown"`` otherwise."""
         table = self.region_tables.get(CDN_EDGE_TABLE, {})
-        code = _edge_code(edge_location)
+        code = edge_code(edge_location)
         return table.get(code.lower(), UNKNOWN) if code else UNKNOWN
 
     def edge_violates(self, edge_location: str, allowed_regions: Iterable[str],
@@ -339,7 +339,7 @@ class Registry:
         allowed_regions = [r.strip().upper() for r in allowed_regions if r.strip()]
         if allowed_regions:
             edge = edge_location.strip().upper()
-            code = (_edge_code(edge_location) or "").upper()
+            code = (edge_code(edge_location) or "").upper()
             return not any(edge.startswith(r) or code == r for r in allowed_regions)
         return not jurisdiction_allowed(self.edge_jurisdiction(edge_location), allowed_jurisdictions)
 
@@ -347,7 +347,9 @@ class Registry:
 _EDGE_CODE_RE = re.compile(r"[A-Za-z]{3}")
 
 
-def _edge_code(edge_location: str) -> str | None:
+def edge_code(edge_location: str) -> str | None:
+    """The airport-style code of a CDN edge (``FRA56-P5`` → ``FRA``, Fastly's
+    ``cache-fra-eddf8230062-FRA`` → ``FRA``), or None."""
     s = edge_location.strip()
     # Fastly's X-Served-By: cache-fra-eddf8230062-FRA → the POP is the last part.
     if s.lower().startswith("cache-"):

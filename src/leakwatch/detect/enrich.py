@@ -581,9 +581,11 @@ class Enricher:
         if kind == "ai_call":
             # Through the gateway: the file is the gateway's own log, the call went to the
             # gateway's host, or the record was served by it (a gateway access log line that
-            # names its upstream AI endpoint).
+            # names its upstream AI endpoint), or the record's own URL is the gateway's (an app
+            # log naming the gateway URL and, as "upstream", the AI endpoint behind it).
             via = 1 if (fctx.gateway_source or self.is_gateway(url_host)
-                        or self.is_gateway(_host_of(attrs.get("host")))) else 0
+                        or self.is_gateway(_host_of(attrs.get("host")))
+                        or self.is_gateway(_host_of(attrs.get("url")))) else 0
         else:
             via = -1
         event_type = attrs.get("event_type") or attrs.get("method")

@@ -66,6 +66,7 @@ from typing import Any, Final
 import duckdb
 import numpy as np
 
+from leakwatch.detect.egress import edge_code
 from leakwatch.detect.rules import Rule, Severity
 from leakwatch.errors import StoreError, UsageError
 from leakwatch.store.db import private_umask
@@ -786,10 +787,14 @@ def _p3_prompt_pii(con: duckdb.DuckDBPyConnection, s: PatternSettings, ev: _Even
     return alerts
 
 
+# CDN hits on AI paths that served content: an error response (a 404, a 503) served none.
+_CDN_SERVED = "kind = 'cdn_ai' AND edge_location IS NOT NULL AND (status IS NULL OR status < 400)"
+
+
 def _p4_cdn_region(con: duckdb.DuckDBPyConnection, s: PatternSettings, ev: _Events) -> list[Alert]:
     edges = _rows(
         con, "list CDN edges (P4)",
-        "SELECT DISTINCT edge_location FROM events WHERE kind = 'cdn_ai' AND edge_location IS NOT NULL",
+        f"SELECT DISTINCT edge_location FROM events WHERE {_CDN_SERVED}",
     )
     mapper = s.edge_jurisdiction or default_edge_jurisdiction
     allowed_edges = [e.strip().upper() for e in s.allowed_edges if e.strip()]
@@ -798,7 +803,10 @@ def _p4_cdn_region(con: duckdb.DuckDBPyConnection, s: PatternSettings, ev: _Even
         edge = e["edge_location"]
         jur = (mapper(edge) or UNKNOWN_JURISDICTION).upper()
         if allowed_edges:
-            ok = any(edge.strip().upper().startswith(a) for a in allowed_edges)
+            # As egress.edge_violates: the edge starts with an allowed name, or its airport
+            # code is one (Fastly's cache-fra-…-FRA is in FRA).
+            code = (edge_code(edge) or "").upper()
+            ok = any(edge.strip().upper().startswith(a) or code == a for a in allowed_edges)
         else:
             # An edge nobody can place is not allowed (as for AI calls): the alert asks for the
             # edge to be added to the table, at a lower severity than a known foreign edge.
@@ -813,7 +821,7 @@ def _p4_cdn_region(con: duckdb.DuckDBPyConnection, s: PatternSettings, ev: _Even
         con,
         "look for AI content served outside the allowed regions (P4)",
         f"""
-        WITH cdn AS ({ev.where("kind = 'cdn_ai' AND edge_location IS NOT NULL")}),
+        WITH cdn AS ({ev.where(_CDN_SERVED)}),
         juris AS (SELECT unnest(CAST($edges AS VARCHAR[])) AS edge_location,
                          unnest(CAST($jurs AS VARCHAR[])) AS jurisdiction),
         part AS (

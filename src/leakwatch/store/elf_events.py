@@ -53,7 +53,7 @@ _ATTR_COLUMNS = {
     "app": ("CONNECTED_APP_ID", "CLIENT_NAME"),
     "url": ("URL",),
     "entity": ("ENTITY_TYPE", "ENTITY_NAME"),
-    "nrows": ("ROWS_PROCESSED", "ROW_COUNT"),
+    "nrows": ("ROWS_PROCESSED", "ROW_COUNT", "RECORDS_PROCESSED"),  # the last: BulkApi2
     "status": ("STATUS_CODE",),
     "method": ("METHOD",),
     "operation": ("OPERATION_TYPE",),

@@ -163,6 +163,7 @@ ATTR_KEYS: dict[str, tuple[str, int]] = {
     "entitytype": ("entity", 0), "entityname": ("entity", 1), "sobjecttype": ("entity", 2),
     "queriedentities": ("entity", 3),
     "rowsprocessed": ("rows", 0), "rowcount": ("rows", 1), "recordcount": ("rows", 2), "numberofrecords": ("rows", 3),
+    "recordsprocessed": ("rows", 1),
     "edgelocation": ("edge", 0), "xedgelocation": ("edge", 0), "pop": ("edge", 1), "edge": ("edge", 1),
     "colo": ("edge", 2), "cdnpop": ("edge", 1),
     "cachestatus": ("cache", 0), "xcache": ("cache", 0), "cfcachestatus": ("cache", 0), "cache": ("cache", 1),

