@@ -192,12 +192,12 @@ def atomic_output(dest: str | Path, what: str = "--out") -> Iterator[Path]:
     file's 0600 mode instead of keeping its old one. ``what`` names the option in error messages.
     """
     dest = Path(dest)
-    if dest.is_dir():
-        raise UsageError(f"{what} {dest}: is a directory; give a file name")
     try:
         mode = dest.stat().st_mode  # through a symbolic link
     except OSError:
         mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise UsageError(f"{what} {dest}: is a directory; give a file name")
     if mode is not None and not stat.S_ISREG(mode):
         # A named pipe, a device, /dev/stdout, a shell's >(…): written as it is; renaming a file
         # over it would replace the pipe or device node and the reader would get nothing.

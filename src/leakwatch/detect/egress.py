@@ -336,15 +336,22 @@ class Registry:
         the edge's jurisdiction (:meth:`edge_jurisdiction`) must be in ``allowed_jurisdictions``;
         an unknown edge is a violation.
         """
-        allowed_regions = [r.strip().upper() for r in allowed_regions if r.strip()]
+        allowed_regions = [r for r in allowed_regions if r.strip()]
         if allowed_regions:
-            edge = edge_location.strip().upper()
-            code = (edge_code(edge_location) or "").upper()
-            return not any(edge.startswith(r) or code == r for r in allowed_regions)
+            return not edge_named(edge_location, allowed_regions)
         return not jurisdiction_allowed(self.edge_jurisdiction(edge_location), allowed_jurisdictions)
 
 
 _EDGE_CODE_RE = re.compile(r"[A-Za-z]{3}")
+
+
+def edge_named(edge_location: str, names: Iterable[str]) -> bool:
+    """Whether a CDN edge is one of ``names`` (``cdn.allowed_regions``): it starts with one
+    (case-insensitive: ``FRA`` names ``FRA56-P5``) or its airport code is one (Fastly's
+    ``cache-fra-eddf8230062-FRA`` is ``FRA``)."""
+    edge = edge_location.strip().upper()
+    code = (edge_code(edge_location) or "").upper()
+    return any(edge.startswith(n) or code == n for n in (n.strip().upper() for n in names) if n)
 
 
 def edge_code(edge_location: str) -> str | None:

@@ -66,7 +66,7 @@ from typing import Any, Final
 import duckdb
 import numpy as np
 
-from leakwatch.detect.egress import edge_code
+from leakwatch.detect.egress import edge_named
 from leakwatch.detect.rules import Rule, Severity
 from leakwatch.errors import StoreError, UsageError
 from leakwatch.store.db import private_umask
@@ -803,10 +803,7 @@ def _p4_cdn_region(con: duckdb.DuckDBPyConnection, s: PatternSettings, ev: _Even
         edge = e["edge_location"]
         jur = (mapper(edge) or UNKNOWN_JURISDICTION).upper()
         if allowed_edges:
-            # As egress.edge_violates: the edge starts with an allowed name, or its airport
-            # code is one (Fastly's cache-fra-…-FRA is in FRA).
-            code = (edge_code(edge) or "").upper()
-            ok = any(edge.strip().upper().startswith(a) or code == a for a in allowed_edges)
+            ok = edge_named(edge, allowed_edges)
         else:
             # An edge nobody can place is not allowed (as for AI calls): the alert asks for the
             # edge to be added to the table, at a lower severity than a known foreign edge.
