@@ -399,11 +399,33 @@ class _Events:
     whose line ranges of one kind overlap. A rescan of a grown file adds lines past the old end,
     so its ranges do not overlap. The check costs 0.6 ms when no path was scanned twice, else
     ~5 ms once per run.
+
+    Salesforce also writes each row of an hour twice: in the hourly EventLogFile and in the
+    day's daily one (``leakwatch pull`` fetches both when the org has hourly logs). Those are two
+    files, so the rescan check above does not see them; :func:`_elf_copies_once` does, when two
+    EventLogFiles hold events of one kind and event type in overlapping times.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self._con = con
         self._dedup: bool | None = None
+        self._elf_copies: bool | None = None
+
+    def _has_elf_copies(self) -> bool:
+        return bool(_rows(
+            self._con, "look for EventLogFiles that overlap (hourly and daily)",
+            """
+            WITH spans AS (
+                SELECT source_path, kind, event_type, min(ts) AS lo, max(ts) AS hi
+                FROM events WHERE format = 'eventlogfile' AND ts IS NOT NULL GROUP BY ALL
+            )
+            SELECT EXISTS (
+                SELECT 1 FROM spans a JOIN spans b
+                  ON a.kind = b.kind AND a.event_type IS NOT DISTINCT FROM b.event_type
+                 AND a.source_path < b.source_path AND a.lo <= b.hi AND b.lo <= a.hi
+            ) AS found
+            """,
+        )[0]["found"])
 
     def _needs_dedup(self) -> bool:
         what = "look for lines stored twice in events"
@@ -433,12 +455,45 @@ class _Events:
         """SQL for the events matching ``condition``, deduplicated if the database needs it."""
         if self._dedup is None:
             self._dedup = self._needs_dedup()
-        if not self._dedup:
-            return f"SELECT * FROM events WHERE {condition}"
-        return f"""
-            SELECT * FROM events WHERE {condition}
-            QUALIFY row_number() OVER (PARTITION BY source_path, line, kind ORDER BY event_id DESC) = 1
-        """
+            self._elf_copies = self._has_elf_copies()
+        sql = f"SELECT * FROM events WHERE {condition}"
+        if self._dedup:
+            sql += "\nQUALIFY row_number() OVER (PARTITION BY source_path, line, kind ORDER BY event_id DESC) = 1"
+        if self._elf_copies:
+            sql = _elf_copies_once(sql, _EVENT_ROW_KEY, "event_id")
+        return sql
+
+
+# What an EventLogFile row's event keeps of the row: two events of two files alike in all of it
+# are one row written to two files.
+_EVENT_ROW_KEY: Final = (
+    "kind, ts, event_type, actor_hash, app, url_host, url_path, status, sf_object, rows_processed,"
+    " edge_location, cache_status"
+)
+
+
+def _elf_copies_once(select: str, key: str, order: str) -> str:
+    """``select``'s rows with the EventLogFile rows that another EventLogFile also holds kept once.
+
+    A day's hourly and daily files hold the same rows. Rows of EventLogFiles that agree in
+    ``key`` (their timestamp included) are one row when they come from different files; within
+    one file they stay distinct (two calls in one millisecond), so the n-th such row of a file
+    pairs with the n-th of another. The copy kept is the one in the file with more records (the
+    daily file), so evidence names the file that holds the whole day. Rows of
+    other formats and rows without a timestamp pass unchanged.
+    """
+    return f"""
+        SELECT * EXCLUDE (_copy, _file_rows) FROM (
+            SELECT *, row_number() OVER (PARTITION BY source_path, {key} ORDER BY {order}) AS _copy
+            FROM (
+                SELECT c.*, coalesce(s.n_records, 0) AS _file_rows
+                FROM ({select}) AS c LEFT JOIN (SELECT source_id AS _sid, n_records FROM sources) AS s
+                  ON s._sid = c.source_id
+            )
+        )
+        QUALIFY format IS DISTINCT FROM 'eventlogfile' OR ts IS NULL
+             OR row_number() OVER (PARTITION BY {key}, _copy ORDER BY _file_rows DESC, {order}) = 1
+    """
 
 
 # -- detectors ----------------------------------------------------------------------------------
@@ -451,17 +506,11 @@ class _Events:
 # seen first.
 
 
-def _p1_key_exposed(con: duckdb.DuckDBPyConnection, s: PatternSettings, ev: _Events) -> list[Alert]:
-    # Credentials are few (1 800 of 22 000 findings on the 200 MB corpus) and a credential's
-    # findings fewer: lists per credential, reduced by list functions, beat separate DISTINCT
-    # and mode groupings (11 ms against 18 ms).
-    rows = _rows(
-        con,
-        "look for exposed AI credentials (P1)",
-        f"""
-        WITH cred AS (
-            SELECT finding_id, source_path, line, ts, entity, masked, value_hash, actor_hash,
-                   dest_vendor, dest_region, coalesce(field_path, sf_field, field) AS fpath,
+# P1's credential findings. A key in an EventLogFile row is in the hourly and the daily file
+# both: one exposure, not two files.
+_P1_CREDENTIALS: Final = _elf_copies_once("""
+            SELECT finding_id, source_id, source_path, line, start_byte, ts, format, entity, masked, value_hash,
+                   actor_hash, dest_vendor, dest_region, coalesce(field_path, sf_field, field) AS fpath,
                    coalesce(suffix(lower(field_path), '__c') OR suffix(lower(sf_field), '__c'), false)
                        AS in_setting
             FROM findings
@@ -471,7 +520,18 @@ def _p1_key_exposed(con: duckdb.DuckDBPyConnection, s: PatternSettings, ev: _Eve
               AND (list_contains($ai, entity)
                    OR (list_contains($cred, entity)
                        AND regexp_matches(lower(coalesce(field_path, sf_field, field, '')), $ai_field)))
-        ),
+""", "value_hash, ts, fpath, start_byte", "finding_id")
+
+
+def _p1_key_exposed(con: duckdb.DuckDBPyConnection, s: PatternSettings, ev: _Events) -> list[Alert]:
+    # Credentials are few (1 800 of 22 000 findings on the 200 MB corpus) and a credential's
+    # findings fewer: lists per credential, reduced by list functions, beat separate DISTINCT
+    # and mode groupings (11 ms against 18 ms).
+    rows = _rows(
+        con,
+        "look for exposed AI credentials (P1)",
+        f"""
+        WITH cred AS ({_P1_CREDENTIALS}),
         g AS (
             SELECT value_hash,
                    arg_min(entity, finding_id) AS entity,

@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 
 from leakwatch.errors import IncidentError
+from leakwatch.store.queries import RECORD_KEY
 from leakwatch.incidents import audit
 from leakwatch.incidents.facts import CLOCK_EVENTS, STATUSES, Destination, IncidentFacts
 
@@ -804,7 +805,7 @@ def build_facts_many(con: duckdb.DuckDBPyConnection, incident_ids: Sequence[int]
     subjects = sorted(SUBJECT_ENTITIES)
     marks = ", ".join("?" for _ in subjects)
     agg = grouped(f"""
-        SELECT x.incident_id, count(*), count(DISTINCT hash(source_path, line)),
+        SELECT x.incident_id, count(*), count(DISTINCT {RECORD_KEY}),
                count(DISTINCT hash(value_hash)) FILTER (WHERE entity IN ({marks})),
                list_sort(list(DISTINCT entity)),
                list_sort(list(DISTINCT sf_object) FILTER (WHERE sf_object IS NOT NULL)),
@@ -814,7 +815,7 @@ def build_facts_many(con: duckdb.DuckDBPyConnection, incident_ids: Sequence[int]
     rule_entities = grouped(f"SELECT DISTINCT x.incident_id, rule_id, entity FROM {fjoin}")
     dest_rows = grouped(f"""
         SELECT x.incident_id, dest_vendor, dest_region, dest_jurisdiction, bool_or(coalesce(residency_violation, false)),
-               count(DISTINCT hash(value_hash)) FILTER (WHERE entity IN ({marks})), count(DISTINCT hash(source_path, line))
+               count(DISTINCT hash(value_hash)) FILTER (WHERE entity IN ({marks})), count(DISTINCT {RECORD_KEY})
         FROM {fjoin} AND dest_vendor IS NOT NULL GROUP BY ALL
         ORDER BY x.incident_id, 5 DESC, 6 DESC, 2, 3, 4""", subjects)
     alert_rows = grouped(f"""

@@ -27,7 +27,7 @@ from typing import Any, Final
 import duckdb
 
 from leakwatch.errors import StoreError
-from leakwatch.store.queries import db_name
+from leakwatch.store.queries import RECORD_KEY, db_name
 
 #: Columns of one row of the findings table, in the order of the tuples :func:`page` returns
 #: (``incident_id`` from ``incident_findings``, NULL when the finding is in no incident).
@@ -485,7 +485,7 @@ def finding_detail(con: duckdb.DuckDBPyConnection, finding_id: int) -> dict[str,
         out["record"] = [dict(zip(names, r)) for r in cur.fetchall()]
         # How often the same value (same keyed hash, same entity) was seen: ~10 ms on 1M rows.
         same = con.execute(
-            "SELECT count(*), count(DISTINCT hash(source_path, line)) FROM findings WHERE value_hash = ? AND entity = ?",
+            f"SELECT count(*), count(DISTINCT {RECORD_KEY}) FROM findings WHERE value_hash = ? AND entity = ?",
             [out["value_hash"], out["entity"]],
         ).fetchone()
         out["same_value_findings"], out["same_value_records"] = int(same[0]), int(same[1])
@@ -512,20 +512,21 @@ def sf_map_rows(con: duckdb.DuckDBPyConnection, subject_entities: Sequence[str] 
     where none is mapped (``mapped_field`` false), the detected entity; a destination is a
     (vendor, region, jurisdiction) — all three None for records that went to no AI endpoint.
     Counts at every level are exact (GROUPING SETS, not sums of the leaves): findings, records
-    (distinct file and line) and data subjects (distinct value hashes of identifying entities,
-    :data:`leakwatch.flows.SUBJECT_ENTITIES`). Only findings with a Salesforce object count.
+    (distinct :data:`~leakwatch.store.queries.RECORD_KEY`) and data subjects (distinct value
+    hashes of identifying entities, :data:`leakwatch.flows.SUBJECT_ENTITIES`). Only findings
+    with a Salesforce object count.
     """
     if subject_entities is None:
         from leakwatch.flows import SUBJECT_ENTITIES
 
         subject_entities = SUBJECT_ENTITIES
-    sql = """
+    sql = f"""
         WITH f AS (
             SELECT sf_object, coalesce(sf_field, entity) AS data_item, sf_field IS NOT NULL AS mapped_field,
                    dest_vendor, dest_region, dest_jurisdiction, residency_violation,
                    -- One 64-bit hash per record instead of a (path, line) struct: distinct
                    -- counts over the three grouping sets take 250 ms instead of 380 ms on 1M rows.
-                   hash(source_path, line) AS record,
+                   {RECORD_KEY} AS record,
                    CASE WHEN list_contains(?::VARCHAR[], entity) THEN value_hash END AS subject_hash
             FROM findings WHERE sf_object IS NOT NULL
         )
