@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from helpers import read_rows
 
 from leakwatch.config import load_config
@@ -729,3 +731,40 @@ def test_w3c_a_later_fields_directive_names_the_lines_after_it(tmp_path):
         (8, "EMAIL_ADDRESS", "query.email"), (8, "IP_ADDRESS", "c-ip"),
     ]
     assert read_rows(s.db, "SELECT parse_problems FROM sources") == [(0,)]  # the second block reads cleanly
+
+
+# `[cdn] ai_paths` regexes that are not one `^`-anchored pattern: the scan's marker (an RE2
+# pre-filter on raw lines) must let through every line whose parsed path the regex finds.
+def _cdn_line(second: int, path: str, edge: str) -> str:
+    return (f'10.1.2.{second} - - [11/Mar/2024:16:00:{second:02d} +0000] "GET {path} HTTP/1.1" 200 5120'
+            f' "https://shop.example.com/" "Mozilla/5.0" HIT pop={edge} host=shop.example.com\n')
+
+
+@pytest.mark.parametrize("ai_paths, expected", [
+    (['/assistant/'], [1, 2]),  # unanchored: anywhere in the path
+    (['^/ai/|^/assistant/'], [2, 3]),  # an anchor in each alternative
+    (['(?i)^/ASSISTANT/'], [2, 4]),  # an inline flag before the anchor
+    ([r'\A/ai/', r'/answer$'], [1, 2, 3, 5]),  # \A; an end anchor with a query string after the path
+    ([r'^/(?!static/)[a-z]+/answer'], [2]),  # a look-ahead RE2 cannot compile: still found
+])
+def test_p4_ai_paths_in_any_python_regex_shape(tmp_path, ai_paths, expected):
+    log = "".join([
+        _cdn_line(1, "/de/assistant/answer?session=ab12ce", "IAD89-C1"),
+        _cdn_line(2, "/assistant/answer?session=ab12ce", "JFK5-C1"),
+        _cdn_line(3, "/ai/summary", "IAD66-P2"),
+        _cdn_line(4, "/Assistant/chat", "IAD89-C1"),
+        _cdn_line(5, "/static/answer", "IAD89-C1"),
+    ])
+    toml = f"[cdn]\nai_paths = {json.dumps(ai_paths)}\n"
+    s = scan(tmp_path, {"cdn/shop.log": log}, toml)
+    assert read_rows(s.db, "SELECT line FROM events WHERE kind = 'cdn_ai' ORDER BY line") == [(n,) for n in expected]
+    [p4] = s.alerts("P4_cdn_region")
+    assert p4["evidence"]["n_hits"] == len(expected)
+
+
+def test_cdn_path_marker_rewrites_anchors_only_outside_classes_and_escapes():
+    from leakwatch.detect.enrich import _PATH_START, cdn_path_marker
+
+    assert cdn_path_marker(r"^/a[^$]\^x\$$") == _PATH_START + r"/a[^$]\^x\$"
+    assert cdn_path_marker(r"[]^]/(?:x|^y)") == r"[]^]/(?:x|" + _PATH_START + "y)"
+    assert cdn_path_marker(r"(?<=/)ai/") == "/"  # not RE2: any line with a path

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from leakwatch._core import ScanResult
+from leakwatch._core import PatternError, ScanResult, check_pattern
 from leakwatch.detect import salesforce as sfmap
 from leakwatch.detect.egress import Registry, extract_host
 from leakwatch.detect.context import DATA_MARKS, data_like_key, normalize_field
@@ -57,6 +57,51 @@ _W3C_FIELDS_MARKER = r"^#Fields:"
 _FREE_TEXT_MARKER = r'"(?:content|prompt|input|Description|description|Comments|transcript|text|Body|body)"\s*:\s*"'
 
 _NAN = float("nan")
+
+# Where a request path starts in a raw line: after a space (combined log), a tab (W3C,
+# CloudFront), a quote (JSON, CSV), `path=` (logfmt) or a comma (unquoted CSV).
+_PATH_START = r"""(?:^|[ \t"'=,])"""
+
+
+def cdn_path_marker(pattern: str) -> str:
+    """The RE2 marker for a ``[cdn] ai_paths`` regex (Python syntax, searched in a request path):
+    it matches every raw line whose path the regex finds, and maybe more (the parsed path is
+    checked against the regex itself later).
+
+    The path is a part of the line, so the regex can stay as it is, except its anchors: a start
+    anchor (``^``, ``\\A``, in any alternative) becomes "where a path starts in a line", and an end
+    anchor is dropped (a query string or the rest of the line follows the path). A regex RE2
+    cannot compile (look-arounds, back-references) gets a marker for any line with a ``/``.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            esc = pattern[i:i + 2]
+            out.append(_PATH_START if esc == "\\A" else "" if esc in ("\\Z", "\\z") else esc)
+            i += 2
+        elif c == "[":
+            # A class is copied whole: `^` and `$` in it are characters, and a `]` right after
+            # `[` or `[^` is one too.
+            j = i + 1
+            if j < n and pattern[j] == "^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            out.append(pattern[i:j + 1])
+            i = j + 1
+        else:
+            out.append(_PATH_START if c == "^" else "" if c == "$" else c)
+            i += 1
+    marker = "".join(out)
+    try:
+        check_pattern(marker)
+    except PatternError:
+        return "/"
+    return marker
 
 
 @dataclass
@@ -125,11 +170,7 @@ class Enricher:
         markers: list[tuple[str, str]] = [(M_AI_HOST, p) for p in registry.marker_patterns()]
         markers += [(M_ELF_EVENT, _ELF_EVENT_MARKER), (M_ELF_HEADER, _ELF_HEADER_MARKER),
                     (M_W3C_FIELDS, _W3C_FIELDS_MARKER)]
-        for p in cdn_ai_paths:
-            # A path regex anchored at the path's start: in a raw line the path follows a space,
-            # a tab (W3C/CloudFront), a quote or `path=`; the parsed path is checked against the
-            # real regex later.
-            markers.append((M_CDN_PATH, r'[ \t"=](?:' + p.lstrip("^") + ")"))
+        markers += [(M_CDN_PATH, cdn_path_marker(p)) for p in cdn_ai_paths]
         if ner is not None:
             markers.append((M_FREE_TEXT, _FREE_TEXT_MARKER))
         self.markers = markers
