@@ -125,6 +125,16 @@ def test_hourly_files_of_different_hours_are_not_copies(tmp_path):
     assert a["evidence"]["n_events"] == 80 and a["evidence"]["baseline_median"] == 20.0
 
 
+def _openai_impact(s: pe.Scanned) -> dict:
+    """The impact row (:func:`leakwatch.store.queries.impact`) of the data that went to OpenAI."""
+    con = duckdb.connect(str(s.db), read_only=True)
+    try:
+        [dest] = [d for d in queries.impact(con) if d["dest_vendor"] == "OpenAI"]
+    finally:
+        con.close()
+    return dest
+
+
 def test_impact_counts_a_record_in_the_hourly_and_the_daily_file_once(tmp_path):
     rows = [
         _callout(datetime(2024, 3, 11, h, m, tzinfo=UTC), n,
@@ -134,11 +144,7 @@ def test_impact_counts_a_record_in_the_hourly_and_the_daily_file_once(tmp_path):
     csv = pe.elf_csv(pe.APEX_CALLOUT_COLUMNS, rows)
     both = pe.scan(tmp_path, {DAILY.format("ApexCallout"): csv, HOURLY.format("ApexCallout", 16): _hour_of(csv, 16)})
     assert read_rows(both.db, "SELECT count(*) FROM findings WHERE entity = 'EMAIL_ADDRESS'") == [(8,)]
-    con = duckdb.connect(str(both.db), read_only=True)
-    try:
-        [dest] = [d for d in queries.impact(con) if d["dest_vendor"] == "OpenAI"]
-    finally:
-        con.close()
+    dest = _openai_impact(both)
     assert dest["records"] == 5 and dest["data_subjects"] == 5
 
 
@@ -147,9 +153,5 @@ def test_impact_still_counts_every_line_of_other_logs(tmp_path):
     app = pe.jsonl(*[{"ts": "2024-03-11T16:00:00.000Z", "url": "https://api.openai.com/v1/chat/completions",
                       "prompt": f"mail c{n}.doe@example.com"} for n in range(2)])
     s = pe.scan(tmp_path, {"app.jsonl": app, "copy/app.jsonl": app})
-    con = duckdb.connect(str(s.db), read_only=True)
-    try:
-        [dest] = [d for d in queries.impact(con) if d["dest_vendor"] == "OpenAI"]
-    finally:
-        con.close()
+    dest = _openai_impact(s)
     assert dest["records"] == 4 and dest["data_subjects"] == 2
