@@ -625,27 +625,29 @@ def test_a_file_rewritten_behind_an_unchanged_banner_is_read_again_after_a_resta
     assert lines == list(range(17, 25))  # all eight new lines, not the last three
 
 
+@pytest.mark.parametrize("n", [30, 3])  # 3 lines: under HEAD_BYTES, the hash covers all that was read
 @pytest.mark.parametrize("order", ["copy-seen-first", "truncation-seen-first"])
-def test_copytruncate_rotation_stores_each_line_once(tmp_path, logs, order):
+def test_copytruncate_rotation_stores_each_line_once(tmp_path, logs, order, n):
     """logrotate's copytruncate copies the log to app.log.1 and truncates app.log: the copy
     holds lines already read, which are not stored a second time (whichever of the two changes a
     cycle sees first); lines the copy has beyond them are read."""
     import shutil
 
     log = logs / "app.log"
-    append(log, "".join(pii(i) for i in range(30)))
+    append(log, "".join(pii(i) for i in range(n)))
+    assert (os.path.getsize(log) >= HEAD_BYTES) == (n == 30)
     w = open_watcher(tmp_path)
     try:
         w.cycle()
-        assert len(emails(w)) == 30
+        assert len(emails(w)) == n
         if order == "copy-seen-first":
             shutil.copy(log, logs / "app.log.1")
-            append(logs / "app.log.1", pii(30))  # written between the copy and the truncate
+            append(logs / "app.log.1", pii(n))  # written between the copy and the truncate
             w.cycle()
             log.write_text("")
         else:
             shutil.copy(log, tmp_path / "copy")
-            append(tmp_path / "copy", pii(30))
+            append(tmp_path / "copy", pii(n))
             log.write_text("")
             w.cycle()
             shutil.move(tmp_path / "copy", logs / "app.log.1")
@@ -653,9 +655,24 @@ def test_copytruncate_rotation_stores_each_line_once(tmp_path, logs, order):
         r = w.cycle()
         r2 = w.cycle()
         notes = " ".join(r.notes + r2.notes)
-        # 30 lines once, line 31 of the copy (written before the truncate), the new line 1.
-        assert len(emails(w)) == 32, notes
-        assert [e[1] for e in emails(w, logs / "app.log.1")] == [31]
+        # n lines once, line n + 1 of the copy (written before the truncate), the new line 1.
+        assert len(emails(w)) == n + 2, notes
+        assert [e[1] for e in emails(w, logs / "app.log.1")] == [n + 1]
+    finally:
+        w.close()
+
+
+def test_a_small_new_log_that_begins_like_another_is_read_whole(tmp_path, logs):
+    """Near miss of the copytruncate check: a new file, not named after a followed one, whose
+    one line equals all that was read of it (a short start-up line with the same key) is its
+    own file, and its findings are stored under it."""
+    append(logs / "api.log", pii(1))
+    w = open_watcher(tmp_path)
+    try:
+        w.cycle()
+        append(logs / "worker.log", pii(1))
+        w.cycle()
+        assert [e[1] for e in emails(w, logs / "worker.log")] == [1]
     finally:
         w.close()
 

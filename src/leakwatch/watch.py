@@ -501,7 +501,7 @@ class Watcher:
         elif path in self._stored_paths and self._stored is not None:
             rep.notes.append(f"{path}: another file than when last watched (rotated while not watched); "
                              "reading it from the start")
-        if row is None and not s.offset and fst.st_size >= HEAD_BYTES:
+        if row is None and not s.offset and fst.st_size:
             self._resume_copy(s, fd, fst.st_size, rep)
         self.files[ident] = s
 
@@ -509,13 +509,29 @@ class Watcher:
         """A new file that begins with exactly what was already read of another (copytruncate
         rotation copies the log, then truncates it): continue after those lines instead of
         storing their findings a second time. Compared by the first bytes' hash and the bytes
-        before the other file's offset, the checks a restarted watch trusts."""
-        hh = head_hash(fd, HEAD_BYTES)
+        before the other file's offset, the checks a restarted watch trusts.
+
+        Under HEAD_BYTES read, the hash covers all that was read, a line or two, which a new
+        file may begin with by chance (a start-up banner); such a copy also has to be named
+        after the file (``app.log`` → ``app.log.1``, ``app.log-20240311``)."""
+        heads: dict[int, str] = {}
+
+        def begins_with(o_path: str, offset: int, head: str | None) -> bool:
+            n = min(offset, HEAD_BYTES)
+            if head is None or size < offset or (n < HEAD_BYTES and not os.path.basename(s.path).startswith(
+                    os.path.basename(o_path))):
+                return False
+            if n not in heads:
+                heads[n] = head_hash(fd, n)
+            return heads[n] == head
+
         candidates = [(o.path, o.offset, o.line, o.head, o.tail) for o in self.files.values()
-                      if o.kind == "text" and o.offset >= HEAD_BYTES and o.head == hh]
-        candidates += [c for c in self._truncated if c[3] == hh]
+                      if o.kind == "text" and o.offset > 0]
+        candidates += self._truncated
         for path, offset, line, head, tail in candidates:
-            if size >= offset and tail and os.pread(fd, len(tail), offset - len(tail)) == tail:
+            if not begins_with(path, offset, head):
+                continue
+            if tail and os.pread(fd, len(tail), offset - len(tail)) == tail:
                 s.offset, s.line, s.head, s.tail = offset, line, head, tail
                 s.line_offset = _line_offset(fd, offset)
                 s.scanned_size = offset
@@ -555,7 +571,7 @@ class Watcher:
             what = (f"truncated ({st.st_size:,} bytes, {s.offset:,} were read)" if st.st_size < s.offset
                     else "rewritten in place (copytruncate?)")
             rep.notes.append(f"{s.path}: {what}; reading it again from the start")
-            if s.kind == "text" and s.offset >= HEAD_BYTES and s.head is not None:
+            if s.kind == "text" and s.offset > s.bom and s.head is not None:
                 # What was read, in case a copy of it shows up (copytruncate: cp, then truncate).
                 self._truncated.append((s.path, s.offset, s.line, s.head, s.tail))
                 del self._truncated[:-64]
