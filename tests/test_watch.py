@@ -662,6 +662,47 @@ def test_copytruncate_rotation_stores_each_line_once(tmp_path, logs, order, n):
         w.close()
 
 
+def test_a_value_cut_by_a_write_pause_gives_way_to_the_whole_value(tmp_path, logs):
+    """'contact=jane.doe@example.co' taken as it was when the file went idle is an e-mail too;
+    when 'm card=…' completes the line, the whole e-mail replaces the cut one (one value, one
+    data subject), in its incident as well, and a value the pause did not cut stays as stored."""
+    clock = Clock()
+    log = logs / "c.log"
+    line = "ts=1 ip=81.2.69.160 contact=jane.doe@example.com card=4111111111111111 ok\n"
+    cut = line.index(".com") + 3
+    append(log, line[:cut])
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        w.cycle()
+        clock.t += 4.5
+        w.cycle()
+        con = w.store.con
+        before = dict(con.execute("SELECT rule_id, finding_id FROM findings").fetchall())
+        assert sorted(before) == ["email", "ipv4_public"]
+        incident = con.execute("SELECT incident_id FROM incident_findings WHERE finding_id = ?",
+                               [before["email"]]).fetchone()
+        assert incident is not None
+        append(log, line[cut:])
+        clock.t += 0.3
+        w.cycle()
+        after = con.execute("SELECT rule_id, finding_id, start_byte, end_byte, masked FROM findings"
+                            " ORDER BY start_byte").fetchall()
+        start = line.index("jane")
+        assert [(r, s_, e, m) for r, _, s_, e, m in after] == [
+            ("ipv4_public", len("ts=1 ip="), len("ts=1 ip=81.2.69.160"), "81.x.x.x"),
+            ("email", start, start + len("jane.doe@example.com"), "j***@e******.com"),
+            ("payment_card", line.index("4111"), line.index("4111") + 16, "************1111"),
+        ]
+        ids = {r: i for r, i, *_ in after}
+        assert ids["ipv4_public"] == before["ipv4_public"]  # not cut: kept as it was
+        assert con.execute("SELECT incident_id FROM incident_findings WHERE finding_id = ?",
+                           [ids["email"]]).fetchone() == incident
+        assert con.execute("SELECT count(*) FROM incident_findings WHERE finding_id = ?",
+                           [before["email"]]).fetchone() == (0,)
+    finally:
+        w.close()
+
+
 def test_a_small_new_log_that_begins_like_another_is_read_whole(tmp_path, logs):
     """Near miss of the copytruncate check: a new file, not named after a followed one, whose
     one line equals all that was read of it (a short start-up line with the same key) is its

@@ -996,7 +996,8 @@ class TailScanner:
 
     def scan(self, tf: TailFile, fd: int, start: int, stop: int, *, line: int, line_offset: int = 0,
              final: bool = False, scan_id: int, max_bytes: int = TAIL_MAX_BYTES,
-             commit: Callable[[object, TailResult], None] | None = None) -> TailResult:
+             commit: Callable[[object, TailResult], None] | None = None,
+             cut: int = 0) -> TailResult:
         """Scan bytes [``start``, ``stop``) of the open, uncompressed file ``fd`` up to the last
         newline, and store what they hold.
 
@@ -1006,11 +1007,16 @@ class TailScanner:
         longer than MAX_RECORD is scanned in pieces. At most about ``max_bytes`` are read. The
         findings, events, problems and whatever ``commit(con, result)`` writes (the caller's
         offsets) are one transaction: all are stored, or none.
+
+        ``cut``: the line at ``start`` (``line_offset`` 0) was scanned before up to ``cut`` bytes,
+        taken as it was when its file went idle, and is read again whole now that it goes on. A
+        value the pause cut (``jane@example.co`` of ``jane@example.com``) was stored then; the
+        whole value found now takes its place (and its incident), so one value is not two.
         """
         res = TailResult(start, line, line_offset)
         work = [self._process(tf, c) for c in _appended_chunks(fd, tf, res, stop, final, max_bytes)]
         if res.bytes or res.problems:
-            self._store(tf, scan_id, work, res, commit)
+            self._store(tf, scan_id, work, res, commit, (line + 1, cut) if cut else None)
         return res
 
     def scan_stream(self, tf: TailFile, *, scan_id: int,
@@ -1053,7 +1059,8 @@ class TailScanner:
                 batches.append(_with_all_columns(batch, detector="column"))
         return batches, events, elf
 
-    def _store(self, tf: TailFile, scan_id: int, work: list, res: TailResult, commit) -> None:
+    def _store(self, tf: TailFile, scan_id: int, work: list, res: TailResult, commit,
+               cut_line: tuple[int, int] | None = None) -> None:
         import duckdb
 
         store = self.store
@@ -1084,6 +1091,8 @@ class TailScanner:
                 else:
                     res.new_findings += _insert_in_generation(store, scan_id, tf, batch, created_at)
                 res.findings += batch_len(batch)
+            if cut_line is not None and batches:
+                _replace_cut_values(con, sorted(tf.dedup_ids | {tf.source_id}), *cut_line)
             res.events += store.insert_events(scan_id, tf.source_id, tf.path, events)
             if elf_rows:
                 stored, _dropped = store.insert_elf_events(scan_id, tf.source_id, tf.path, elf_rows, fctx.headers,
@@ -1132,6 +1141,28 @@ def _prefix_hash(fd: int, skip: int, size: int) -> str:
         hasher.update(data)
         pos += len(data)
     return hasher.hexdigest()
+
+
+def _replace_cut_values(con, source_ids: list[int], line: int, cut: int) -> None:
+    """Findings of ``line`` that end where an earlier scan of it stopped (``cut``) and that
+    the whole line now gives longer (same rule, same start) are dropped; incidents that held them
+    hold the longer ones instead."""
+    pairs = con.execute(
+        """
+        SELECT o.finding_id, min(n.finding_id)
+        FROM findings AS o JOIN findings AS n
+          ON n.source_id = o.source_id AND n.line = o.line AND n.rule_id = o.rule_id
+         AND n.start_byte = o.start_byte AND n.end_byte > o.end_byte
+        WHERE list_contains($ids, o.source_id) AND list_contains($ids, n.source_id)
+          AND o.line = $line AND o.end_byte = $cut
+        GROUP BY o.finding_id
+        """, {"ids": source_ids, "line": line, "cut": cut}).fetchall()
+    for old, new in pairs:
+        con.execute("UPDATE incident_findings SET finding_id = $new WHERE finding_id = $old"
+                    " AND NOT EXISTS (SELECT 1 FROM incident_findings WHERE finding_id = $new)",
+                    {"old": old, "new": new})
+        con.execute("DELETE FROM incident_findings WHERE finding_id = ?", [old])
+        con.execute("DELETE FROM findings WHERE finding_id = ?", [old])
 
 
 def _insert_in_generation(store: Store, scan_id: int, tf: TailFile, batch: dict,

@@ -584,15 +584,16 @@ class Watcher:
             return  # still waiting for the newline of the last line
         final = idle >= self.partial_idle_s
         commit = None if s.gone_since is not None else self._row_writer(s)
-        start, line_offset = s.offset, s.line_offset
+        start, line_offset, cut = s.offset, s.line_offset, 0
         if 0 < line_offset <= RESCAN_LINE_MAX:
             # The line was taken as it was when the file went idle, and now goes on: read it
             # again from its start, so that a value split by the pause (a buffered writer's
             # flush) is seen whole; what was found in its first part is found again and the
-            # store's duplicate key keeps it once.
-            start, line_offset = s.offset - line_offset, 0
+            # store's duplicate key keeps it once, and a value the pause cut short gives way to
+            # the whole one (TailScanner.scan's ``cut``).
+            start, line_offset, cut = s.offset - line_offset, 0, line_offset
         res = self.scanner.scan(s.tf, s.fd, start, st.st_size, line=s.line, line_offset=line_offset,
-                                final=final, scan_id=self.scan_id, commit=commit)
+                                final=final, scan_id=self.scan_id, commit=commit, cut=cut)
         self._took(s, res, st, rep)
 
     def _took(self, s: _Followed, res: TailResult, st: os.stat_result, rep: CycleReport) -> None:
