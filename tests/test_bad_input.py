@@ -564,3 +564,42 @@ def test_an_unchanged_file_reports_its_problems_again(tmp_path, cli, query, monk
     assert errs[1][0].startswith(errs[0][0]) and errs[1][0].endswith("(unchanged since an earlier scan)")
     assert query(db, "SELECT scan_id, source_path, kind FROM scan_errors ORDER BY error_id") == [
         (1, str(tmp_path / "long.log"), "long_line"), (2, str(tmp_path / "long.log"), "long_line")]
+
+
+# --- JSON nested past the interpreter's recursion limit ------------------------------------------
+
+
+def test_json_nested_thousands_deep_neither_stops_the_scan_nor_loses_a_finding(tmp_path, cli, query, good):
+    """Anyone who can put a bearer token or a JSON body into a logged request can nest it
+    5,000 deep: json.loads raises RecursionError (not ValueError) there. The JWT validator, the
+    quick JSON reader of AI calls and the format sniffer took only ValueError, so the scan died
+    (exit 70) and the findings of the chunk were lost; the first such line made the sniffer call
+    the whole file text."""
+    import base64
+
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    deep = "[" * 5000 + "]" * 5000
+    jwt = ".".join([b64(b'{"alg":"HS256","typ":"JWT"}'), b64(('{"a":' + deep + "}").encode()), "c2ln"])
+    p = tmp_path / "app.jsonl"
+    p.write_text("\n".join([
+        json.dumps({"ts": "2024-03-11T16:00:00Z", "msg": "deep", "deep": None}).replace("null", deep),
+        json.dumps({"ts": "2024-03-11T16:00:01Z", "email": EMAIL}),
+        json.dumps({"ts": "2024-03-11T16:00:02Z", "headers": {"Authorization": f"Bearer {jwt}"}}),
+        json.dumps({"ts": "2024-03-11T16:00:03Z", "url": "https://api.openai.com/v1/chat/completions",
+                    "body": None}).replace("null", deep),
+        json.dumps({"ts": "2024-03-11T16:00:04Z", "email": EMAIL2}),
+    ]) + "\n")
+    db = tmp_path / "lw.duckdb"
+    r = cli("scan", p, good, "--db", db)
+    assert r.rc == 1, r.err
+    assert "internal error" not in r.err
+    assert [(x[1], x[4]) for x in findings(query, db, p) if x[4] == "email"] == [(2, "email"), (5, "email")]
+    assert query(db, "SELECT format FROM sources WHERE path = ?", str(p)) == [("jsonl",)]
+    # The e-mails were read as JSON fields, with their times.
+    assert query(db, "SELECT field_path, ts IS NOT NULL FROM findings WHERE source_path = ? AND rule_id = 'email'"
+                     " ORDER BY line", str(p)) == [("email", True), ("email", True)]
+    # The AI call in the deep line was still seen.
+    assert query(db, "SELECT line, url_host FROM events WHERE source_path = ?", str(p)) == [(4, "api.openai.com")]
+    assert_good_scanned(query, db, good)

@@ -279,7 +279,7 @@ class Enricher:
         the line is not a JSON object: the full reader then reports the problem."""
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the interpreter's limit
             return None
         if not isinstance(obj, dict):
             return None

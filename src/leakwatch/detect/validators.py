@@ -255,7 +255,7 @@ def _jwt(_: Mapping[str, Any]) -> Validator:
         try:
             header = json.loads(_b64url_decode(parts[0]))
             json.loads(_b64url_decode(parts[1]))
-        except (ValueError, binascii.Error):
+        except (ValueError, binascii.Error, RecursionError):  # a payload nested 3000 deep
             return False
         return isinstance(header, dict) and "alg" in header
 

@@ -121,6 +121,8 @@ def _classify(line: bytes) -> str:
     if c in (b"{", b"["):
         try:
             obj = json.loads(line)
+        except RecursionError:
+            return "jsonl"  # JSON nested past the interpreter's limit; the reader reports it
         except ValueError:
             return "text"
         if isinstance(obj, dict) and "requestId" in obj and any(k in obj for k in _APIGW_KEYS):
