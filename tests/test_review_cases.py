@@ -186,3 +186,23 @@ def test_the_registry_places_every_edge_the_default_table_knows():
     missing = {code: jur for code, jur in DEFAULT_EDGE_JURISDICTIONS.items()
                if (reg.edge_jurisdiction(f"{code}50-P1") or "").upper() != jur}
     assert not missing
+
+
+def test_api_gateway_user_is_the_caller_but_an_llm_body_user_is_sent(tmp_path):
+    """An API Gateway access log's `user` (the caller's identity) does not travel to the
+    integration's AI endpoint; OpenAI's `user` field in a request body does."""
+    import json
+
+    gw = json.dumps({"requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "ip": "203.0.113.9",
+                     "user": "amy@example.com", "requestTime": "10/Jun/2023:15:36:28 +0000",
+                     "httpMethod": "POST", "resourcePath": "/v1/chat", "status": "200",
+                     "integrationUrl": "https://api.openai.com/v1/chat/completions"})
+    app = json.dumps({"ts": "2023-06-10T15:36:29Z", "url": "https://api.openai.com/v1/chat/completions",
+                      "body": {"model": "gpt-4o", "user": "bob@example.com",
+                               "messages": [{"role": "user", "content": "hi"}]}})
+    s = scan(tmp_path, {"apigw/access.log": gw + "\n", "app.jsonl": app + "\n"})
+    assert read_rows(s.db, "SELECT format, field_path, dest_host FROM findings WHERE rule_id = 'email'"
+                           " ORDER BY source_path") == [
+        ("apigw", "user", None),
+        ("jsonl", "body.user", "api.openai.com"),
+    ]

@@ -678,6 +678,10 @@ _CALLER_FIELDS = frozenset({
     "userid", "useridderived", "username", "caller", "principalid", "sessionkey", "loginkey",
     "uriidderived", "organizationid", "requestid",
 })
+# An API Gateway access log's `user` is the caller (the IAM or Cognito identity), its
+# `userAgent` the client's. Not so in an LLM request body, where `user` (OpenAI's end-user id)
+# is sent to the vendor.
+_APIGW_CALLER_FIELDS = _CALLER_FIELDS | {"user", "useragent"}
 
 
 def _sent_with_call(fmt: str | None, path: str | None) -> bool:
@@ -689,7 +693,7 @@ def _sent_with_call(fmt: str | None, path: str | None) -> bool:
     last = normalize_field(path).rsplit(".", 1)[-1]
     if fmt == "eventlogfile":
         return last in ("url", "uri", "endpoint")
-    return last not in _CALLER_FIELDS
+    return last not in (_APIGW_CALLER_FIELDS if fmt == "apigw" else _CALLER_FIELDS)
 
 
 def marks_have(marks, kind: str) -> bool:
