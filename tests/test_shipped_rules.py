@@ -95,6 +95,14 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("phone_national", '{"content":"Kunde Tel. 030 1234567 bitte"}', "030 1234567"),
     ("phone_e164", "ref=x&tel=%2B49%2030%2012345678 HTTP/1.1", "%2B49%2030%2012345678"),
     ("email", "GET /a?email=jane.doe%2540example.com&x=1", "jane.doe%2540example.com"),
+    # An escape or a %XX before an address is not part of it (JSON \n and \t, Go's \u003c for
+    # `<`, a URL's %20 and %3C); an encoded + - . _ in the local part is.
+    ("email", r'{"msg":"Contact:\namy@example.com"}', "amy@example.com"),
+    ("email", r'{"msg":"To:\tbob@example.com"}', "bob@example.com"),
+    ("email", r'{"msg":"\u003cbob@example.com\u003e"}', "bob@example.com"),
+    ("email", "/search?q=hello%20cy@example.com&x=1", "cy@example.com"),
+    ("email", "x=%3Cdan@example.com%3E", "dan@example.com"),
+    ("email", "GET /a?email=jane.doe%2Bshop%40example.com", "jane.doe%2Bshop%40example.com"),
     ("payment_card", '{"trace":"x","cardPan":"5555555555554444"}', "5555555555554444"),
     ("payment_card", "amex 3782 822463 10005 ok", "3782 822463 10005"),
     ("payment_card", "discover=6011-1111-1111-1117", "6011-1111-1111-1117"),
