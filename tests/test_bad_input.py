@@ -573,8 +573,8 @@ def test_json_nested_thousands_deep_neither_stops_the_scan_nor_loses_a_finding(t
     """Anyone who can put a bearer token or a JSON body into a logged request can nest it
     5,000 deep: json.loads raises RecursionError (not ValueError) there. The JWT validator, the
     quick JSON reader of AI calls and the format sniffer took only ValueError, so the scan died
-    (exit 70) and the findings of the chunk were lost; the first such line made the sniffer call
-    the whole file text."""
+    (exit 70) and the findings of the chunk were lost; such a line in the first KBs made the
+    sniffer call the whole file text."""
     import base64
 
     def b64(b: bytes) -> str:
@@ -584,8 +584,8 @@ def test_json_nested_thousands_deep_neither_stops_the_scan_nor_loses_a_finding(t
     jwt = ".".join([b64(b'{"alg":"HS256","typ":"JWT"}'), b64(('{"a":' + deep + "}").encode()), "c2ln"])
     p = tmp_path / "app.jsonl"
     p.write_text("\n".join([
-        json.dumps({"ts": "2024-03-11T16:00:00Z", "msg": "deep", "deep": None}).replace("null", deep),
         json.dumps({"ts": "2024-03-11T16:00:01Z", "email": EMAIL}),
+        json.dumps({"ts": "2024-03-11T16:00:00Z", "msg": "deep", "deep": None}).replace("null", deep),
         json.dumps({"ts": "2024-03-11T16:00:02Z", "headers": {"Authorization": f"Bearer {jwt}"}}),
         json.dumps({"ts": "2024-03-11T16:00:03Z", "url": "https://api.openai.com/v1/chat/completions",
                     "body": None}).replace("null", deep),
@@ -595,7 +595,7 @@ def test_json_nested_thousands_deep_neither_stops_the_scan_nor_loses_a_finding(t
     r = cli("scan", p, good, "--db", db)
     assert r.rc == 1, r.err
     assert "internal error" not in r.err
-    assert [(x[1], x[4]) for x in findings(query, db, p) if x[4] == "email"] == [(2, "email"), (5, "email")]
+    assert [(x[1], x[4]) for x in findings(query, db, p) if x[4] == "email"] == [(1, "email"), (5, "email")]
     assert query(db, "SELECT format FROM sources WHERE path = ?", str(p)) == [("jsonl",)]
     # The e-mails were read as JSON fields, with their times.
     assert query(db, "SELECT field_path, ts IS NOT NULL FROM findings WHERE source_path = ? AND rule_id = 'email'"

@@ -206,3 +206,47 @@ def test_api_gateway_user_is_the_caller_but_an_llm_body_user_is_sent(tmp_path):
         ("apigw", "user", None),
         ("jsonl", "body.user", "api.openai.com"),
     ]
+
+
+BOM = "\ufeff"
+
+
+def test_concatenated_exports_each_with_a_byte_order_mark(tmp_path):
+    """Two EventLogFile exports concatenated, each starting with a UTF-8 BOM: the second header
+    (BOM first) names the rows after it, in a file sniffed as an EventLogFile whether that
+    header comes within the sniffer's first rows or later."""
+    first = ['"EVENT_TYPE","TIMESTAMP","EMAIL","NOTE"'] + [
+        f'"Login","2024031116000{i}.000","x{i}@example.com","x"' for i in range(6)]
+    second = [BOM + '"EVENT_TYPE","TIMESTAMP","NOTE","USER_NAME","EMAIL"',
+              '"Login","20240311170000.000","y","bob@example.com","cy@example.com"']
+    s = scan(tmp_path, {"late.csv": BOM + "\n".join(first + second) + "\n",
+                        "early.csv": BOM + "\n".join(first[:2] + second) + "\n"})
+    assert read_rows(s.db, "SELECT path, format FROM sources ORDER BY path") == [
+        (s.path("early.csv"), "eventlogfile"), (s.path("late.csv"), "eventlogfile")]
+    for name, line in (("late.csv", 9), ("early.csv", 4)):
+        assert read_rows(s.db, "SELECT field_path, masked FROM findings WHERE source_path = ? AND line = ?"
+                               " ORDER BY start_byte", [s.path(name), line]) == [
+            ("USER_NAME", "b***@e******.com"), ("EMAIL", "c***@e******.com")]
+
+
+def test_a_report_export_that_repeats_its_header_is_csv(tmp_path):
+    rows = ["Name,Email,Phone,order_id", "Bob Jones,bob@example.com,4155550123,1",
+            "Name,Email,Phone,order_id", "Amy Poe,amy@example.com,4155550124,2"]
+    s = scan(tmp_path, {"report.csv": "\n".join(rows) + "\n"})
+    assert read_rows(s.db, "SELECT format FROM sources") == [("csv",)]
+    assert read_rows(s.db, "SELECT line, field_path FROM findings WHERE rule_id LIKE 'phone%' ORDER BY line") == [
+        (2, "Phone"), (4, "Phone")]
+
+
+def test_a_log_that_starts_with_a_run_of_nuls_is_sniffed_by_its_text(tmp_path):
+    """A log zero-filled after a crash: 20 KB of NULs, then JSON lines. Its format is that of
+    the lines, not 'text' (which lost every field path and time)."""
+    import json
+
+    line = json.dumps({"ts": "2024-03-11T16:00:00Z", "email": "amy@example.com"})
+    p = tmp_path / "app.jsonl"
+    p.write_bytes(b"\0" * 20_000 + "\n".join([line] * 3).encode() + b"\n")
+    scan_paths([str(p)], tmp_path / "lw.duckdb")
+    assert read_rows(tmp_path / "lw.duckdb", "SELECT format FROM sources") == [("jsonl",)]
+    assert read_rows(tmp_path / "lw.duckdb", "SELECT line, field_path, ts IS NOT NULL FROM findings"
+                                             " WHERE line > 1 ORDER BY line") == [(2, "email", True), (3, "email", True)]

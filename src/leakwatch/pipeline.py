@@ -184,7 +184,10 @@ def _merge(batches: list[dict]) -> list[dict]:
 
 
 def _prepare(f: InputFile, stats: ReadStats) -> tuple[str, list[str] | None, bytes]:
-    """Sniff a file: returns ("binary"|"text", csv header or None, first bytes). Raises OSError."""
+    """Sniff a file: returns ("binary"|"text", csv header or None, first bytes). Raises OSError.
+
+    The first bytes are those of the text when the file begins with a run of NULs (a log
+    zero-filled after a crash): the format is that of the lines after them."""
     stream = open_stream(f.path, stats)
     try:
         head = read_head(stream, SNIFF_BYTES)
@@ -193,8 +196,8 @@ def _prepare(f: InputFile, stats: ReadStats) -> tuple[str, list[str] | None, byt
         close_stream(stream)
     if looks_binary(sample):
         return "binary", None, head
-    first = head.split(b"\n", 1)[0]
-    return "text", sniff_csv_header(first), head
+    first = sample.split(b"\n", 1)[0]
+    return "text", sniff_csv_header(first), sample
 
 
 def scan_paths(

@@ -50,7 +50,8 @@ M_CDN_PATH = "cdn_path"
 M_FREE_TEXT = "free_text"
 
 _ELF_EVENT_MARKER = r'^"?(?:' + "|".join(sorted(ELF_EVENT_KINDS, key=len, reverse=True)) + r')"?,'  # quoted or not
-_ELF_HEADER_MARKER = r'^"?EVENT_TYPE"?,'
+# A UTF-8 byte order mark may lead it: two exports concatenated, each written with one.
+_ELF_HEADER_MARKER = r'^(?:\xef\xbb\xbf)?"?EVENT_TYPE"?,'
 # A W3C log's #Fields directive (IIS writes one again after a restart, maybe with other fields).
 _W3C_FIELDS_MARKER = r"^#Fields:"
 # JSON keys whose string values are prose (for NER; see leakwatch.detect.ner.is_free_text).
@@ -232,6 +233,7 @@ class Enricher:
     def _switch_columns(self, fctx: FileContext, fmt: str, line: bytes, line_no: int, what: str) -> None:
         """A header line met inside a file (``fmt``'s reader built from it) rules the records
         after it. A malformed one is a parse problem; the columns in effect stay."""
+        line = line.removeprefix(b"\xef\xbb\xbf")
         parser = self._header_parsers.get(line)
         if parser is None:
             try:

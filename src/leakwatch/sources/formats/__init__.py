@@ -116,13 +116,13 @@ _ROUTER_KEYS = {"at", "method", "path", "dyno", "fwd", "connect", "service", "st
 
 
 def _classify(line: bytes) -> str:
-    """The format one line looks like, or "text"."""
+    """The format one line looks like, "text", or "" when it cannot be told."""
     c = line[:1]
     if c in (b"{", b"["):
         try:
             obj = json.loads(line)
         except RecursionError:
-            return "jsonl"  # JSON nested past the interpreter's limit; the reader reports it
+            return ""  # nested past the interpreter's limit: JSON or not, it does not vote
         except ValueError:
             return "text"
         if isinstance(obj, dict) and "requestId" in obj and any(k in obj for k in _APIGW_KEYS):
@@ -160,10 +160,12 @@ def _looks_like_csv_header(lines: list[bytes]) -> bool:
         return False
     # A column name never repeats as a value in its own column, but the first row of a
     # headerless file does: every EventLogFile row starts with the same EVENT_TYPE value.
-    # An EventLogFile header line further down (a second export appended to the first) is no
-    # such row: no event's type is "EVENT_TYPE".
+    # A header line further down (a second export appended to the first, maybe with its own
+    # byte order mark) is no such row: the same header again, or an EventLogFile one (no
+    # event's type is "EVENT_TYPE").
     return not any(row_line[s:e] == names[k] for row_line, r in zip(lines[1:6], rows)
-                   if not row_line.lstrip(b'"').startswith(b"EVENT_TYPE")
+                   if row_line != first
+                   and not row_line.removeprefix(b"\xef\xbb\xbf").lstrip(b'"').startswith(b"EVENT_TYPE")
                    for k, (s, e) in enumerate(r[:n]) if e > s)
 
 
@@ -208,6 +210,8 @@ def _sniff(head: bytes, path: str) -> str:
     votes: dict[str, int] = {}
     for k, ln in enumerate(lines):
         kind = _classify(ln)
+        if not kind:
+            continue
         if kind == "text" and k == len(lines) - 1 and truncated:
             continue  # a line cut short by the head's size votes only when it still parses
         votes[kind] = votes.get(kind, 0) + 1
