@@ -703,6 +703,49 @@ def test_a_value_cut_by_a_write_pause_gives_way_to_the_whole_value(tmp_path, log
         w.close()
 
 
+@pytest.mark.parametrize("late", [False, True])  # the gzip shows up after app.log.1 was let go
+@pytest.mark.parametrize("n", [3, 30])  # under and over HEAD_BYTES read
+def test_rotation_with_compress_does_not_store_the_compressed_copy_again(tmp_path, logs, n, late):
+    """logrotate with ``compress``: app.log → app.log.1 (followed by inode), then app.log.1.gz
+    written from it and app.log.1 deleted. The gzip's lines were read already; a line the
+    writer added to app.log.1 after the last look is read once, and a gzip of other lines is
+    read whole."""
+    clock = Clock()
+    log = logs / "app.log"
+    append(log, "".join(pii(i) for i in range(n)))
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        w.cycle()
+        assert len(emails(w)) == n
+        os.rename(log, logs / "app.log.1")
+        append(log, plain(100))
+        w.cycle()
+        append(logs / "app.log.1", pii(n))  # the writer had not reopened its log yet
+        w.cycle()
+        with open(logs / "app.log.1", "rb") as f, gzip.open(tmp_path / "app.log.1.gz", "wb") as g:
+            g.write(f.read())
+        os.remove(logs / "app.log.1")
+        if late:
+            for _ in range(4):
+                clock.t += 2.0
+                w.cycle()
+            assert len(w.files) == 1  # app.log.1 drained and closed
+        os.rename(tmp_path / "app.log.1.gz", logs / "app.log.1.gz")
+        # An archive of other lines, dropped into the folder at the same time.
+        with gzip.open(logs / "old.log.gz", "wb") as g:
+            g.write("".join(pii(i) for i in range(200, 203)).encode())
+        notes = []
+        for _ in range(4):
+            clock.t += 2.0
+            notes += w.cycle().notes
+        assert any("app.log.1.gz: begins with the" in x for x in notes), notes
+        assert emails(w, logs / "app.log.1.gz") == []
+        assert len(emails(w)) == n + 1 + 3
+        assert [e[1] for e in emails(w, logs / "old.log.gz")] == [1, 2, 3]
+    finally:
+        w.close()
+
+
 def test_a_small_new_log_that_begins_like_another_is_read_whole(tmp_path, logs):
     """Near miss of the copytruncate check: a new file, not named after a followed one, whose
     one line equals all that was read of it (a short start-up line with the same key) is its

@@ -1023,14 +1023,20 @@ class TailScanner:
         return res
 
     def scan_stream(self, tf: TailFile, *, scan_id: int,
-                    commit: Callable[[object, TailResult], None] | None = None) -> TailResult:
+                    commit: Callable[[object, TailResult], None] | None = None, skip_lines: int = 0) -> TailResult:
         """Scan a whole file through :func:`leakwatch.sources.files.iter_chunks` (gzip: a
         compressed file is read once, when it looks complete), in one transaction with
-        ``commit``. Raises OSError when the file cannot be opened."""
+        ``commit``. The first ``skip_lines`` lines are read, not scanned (their findings are
+        stored already, under the file they were read from). Raises OSError when the file
+        cannot be opened."""
         stats = ReadStats()
         res = TailResult(0, 0)
         work = []
         for chunk in iter_chunks(tf.path, stats):
+            if skip_lines:
+                chunk = _after_lines(chunk, skip_lines)
+                if chunk is None:
+                    continue
             work.append(self._process(tf, chunk))
         res.line = res.records = stats.records
         res.bytes = stats.bytes_read
@@ -1144,6 +1150,22 @@ def _prefix_hash(fd: int, skip: int, size: int) -> str:
         hasher.update(data)
         pos += len(data)
     return hasher.hexdigest()
+
+
+def _after_lines(chunk: Chunk, n: int) -> Chunk | None:
+    """The part of ``chunk`` after the file's first ``n`` lines (None: all of it is in them)."""
+    if chunk.first_line >= n:
+        return chunk
+    view = chunk.view
+    pos, line = 0, chunk.first_line
+    while line < n:
+        nl = chunk.data.find(b"\n", pos, chunk.end)
+        if nl == -1:
+            return None
+        pos, line = nl + 1, line + 1
+    if pos >= chunk.end:
+        return None
+    return Chunk(bytes(view[pos:]), n)
 
 
 def _replace_cut_values(con, source_ids: list[int], line: int, cut: int) -> None:

@@ -58,6 +58,7 @@ import os
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -254,6 +255,7 @@ class Watcher:
         self.files: dict[tuple[int, int], _Followed] = {}
         self._fd_budget = 1 << 30  # how many files may be followed at once; set by open()
         self._truncated: list[tuple] = []  # (path, offset, line, head, tail) read before a truncation
+        self._read_before: list[tuple] = []  # the same, of files let go (deleted or moved away)
         self._stored: dict[tuple[int, int], tuple] | None = None  # watch_files rows not yet matched (first cycle)
         self._stored_paths: dict[str, tuple] = {}
         self._reported: set[tuple[str, str]] = set()  # (path, message) of listing problems already shown
@@ -714,6 +716,9 @@ class Watcher:
         tag = None
         if s.head == hh:
             tag = s.tf.generation if s.tf is not None else self._last_tag(s)
+        skip = 0
+        if tag is None:
+            skip = self._gzip_copy(s, head, rep)
         if s.tf is not None:
             self.scanner.finish(s.tf)
         s.tf = self.scanner.open_file(s.path, head, compressed=True)
@@ -722,12 +727,52 @@ class Watcher:
         def write(con, res: TailResult) -> None:
             self._write_row(con, s, size, res.line, hh)
 
-        res = self.scanner.scan_stream(s.tf, scan_id=self.scan_id, commit=write)
+        res = self.scanner.scan_stream(s.tf, scan_id=self.scan_id, commit=write, skip_lines=skip)
         s.scanned_size, s.head, s.line = size, hh, res.line
         res.offset = size
         s.offset = size
         self._took(s, res, st, rep)
         s.partial = s.more = False
+
+    def _gzip_copy(self, s: _Followed, head: bytes, rep: CycleReport) -> int:
+        """Lines a new gzip file holds that were read already from a text file: logrotate's
+        ``compress`` writes ``app.log.1.gz`` from ``app.log.1`` (followed since its rename),
+        then deletes it. The gzip's text must begin with exactly what was read of that file
+        (its first bytes' hash, and the bytes before its offset); under HEAD_BYTES read, the
+        gzip must also be named after it. 0 when no file read before matches."""
+        from leakwatch.sources.files import ReadStats, close_stream, open_stream
+
+        name = os.path.basename(s.path)
+        candidates = [(o.path, o.offset, o.line, o.head, o.tail) for o in self.files.values()
+                      if o.kind == "text" and o.offset > 0 and o is not s]
+        candidates += self._truncated + self._read_before
+        for path, offset, line, hd, tail in candidates:
+            n = min(offset, HEAD_BYTES)
+            if not line or hd is None or len(head) < n or xxhash.xxh3_64_hexdigest(head[:n]) != hd:
+                continue
+            if n < HEAD_BYTES and not name.startswith(os.path.basename(path)):
+                continue
+            try:
+                stream = open_stream(s.path, ReadStats())
+            except OSError:
+                return 0
+            try:
+                last, pos = b"", 0
+                while pos < offset:  # the text up to the offset, streamed: keep its last bytes
+                    piece = stream.read(min(1 << 20, offset - pos))
+                    if not piece:
+                        break
+                    pos += len(piece)
+                    last = (last + piece)[-TAIL_BYTES:]
+            except (OSError, EOFError, zlib.error):
+                continue
+            finally:
+                close_stream(stream)
+            if pos == offset and last.endswith(tail):
+                rep.notes.append(f"{s.path}: begins with the {line:,} lines already read of {path} (compressed "
+                                 "by rotation?); reading after them")
+                return line
+        return 0
 
     @staticmethod
     def _new_tag(s: _Followed) -> str:
@@ -752,6 +797,10 @@ class Watcher:
         self._forget(s)
 
     def _forget(self, s: _Followed) -> None:
+        if s.kind == "text" and s.offset > s.bom and s.head is not None:
+            # What was read, in case it comes back compressed (logrotate's compress).
+            self._read_before.append((s.path, s.offset, s.line, s.head, s.tail))
+            del self._read_before[:-64]
         if s.tf is not None:
             self.scanner.finish(s.tf)
             s.tf = None
