@@ -250,3 +250,16 @@ def test_a_log_that_starts_with_a_run_of_nuls_is_sniffed_by_its_text(tmp_path):
     assert read_rows(tmp_path / "lw.duckdb", "SELECT format FROM sources") == [("jsonl",)]
     assert read_rows(tmp_path / "lw.duckdb", "SELECT line, field_path, ts IS NOT NULL FROM findings"
                                              " WHERE line > 1 ORDER BY line") == [(2, "email", True), (3, "email", True)]
+
+
+def test_a_json_url_whose_ampersands_go_wrote_as_u0026(tmp_path):
+    """Go's JSON encoder writes & as \\u0026: the query string's fields are still apart, so a
+    phone under `phone` is Contact.Phone and a number under `order_id` is no phone."""
+    url = "https://shop.example/checkout?order_id=4155550124\\u0026phone=4155550123\\u0026email=amy@example.com"
+    line = '{"time":"2024-03-11T16:00:00Z","url":"' + url + '"}\n'
+    s = scan(tmp_path, {"go-app.jsonl": line})
+    assert read_rows(s.db, "SELECT rule_id, field_path, sf_object || '.' || sf_field FROM findings"
+                           " ORDER BY start_byte") == [
+        ("phone_national", "url.query.phone", "Contact.Phone"),
+        ("email", "url.query.email", "Contact.Email"),
+    ]

@@ -537,7 +537,7 @@ def _add_query_fields(rec: ParsedRecord, line: bytes) -> None:
         if e - s > 2 and norm_key(path.rsplit(".", 1)[-1]) in _QUERY_HOLDERS:
             q = line.find(b"?", s, e)
             if q >= 0:
-                extra += query_fields(line, q + 1, e, prefix=f"{path}.query.")
+                extra += query_fields(line, q + 1, e, prefix=f"{path}.query.", json_string=True)
     rec.fields += extra
 
 

@@ -104,21 +104,28 @@ def role_at(rec: ParsedRecord, offset: int) -> str | None:
 # --- shared helpers ----------------------------------------------------------------------------
 
 
-def query_fields(line: bytes, s: int, e: int, prefix: str = "query.") -> list[tuple[str, int, int]]:
+def query_fields(line: bytes, s: int, e: int, prefix: str = "query.",
+                 json_string: bool = False) -> list[tuple[str, int, int]]:
     """``query.<name>`` fields of the query string at ``line[s:e]`` (after the ``?``); names are
-    percent-decoded, value spans stay as written."""
+    percent-decoded, value spans stay as written. In a JSON string (``json_string``) an ``&``
+    may be written ``\\u0026`` (Go's encoder does so by default)."""
     out = []
     pos = s
     while pos < e:
         amp = line.find(b"&", pos, e)
         if amp < 0:
             amp = e
+        sep = 1
+        if json_string:
+            esc = line.find(b"\\u0026", pos, amp)
+            if esc >= 0:
+                amp, sep = esc, 6
         eq = line.find(b"=", pos, amp)
         if eq > pos:
             name = unquote_plus(line[pos:eq].decode("utf-8", "replace"))
             if name:
                 out.append((prefix + name, eq + 1, amp))
-        pos = amp + 1
+        pos = amp + sep
     return out
 
 
