@@ -263,3 +263,36 @@ def test_a_json_url_whose_ampersands_go_wrote_as_u0026(tmp_path):
         ("phone_national", "url.query.phone", "Contact.Phone"),
         ("email", "url.query.email", "Contact.Email"),
     ]
+
+
+def test_a_value_with_a_line_break_in_an_eventlogfile_export(tmp_path):
+    """The second line of a quoted value that holds a line break is no row of the export: its
+    e-mails are found, without the header's column names (which would put them under
+    EVENT_TYPE and TIMESTAMP), and the line is counted as a parse problem."""
+    p = tmp_path / "EventLogFile_BulkApi_2024-03-11.csv"
+    p.write_text('"EVENT_TYPE","TIMESTAMP","USER_ID","MESSAGE","EMAIL"\n'
+                 '"BulkApi","20240311160001.000","0055j00000AT6I1","multi line\n'
+                 'value with d@example.com here","eve@example.com"\n'
+                 '"BulkApi","20240311160002.000","0055j00000AT6I1","x","frank@example.com"\n')
+    summary = scan_paths([str(p)], tmp_path / "lw.duckdb")
+    # Line 2 has an unterminated quote, line 3 is no row.
+    assert summary.files[0].parse_problems == 2
+    assert (3, "not a row of the export (its first value is not quoted: the continuation of a value with a line"
+               " break?); scanned as text") in summary.files[0].parse_samples
+    assert read_rows(tmp_path / "lw.duckdb", "SELECT line, field_path, masked FROM findings ORDER BY line, start_byte") == [
+        (3, None, "d***@e******.com"), (3, None, "e***@e******.com"), (4, "EMAIL", "f***@e******.com")]
+
+
+def test_findings_of_whole_csv_cells_carry_their_rows_time(tmp_path):
+    """A phone taken whole from a Phone column has its row's time, as the e-mail found by a
+    regex in the same row does (TIMESTAMP_DERIVED ranks before TIMESTAMP, which is taken when
+    the other does not parse)."""
+    p = tmp_path / "EventLogFile_Custom_2024-03-11.csv"
+    p.write_text('"EVENT_TYPE","TIMESTAMP","Phone","EMAIL","TIMESTAMP_DERIVED"\n'
+                 '"ApexCallout","20240311160000.000","4155550123","alice@example.com","2024-03-11T16:00:00.250Z"\n'
+                 '"ApexCallout","20240311170000.000","4155550124","bob@example.com","not a time"\n')
+    scan_paths([str(p)], tmp_path / "lw.duckdb")
+    rows = read_rows(tmp_path / "lw.duckdb", "SELECT line, detector, epoch_ms(ts) FROM findings ORDER BY line, start_byte")
+    t = 1710172800000  # 2024-03-11T16:00:00Z
+    assert rows == [(2, "column", t + 250), (2, "regex", t + 250), (3, "column", t + 3_600_000),
+                    (3, "regex", t + 3_600_000)]

@@ -23,6 +23,8 @@ from leakwatch.detect.mask import get_masker, get_normalizer
 from leakwatch.detect.rules import Rule
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources.files import Chunk
+from leakwatch.sources.formats._record import TS_KEYS, norm_key
+from leakwatch.sources.formats._time import parse_timestamp
 
 BATCH_COLUMNS = (
     "line", "start_byte", "end_byte", "rule_id", "entity", "confidence", "score_base",
@@ -213,14 +215,22 @@ class Detector:
         return any(rx.search(cell) for rx in others)
 
     def column_batch(self, chunk: Chunk, header: list[str], column_rules, file_start: bool) -> dict:
-        """The findings batch of whole cells of name-like CSV columns in one chunk."""
+        """The findings batch of whole cells of name-like CSV columns in one chunk, with the
+        time of each finding's row where the header names a timestamp column."""
         rows: list[tuple] = []
-        self._column_candidates(rows, chunk, column_rules, header, file_start)
-        return _columns(rows)
+        ts: list[float] = []
+        self._column_candidates(rows, chunk, column_rules, header, file_start, ts)
+        batch = _columns(rows)
+        if rows:
+            batch["ts"] = np.asarray(ts, dtype=np.float64)
+        return batch
 
-    def _column_candidates(self, rows: list, chunk: Chunk, column_rules, header, file_start: bool) -> None:
-        """Whole cells of name-like CSV columns as candidates of the rules that claim them."""
+    def _column_candidates(self, rows: list, chunk: Chunk, column_rules, header, file_start: bool,
+                           ts_out: list[float] | None = None) -> None:
+        """Whole cells of name-like CSV columns as candidates of the rules that claim them
+        (and, into ``ts_out``, each one's row time as epoch seconds, NaN when unknown)."""
         key, store_raw = self.key, self.store_raw
+        ts_cols = _timestamp_columns(header) if ts_out is not None else []
         data = chunk.tobytes()
         ln = chunk.first_line
         for line in data.split(b"\n"):
@@ -231,6 +241,7 @@ class Detector:
                 continue  # the header, the rest of an over-long line, blank lines, lines that are not rows
             cells = _csv_cells(line) if b'"' in line else line.decode("latin-1").split(",")
             search_from = 0
+            row_ts = None  # parsed once per row, when the row has a candidate
             for ci, cell in enumerate(cells):
                 raw = cell.encode("latin-1")
                 # In the line, a quote inside a quoted cell is written twice.
@@ -259,10 +270,29 @@ class Detector:
                     rule_id, entity, severity, rank, mask, normalize = self._plans[ri]
                     base, boost = rule.confidence, rule.context.boost
                     conf = min(1.0, max(0.0, base + s_val + boost))
+                    if ts_out is not None:
+                        if row_ts is None:
+                            row_ts = _row_time(cells, ts_cols)
+                        ts_out.append(row_ts)
                     rows.append((ln, at, at + len(written), rule_id, entity, conf, base, s_val, boost,
                                  severity, rank, normalize_field(header[ci]), mask(raw), keyed_hash(key, normalize(raw)),
                                  # raw_value is the cell as written, like every finding's [start, end)
                                  written.decode("utf-8", "backslashreplace") if store_raw else None, header[ci]))
+
+
+def _timestamp_columns(header: list[str] | None) -> list[int]:
+    """Indexes of the header's timestamp columns, best-ranked first (``TIMESTAMP_DERIVED``
+    before ``TIMESTAMP``, as for parsed records: the first whose cell parses gives the time)."""
+    ranked = [(rank, i) for i, name in enumerate(header or ()) if (rank := TS_KEYS.get(norm_key(name))) is not None]
+    return [i for _, i in sorted(ranked)]
+
+
+def _row_time(cells: list[str], columns: list[int]) -> float:
+    for i in columns:
+        t = parse_timestamp(cells[i]) if i < len(cells) else None
+        if t is not None:
+            return t.timestamp()
+    return float("nan")
 
 
 GENERIC_TAG = "generic"

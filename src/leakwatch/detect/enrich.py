@@ -229,6 +229,12 @@ class Enricher:
                 return None
         return p
 
+    def _text_parser(self):
+        p = self._parsers.get("text")
+        if p is None:
+            p = self._parsers["text"] = formats.make_parser("text")
+        return p
+
     # -- records -----------------------------------------------------------------------------
     def _switch_columns(self, fctx: FileContext, fmt: str, line: bytes, line_no: int, what: str) -> None:
         """A header line met inside a file (``fmt``'s reader built from it) rules the records
@@ -260,8 +266,14 @@ class Enricher:
             alt_rec = alt.parse(line) if alt is not None else None
             if alt_rec is not None and alt_rec.problem is None:
                 r = _Record(line, alt_rec, alt.name)
-                self._derive(r)
-                return r
+            else:
+                # No other format's either: most likely the rest of a quoted value that holds a
+                # line break. Its cells are not the header's columns.
+                fctx.note_problem(line_no, "not a row of the export (its first value is not quoted: "
+                                           "the continuation of a value with a line break?); scanned as text")
+                r = _Record(line, self._text_parser().parse(line), "text")
+            self._derive(r)
+            return r
         rec = fctx.parser.parse(line)
         if rec.problem is not None:
             alt = self._fallback(line)
