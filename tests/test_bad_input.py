@@ -603,3 +603,24 @@ def test_json_nested_thousands_deep_neither_stops_the_scan_nor_loses_a_finding(t
     # The AI call in the deep line was still seen.
     assert query(db, "SELECT line, url_host FROM events WHERE source_path = ?", str(p)) == [(4, "api.openai.com")]
     assert_good_scanned(query, db, good)
+
+
+def test_a_json_line_over_the_record_limit_is_one_parse_problem(tmp_path):
+    """A 9 MiB JSON line is scanned in pieces: its first piece does not parse (one problem),
+    and the pieces after it are text, not a second "not JSON" problem each. The e-mails at its
+    start and its end are found."""
+    from helpers import read_rows
+
+    from leakwatch.pipeline import scan_paths
+
+    p = tmp_path / "big.jsonl"
+    head = json.dumps({"ts": "2024-03-11T16:00:00Z", "e": EMAIL})
+    filler = "x" * (9 << 20)
+    p.write_text(head + "\n" + '{"ts":"2024-03-11T16:00:01Z","to":"' + EMAIL + '","blob":"' + filler
+                 + '","phone_mail":"' + EMAIL2 + '"}\n')
+    summary = scan_paths([str(p)], tmp_path / "lw.duckdb")
+    (f,) = summary.files
+    assert f.parse_problems == 1 and [ln for ln, _ in f.parse_samples] == [2]
+    assert [(pr.kind, pr.line) for pr in f.problems] == [("long_line", 2)]
+    assert read_rows(tmp_path / "lw.duckdb", "SELECT line, masked FROM findings ORDER BY line, start_byte") == [
+        (1, "j***@e******.com"), (2, "j***@e******.com"), (2, "j***@e******.com")]

@@ -418,7 +418,11 @@ class Enricher:
                 # The columns in effect at this record, not those of a header further down.
                 fctx.parser = plan[1][bisect.bisect_right(plan[0], ls)]
             rec = None
-            if marker_only is not None and ls in marker_only and line[:1] == b"{" and not self.ner:
+            if first_off and recno_of_ls[ls] == 0:
+                # The rest of a line longer than MAX_RECORD, after its first pieces: text (its
+                # first piece was parsed, and reported if it did not parse, already).
+                rec = _Record(line, self._text_parser().parse(line), "text")
+            elif marker_only is not None and ls in marker_only and line[:1] == b"{" and not self.ner:
                 rec = self._quick_json(fctx, line)  # an event only: attributes, no field spans
             records[ls] = rec if rec is not None else self._parse(
                 fctx, line, first_line + 1 + recno_of_ls[ls],
