@@ -261,20 +261,26 @@ class Enricher:
             self._switch_columns(fctx, "w3c", line, line_no, "#Fields directive")
         fmt = fctx.fmt
         if fmt == "eventlogfile" and line[:1] != b'"' and not header_marked:
-            # Not a row of the export (every EventLogFile value is quoted): a mixed file.
+            # Not a quoted row of the export: a mixed file, an export written without quotes,
+            # or the rest of a quoted value.
             alt = self._fallback(line)
             alt_rec = alt.parse(line) if alt is not None else None
             if alt_rec is not None and alt_rec.problem is None:
                 r = _Record(line, alt_rec, alt.name)
-            else:
-                # No other format's either: most likely the rest of a quoted value that holds a
-                # line break. Its cells are not the header's columns.
+                self._derive(r)
+                return r
+            rec = fctx.parser.parse(line)
+            if rec.problem is not None:
+                # Neither a row (an export written without quotes has the header's columns)
+                # nor another format's line: most likely the rest of a quoted value that holds
+                # a line break. Its cells are not the header's columns.
                 fctx.note_problem(line_no, "not a row of the export (its first value is not quoted: "
                                            "the continuation of a value with a line break?); scanned as text")
                 r = _Record(line, self._text_parser().parse(line), "text")
-            self._derive(r)
-            return r
-        rec = fctx.parser.parse(line)
+                self._derive(r)
+                return r
+        else:
+            rec = fctx.parser.parse(line)
         if rec.problem is not None:
             alt = self._fallback(line)
             alt_rec = alt.parse(line) if alt is not None else None
