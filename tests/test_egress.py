@@ -30,6 +30,8 @@ DOCUMENTED = [
     ("api.openai.com", "openai", "us", "US"),
     ("eu.api.openai.com", "openai-eu", "eu", "EU"),
     ("acme-prod.openai.azure.com", "azure-openai", None, "unknown"),
+    ("westeurope.api.cognitive.microsoft.com", "azure-cognitive-regional", "westeurope", "EU"),
+    ("eastus.api.cognitive.microsoft.com", "azure-cognitive-regional", "eastus", "US"),
     ("api.anthropic.com", "anthropic", "us", "US"),
     ("generativelanguage.googleapis.com", "gemini-api", None, "US"),
     ("europe-west4-aiplatform.googleapis.com", "vertex-ai", "europe-west4", "EU"),
