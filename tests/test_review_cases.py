@@ -296,3 +296,18 @@ def test_findings_of_whole_csv_cells_carry_their_rows_time(tmp_path):
     t = 1710172800000  # 2024-03-11T16:00:00Z
     assert rows == [(2, "column", t + 250), (2, "regex", t + 250), (3, "column", t + 3_600_000),
                     (3, "regex", t + 3_600_000)]
+
+
+def test_a_rest_records_attributes_type_and_sobject_type_name_its_object(tmp_path):
+    """A REST API record ({"attributes": {"type": "Lead"}, "Email": …}) holds a lead's e-mail,
+    not a contact's; a record whose sobjectType is Case holds Case.SuppliedEmail."""
+    import json
+
+    lead = {"ts": "2024-03-11T16:00:00Z", "msg": "sf response",
+            "record": {"attributes": {"type": "Lead", "url": "/services/data/v60.0/sobjects/Lead/00Q5j00000AbCdE"},
+                       "Email": "amy@example.com", "Phone": "+4930123456789"}}
+    case = {"ts": "2024-03-11T16:00:01Z", "sobjectType": "Case", "Email": "bob@example.com"}
+    s = scan(tmp_path, {"app.jsonl": json.dumps(lead) + "\n" + json.dumps(case) + "\n"})
+    assert read_rows(s.db, "SELECT line, rule_id, sf_object || '.' || sf_field FROM findings"
+                           " WHERE rule_id IN ('email', 'phone_e164') ORDER BY line, start_byte") == [
+        (1, "email", "Lead.Email"), (1, "phone_e164", "Lead.Phone"), (2, "email", "Case.SuppliedEmail")]

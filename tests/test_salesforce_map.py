@@ -181,11 +181,16 @@ def test_bad_learned_prefix_writes_nothing(tmp_path):
         ("Username", {"event_type": "ApiEvent"}, ("User", "Username")),
         ("Score__c", {"entity": "Lead"}, ("Lead", "Score__c")),
         ("Invoice__c.Billing_Email__c", {}, ("Invoice__c", "Billing_Email__c")),
+        # The record names the object (ENTITY_NAME, sobjectType): that object's own aliases.
+        ("Email", {"entity": "Case"}, ("Case", "SuppliedEmail")),
+        ("Phone", {"entity": "Case"}, ("Case", "SuppliedPhone")),
+        ("Email", {"entity": "Order"}, ("Order", "BillingEmailAddress")),
         # Unmapped: generic keys without an object, keys that are no field, no path at all.
         ("name", {}, None),
         ("product.name", {}, None),
         ("title", {"entity": "Opportunity"}, None),
         ("contact.company", {}, None),  # Contact has no Company: the path named the object
+        ("Email", {"entity": "Opportunity"}, None),  # the record named the object: not a contact's
         ("messages[0].content", {}, None),
         ("attributes.type", {}, None),
         ("Score__c", {}, None),

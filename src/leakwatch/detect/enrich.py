@@ -682,6 +682,8 @@ def _offer_json(col: AttrCollector, obj: dict, depth: int) -> None:
             if key in KEY_ROLES:
                 col.offer(key, v, depth)
         elif isinstance(v, dict):
+            if key == "attributes" and isinstance(v.get("type"), str):
+                col.offer("sobjecttype", v["type"], depth + 1)  # a Salesforce REST record's type
             if depth < 16:
                 _offer_json(col, v, depth + 1)
         elif isinstance(v, list):

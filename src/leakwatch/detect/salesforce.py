@@ -359,6 +359,12 @@ class FieldMap:
                 if hit:
                     used = size
                     break
+        if path_obj is None and ctx_obj is not None:
+            # The record names the object (ENTITY_NAME, attributes.type): its own aliases first
+            # (a case's `email` is Case.SuppliedEmail, an order's Order.BillingEmailAddress).
+            own_alias = self._aliases.get(f"{normalize_field(ctx_obj)}.{leaf}")
+            if own_alias is not None and own_alias[0].lower() in self._fields.get(ctx_obj, {}):
+                return ctx_obj, self._fields[ctx_obj][own_alias[0].lower()]
         if hit is None:
             return None
         fld, candidates = hit
@@ -369,8 +375,8 @@ class FieldMap:
                 return ctx_obj, f
         if used == 1 and leaf in self._needs_object:
             return None  # `name` under an unknown or other object: not a person's name
-        if path_obj is not None and path_obj in self._fields:
-            return None  # the path names the object, and it has no such field
+        if ctx_obj is not None and ctx_obj in self._fields:
+            return None  # the path or the record names the object, and it has no such field
         obj = candidates[0]
         return obj, self._fields[obj][fld.lower()]
 

@@ -474,6 +474,8 @@ _PATH_INFO: dict[str, tuple] = {}
 
 def _path_info(path: str) -> tuple:
     key = norm_key(path)
+    if key == "type" and path.endswith("attributes.type"):
+        key = "sobjecttype"  # a Salesforce REST record: {"attributes": {"type": "Lead", …}, …}
     if key == "role" and (path == "role" or path.endswith(_ROLE_SUFFIX)):
         kind = 1
     elif key == "model":
