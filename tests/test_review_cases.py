@@ -311,3 +311,23 @@ def test_a_rest_records_attributes_type_and_sobject_type_name_its_object(tmp_pat
     assert read_rows(s.db, "SELECT line, rule_id, sf_object || '.' || sf_field FROM findings"
                            " WHERE rule_id IN ('email', 'phone_e164') ORDER BY line, start_byte") == [
         (1, "email", "Lead.Email"), (1, "phone_e164", "Lead.Phone"), (2, "email", "Case.SuppliedEmail")]
+
+
+def test_a_custom_objects_record_id_maps_to_the_learned_object(tmp_path):
+    """Custom objects' record ids (key prefix a00–azz) were no finding at all, so the prefixes
+    `pull` learns from describe were never used. The 18-character form with a good checksum is
+    found and named by the learned prefix; a bad checksum, the 15-character form and 18-character
+    words are not."""
+    from leakwatch.detect.salesforce import save_learned_prefixes, to_18
+
+    good = to_18("a0X5g00000Inv01")
+    bad = good[:15] + ("AAA" if good[15:] != "AAA" else "BBB")
+    db = tmp_path / "lw.duckdb"
+    with Store.open(db) as store:
+        save_learned_prefixes(store.con, {"a0X": "Invoice__c"}, "https://acme.my.salesforce.com")
+    p = tmp_path / "app.log"
+    p.write_text(f"invoice_id={good} ok\ninvoice_id={bad} ok\ninvoice_id=a0X5g00000Inv01 ok\n"
+                 "note=abcdefghijklmnopqr and accountabilities0 ok\n")
+    scan_paths([str(p)], db)
+    assert read_rows(db, "SELECT line, rule_id, entity, sf_object FROM findings ORDER BY line") == [
+        (1, "sf_custom_record_id", "SALESFORCE_RECORD_ID", "Invoice__c")]

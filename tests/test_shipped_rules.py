@@ -143,6 +143,8 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("sf_record_id", f'"URI_ID_DERIVED":"{_sfid18("0035j00000XyZ12")}"', _sfid18("0035j00000XyZ12")),
     ("sf_record_id", "/lightning/r/Order/8015j00000QrStU/view", "8015j00000QrStU"),
     ("sf_record_id", f"individual={_sfid18('0PK5j00000LmNoP')}", _sfid18("0PK5j00000LmNoP")),
+    ("sf_custom_record_id", f'{{"Invoice__c":"{_sfid18("a0X5g00000Inv01")}"}}', _sfid18("a0X5g00000Inv01")),
+    ("sf_custom_record_id", f"/lightning/r/Loyalty__c/{_sfid18('aB25j00000QrStU')}/view", _sfid18("aB25j00000QrStU")),
     ("sf_session_id", f"sid={SF_SESSION} host=shop.my.salesforce.com", SF_SESSION),
     ("private_key", '"key": "-----BEGIN RSA PRIVATE KEY-----\\nMIIEpAIBAAKCAQEA"', "-----BEGIN RSA PRIVATE KEY-----"),
     ("private_key", "-----BEGIN OPENSSH PRIVATE KEY-----", "-----BEGIN OPENSSH PRIVATE KEY-----"),
@@ -257,6 +259,9 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     ("ipv6_global", "teredo 2001::1"),
     ("sf_record_id", '"USER_ID":"0055j00000AT6I1","ORGANIZATION_ID":"00D5j00000AbCdE"'),
     ("sf_record_id", "0015j10000AbCdE 0015j00000AbCdE12"),
+    # A custom record id only in its 18-character form with a good checksum; words are none.
+    ("sf_custom_record_id", "invoice=a0X5g00000Inv01 accountabilities0 abcdefghijklmnopqr"),
+    ("sf_custom_record_id", f"invoice={_sfid18('a0X5g00000Inv01')[:15]}AAA"),
     ("sf_session_id", "sid=00D5j000000AbCd!short"),
     ("private_key", "-----BEGIN PUBLIC KEY----- -----BEGIN CERTIFICATE-----"),
     ("openai_api_key", f"x-api-key: {ANTHROPIC}"),

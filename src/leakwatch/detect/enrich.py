@@ -41,6 +41,9 @@ from leakwatch._core.rows import compact_records
 from leakwatch.store.elf_events import ELF_EVENT_KINDS, PII_SEGMENT_RX
 from leakwatch.sources.formats._record import KEY_ROLES, AttrCollector, norm_key
 
+# Rules whose value is a Salesforce record id: its object comes from the key prefix.
+_RECORD_ID_RULES = frozenset({"sf_record_id", "sf_custom_record_id"})
+
 # Marker kinds (see module docstring).
 M_AI_HOST = "ai_host"
 M_ELF_EVENT = "elf_event"
@@ -532,7 +535,7 @@ class Enricher:
                 cols["dest_jurisdiction"][i] = d.jurisdiction
                 viol[i] = r.violation
             attrs = r.parsed.attrs
-            if rule_id == "sf_record_id":
+            if rule_id in _RECORD_ID_RULES:
                 off = first_off if line_no == first_line + 1 else 0
                 value = r.line[start - off:end - off].decode("latin-1")
                 obj = sfmap.object_for_id(value, self.learned)
