@@ -331,3 +331,19 @@ def test_a_custom_objects_record_id_maps_to_the_learned_object(tmp_path):
     scan_paths([str(p)], db)
     assert read_rows(db, "SELECT line, rule_id, entity, sf_object FROM findings ORDER BY line") == [
         (1, "sf_custom_record_id", "SALESFORCE_RECORD_ID", "Invoice__c")]
+
+
+def test_an_address_used_as_a_key_hides_but_keeps_the_field_it_names(tmp_path):
+    """An e-mail address as a JSON key is stored as `*` (a leak detector must not store it),
+    yet the value under it still maps to its field (contacts.<address>.phone → Contact.Phone);
+    in a text line the domain of `jane.doe@example.com=+44…` is no key name either."""
+    import json
+
+    rec = {"ts": "2024-03-11T10:00:00Z", "contacts": {"jane.doe@example.com": {"phone": "+44 20 7946 0958"}}}
+    s = scan(tmp_path, {"app.jsonl": json.dumps(rec) + "\n",
+                        "app.log": "2024-03-11T10:05:00Z INFO saved jane.doe@example.com=+44 20 7946 0958\n"})
+    rows = read_rows(s.db, "SELECT source_path, field, field_path, sf_object || '.' || sf_field FROM findings"
+                           " WHERE rule_id = 'phone_e164' ORDER BY source_path")
+    assert rows == [(s.path("app.jsonl"), "", "*", "Contact.Phone"), (s.path("app.log"), "*", "*", None)]
+    for r in read_rows(s.db, "SELECT field, field_path FROM findings"):
+        assert not any(x and ("example" in x or "jane" in x) for x in r), r

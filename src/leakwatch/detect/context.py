@@ -108,6 +108,9 @@ def field_before(line: bytes, start: int) -> str | None:
     name = normalize_field(raw)
     if data_like_key(raw.decode("latin-1")) or _FIVE_DIGITS.search(name):
         return "*"  # a token or number where a key would be (123-45-6789:): not stored as a name
+    k = line.rfind(raw, 0, start)
+    if k > 0 and (line[k - 1:k] == b"@" or line[max(k - 3, 0):k] == b"%40"):
+        return "*"  # the domain of an e-mail address used as a key (jane@example.com=…)
     return name or None
 
 

@@ -542,6 +542,11 @@ class Enricher:
                 if obj:
                     cols["sf_object"][i] = obj
             else:
+                if path and "*" in path:
+                    # Stored with a data-like key masked (an e-mail address as a JSON key): the
+                    # field it names is still the path's own (contacts.<address>.phone → Contact.Phone).
+                    off = first_off if line_no == first_line + 1 else 0
+                    path = formats.field_at(r.parsed, start - off) or path
                 mapped = sfmap.map_field(path, entity=attrs.get("entity"), event_type=attrs.get("event_type"))
                 if mapped:
                     cols["sf_object"][i], cols["sf_field"][i] = mapped
