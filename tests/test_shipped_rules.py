@@ -55,6 +55,9 @@ BASIC = base64.b64encode(b"svc-shop:Hunter2-Example").decode()
 JWT = ".".join([_b64url_json({"alg": "HS256", "typ": "JWT"}), _b64url_json({"sub": "u1", "iat": 1700000000}), _fake(43)])
 JWT_NO_ALG = ".".join([_b64url_json({"typ": "JWT", "kid": "k1"}), _b64url_json({"sub": "u1"}), _fake(43)])
 SF_SESSION = "00D5j000000AbCd" + "!" + _fake(96, _B62 + "._")
+STRIPE_LIVE = "sk_live_" + "51HxQ2eLkdIwHu7ixT2pQv9R0mZbN4cY8"
+GITHUB_PAT = "ghp_" + "R7mK2xQ9vL4pW8nT3bY6cZ1dF5gH0jA2sE4u"
+SLACK_BOT = "xoxb-" + "2048603921-5820193847162-Qm7Rv2Lp9Xk4Tn8Wb3Yc6Hd1"
 SECRET_32 = _fake(32)
 
 
@@ -175,6 +178,22 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("password", "db_passwd=Kx9#mQ2v retries=3", "Kx9#mQ2v"),
     ("generic_api_key", f'{{"client_secret": "{SECRET_32}"}}', SECRET_32),
     ("generic_api_key", f"access_token={SECRET_32}&page=2", SECRET_32),
+    ("generic_api_key", f"AWS_SESSION_TOKEN={SECRET_32}", SECRET_32),
+    # From a review with hand-made lines: forms each rule missed.
+    ("password_in_url", '"REDIS_URL":"rediss://:p4f8e2c1b9a7d6e5f4c3b2a1@ec2-34-201-1-2.compute-1.amazonaws.com:25710"',
+     "p4f8e2c1b9a7d6e5f4c3b2a1"),
+    ("password", 'Parameters: {"user"=>{"email"=>"jane@example.com", "password"=>"Hunter2xyz"}}', "Hunter2xyz"),
+    ("password", "user[email]=jane%40example.com&user[password]=Hunter2xyz&commit=Sign+in", "Hunter2xyz"),
+    ("password", '{"userPassword": "Hunter2xyz"}', "Hunter2xyz"),
+    ("password", "DB_PASS=Kx9#mQ2v", "Kx9#mQ2v"),
+    ("password_quoted", '{"level":"info","password":"correct horse battery staple"}', "correct horse battery staple"),
+    ("anthropic_api_key", f"CLAUDE_CODE_OAUTH_TOKEN {ANTHROPIC.replace('api03', 'oat01')}", ANTHROPIC.replace("api03", "oat01")),
+    ("stripe_secret_key", f"stripe call failed key={STRIPE_LIVE}", STRIPE_LIVE),
+    ("github_token", f'{{"token": "{GITHUB_PAT}"}}', GITHUB_PAT),
+    ("slack_token", f'{{"slack": "{SLACK_BOT}"}}', SLACK_BOT),
+    ("iban", "SEPA refund to AT61 1904 3002 3457 3201 BIC BKAUATWW", "AT61 1904 3002 3457 3201"),
+    ("iban", "SEPA mandate IBAN ES91 2100 0418 4502 0005 1332 EUR 49.90", "ES91 2100 0418 4502 0005 1332"),
+    ("iban", "IBAN DE89 3704 0044 0532 0130 00 EUR", "DE89 3704 0044 0532 0130 00"),
     # JSON logged inside a JSON string (LLM request bodies, Mule payloads): escaped quotes.
     ("phone_national", r'{"body": "{\"phone\": \"030 1234567\"}"}', "030 1234567"),
     ("password", r'{"payload": "{\"password\": \"hunter2!x\"}"}', "hunter2!x"),
@@ -294,6 +313,11 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     ("password", '"password": null, "password": "********", passwd=[FILTERED]'),
     ("password", '{"bypass": "true", "password_hash": "abc123def"}'),
     ("password", "test pass: 12 of 15"),
+    ("password", '{"PWD":"/app","OLDPWD":"/app/releases","upstream_cache_bypass":"enabled","compass":"north"}'),
+    ("password_quoted", '{"password":"hunter2!x"}'),  # no space: the password rule's
+    ("stripe_secret_key", "sk_test_4eC39HqLyjWDarjtT1zdp7dc pk_live_51HxYZ"),
+    ("github_token", "ghp_short gh_pages_deploy_branch_name_is_long_enough_here"),
+    ("slack_token", "xoxb-not-a-token"),
     ("generic_api_key", '{"api_key": "my_application_key_name"}'),
     ("generic_api_key", "access_token=short"),
     ("generic_api_key", '{"secret": "aaaaaaaaaaaaaaaaaaaaaaaaa"}'),

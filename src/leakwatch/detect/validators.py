@@ -335,6 +335,9 @@ _PLACEHOLDERS = frozenset(
 _TEMPLATE = re.compile(rb"^(?:\$\{.*|\$[A-Z_][A-Z0-9_]*|\{\{.*|<.*>|%\(?[a-z_]*\)?s|\[.*\]|[*xX#.\-_]+)$")
 
 
+_ABS_PATH = re.compile(rb"/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*/?")
+
+
 def _password(params: Mapping[str, Any]) -> Validator:
     min_len = int(params.get("min_len", 4))
 
@@ -343,6 +346,8 @@ def _password(params: Mapping[str, Any]) -> Validator:
             return False
         if v.lower() in _PLACEHOLDERS:
             return False
+        if _ABS_PATH.fullmatch(v):
+            return False  # PWD=/app/releases: a shell's working directory, not a password
         # ${DB_PASSWORD}, {{ secret }}, <password>, %s, ******** are templates or masks.
         return not _TEMPLATE.match(v)
 
