@@ -347,3 +347,15 @@ def test_an_address_used_as_a_key_hides_but_keeps_the_field_it_names(tmp_path):
     assert rows == [(s.path("app.jsonl"), "", "*", "Contact.Phone"), (s.path("app.log"), "*", "*", None)]
     for r in read_rows(s.db, "SELECT field, field_path FROM findings"):
         assert not any(x and ("example" in x or "jane" in x) for x in r), r
+
+
+def test_a_name_column_holding_an_email_is_one_email_not_a_name_too(tmp_path):
+    """EventLogFile USER_NAME holds the login, often an e-mail address: one EMAIL finding, not
+    also a PERSON_NAME over the whole address from the name-column path."""
+    p = tmp_path / "EventLogFile_URI_2024-03-11.csv"
+    p.write_text('"EVENT_TYPE","TIMESTAMP","USER_ID","USER_NAME","CLIENT_IP"\n'
+                 '"URI","20240311160000.000","0055j00000AT6I1","jane.doe@example.com","81.2.69.142"\n'
+                 '"URI","20240311160001.000","0055j00000AT6I1","Jane Doe","81.2.69.142"\n')
+    scan_paths([str(p)], tmp_path / "lw.duckdb")
+    assert read_rows(tmp_path / "lw.duckdb", "SELECT line, entity FROM findings WHERE field_path = 'USER_NAME'"
+                                             " ORDER BY line") == [(2, "EMAIL_ADDRESS"), (3, "PERSON_NAME")]

@@ -204,7 +204,10 @@ class Detector:
         """Whether another rule of the same entity matches inside ``cell``: the scan of the
         line reports that match (``+44 20 7946 0958`` under Phone is phone_e164's), so the
         cell is not reported a second time. Searched with RE2 (linear time, the scanner's
-        settings)."""
+        settings). A name column's cell that is an e-mail address (USER_NAME holds the login) is
+        the e-mail rule's, not a person's name."""
+        if b"@" in cell and self.rules[ri].entity == "PERSON_NAME":
+            return True
         others = self._same_entity.get(ri)
         if others is None:
             others = []
