@@ -507,33 +507,35 @@ class Watcher:
             self._resume_copy(s, fd, fst.st_size, rep)
         self.files[ident] = s
 
+    def _read_copies(self, s: _Followed, head_of: Callable[[int], str | None]):
+        """What was read of other files (followed, truncated, or let go) whose first bytes
+        ``s`` begins with: (path, offset, line, head, tail) of each. ``head_of(n)`` is the
+        hash of ``s``'s first ``n`` bytes (None: it has fewer).
+
+        Under HEAD_BYTES read, the hash covers all that was read, a line or two, which a new
+        file may begin with by chance (a start-up banner); such a copy also has to be named
+        after the file (``app.log`` → ``app.log.1``, ``app.log-20240311``, ``app.log.1.gz``)."""
+        name = os.path.basename(s.path)
+        heads: dict[int, str | None] = {}
+        candidates = [(o.path, o.offset, o.line, o.head, o.tail) for o in self.files.values()
+                      if o.kind == "text" and o.offset > 0 and o is not s]
+        for c in candidates + self._truncated + self._read_before:
+            path, offset, _line, head, _tail = c
+            n = min(offset, HEAD_BYTES)
+            if head is None or (n < HEAD_BYTES and not name.startswith(os.path.basename(path))):
+                continue
+            if n not in heads:
+                heads[n] = head_of(n)
+            if heads[n] == head:
+                yield c
+
     def _resume_copy(self, s: _Followed, fd: int, size: int, rep: CycleReport) -> None:
         """A new file that begins with exactly what was already read of another (copytruncate
         rotation copies the log, then truncates it): continue after those lines instead of
         storing their findings a second time. Compared by the first bytes' hash and the bytes
-        before the other file's offset, the checks a restarted watch trusts.
-
-        Under HEAD_BYTES read, the hash covers all that was read, a line or two, which a new
-        file may begin with by chance (a start-up banner); such a copy also has to be named
-        after the file (``app.log`` → ``app.log.1``, ``app.log-20240311``)."""
-        heads: dict[int, str] = {}
-
-        def begins_with(o_path: str, offset: int, head: str | None) -> bool:
-            n = min(offset, HEAD_BYTES)
-            if head is None or size < offset or (n < HEAD_BYTES and not os.path.basename(s.path).startswith(
-                    os.path.basename(o_path))):
-                return False
-            if n not in heads:
-                heads[n] = head_hash(fd, n)
-            return heads[n] == head
-
-        candidates = [(o.path, o.offset, o.line, o.head, o.tail) for o in self.files.values()
-                      if o.kind == "text" and o.offset > 0]
-        candidates += self._truncated
-        for path, offset, line, head, tail in candidates:
-            if not begins_with(path, offset, head):
-                continue
-            if tail and os.pread(fd, len(tail), offset - len(tail)) == tail:
+        before the other file's offset, the checks a restarted watch trusts."""
+        for path, offset, line, head, tail in self._read_copies(s, lambda n: head_hash(fd, n)):
+            if size >= offset and tail and os.pread(fd, len(tail), offset - len(tail)) == tail:
                 s.offset, s.line, s.head, s.tail = offset, line, head, tail
                 s.line_offset = _line_offset(fd, offset)
                 s.scanned_size = offset
@@ -737,20 +739,16 @@ class Watcher:
     def _gzip_copy(self, s: _Followed, head: bytes, rep: CycleReport) -> int:
         """Lines a new gzip file holds that were read already from a text file: logrotate's
         ``compress`` writes ``app.log.1.gz`` from ``app.log.1`` (followed since its rename),
-        then deletes it. The gzip's text must begin with exactly what was read of that file
-        (its first bytes' hash, and the bytes before its offset); under HEAD_BYTES read, the
-        gzip must also be named after it. 0 when no file read before matches."""
+        then deletes it. The gzip's text (``head``: its first bytes) must begin with exactly
+        what was read of that file (:meth:`_read_copies`, then the bytes before its offset,
+        streamed). 0 when no file read before matches."""
         from leakwatch.sources.files import ReadStats, close_stream, open_stream
 
-        name = os.path.basename(s.path)
-        candidates = [(o.path, o.offset, o.line, o.head, o.tail) for o in self.files.values()
-                      if o.kind == "text" and o.offset > 0 and o is not s]
-        candidates += self._truncated + self._read_before
-        for path, offset, line, hd, tail in candidates:
-            n = min(offset, HEAD_BYTES)
-            if not line or hd is None or len(head) < n or xxhash.xxh3_64_hexdigest(head[:n]) != hd:
-                continue
-            if n < HEAD_BYTES and not name.startswith(os.path.basename(path)):
+        def head_of(n: int) -> str | None:
+            return xxhash.xxh3_64_hexdigest(head[:n]) if len(head) >= n else None
+
+        for path, offset, line, _head, tail in self._read_copies(s, head_of):
+            if not line:
                 continue
             try:
                 stream = open_stream(s.path, ReadStats())
