@@ -244,6 +244,8 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     ("street_address", '{"ip_address": "203.0.113.9"}'),
     ("date_of_birth", '{"birthdayPromoSentAt":"2024-03-10","birth_campaign":"2024-03-11"}'),
     ("uk_nino", '{"sku":"AB123456C","url":"/products/SKU-JG103759A"}'),
+    # The next field's name is no context for this one's value.
+    ("phone_national", '{"level":"info","hotel_id":"0123456789","phone":"+4915112345678"}'),
     ("payment_card", "GET /api/orders/4532015112830366 HTTP/1.1"),
     ("ipv4_public", '{"section":"6.1.2.3","oid":"1.3.6.1"}'),
     ("street_address", "remote_addr=10.1.2.3 status=200"),

@@ -180,7 +180,8 @@ def has_context(ctx: ContextSpec, line: bytes, start: int, end: int, field: str 
     True when ``field`` (already normalized, e.g. from :func:`field_before`) or its last
     dotted component is one of ``ctx.fields``, or when one of ``ctx.keywords`` starts a word
     (case-insensitively; see :func:`word_starts_at`) within ``ctx.before`` bytes before to
-    ``ctx.after`` bytes after.
+    ``ctx.after`` bytes after (only before, for a rule that requires context, when the value's
+    field is known and not one of the rule's).
     """
     if field is not None and ctx.fields:
         if field in ctx.fields:
@@ -189,7 +190,11 @@ def has_context(ctx: ContextSpec, line: bytes, start: int, end: int, field: str 
         if dot >= 0 and field[dot + 1 :] in ctx.fields:
             return True
     if ctx.keywords:
-        window = _window(line, start - ctx.before, end + ctx.after)
+        # A rule that needs context, on a value whose field is known and not one of its own:
+        # only a keyword before the value counts (in "hotel_id":"0123456789","phone":"…" the
+        # word "phone" is the next field's name, not this one's).
+        after = 0 if ctx.required and ctx.fields and field is not None and field != "*" else ctx.after
+        window = _window(line, start - ctx.before, end + after)
         lowered = window.lower()
         for k in ctx.keywords:
             if _has_word(window, lowered, k):
