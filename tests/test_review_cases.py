@@ -359,3 +359,17 @@ def test_a_name_column_holding_an_email_is_one_email_not_a_name_too(tmp_path):
     scan_paths([str(p)], tmp_path / "lw.duckdb")
     assert read_rows(tmp_path / "lw.duckdb", "SELECT line, entity FROM findings WHERE field_path = 'USER_NAME'"
                                              " ORDER BY line") == [(2, "EMAIL_ADDRESS"), (3, "PERSON_NAME")]
+
+
+def test_a_name_json_dumps_escaped_hashes_like_the_same_name_in_utf8(tmp_path):
+    """Python's json.dumps writes José as Jos\\u00e9: the whole name is found (not "Jos"), its
+    mask shows its first letter, and its keyed hash is that of the UTF-8 José in another log,
+    so the two count as one data subject."""
+    import json
+
+    s = scan(tmp_path, {"py.jsonl": json.dumps({"firstName": "José", "lastName": "Müller"}) + "\n",
+                        "go.jsonl": json.dumps({"firstName": "José"}, ensure_ascii=False) + "\n"})
+    rows = read_rows(s.db, "SELECT source_path, end_byte - start_byte, masked, value_hash FROM findings"
+                           " WHERE rule_id = 'person_name' ORDER BY source_path, start_byte")
+    assert [(r[1], r[2]) for r in rows] == [(5, "J***"), (9, "J***"), (11, "M***")]
+    assert rows[0][3] == rows[1][3]  # José and Jos\u00e9: one value

@@ -88,6 +88,10 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("phone_national", '"GET /track?phone=030%201234567 HTTP/1.1"', "030%201234567"),
     ("phone_national", "<Phone>030 1234567</Phone>", "030 1234567"),
     ("person_name", "<Contact><FirstName>Jane</FirstName><LastName>Doe</LastName></Contact>", "Doe"),
+    # json.dumps writes non-ASCII letters as escapes by default.
+    ("person_name", r'{"firstName":"Jos\u00e9","lastName":"M\u00fcller"}', r"Jos\u00e9"),
+    ("person_name", r'{"firstName":"Jos\u00e9","lastName":"M\u00fcller"}', r"M\u00fcller"),
+    ("person_name", r'{"customerName":"\u00c9mile \u0141ukasz"}', r"\u00c9mile \u0141ukasz"),
     ("street_address", "<MailingStreet>1 Market St</MailingStreet>", "1 Market St"),
     ("street_address", '{"BillingStreet": "1 Market St", "BillingCity": "Springfield"}', "1 Market St"),
     ("street_address", 'address="221B Baker Street, London"', "221B Baker Street, London"),

@@ -134,7 +134,7 @@ def mask_password(v: bytes) -> str:
 
 def mask_name(v: bytes) -> str:
     """First letter and three stars: ``J***``."""
-    s = _text(v).strip()
+    s = _text(_json_unescaped(v)).strip()
     return (s[0] + "***") if s else "***"
 
 
@@ -248,8 +248,24 @@ def _norm_email(v: bytes) -> bytes:
     return url_plain(v).lower()
 
 
+_JSON_U = re.compile(rb"\\u([0-9a-fA-F]{4})")
+
+
+def _json_unescaped(v: bytes) -> bytes:
+    """``v`` with JSON's ``\\uXXXX`` escapes (outside the surrogates) as UTF-8: Jos\\u00e9 is
+    José, so a name written by json.dumps hashes like the same name written as UTF-8."""
+    if b"\\u" not in v:
+        return v
+
+    def char(m: re.Match) -> bytes:
+        cp = int(m.group(1), 16)
+        return m.group(0) if 0xD800 <= cp <= 0xDFFF else chr(cp).encode("utf-8")
+
+    return _JSON_U.sub(char, v)
+
+
 def _norm_lower_ws(v: bytes) -> bytes:
-    return _WS.sub(b" ", v.strip()).lower()
+    return _WS.sub(b" ", _json_unescaped(v).strip()).lower()
 
 
 NORMALIZERS: dict[str, Normalizer] = {
