@@ -100,6 +100,7 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("street_address", '{"addressLine1":"221B Baker Street"}', "221B Baker Street"),
     ("street_address", '{"street":"12 O\'Connell Street Upper","city":"Dublin"}', "12 O'Connell Street Upper"),
     ("street_address", "at=info street=Hauptstr. 5 city=Berlin", "Hauptstr. 5"),
+    ("street_address", r'{"street":"Hauptstra\u00dfe 5","city":"Berlin"}', r"Hauptstra\u00dfe 5"),
     ("street_address", "{MailingStreet=Unter den Linden 77, Birthdate=1985-07-14}", "Unter den Linden 77"),
     ("person_name", '{"firstName": "Jane", "last_name": "Doe"}', "Jane"),
     ("person_name", '{"firstName": "Jane", "last_name": "Doe"}', "Doe"),

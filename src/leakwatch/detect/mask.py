@@ -158,7 +158,7 @@ _ALNUM_RE = re.compile(r"[^\W_]")  # str.isalnum() characters, any script
 
 def mask_shape(v: bytes) -> str:
     """Every letter and digit starred, punctuation kept: dates and addresses keep their shape."""
-    return _ALNUM_RE.sub("*", _text(v))
+    return _ALNUM_RE.sub("*", _text(_json_unescaped(v)))
 
 
 def mask_sfid(v: bytes) -> str:
