@@ -209,6 +209,9 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("github_token", f'{{"token": "{GITHUB_PAT}"}}', GITHUB_PAT),
     ("slack_token", f'{{"slack": "{SLACK_BOT}"}}', SLACK_BOT),
     ("iban", "SEPA refund to AT61 1904 3002 3457 3201 BIC BKAUATWW", "AT61 1904 3002 3457 3201"),
+    ("payment_card", '{"cardNumber":"4716 1234 5678 9000 000"}', "4716 1234 5678 9000 000"),
+    ("payment_card", "pan=4716123456789000000 ok", "4716123456789000000"),
+    ("payment_card", '{"card":"6212 3456 7890 0002"}', "6212 3456 7890 0002"),
     ("iban", "SEPA mandate IBAN ES91 2100 0418 4502 0005 1332 EUR 49.90", "ES91 2100 0418 4502 0005 1332"),
     ("iban", "IBAN DE89 3704 0044 0532 0130 00 EUR", "DE89 3704 0044 0532 0130 00"),
     # JSON logged inside a JSON string (LLM request bodies, Mule payloads): escaped quotes.
@@ -252,6 +255,7 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     # The next field's name is no context for this one's value.
     ("phone_national", '{"level":"info","hotel_id":"0123456789","phone":"+4915112345678"}'),
     ("payment_card", "GET /api/orders/4532015112830366 HTTP/1.1"),
+    ("payment_card", "ref=4716123456789000001 trace=6212345678900003"),  # Luhn fails
     ("ipv4_public", '{"section":"6.1.2.3","oid":"1.3.6.1"}'),
     ("street_address", "remote_addr=10.1.2.3 status=200"),
     ("street_address", '{"email_address": "Room 12 example"}'),
