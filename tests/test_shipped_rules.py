@@ -88,6 +88,9 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("phone_national", '"GET /track?phone=030%201234567 HTTP/1.1"', "030%201234567"),
     ("phone_national", "<Phone>030 1234567</Phone>", "030 1234567"),
     ("person_name", "<Contact><FirstName>Jane</FirstName><LastName>Doe</LastName></Contact>", "Doe"),
+    ("person_name", '{"customerName":"Ludwig van Beethoven"}', "Ludwig van Beethoven"),
+    ("person_name", '{"lastName":"McDonald"}', "McDonald"),
+    ("person_name", '{"fullName":"Maria de la Cruz"}', "Maria de la Cruz"),
     # json.dumps writes non-ASCII letters as escapes by default.
     ("person_name", r'{"firstName":"Jos\u00e9","lastName":"M\u00fcller"}', r"Jos\u00e9"),
     ("person_name", r'{"firstName":"Jos\u00e9","lastName":"M\u00fcller"}', r"M\u00fcller"),
