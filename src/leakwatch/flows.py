@@ -23,27 +23,14 @@ from typing import Any, Final
 
 import duckdb
 
+from leakwatch.detect.salesforce import SUBJECT_ENTITIES as _SUBJECT_ENTITIES
 from leakwatch.errors import StoreError, UsageError
 from leakwatch.export import atomic_output, iso_utc
 from leakwatch.store.queries import db_name as _db_label
 
-#: Fallback for :data:`SUBJECT_ENTITIES` while ``leakwatch.detect.salesforce`` does not define it:
-#: entities of the shipped rules whose value points at one person. Left out on purpose: dates of
-#: birth (thousands of people share one), IP addresses (NAT, proxies, CDNs), Salesforce record ids
-#: (most are accounts, cases or orders, not people) and credentials.
-_FALLBACK_SUBJECT_ENTITIES: Final = (
-    "EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON_NAME", "STREET_ADDRESS",
-    "CREDIT_CARD", "IBAN_CODE",
-    "US_SSN", "UK_NINO", "DE_STEUER_ID", "ES_DNI", "ES_NIE", "FR_NIR", "IT_FISCAL_CODE",
-    "NL_BSN", "PL_PESEL",
-)
-
-try:
-    from leakwatch.detect.salesforce import SUBJECT_ENTITIES as _SUBJECT_ENTITIES
-except ImportError:
-    _SUBJECT_ENTITIES = _FALLBACK_SUBJECT_ENTITIES
-
-#: Entities whose distinct values are counted as data subjects.
+#: Entities whose distinct values are counted as data subjects (those whose value points at one
+#: person; not a street, shared by a household, nor a date of birth, an IP address, a record id or
+#: a credential).
 SUBJECT_ENTITIES: Final[tuple[str, ...]] = tuple(sorted(_SUBJECT_ENTITIES))
 
 #: The reader that parsed a record (findings.format) → the system that logged it.
@@ -176,8 +163,8 @@ _COLUMN_HELP: Final = (
     ("Findings", "values detected in records of this flow"),
     ("Distinct values", "different values among them (counted by keyed hash, never stored raw)"),
     ("Data subjects",
-     ("distinct values of identifying data (e-mail, phone, name, address, national id, card, IBAN): "
-      "an upper-bound estimate of the people concerned")),
+     ("distinct values of identifying data (e-mail, phone, name, national id, card, IBAN; not "
+      "street addresses, which a household shares): an upper-bound estimate of the people concerned")),
     ("First / last seen", "earliest and latest record time, UTC"),
     ("Source files", "the log files the findings came from"),
 )
