@@ -62,9 +62,10 @@ _FREE_TEXT_MARKER = r'"(?:content|prompt|input|Description|description|Comments|
 
 _NAN = float("nan")
 
-# Where a request path starts in a raw line: after a space (combined log), a tab (W3C,
-# CloudFront), a quote (JSON, CSV), `path=` (logfmt) or a comma (unquoted CSV).
-_PATH_START = r"""(?:^|[ \t"'=,])"""
+# Where a request path starts in a raw line: at its start (also after the newline before it,
+# when RE2 reads several lines at once), after a space (combined log), a tab (W3C, CloudFront),
+# a quote (JSON, CSV), `path=` (logfmt) or a comma (unquoted CSV).
+_PATH_START = r"""(?:^|[\n \t"'=,])"""
 
 
 def cdn_path_marker(pattern: str) -> str:
