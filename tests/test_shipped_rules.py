@@ -217,6 +217,8 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("payment_card", '{"card":"6212 3456 7890 0002"}', "6212 3456 7890 0002"),
     ("iban", "SEPA mandate IBAN ES91 2100 0418 4502 0005 1332 EUR 49.90", "ES91 2100 0418 4502 0005 1332"),
     ("iban", "IBAN DE89 3704 0044 0532 0130 00 EUR", "DE89 3704 0044 0532 0130 00"),
+    ("iban_lowercase", '{"iban":"de89370400440532013000"}', "de89370400440532013000"),
+    ("iban_lowercase", "bank_account=gb82 west 1234 5698 7654 32&x=1", "gb82 west 1234 5698 7654 32"),
     # JSON logged inside a JSON string (LLM request bodies, Mule payloads): escaped quotes.
     ("phone_national", r'{"body": "{\"phone\": \"030 1234567\"}"}', "030 1234567"),
     ("password", r'{"payload": "{\"password\": \"hunter2!x\"}"}', "hunter2!x"),
@@ -259,6 +261,7 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     ("phone_national", '{"level":"info","hotel_id":"0123456789","phone":"+4915112345678"}'),
     ("payment_card", "GET /api/orders/4532015112830366 HTTP/1.1"),
     ("payment_card", "ref=4716123456789000001 trace=6212345678900003"),  # Luhn fails
+    ("iban_lowercase", '{"iban":"de89370400440532013001","note":"de89370400440532013000"}'),
     ("ipv4_public", '{"section":"6.1.2.3","oid":"1.3.6.1"}'),
     ("street_address", "remote_addr=10.1.2.3 status=200"),
     ("street_address", '{"email_address": "Room 12 example"}'),
