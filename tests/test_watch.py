@@ -746,6 +746,34 @@ def test_rotation_with_compress_does_not_store_the_compressed_copy_again(tmp_pat
         w.close()
 
 
+def test_rotation_with_compress_after_a_last_line_read_at_idle(tmp_path, logs):
+    """app.log.1's last line had no newline and was read as it was when the file went idle;
+    the gzip made from it holds that line too, and it is not stored a second time."""
+    clock = Clock()
+    log = logs / "app.log"
+    append(log, pii(1) + pii(2) + pii(3).rstrip("\n"))
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        for _ in range(4):
+            w.cycle()
+            clock.t += 2.0
+        assert [e[1] for e in emails(w)] == [1, 2, 3]
+        os.rename(log, logs / "app.log.1")
+        append(log, plain(100))
+        w.cycle()
+        with open(logs / "app.log.1", "rb") as f, gzip.open(tmp_path / "app.log.1.gz", "wb") as g:
+            g.write(f.read())
+        os.remove(logs / "app.log.1")
+        os.rename(tmp_path / "app.log.1.gz", logs / "app.log.1.gz")
+        for _ in range(6):
+            clock.t += 2.0
+            w.cycle()
+        assert emails(w, logs / "app.log.1.gz") == []
+        assert [e[1] for e in emails(w)] == [1, 2, 3]
+    finally:
+        w.close()
+
+
 def test_a_small_new_log_that_begins_like_another_is_read_whole(tmp_path, logs):
     """Near miss of the copytruncate check: a new file, not named after a followed one, whose
     one line equals all that was read of it (a short start-up line with the same key) is its

@@ -762,11 +762,16 @@ class Watcher:
                         break
                     pos += len(piece)
                     last = (last + piece)[-TAIL_BYTES:]
+                after = stream.read(1)
             except (OSError, EOFError, zlib.error):
                 continue
             finally:
                 close_stream(stream)
             if pos == offset and last.endswith(tail):
+                if not last.endswith(b"\n") and after in (b"", b"\n", b"\r"):
+                    # The last line was read as it was when the file went idle, and it is all
+                    # there is of it: read already too.
+                    line += 1
                 rep.notes.append(f"{s.path}: begins with the {line:,} lines already read of {path} (compressed "
                                  "by rotation?); reading after them")
                 return line
