@@ -23,8 +23,7 @@ from leakwatch.detect.mask import get_masker, get_normalizer
 from leakwatch.detect.rules import Rule
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources.files import Chunk
-from leakwatch.sources.formats._record import TS_KEYS, norm_key
-from leakwatch.sources.formats._time import parse_timestamp
+from leakwatch.sources.formats._record import TS_KEYS, AttrCollector, norm_key
 
 BATCH_COLUMNS = (
     "line", "start_byte", "end_byte", "rule_id", "entity", "confidence", "score_base",
@@ -283,19 +282,21 @@ class Detector:
                                  written.decode("utf-8", "backslashreplace") if store_raw else None, header[ci]))
 
 
-def _timestamp_columns(header: list[str] | None) -> list[int]:
-    """Indexes of the header's timestamp columns, best-ranked first (``TIMESTAMP_DERIVED``
-    before ``TIMESTAMP``, as for parsed records: the first whose cell parses gives the time)."""
-    ranked = [(rank, i) for i, name in enumerate(header or ()) if (rank := TS_KEYS.get(norm_key(name))) is not None]
-    return [i for _, i in sorted(ranked)]
+def _timestamp_columns(header: list[str] | None) -> list[tuple[int, str]]:
+    """(index, normalized name) of the header's timestamp columns."""
+    return [(i, key) for i, name in enumerate(header or ()) if (key := norm_key(name)) in TS_KEYS]
 
 
-def _row_time(cells: list[str], columns: list[int]) -> float:
-    for i in columns:
-        t = parse_timestamp(cells[i]) if i < len(cells) else None
-        if t is not None:
-            return t.timestamp()
-    return float("nan")
+def _row_time(cells: list[str], columns: list[tuple[int, str]]) -> float:
+    """The row's time as parsed records get theirs (:meth:`AttrCollector.timestamp`: the
+    best-ranked timestamp column that parses, TIMESTAMP_DERIVED before TIMESTAMP), epoch
+    seconds; NaN when none does."""
+    col = AttrCollector()
+    for i, key in columns:
+        if i < len(cells):
+            col.offer(key, cells[i])
+    t = col.timestamp()
+    return t.timestamp() if t is not None else float("nan")
 
 
 GENERIC_TAG = "generic"

@@ -225,6 +225,11 @@ class Enricher:
                 self._shapes[shape] = name
         if name in ("text", "csv", "eventlogfile", "w3c"):
             return None
+        return self._reader(name)
+
+    def _reader(self, name: str):
+        """The reader of format ``name``, built once; None for a format that needs
+        configuration (a custom regex format)."""
         p = self._parsers.get(name)
         if p is None:
             try:
@@ -234,10 +239,7 @@ class Enricher:
         return p
 
     def _text_parser(self):
-        p = self._parsers.get("text")
-        if p is None:
-            p = self._parsers["text"] = formats.make_parser("text")
-        return p
+        return self._reader("text")
 
     # -- records -----------------------------------------------------------------------------
     def _switch_columns(self, fctx: FileContext, fmt: str, line: bytes, line_no: int, what: str) -> None:
@@ -536,8 +538,8 @@ class Enricher:
                 cols["dest_jurisdiction"][i] = d.jurisdiction
                 viol[i] = r.violation
             attrs = r.parsed.attrs
+            off = first_off if line_no == first_line + 1 else 0  # the record's bytes before this chunk
             if rule_id in _RECORD_ID_RULES:
-                off = first_off if line_no == first_line + 1 else 0
                 value = r.line[start - off:end - off].decode("latin-1")
                 obj = sfmap.object_for_id(value, self.learned)
                 if obj:
@@ -546,13 +548,12 @@ class Enricher:
                 if path and "*" in path:
                     # Stored with a data-like key masked (an e-mail address as a JSON key): the
                     # field it names is still the path's own (contacts.<address>.phone → Contact.Phone).
-                    off = first_off if line_no == first_line + 1 else 0
                     path = formats.field_at(r.parsed, start - off) or path
                 mapped = sfmap.map_field(path, entity=attrs.get("entity"), event_type=attrs.get("event_type"))
                 if mapped:
                     cols["sf_object"][i], cols["sf_field"][i] = mapped
             if path and r.parsed.roles:
-                cols["prompt_role"][i] = formats.role_at(r.parsed, start - (first_off if line_no == first_line + 1 else 0))
+                cols["prompt_role"][i] = formats.role_at(r.parsed, start - off)
         batch["ts"] = ts
         batch["residency_violation"] = viol
         batch.update(cols)
