@@ -122,6 +122,8 @@ def build_rows(data, Py_ssize_t limit, list recs, list rule_idx, list starts, li
             conf = 0.0
         # --- row -----------------------------------------------------------------------------
         rule_id, entity, severity, rank, mask, normalize = out_plans[ri]
+        if s_val < 0 and rank > 1:
+            severity, rank = "low", 1  # failed its validator (a placeholder key): see engine.py
         value = line[vs:ve]
         off = first_off if rec == 0 else 0
         rows.append((first_line + rec, vs + off, ve + off, rule_id, entity, conf, base, s_val, s_ctx, severity,

@@ -20,7 +20,7 @@ from leakwatch._core.rows import build_rows, compact_records
 from leakwatch.detect.context import NOT_ROW_STARTS, normalize_field
 from leakwatch.detect.evaluate import Evaluator, value_regex
 from leakwatch.detect.mask import get_masker, get_normalizer
-from leakwatch.detect.rules import Rule
+from leakwatch.detect.rules import Rule, Severity
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources.files import Chunk
 from leakwatch.sources.formats._record import TS_KEYS, AttrCollector, norm_key
@@ -35,6 +35,7 @@ BATCH_COLUMNS = (
 _HEADER_CELL = re.compile(rb'^"?[A-Za-z_][A-Za-z0-9_ .]*"?$')
 # Values in name-like CSV columns longer than this are free text, not a person's name.
 MAX_COLUMN_VALUE = 120
+LOW = int(Severity.LOW)
 
 
 def sniff_csv_header(first_line: bytes) -> list[str] | None:
@@ -192,6 +193,11 @@ class Detector:
             vs, ve, conf, sb, sv, sc, fld = v
             path = field if field is not None else fld
             rule_id, entity, severity, rank, mask, normalize = plans[ri]
+            if sv < 0 and rank > LOW:
+                # Kept although its validator failed (on_fail: penalize): a placeholder such as
+                # sk-xxxx… or a 15-character id with a bad checksum is listed, but it is no live
+                # secret and must not trip --fail-on high.
+                severity, rank = "low", LOW
             value = line[vs:ve]
             off = first_off if rec == 0 else 0
             add((first_line + rec, vs + off, ve + off, rule_id, entity, conf, sb, sv, sc, severity, rank, fld,
@@ -270,6 +276,8 @@ class Detector:
                     if self._claimed_elsewhere(ri, raw):
                         continue
                     rule_id, entity, severity, rank, mask, normalize = self._plans[ri]
+                    if s_val < 0 and rank > LOW:
+                        severity, rank = "low", LOW
                     base, boost = rule.confidence, rule.context.boost
                     conf = min(1.0, max(0.0, base + s_val + boost))
                     if ts_out is not None:
