@@ -211,6 +211,9 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("password", '{"userPassword": "Hunter2xyz"}', "Hunter2xyz"),
     ("password", "DB_PASS=Kx9#mQ2v", "Kx9#mQ2v"),
     ("password", "PGPASSWORD=Kx9#mQ2v psql -h db", "Kx9#mQ2v"),
+    ("password", "SMTPPASS=Vq7!rT2mZ9 SMTPUSER=mailer", "Vq7!rT2mZ9"),
+    ("password", "dbpass: Hq4$wL8nP2", "Hq4$wL8nP2"),
+    ("password_quoted", '{"ftpPass": "open sesame 42"}', "open sesame 42"),
     ("password", '{"newpassword":"Hunter2xyz","oldpassword":"Hunter1abc"}', "Hunter2xyz"),
     ("password_quoted", '{"level":"info","password":"correct horse battery staple"}', "correct horse battery staple"),
     ("anthropic_api_key", f"CLAUDE_CODE_OAUTH_TOKEN {ANTHROPIC.replace('api03', 'oat01')}", ANTHROPIC.replace("api03", "oat01")),
@@ -352,6 +355,7 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     ("password", "password=${DB_PASSWORD}"),
     ("password", '"password": null, "password": "********", passwd=[FILTERED]'),
     ("password", '{"bypass": "true", "password_hash": "abc123def"}'),
+    ("password", "CACHEBYPASS=on SURPASS=yes DBPASSTHROUGH=enabled"),
     ("password", "test pass: 12 of 15"),
     ("password", '{"PWD":"/app","OLDPWD":"/app/releases","upstream_cache_bypass":"enabled","compass":"north"}'),
     ("password_quoted", '{"password":"hunter2!x"}'),  # no space: the password rule's
