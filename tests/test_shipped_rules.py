@@ -68,6 +68,8 @@ def _sfid18(id15: str) -> str:
 # (rule id, line, value the rule must report)
 POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("email", '{"email": "jane.doe@example.com", "status": "ok"}', "jane.doe@example.com"),
+    ("email", "Message-ID: <CAF3x9@mail.gmail.com> From: Jane Doe <jane.doe@example.com>", "jane.doe@example.com"),
+    ("email", "Reply-To: git.admin@acme-shop.com", "git.admin@acme-shop.com"),
     ("email", "notify j.smith+shop@mail.example.org about order", "j.smith+shop@mail.example.org"),
     ("email", "mailto:ops@example.invalid", "ops@example.invalid"),
     ("email", "GET /account?email=jane.doe%40example.com&x=1 HTTP/1.1", "jane.doe%40example.com"),
@@ -253,6 +255,9 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     ("email", "com.shop.checkout.OrderService@6d06d69c"),
     ("email", "GET /img/logo%402x.png HTTP/1.1"),
     ("email", "[MuleRuntime].uber.12: [orders-api].orders-flow.CPU_LITE @3f2a1b"),
+    ("email", "Message-ID: <CAF3x9Qm+7Lw@mail.gmail.com>"),
+    ("email", '{"messageId":"<0100018e3a7c-4b1d@email.amazonses.com>","in_reply_to":"<r2@mx.example.com>"}'),
+    ("email", "deploy: git clone git@github.com:acme/shop.git && git fetch git@gitlab.com:acme/ops.git"),
     ("phone_e164", "GET /search?q=shoes+12345678 HTTP/1.1"),
     ("phone_e164", "[10/Jun/2023:15:36:28 +0000]"),
     ("phone_e164", "ts=2024-03-11T16:00:00+01:00 n=+1234"),

@@ -391,6 +391,8 @@ def _email(_: Mapping[str, Any]) -> Validator:
         at = v.rfind(b"@")
         if at < 1 or len(v) - at - 1 > 253 or at > 64:
             return False
+        if at == 3 and v[:3].lower() == b"git":
+            return False  # git@github.com:acme/shop.git — the SSH user of Git hosts, no person
         tld = v[v.rfind(b".") + 1 :].lower()
         return tld not in _FILE_TLDS
 
