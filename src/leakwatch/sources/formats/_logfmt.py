@@ -68,6 +68,9 @@ def scan_logfmt(line: bytes, start: int = 0) -> tuple[list[tuple[str, int, int, 
                 i = _NEXT_SPACE.match(line, i + 1).end()
             continue
         key = m.group().decode("utf-8", "replace")
+        if key[0] in "{[(":
+            # A Java map or a Mule payload printed into the line: {FirstName=Jane, LastName=Doe}.
+            key = key.lstrip("{[(") or key
         i = m.end()
         if i >= n or line[i] != 61:  # '=': a bare key
             continue
