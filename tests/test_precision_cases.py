@@ -21,3 +21,20 @@ def test_a_placeholder_key_is_listed_low_and_does_not_trip_fail_on_high(cli, tmp
     r, found = _jsonl_findings(cli, tmp_path, real, "--fail-on", "high", name="b.log")
     assert sorted((f["line"], f["severity"]) for f in found) == [(1, "low"), (2, "high")]
     assert r.rc == 1
+
+
+def test_a_generic_tax_id_scores_below_a_german_keyword(cli, tmp_path):
+    _, found = _jsonl_findings(cli, tmp_path, 'tax_id=86420975363\nSteuer-ID: 86420975363\n')
+    conf = {f["line"]: f["confidence"] for f in found if f["rule"] == "de_steuerid"}
+    assert set(conf) == {1, 2} and conf[1] <= conf[2] - 0.2
+
+
+def test_a_java_map_in_a_logfmt_file_keeps_its_keys(cli, tmp_path):
+    router = ('at=info method=GET path="/" host=shop.herokuapp.com request_id=r{0} fwd="10.0.0.{0}" dyno=web.1 '
+              'connect=1ms service=2ms status=200 bytes=12 protocol=https\n')
+    mule = ("INFO  2024-03-11 16:00:00,123 [[MuleRuntime].uber.12: [orders-api].orders-flow.CPU_LITE @3f2a1b] "
+            "org.mule.runtime.core.internal.processor.LoggerMessageProcessor: payload "
+            "{FirstName=Jane, LastName=Doe, Email=jane.doe@example.com}\n")
+    _, found = _jsonl_findings(cli, tmp_path, router.format(1) + router.format(2) + mule, name="router.log")
+    assert {f["format"] for f in found} == {"heroku"}
+    assert sorted(f["field_path"] for f in found) == ["Email", "FirstName", "LastName"]

@@ -96,6 +96,8 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("person_name", "<Contact><FirstName>Jane</FirstName><LastName>Doe</LastName></Contact>", "Doe"),
     ("person_name", '{"customerName":"Ludwig van Beethoven"}', "Ludwig van Beethoven"),
     ("person_name", '{"lastName":"McDonald"}', "McDonald"),
+    ("person_name", '{"cardholderName":"JANE DOE","amount":42}', "JANE DOE"),
+    ("person_name", "LAST_NAME=M\u00dcLLER;FIRST_NAME=J\u00dcRGEN".encode(), "M\u00dcLLER".encode()),
     ("person_name", '{"fullName":"Maria de la Cruz"}', "Maria de la Cruz"),
     # json.dumps writes non-ASCII letters as escapes by default.
     ("person_name", r'{"firstName":"Jos\u00e9","lastName":"M\u00fcller"}', r"Jos\u00e9"),
@@ -119,6 +121,9 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("person_name_generic", '{"Id": "x", "Name": "Jane Doe"}', "Jane Doe"),
     ("payment_card", "card=4111 1111 1111 1111 exp=12/30", "4111 1111 1111 1111"),
     ("payment_card", '{"pan":"5555555555554444"}', "5555555555554444"),
+    ("payment_card", "maestro card 6759 1234 5678 9015 exp 09/28", "6759 1234 5678 9015"),
+    ("payment_card", '{"cardNumber":"6761123456789012348"}', "6761123456789012348"),
+    ("payment_card", "pan=5018-1234-5678-9014", "5018-1234-5678-9014"),
     ("phone_e164", "GET /api/leads?phone=%2B442079460958&src=ads", "%2B442079460958"),
     ("phone_national", '{"content":"contact 0035j00000AbCdE, Phone 4155550142, email li@example.net"}', "4155550142"),
     ("phone_national", '{"content":"Kunde Tel. 030 1234567 bitte"}', "030 1234567"),
@@ -243,6 +248,7 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
 NEGATIVES: list[tuple[str, str | bytes]] = [
     # Luhn-valid 16-digit identifiers under ID fields (1 in 10 random ones pass Luhn).
     ("payment_card", '{"trace_id":"4532015112830366","span_id":"0af7651916cd43dd"}'),
+    ("payment_card", "card=6759123456789016 maestro=5018123456789015"),
     ("payment_card", "order_id=4532015112830366 status=paid"),
     ("payment_card", '{"x_request_id": "4532015112830366"}'),
     ("phone_national", "telemetry 1234567890 samples"),
@@ -283,6 +289,9 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     ("street_address", '{"address": "Main Street"}'),
     ("street_address", '{"address": "https://example.com/1"}'),
     ("person_name", '{"logger_name": "Main"}'),
+    ("person_name", '{"firstName":"NULL","lastName":"N/A","fullName":"Test User","username":"ADMIN"}'),
+    ("person_name", '{"displayName":"Customer Service","contactName":"UNKNOWN"}'),
+    ("person_name", '{"first_name":"A","last_name":"B"}'),
     ("person_name", '{"firstName": "jane"}'),
     ("person_name", '{"event_name": "OrderCreated"}'),
     ("person_name", '{"hostname": "Web"}'),

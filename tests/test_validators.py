@@ -85,6 +85,10 @@ CASES: dict[str, tuple[dict, list, list]] = {
         [b"1 Market St", b"Hauptstra\xc3\x9fe 5", b"221B Baker Street"],
         [b"Main Street", b"12345", b"https://x.example/1"],
     ),
+    "person_name": (
+        {}, [b"Jane Doe", b"JANE DOE", b"Ana-Maria Test", b"Guest Smith"],
+        [b"NULL", b"N/A", b"Test User", b"ADMIN", b"customer service", b"No-Reply", b"  "],
+    ),
     "basic_auth": (
         {}, [base64.b64encode(b"user:pass")], [base64.b64encode(b"userpass"), b"not base64!", base64.b64encode(b":pw")],
     ),

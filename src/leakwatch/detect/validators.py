@@ -399,6 +399,24 @@ def _email(_: Mapping[str, Any]) -> Validator:
     return check
 
 
+# Values systems put in name fields when there is no person: seeded, test and service records.
+_NOT_NAMES = frozenset(
+    b"null none nil na n/a unknown undefined test tester testing demo sample example dummy "
+    b"placeholder admin administrator system sysadmin root user guest anonymous anon redacted "
+    b"deleted removed default customer service support integration api bot noreply no reply".split()
+)
+_NAME_WORDS = re.compile(rb"[ '-]+")
+
+
+def _person_name(_: Mapping[str, Any]) -> Validator:
+    def check(v: bytes) -> bool:
+        # "NULL", "N/A", "Test User", "ADMIN", "Customer Service": every word a placeholder.
+        words = [w for w in _NAME_WORDS.split(v.strip().lower()) if w]
+        return bool(words) and not all(w in _NOT_NAMES for w in words)
+
+    return check
+
+
 # name -> (factory, accepted parameter names)
 VALIDATORS: dict[str, tuple[Callable[[Mapping[str, Any]], Validator], frozenset[str]]] = {
     "luhn": (_luhn, frozenset()),
@@ -425,6 +443,7 @@ VALIDATORS: dict[str, tuple[Callable[[Mapping[str, Any]], Validator], frozenset[
     "password": (_password, frozenset({"min_len"})),
     "street": (_street, frozenset()),
     "basic_auth": (_basic_auth, frozenset()),
+    "person_name": (_person_name, frozenset()),
 }
 
 
