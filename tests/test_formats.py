@@ -1138,3 +1138,11 @@ def test_query_parameters_in_json_paths_and_referers_are_fields(tmp_path):
     got = read_rows(db, "SELECT field_path, sf_object, sf_field FROM findings WHERE entity = 'EMAIL_ADDRESS' "
                         "ORDER BY source_path")
     assert got == [("referer.query.email", "Contact", "Email"), ("path.query.email", "Contact", "Email")]
+
+
+def test_a_json_line_longer_than_the_head_is_jsonl():
+    # An LLM request logged as one line is often longer than the 8 KiB the sniffer reads.
+    line = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "x " * 10_000}]}).encode()
+    assert sniff(line[:8192]) == "jsonl"
+    assert sniff(line + b"\n" + line)[:5] == "jsonl"
+    assert sniff(b"x " * 5000) == "text"  # a long text line is not JSON because it is long

@@ -81,7 +81,7 @@ def test_names_and_place_in_llm_system_prompt(ner):
     found = hits(results)
     assert (*span_of(line, "Margaret Okafor"), "PERSON_NAME") in found
     assert (*span_of(line, "Daniel Weber"), "PERSON_NAME") in found
-    assert (*span_of(line, "Paris"), "STREET_ADDRESS") in found
+    assert (*span_of(line, "Paris"), "LOCATION") in found
     assert all(0.6 <= score <= 1.0 for *_, score in results)
     assert results == sorted(results)
 
@@ -89,7 +89,7 @@ def test_names_and_place_in_llm_system_prompt(ner):
 def test_location_in_lives_at_sentence_is_a_location(ner):
     line = b'{"role": "user", "content": "My neighbour lives at 12 Rue de Rivoli, Paris since May."}'
     found = hits(ner.analyze(line, [value_span(line, "content")]))
-    assert (*span_of(line, "Paris"), "STREET_ADDRESS") in found
+    assert (*span_of(line, "Paris"), "LOCATION") in found
 
 
 def test_salesforce_case_description_with_escapes(ner):
@@ -101,7 +101,7 @@ def test_salesforce_case_description_with_escapes(ner):
     assert (*helene, "PERSON_NAME") in found
     # The escaped quotes around the name stay outside the span.
     assert (*span_of(line, b"Thomas Meyer"), "PERSON_NAME") in found
-    assert (*span_of(line, "Hamburg"), "STREET_ADDRESS") in found
+    assert (*span_of(line, "Hamburg"), "LOCATION") in found
     assert json.loads(b'"' + line[helene[0] : helene[1]] + b'"') == "H\u00e9l\u00e8ne Dubois"
 
 
@@ -113,7 +113,7 @@ def test_utf8_multibyte_names_map_to_byte_offsets(ner):
     zoe = span_of(line, "Zoë Müller")
     assert zoe[1] - zoe[0] == 12  # 10 characters, ë and ü two bytes each
     assert (*zoe, "PERSON_NAME") in found
-    assert (*span_of(line, "München"), "STREET_ADDRESS") in found
+    assert (*span_of(line, "München"), "LOCATION") in found
     assert {line[s:e].decode() for s, e, _ in found} >= {"Zoë Müller", "München"}
 
 

@@ -233,6 +233,8 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
         err.print(f"leakwatch: rule error: {e}", markup=False, emoji=False, soft_wrap=True)
     for p in summary.problems:
         err.print(f"leakwatch: input error: {p}", markup=False, emoji=False, soft_wrap=True)
+    for note in summary.notes:
+        err.print(f"leakwatch: note: {note}", markup=False, emoji=False, soft_wrap=True)
     if not args.quiet:
         print_summary(summary, out, fail_on=args.fail_on)
     if summary.interrupted:

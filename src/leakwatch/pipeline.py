@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -29,7 +30,8 @@ import numpy as np
 import xxhash
 
 from leakwatch.detect.engine import (
-    SCANNERS, Detector, Hits, batch_len, compact_hits, offset_lines, scanner_args, sniff_csv_header,
+    SCANNERS, Detector, Hits, batch_len, compact_hits, mark_every_record, offset_lines, scanner_args,
+    sniff_csv_header,
 )
 from leakwatch.detect.rules import Rule, RuleError, Severity, default_rules_dir, load_rules, ruleset_hash
 from leakwatch._core.rows import count_newlines
@@ -88,6 +90,7 @@ class ScanSummary:
     seconds: float
     interrupted: bool = False
     alerts: list = field(default_factory=list)  # new alerts of the failure-pattern detectors
+    notes: list[str] = field(default_factory=list)  # what the user should know (NER not run, texts cut)
 
     @property
     def mb_per_s(self) -> float:
@@ -108,7 +111,8 @@ INSERT_ROWS = 50_000
 
 
 def _scan_range(path: str, start: int, stop: int | None, header: list[str] | None,
-                detector, hashing: tuple | None, cancel=None) -> tuple[list, int, int, list[InputProblem], str | None]:
+                detector, hashing: tuple | None, cancel=None,
+                row_marker: int | None = None) -> tuple[list, int, int, list[InputProblem], str | None]:
     """Scan the records of ``path`` that begin in [start, stop). Returns (batches, records,
     bytes, problems, content hash or None, complete).
 
@@ -119,7 +123,10 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
     With a :class:`_DetectorFactory` (worker threads) the items are :class:`Hits` — the matched
     records only, not yet scored: scoring needs the GIL, so the owner thread does it while
     workers scan on. A CSV file with name-like columns (every cell is a candidate of a
-    column rule) also gives batches of those cells' findings (dicts), scored here."""
+    column rule) also gives batches of those cells' findings (dicts), scored here.
+
+    ``row_marker`` (a marker's rule index) marks every record: a CSV file with free-text columns
+    (a Case export's Description) under NER, whose rows must all be parsed to be read."""
     detector = detector.get()
     stats = ReadStats()
     column_rules = detector.column_rules_for(header)
@@ -129,6 +136,8 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
     for chunk in iter_chunks(path, stats, start=start, stop=stop or None, hasher=hasher):
         res = detector.scanner.scan(chunk.view)
         n = res.n_records
+        if row_marker is not None:
+            res = mark_every_record(chunk.data, chunk.end, res, row_marker)
         if len(res.record):
             items.append(compact_hits(chunk.data, chunk.end, res, chunk.first_line, chunk.first_line_offset))
         if column_rules:
@@ -250,12 +259,16 @@ def scan_paths(
     # millions of event rows, so the limit is what bounds its memory (it spills beyond it).
     with Store.open(db_path, threads=1, memory_limit=SCAN_MEMORY_LIMIT) as store:
         store.mark_interrupted_scans()
+        enricher = _make_enricher(config, store, ner)
+        if enricher.ner is not None:
+            # A file scanned before without NER is not "unchanged" for a scan with it: its
+            # free text was never read.
+            rhash = hashlib.sha256(f"{rhash}+ner".encode()).hexdigest()
         scan_id = store.begin_scan(argv or [], rhash, workers)
         for err in rule_errors:
             store.add_error(scan_id, err.file, err.line, "rule", str(err))
         for p in problems:
             store.add_error(scan_id, p.path, p.line, p.kind, p.message)
-        enricher = _make_enricher(config, store, ner)
         markers = enricher.marker_patterns
         # Scores findings: in this thread for one worker, and for the Hits that worker threads send.
         detector = Detector(rules, store.key, store_raw=store_raw, markers=markers)
@@ -346,9 +359,10 @@ def scan_paths(
                     job.hash_future = pool.submit(_hash_file, f.path)
                 else:
                     hasher = xxhash.xxh3_128()
+                row_marker = _free_text_rows(enricher, fctx, header, len(rules))
                 for i, (a, b) in enumerate(ranges):
                     hashing = (hasher, i == len(ranges) - 1) if hasher is not None else None
-                    args = (f.path, a, b, header, per_thread, hashing, stop)
+                    args = (f.path, a, b, header, per_thread, hashing, stop, row_marker)
                     pending.append((job, pool.submit(_scan_range_safe, *args)))
                     drain(max_pending)
             drain(0)
@@ -404,6 +418,10 @@ def scan_paths(
             pool.shutdown(wait=True, cancel_futures=True)
             event_writer.shutdown(wait=True)
             per_thread.give_back()
+        notes = list(enricher.notes)
+        if enricher.ner is not None and enricher.ner.stats["truncated"]:
+            notes.append(f"NER read only the first {enricher.ner.max_chars:,} characters of "
+                         f"{enricher.ner.stats['truncated']:,} long free-text value(s); regex rules read them whole")
         alerts = []
         if run_patterns and not interrupted:
             alerts = _run_patterns(store, enricher.config, enricher.registry, scan_id)
@@ -424,7 +442,7 @@ def scan_paths(
         by_entity=by_entity, findings_at_or_above=tally.at_or_above(int(fail_on)),
         total_findings=tally.total, new_findings=n_findings,
         bytes=sum(fr.bytes for fr in results), records=sum(fr.records for fr in results),
-        seconds=elapsed, interrupted=interrupted, alerts=alerts,
+        seconds=elapsed, interrupted=interrupted, alerts=alerts, notes=notes,
     )
 
 
@@ -516,6 +534,21 @@ class _DetectorFactory:
             SCANNERS.give_back(det.scanner)
 
 
+def _free_text_rows(enricher, fctx, header: list[str] | None, n_rules: int) -> int | None:
+    """The rule index of the free-text marker when every row of this file must be parsed for
+    NER: a CSV export (report, Case or chat export) with a free-text column. JSON and logfmt
+    lines carry their keys and are marked by the scan itself."""
+    if enricher.ner is None or not header or fctx is None or fctx.fmt != "csv":
+        return None
+    from leakwatch.detect.enrich import M_FREE_TEXT
+    from leakwatch.detect.ner import is_free_text
+
+    if not any(is_free_text(h) for h in header):
+        return None
+    kinds = [k for k, _ in enricher.markers]
+    return n_rules + kinds.index(M_FREE_TEXT) if M_FREE_TEXT in kinds else None
+
+
 def _make_enricher(config, store: Store, ner: bool | None):
     """The scan's :class:`~leakwatch.detect.enrich.Enricher`, from the config and what the
     database learned (custom Salesforce key prefixes)."""
@@ -529,16 +562,21 @@ def _make_enricher(config, store: Store, ner: bool | None):
     registry = load_registry(config.egress.registry_path)
     use_ner = config.ner.enabled if ner is None else ner
     analyzer = None
+    notes = []
     if use_ner:
         from leakwatch.detect.ner import NerAnalyzer
 
         analyzer = NerAnalyzer()
+        if not analyzer.available:  # loads the model now (~1 s), as the first free text would
+            notes.append(f"NER was asked for but cannot run, so free text was not read for names: {analyzer.reason}")
+            analyzer = None
     enricher = Enricher(
         registry=registry, key=store.key, allowed_jurisdictions=config.residency.allowed_jurisdictions,
         is_gateway=config.egress.is_approved_gateway, gateway_sources=config.egress.is_gateway_source,
         cdn_ai_paths=config.cdn.ai_paths, learned_prefixes=sfmap.load_learned_prefixes(store.con), ner=analyzer,
     )
     enricher.config = config
+    enricher.notes = notes
     return enricher
 
 

@@ -425,6 +425,24 @@ def compact_hits(data, limit: int, res: ScanResult, first_line: int, first_line_
     return _moved(res, ls, new_starts[inverse.reshape(-1)], out, first_line, first_line_offset)
 
 
+def mark_every_record(data, limit: int, res: ScanResult, marker: int) -> ScanResult:
+    """``res`` plus one hit of rule ``marker`` (empty, at the record's start) on every non-empty
+    record of ``data[:limit]``, sorted as the scanner sorts (record, start, rule)."""
+    buf = np.frombuffer(data, dtype=np.uint8, count=limit)
+    starts = np.concatenate((np.zeros(1, dtype=np.int64), np.flatnonzero(buf == 10).astype(np.int64) + 1))
+    records = np.arange(len(starts), dtype=np.int64)
+    keep = starts < limit
+    keep[keep] = buf[starts[keep]] != 10  # blank lines hold nothing to read
+    starts, records = starts[keep], records[keep]
+    record = np.concatenate((res.record.astype(np.int64), records))
+    rule = np.concatenate((res.rule.astype(np.int32), np.full(len(starts), marker, dtype=np.int32)))
+    start = np.concatenate((res.start.astype(np.int64), starts))
+    end = np.concatenate((res.end.astype(np.int64), starts))
+    line_start = np.concatenate((res.line_start.astype(np.int64), starts))
+    order = np.lexsort((rule, start, record))
+    return ScanResult(record[order], rule[order], start[order], end[order], line_start[order], res.n_records)
+
+
 def compact_hits_reference(data, limit: int, res: ScanResult, first_line: int, first_line_offset: int) -> Hits:
     """:func:`compact_hits` with ``bytes.find`` and ``join``: the oracle for the compiled copy."""
     ls = res.line_start

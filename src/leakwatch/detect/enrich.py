@@ -34,12 +34,13 @@ from leakwatch._core import PatternError, ScanResult, check_pattern
 from leakwatch.detect import salesforce as sfmap
 from leakwatch.detect.egress import Registry, extract_host
 from leakwatch.detect.context import DATA_MARKS, data_like_key, normalize_field
-from leakwatch.detect.mask import mask_email, mask_generic, mask_name, mask_shape
+from leakwatch.detect.mask import get_normalizer, mask_email, mask_generic, mask_name, mask_shape
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources import formats
 from leakwatch._core.rows import compact_records
 from leakwatch.store.elf_events import ELF_EVENT_KINDS, PII_SEGMENT_RX
 from leakwatch.sources.formats._record import KEY_ROLES, AttrCollector, norm_key
+from leakwatch.sources.formats._text import kv_in_text
 
 # Rules whose value is a Salesforce record id: its object comes from the key prefix.
 _RECORD_ID_RULES = frozenset({"sf_record_id", "sf_custom_record_id"})
@@ -57,10 +58,9 @@ _ELF_EVENT_MARKER = r'^"?(?:' + "|".join(sorted(ELF_EVENT_KINDS, key=len, revers
 _ELF_HEADER_MARKER = r'^(?:\xef\xbb\xbf)?"?EVENT_TYPE"?,'
 # A W3C log's #Fields directive (IIS writes one again after a restart, maybe with other fields).
 _W3C_FIELDS_MARKER = r"^#Fields:"
-# JSON keys whose string values are prose (for NER; see leakwatch.detect.ner.is_free_text).
-_FREE_TEXT_MARKER = r'"(?:content|prompt|input|Description|description|Comments|transcript|text|Body|body)"\s*:\s*"'
 
 _NAN = float("nan")
+_ner_normalize = get_normalizer("lower_ws")  # JSON escapes undone, spaces folded, lower case
 
 # Where a request path starts in a raw line: at its start (also after the newline before it,
 # when RE2 reads several lines at once), after a space (combined log), a tab (W3C, CloudFront),
@@ -177,7 +177,10 @@ class Enricher:
                     (M_W3C_FIELDS, _W3C_FIELDS_MARKER)]
         markers += [(M_CDN_PATH, cdn_path_marker(p)) for p in cdn_ai_paths]
         if ner is not None:
-            markers.append((M_FREE_TEXT, _FREE_TEXT_MARKER))
+            # Keys whose string values are prose (see leakwatch.detect.ner.is_free_text).
+            from leakwatch.detect.ner import free_text_marker
+
+            markers.append((M_FREE_TEXT, free_text_marker()))
         self.markers = markers
         self._kind_codes = np.asarray([_KIND_CODES.get(k, 0) for k, _ in markers], dtype=np.int8)
         self._parsers: dict[str, Any] = {}
@@ -566,18 +569,26 @@ class Enricher:
 
         out: list[tuple] = []
         for ls, r in records.items():
-            spans = [(s, e) for p, s, e in r.parsed.fields if is_free_text(p)]
+            parsed = r.parsed
+            if r.fmt == "text" and not parsed.fields and b"=" in r.line:
+                # A plain-text line's key="value" pairs (description="…" in a line of a file
+                # that is no logfmt as a whole): the text reader keeps no fields.
+                parsed = formats.ParsedRecord()
+                kv_in_text(r.line, 0, len(r.line), "", parsed, AttrCollector())
+                parsed.fields = [(p.lstrip("."), s, e) for p, s, e in parsed.fields]
+            spans = [(s, e) for p, s, e in parsed.fields if is_free_text(p)]
             if not spans:
                 continue
             line_no = first_line + 1 + recno_of_ls[ls]
             off = first_off if line_no == first_line + 1 else 0
             for s, e, entity, score in self.ner.analyze(r.line, spans):
                 value = r.line[s:e]
-                path = formats.field_at(r.parsed, s)
+                path = formats.field_at(parsed, s)
                 mask = mask_name if entity == "PERSON_NAME" else mask_shape
                 out.append((line_no, s + off, e + off, f"ner_{entity.lower()}", entity, round(float(score), 3),
                             float(score), 0.0, 0.0, "medium", 2, normalize_field(path) if path else None, mask(value),
-                            keyed_hash(detector.key, b" ".join(value.lower().split())),
+                            # As written in the line: "Ren\u00e9e" and "Renée" are one person.
+                            keyed_hash(detector.key, _ner_normalize(value)),
                             value.decode("utf-8", "backslashreplace") if detector.store_raw else None, path))
         return out
 

@@ -28,12 +28,11 @@ from typing import Any
 
 from leakwatch.detect.context import normalize_field
 
-# Presidio's entity names → leakwatch's (the ``entity`` of the shipped rules in rules/pii.yaml),
-# so NER findings group with the regex findings of the same kind. LOCATION is mostly a city or
-# country (spaCy's GPE/LOC/FAC labels), a coarser thing than a street address, but it is the
-# address entity a reviewer looks for.
+# Presidio's entity names → leakwatch's: a person groups with the regex rules' PERSON_NAME.
+# LOCATION stays LOCATION: it is mostly a city or country (spaCy's GPE/LOC/FAC labels), or a
+# street name without its number, not the street address that rules/pii.yaml's rule finds.
 NER_ENTITIES = ("PERSON", "LOCATION")
-ENTITY_MAP = {"PERSON": "PERSON_NAME", "LOCATION": "STREET_ADDRESS"}
+ENTITY_MAP = {"PERSON": "PERSON_NAME", "LOCATION": "LOCATION"}
 
 # spaCy OntoNotes labels → presidio entities. FAC (buildings, streets, airports) is not in
 # presidio's default mapping; it is kept here because street names are tagged FAC.
@@ -78,6 +77,20 @@ FREE_TEXT_SUFFIXES: tuple[str, ...] = ("description", "comments", "commentbody",
 # of a record it is the log line's own message, present on nearly every line of a JSON
 # application log: analysing that would put NER on the bulk path. Nested only, then.
 NESTED_FREE_TEXT_FIELDS: frozenset[str] = frozenset({"message", "msg"})
+
+
+
+def free_text_marker() -> str:
+    """An RE2 pattern for the raw lines that may hold a free-text field: a JSON key
+    (``"content": "``, ``"Case_Notes__c":"``) or a logfmt / ``key=value`` key (``description="``)
+    that :func:`is_free_text` accepts, followed by a string value. The scan parses only the
+    lines some rule or marker hits; with NER on, this marker makes it parse these too. Nested
+    ``message`` is left out: a top-level ``"message"`` is on nearly every JSON log line."""
+    names = "|".join(sorted(FREE_TEXT_FIELDS, key=len, reverse=True))
+    suffixes = "|".join(sorted(FREE_TEXT_SUFFIXES, key=len, reverse=True))
+    key = f"(?i:(?:[a-z0-9_]*(?:{suffixes})|{names})(?:__c)?)"
+    return rf'(?:"{key}"\s*:\s*"|\b{key}=")'
+
 
 _INDEX = re.compile(r"\[[^\]]*\]")
 _PATH_SEP = re.compile(r"[./:]")
@@ -190,6 +203,19 @@ def decode_value(raw: bytes) -> tuple[str, list[int]]:
 # the limit, so the last word (maybe half a name) is not analysed as a whole one.
 _CUT_LOOKBACK = 200
 
+# Products and vendors the small English model takes for people or places in the prose of this
+# tool's logs (Salesforce and AI-service names in system prompts and cases: "Einstein Copilot",
+# "Agentforce", "Heroku" as a place). An entity with one of these words is no data subject.
+NOT_ENTITY_WORDS: frozenset[str] = frozenset(
+    "salesforce einstein agentforce copilot tableau slack heroku mulesoft mule visualforce apex trailhead "
+    "lightning servicenow jira confluence zendesk intercom hubspot freshdesk shopify magento stripe paypal "
+    "klarna adyen openai chatgpt gpt claude anthropic gemini bard mistral llama cohere bedrock vertex azure "
+    "aws amazon google microsoft alexa siri cortana github gitlab docker kubernetes postgres mysql redis "
+    "kafka datadog splunk okta twilio sendgrid mailchimp whatsapp outlook gmail sharepoint oracle workday "
+    "snowflake databricks".split()
+)
+_WORD = re.compile(r"[^\W\d_]+")
+
 
 class NerAnalyzer:
     """PERSON and LOCATION entities in free-text field values, with byte offsets.
@@ -301,7 +327,7 @@ class NerAnalyzer:
         ``text`` is the raw record (one log line, bytes); ``spans`` are the byte ranges
         ``(start, end)`` of its free-text field values, as written (JSON escapes included).
         Returns ``(start_byte, end_byte, entity, score)`` for each PERSON (``PERSON_NAME``) and
-        LOCATION (``STREET_ADDRESS``) found, with byte offsets into ``text``, sorted by start.
+        LOCATION (``LOCATION``) found, with byte offsets into ``text``, sorted by start.
         Spans outside ``text`` or empty are skipped; nothing is returned when NER is not
         :attr:`available`. Values longer than ``max_chars`` characters are read only up to
         there, and ``stats["truncated"]`` counts them.
@@ -339,7 +365,7 @@ class NerAnalyzer:
                     a += 1
                 while b > a and value[b - 1].isspace():
                     b -= 1
-                if a < b:
+                if a < b and not any(w.lower() in NOT_ENTITY_WORDS for w in _WORD.findall(value, a, b)):
                     found.add((start + offsets[a], start + offsets[b],
                                ENTITY_MAP[r.entity_type], float(r.score)))
         return sorted(found)

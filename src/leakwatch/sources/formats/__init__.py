@@ -213,7 +213,12 @@ def _sniff(head: bytes, path: str) -> str:
         if not kind:
             continue
         if kind == "text" and k == len(lines) - 1 and truncated:
-            continue  # a line cut short by the head's size votes only when it still parses
+            # A line cut short by the head's size votes only when it still parses, or when it
+            # opens a JSON object: an LLM request logged as one line is often longer than the
+            # head, and the file is then nothing but such lines.
+            if ln.lstrip()[:2] != b'{"':
+                continue
+            kind = "jsonl"
         votes[kind] = votes.get(kind, 0) + 1
     total = sum(votes.values()) or 1
     if votes.get("heroku") and votes.get("logfmt"):  # app lines in a Heroku drain can be logfmt
