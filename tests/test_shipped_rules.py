@@ -124,6 +124,8 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("payment_card", "maestro card 6759 1234 5678 9015 exp 09/28", "6759 1234 5678 9015"),
     ("payment_card", '{"cardNumber":"6761123456789012348"}', "6761123456789012348"),
     ("payment_card", "pan=5018-1234-5678-9014", "5018-1234-5678-9014"),
+    ("payment_card", "Card No.4111 1111 1111 1111 exp 09/28", "4111 1111 1111 1111"),
+    ("payment_card", "4111111111111111,5555555555554444", "5555555555554444"),
     ("phone_e164", "GET /api/leads?phone=%2B442079460958&src=ads", "%2B442079460958"),
     ("phone_national", '{"content":"contact 0035j00000AbCdE, Phone 4155550142, email li@example.net"}', "4155550142"),
     ("phone_national", '{"content":"Kunde Tel. 030 1234567 bitte"}', "030 1234567"),
@@ -249,6 +251,7 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     # Luhn-valid 16-digit identifiers under ID fields (1 in 10 random ones pass Luhn).
     ("payment_card", '{"trace_id":"4532015112830366","span_id":"0af7651916cd43dd"}'),
     ("payment_card", "card=6759123456789016 maestro=5018123456789015"),
+    ("payment_card", "latency=0.4079361356169908 ratio=1.5555555555554444 p99=12.4111111111111111"),
     ("payment_card", "order_id=4532015112830366 status=paid"),
     ("payment_card", '{"x_request_id": "4532015112830366"}'),
     ("phone_national", "telemetry 1234567890 samples"),
