@@ -112,6 +112,30 @@ def _read_key(key_path: Path) -> bytes:
     return key
 
 
+_KEY_CHECK_TEXT = b"leakwatch database key check v1"
+
+
+def _check_key(con: duckdb.DuckDBPyConnection, path: Path, key: bytes, read_only: bool) -> None:
+    """Refuse a key that is not the one this database's hashes were made with (a key file
+    copied from another database): every new hash would join with nothing stored. The first
+    open that has a key records its check value (databases made before the check included)."""
+    check = keyed_hash(key, _KEY_CHECK_TEXT)[:32]
+    try:
+        row = con.execute("SELECT value FROM db_meta WHERE name = 'key_check'").fetchone()
+    except duckdb.CatalogException:
+        return  # read-only open of a database from before the check (it cannot be migrated here)
+    if row is None:
+        if not read_only:
+            con.execute("INSERT INTO db_meta VALUES ('key_check', ?)", [check])
+        return
+    if row[0] != check:
+        raise StoreError(
+            f"{path}: its key file {key_path_for(path)} is not the key this database was made with "
+            f"(copied from another database?). Hashes made with it would match nothing stored here. "
+            f"Restore this database's own key file, or move both aside to start a new database"
+        )
+
+
 def _create_key(key_path: Path) -> bytes:
     key = secrets.token_bytes(KEY_BYTES)
     try:
@@ -224,6 +248,18 @@ class Store:
 
     @staticmethod
     def _load_key(con: duckdb.DuckDBPyConnection, path: Path, existed: bool, read_only: bool) -> bytes | None:
+        had_key = key_path_for(path).exists()
+        key = Store._find_key(con, path, existed, read_only)
+        if key is not None:
+            if not had_key:
+                # A new key for a database without findings (its key file lost): nothing stored
+                # was hashed with the old one, so its check value goes too.
+                con.execute("DELETE FROM db_meta WHERE name = 'key_check'")
+            _check_key(con, path, key, read_only)
+        return key
+
+    @staticmethod
+    def _find_key(con: duckdb.DuckDBPyConnection, path: Path, existed: bool, read_only: bool) -> bytes | None:
         key_path = key_path_for(path)
         if key_path.exists():
             return _read_key(key_path)

@@ -400,9 +400,16 @@ def m007_watch_tail(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE watch_files ADD COLUMN tail_hash VARCHAR")
 
 
+def m008_key_check(con: duckdb.DuckDBPyConnection) -> None:
+    """``db_meta``: facts about the database itself. ``key_check`` is an HMAC of a fixed text
+    under the database's key, so a key file copied from another database (whose hashes would
+    join with nothing stored here) is refused on open instead of used."""
+    con.execute("CREATE TABLE db_meta (name VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     m001_initial, m002_source_entity_counts, m003_context_events_salesforce, m004_alerts,
-    m005_incidents, m006_outbox_watch, m007_watch_tail,
+    m005_incidents, m006_outbox_watch, m007_watch_tail, m008_key_check,
 )
 
 
