@@ -129,10 +129,14 @@ def expand_paths(args: list[str], *, exclude: set[str] | None = None) -> tuple[l
 
     for arg in args:
         if os.path.isdir(arg):
+            before = len(files) + len(problems)
             for root, dirs, names in os.walk(arg, onerror=lambda e: problems.append(InputProblem(e.filename or arg, "unreadable", _os_message(e)))):
                 dirs.sort()
                 for name in sorted(names):
                     add(os.path.join(root, name))
+            if len(files) + len(problems) == before and not _holds_excluded(arg, exclude):
+                # A mistyped or not yet copied evidence folder must not read as "no findings".
+                problems.append(InputProblem(arg, "missing", "directory holds no files"))
         elif os.path.lexists(arg):
             add(arg)
         elif glob.has_magic(arg):
@@ -152,6 +156,12 @@ def expand_paths(args: list[str], *, exclude: set[str] | None = None) -> tuple[l
         else:
             problems.append(InputProblem(arg, "missing", "no such file or directory"))
     return files, problems
+
+
+def _holds_excluded(folder: str, exclude: set[str]) -> bool:
+    """Whether ``folder`` holds one of the excluded files (the database): then it is not empty."""
+    real = os.path.realpath(folder) + os.sep
+    return any(p.startswith(real) for p in exclude)
 
 
 def _os_message(e: OSError) -> str:
