@@ -50,6 +50,22 @@ SCAN_EPILOG = textwrap.dedent(
 )
 
 
+def _refuse_to_overwrite(out: str, db: str, paths: list[str]) -> None:
+    """``--jsonl FILE`` must not be a file named to be scanned, the database, its WAL or its key
+    file: opening it for writing would empty it before the scan reads a byte (the evidence, or
+    the database, gone). Checked before anything is opened."""
+    if not os.path.exists(out):
+        return
+    named = [(db, "the database"), (db + ".wal", "the database's WAL"), (db + ".key", "the database's key file")]
+    named += [(p, "a file named to be scanned") for p in paths if os.path.isfile(p)]
+    for path, what in named:
+        try:
+            if os.path.exists(path) and os.path.samefile(out, path):
+                raise UsageError(f"--jsonl {out} is {what}: writing it would destroy it; choose another file")
+        except OSError:
+            continue
+
+
 def _format_names() -> tuple[str, ...]:
     from leakwatch.sources.formats import FORMAT_NAMES
 
@@ -193,6 +209,7 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
     if args.jsonl == "-":
         jsonl_out = sys.stdout
     elif args.jsonl:
+        _refuse_to_overwrite(args.jsonl, args.db, args.paths)
         try:
             jsonl_out = open(args.jsonl, "w", encoding="utf-8")
             # An existing regular file keeps its mode on open; findings are private. Devices
@@ -205,6 +222,10 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
     # The summary goes to stdout unless stdout carries the JSON lines.
     out = Console(stderr=args.jsonl == "-", highlight=False)
     err = Console(stderr=True, highlight=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        # Redirected to a file or a CI log: Rich's 80 columns would cut counts ("400,0…") and
+        # paths; nothing there needs the summary to fit a screen.
+        out.width = 400
     show_progress = err.is_terminal and not args.no_progress and not args.quiet
     try:
         if show_progress:

@@ -250,7 +250,10 @@ def scan_paths(
         raise UsageError(f"no enabled rules to scan with (rules from {where})")
     rhash = ruleset_hash(rules)
     db_path = str(db_path)
-    files, problems = expand_paths(paths, exclude={db_path, db_path + ".wal", db_path + ".key"})
+    exclude = {db_path, db_path + ".wal", db_path + ".key"}
+    if isinstance(getattr(jsonl, "name", None), str) and os.path.isfile(jsonl.name):
+        exclude.add(jsonl.name)  # the --jsonl file inside a scanned directory: output, not evidence
+    files, problems = expand_paths(paths, exclude=exclude)
     results: list[FileResult] = []
     interrupted = False
     # One DuckDB thread: inserts are small next to the scan, and DuckDB's own pool would compete
