@@ -77,3 +77,8 @@ def test_a_lost_key_of_a_database_without_findings_is_replaced(cli, tmp_path):
     assert cli("scan", log, "--db", db).rc == 0
     (tmp_path / "lw.duckdb.key").unlink()
     assert cli("scan", log, "--db", db, "--rescan").rc == 0
+
+
+def test_standard_input_says_how_to_scan_it(cli, tmp_path):
+    r = cli("scan", "-", "--db", tmp_path / "lw.duckdb")
+    assert r.rc == 2 and "save it to a file first" in r.err

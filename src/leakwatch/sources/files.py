@@ -122,12 +122,18 @@ def expand_paths(args: list[str], *, exclude: set[str] | None = None) -> tuple[l
             problems.append(InputProblem(p, "unreadable", _os_message(e)))
             return
         if not stat.S_ISREG(st.st_mode):
-            problems.append(InputProblem(p, "unreadable", "not a regular file"))
+            problems.append(InputProblem(p, "unreadable", "not a regular file (a pipe or a device: save its "
+                                                          "output to a file and scan that)"))
             return
         seen.add(real)
         files.append(InputFile(p, st.st_size, st.st_mtime_ns))
 
     for arg in args:
+        if arg == "-":
+            # Findings point at a file, a line and bytes in it: a pipe leaves nothing to point at.
+            problems.append(InputProblem(arg, "unreadable", "standard input is not scanned: save it to a file "
+                                                            "first (… > app.log) and scan that file"))
+            continue
         if os.path.isdir(arg):
             before = len(files) + len(problems)
             for root, dirs, names in os.walk(arg, onerror=lambda e: problems.append(InputProblem(e.filename or arg, "unreadable", _os_message(e)))):
