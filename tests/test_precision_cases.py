@@ -38,3 +38,17 @@ def test_a_java_map_in_a_logfmt_file_keeps_its_keys(cli, tmp_path):
     _, found = _jsonl_findings(cli, tmp_path, router.format(1) + router.format(2) + mule, name="router.log")
     assert {f["format"] for f in found} == {"heroku"}
     assert sorted(f["field_path"] for f in found) == ["Email", "FirstName", "LastName"]
+
+
+def test_a_phone_written_with_dots_is_no_ip_address(cli, tmp_path):
+    text = '{"ts":"2024-05-01T10:00:00Z","phone":"06.12.34.56.78","fax":"01.23.45.67.89","ip":"203.0.113.9"}\n'
+    _, found = _jsonl_findings(cli, tmp_path, text, name="app.jsonl")
+    assert [f["field_path"] for f in found if f["entity"] == "IP_ADDRESS"] == ["ip"]
+
+
+def test_field_names_fold_their_accents():
+    from leakwatch.detect.context import normalize_field
+
+    assert [normalize_field(k) for k in ("Straße", "prénom", "imię", "Teléfono", "Komórka", "First_Name")] == [
+        "strasse", "prenom", "imie", "telefono", "komorka", "firstname"]
+    assert normalize_field("Straße".encode()) == "strasse"

@@ -8,6 +8,7 @@ just before the value; ``has_context`` combines it with a rule's keywords.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # rules.py imports this module: no runtime import back
@@ -46,10 +47,27 @@ _NOT_FIELD_BYTES = bytes(c for c in range(256) if not (97 <= c <= 122 or 48 <= c
 _INDEX = re.compile(rb"\[\d+\]")
 
 
+# Letters that no decomposition takes to ASCII.
+_FOLD_EXTRA = str.maketrans({"ß": "ss", "ł": "l", "Ł": "l", "ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae",
+                             "œ": "oe", "Œ": "oe", "đ": "d", "Đ": "d", "ı": "i"})
+
+
+def _fold(name: str) -> str:
+    """``"prénom"`` → ``"prenom"``, ``"straße"`` → ``"strasse"``, ``"imię"`` → ``"imie"``: keys are
+    written with and without their accents, and the rules list them without."""
+    decomposed = unicodedata.normalize("NFKD", name.translate(_FOLD_EXTRA))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def normalize_field(name: str | bytes) -> str:
-    """Lowercase and keep only ``[a-z0-9.]``, without array indexes: ``"First_Name"`` →
-    ``"firstname"``, ``"body.messages[0].content"`` → ``"body.messages.content"``."""
+    """Lowercase, accents folded, and only ``[a-z0-9.]`` kept, without array indexes:
+    ``"First_Name"`` → ``"firstname"``, ``"Straße"`` → ``"strasse"``,
+    ``"body.messages[0].content"`` → ``"body.messages.content"``."""
+    if isinstance(name, bytes) and not name.isascii():
+        name = name.decode("utf-8", errors="replace")
     if isinstance(name, str):
+        if not name.isascii():
+            name = _fold(name)
         name = name.encode("utf-8", errors="replace")
     if b"[" in name:
         name = _INDEX.sub(b"", name)
