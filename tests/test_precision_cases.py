@@ -52,3 +52,19 @@ def test_field_names_fold_their_accents():
     assert [normalize_field(k) for k in ("Straße", "prénom", "imię", "Teléfono", "Komórka", "First_Name")] == [
         "strasse", "prenom", "imie", "telefono", "komorka", "firstname"]
     assert normalize_field("Straße".encode()) == "strasse"
+
+
+def test_catalog_names_and_part_numbers_are_no_people(cli, tmp_path):
+    # A reviewer's false-positive hunt on logs holding no personal data: a multilingual product
+    # feed, a span export and a catalog CSV (each line below was a finding before).
+    lines = [
+        {"product": {"sku": "MW-3102", "name": "Knit Sock", "i18n": {"fr": {"nom": "Pull Marin"},
+                                                                       "es": {"nombre": "Zapatillas Trail"}}}},
+        {"spans": [{"name": "Process Payment Authorization", "traceId": "4bf92f3577b34da6"}]},
+        {"customer": {"nom": "Dupont", "prenom": "Jean"}},
+    ]
+    _, found = _jsonl_findings(cli, tmp_path, "".join(json.dumps(x) + "\n" for x in lines), name="feed.jsonl")
+    assert sorted((f["line"], f["field_path"]) for f in found) == [(3, "customer.nom"), (3, "customer.prenom")]
+    catalog = "sku,mpn,title,dni\nMW-3102,292-10-2956,Pant Shirt,\nMW-3103,72561610Z,Rain Jacket,\n"
+    _, found = _jsonl_findings(cli, tmp_path, catalog, name="catalog.csv")
+    assert found == []

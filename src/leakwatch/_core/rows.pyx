@@ -109,7 +109,7 @@ def build_rows(data, Py_ssize_t limit, list recs, list rule_idx, list starts, li
             field = _normalized(field)
         s_ctx = 0.0
         if ctx is not None:
-            if (ctx.not_fields or ctx.not_keywords) and not_context(ctx, line, vs, field):
+            if ctx.has_negative and not_context(ctx, line, vs, field):
                 continue
             if has_context(ctx, line, vs, ve, field):
                 s_ctx = ctx.boost

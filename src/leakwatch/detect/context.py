@@ -173,13 +173,18 @@ _SEPARATORS = bytes(c for c in range(128) if not (48 <= c <= 57 or 65 <= c <= 90
 
 def not_context(ctx: ContextSpec, line: bytes, start: int, field: str | None) -> bool:
     """Whether the value at ``line[start:…]`` has the rule's negative context: its field's name
-    (or its last dotted component) ends with one of ``ctx.not_fields``, or one of
+    (or its last dotted component) ends with one of ``ctx.not_fields``, an object above it in
+    the field's path is one of ``ctx.not_paths``, or one of
     ``ctx.not_keywords`` is the word right before it (only separators in between), looked for
     within ``NOT_LOOKBACK`` bytes."""
     if field is not None and ctx.not_fields:
         last = field[field.rfind(".") + 1:]
         for f in ctx.not_fields:
             if last.endswith(f):
+                return True
+    if field is not None and ctx.not_paths and "." in field:
+        for part in field.split(".")[:-1]:
+            if part in ctx.not_paths:
                 return True
     if ctx.not_keywords:
         # The word right before the value (separators skipped): "version=", "app_version ",

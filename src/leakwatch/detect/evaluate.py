@@ -114,7 +114,7 @@ class Evaluator:
         field = field_before(line, vs) if field is None else _normalized(field)
         s_ctx = 0.0
         if ctx is not None:
-            if (ctx.not_fields or ctx.not_keywords) and not_context(ctx, line, vs, field):
+            if ctx.has_negative and not_context(ctx, line, vs, field):
                 return None
             if has_context(ctx, line, vs, ve, field):
                 s_ctx = ctx.boost

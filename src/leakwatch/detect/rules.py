@@ -44,7 +44,8 @@ FIELDS = (
     "id", "entity", "regex", "validator", "context", "confidence", "severity", "tags", "mask",
     "normalize", "enabled", "description",
 )
-CONTEXT_FIELDS = ("keywords", "before", "after", "fields", "required", "boost", "not_fields", "not_keywords")
+CONTEXT_FIELDS = ("keywords", "before", "after", "fields", "required", "boost", "not_fields", "not_keywords",
+                  "not_paths")
 VALIDATOR_KEYS = ("name", "on_fail", "boost", "penalty")  # the rest are the validator's params
 ON_FAIL = ("drop", "penalize")
 _TOP_LEVEL = ("rules", "description")
@@ -90,6 +91,13 @@ class ContextSpec:
     # entity (a Luhn-valid trace ID is not a card; ``version 4.12.0.1`` is not an address).
     not_fields: tuple[str, ...] = ()
     not_keywords: tuple[bytes, ...] = ()
+    # ...or under an object one of ``not_paths`` names anywhere above it in the field's path
+    # (``products.i18n.fr.nom``: a product's name in French, not a person's surname).
+    not_paths: frozenset[str] = frozenset()
+
+    @property
+    def has_negative(self) -> bool:
+        return bool(self.not_fields or self.not_keywords or self.not_paths)
 
 
 @dataclass(frozen=True)
@@ -296,9 +304,10 @@ def _parse_context(raw: Any) -> ContextSpec:
                                        _want_str_list("context.not_fields", raw.get("not_fields", [])))),
         not_keywords=tuple(dict.fromkeys(k.lower().encode("utf-8") for k in
                                          _want_str_list("context.not_keywords", raw.get("not_keywords", [])))),
+        not_paths=frozenset(normalize_field(f) for f in _want_str_list("context.not_paths", raw.get("not_paths", []))),
     )
-    if "" in spec.not_fields or b"" in spec.not_keywords:
-        raise _FieldError("context", "not_fields and not_keywords need letters or digits")
+    if "" in spec.not_fields or b"" in spec.not_keywords or "" in spec.not_paths:
+        raise _FieldError("context", "not_fields, not_keywords and not_paths need letters or digits")
     if spec.required and not spec.keywords and not spec.fields:
         raise _FieldError("context", "required context needs keywords or fields")
     return spec
@@ -570,6 +579,7 @@ def _canonical(rule: Rule) -> dict:
             "boost": ctx.boost,
             "not_fields": list(ctx.not_fields),
             "not_keywords": [k.decode("utf-8", "replace") for k in ctx.not_keywords],
+            **({"not_paths": sorted(ctx.not_paths)} if ctx.not_paths else {}),
         },
         "confidence": rule.confidence,
         "severity": int(rule.severity),
