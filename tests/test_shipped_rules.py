@@ -119,6 +119,7 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("person_name", '{"customerName": "Jos\u00e9 M\u00fcller"}'.encode(), "Jos\u00e9 M\u00fcller".encode()),
     ("person_name", '{"FirstName":"Ana-Maria","full_name":"Ana-Maria Test"}', "Ana-Maria Test"),
     ("person_name_generic", '{"Id": "x", "Name": "Jane Doe"}', "Jane Doe"),
+    ("person_name_generic", '{"displayName": "Jane Doe"}', "Jane Doe"),
     ("payment_card", "card=4111 1111 1111 1111 exp=12/30", "4111 1111 1111 1111"),
     ("payment_card", '{"pan":"5555555555554444"}', "5555555555554444"),
     # European spellings (a reviewer's recall hunt): keys in Dutch, Polish, Italian, with accents;
