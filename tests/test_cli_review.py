@@ -82,3 +82,21 @@ def test_a_lost_key_of_a_database_without_findings_is_replaced(cli, tmp_path):
 def test_standard_input_says_how_to_scan_it(cli, tmp_path):
     r = cli("scan", "-", "--db", tmp_path / "lw.duckdb")
     assert r.rc == 2 and "save it to a file first" in r.err
+
+
+@pytest.mark.parametrize("how", ["glob", "folder"])
+def test_jsonl_never_overwrites_evidence_a_glob_or_folder_names(cli, tmp_path, how):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.log").write_text(LINE)
+    (logs / "b.log").write_text("email=c@d.example.com\n")
+    target = str(logs / "*.log") if how == "glob" else str(logs)
+    r = cli("scan", target, "--db", tmp_path / "lw.duckdb", "--jsonl", logs / "b.log")
+    assert r.rc == 2 and "destroy" in r.err
+    assert (logs / "b.log").read_text() == "email=c@d.example.com\n"
+
+
+def test_an_empty_watched_folder_is_no_error(cli, tmp_path):
+    (tmp_path / "incoming").mkdir()
+    r = cli("watch", tmp_path / "incoming", "--db", tmp_path / "lw.duckdb", "--once", "--no-notify")
+    assert r.rc == 0, r.err

@@ -81,3 +81,9 @@ def test_a_cut_text_is_reported(cli, tmp_path):
     text = json.dumps({"case": {"Description": "x " * 12_000 + "Customer Maria Gonzalez from London"}}) + "\n"
     r, _ = _scan(cli, tmp_path, "long.jsonl", text)
     assert "NER read only the first 20,000 characters of 1 long free-text value" in r.err
+
+
+def test_people_named_like_products_are_kept(cli, tmp_path):
+    line = json.dumps({"messages": [{"role": "user", "content": "Please call Claude Dubois at his home about the refund."}]})
+    _, found = _scan(cli, tmp_path, "c.jsonl", line + "\n")
+    assert "Claude Dubois" in {line.encode()[f["start"]:f["end"]].decode() for f in found}

@@ -68,3 +68,27 @@ def test_catalog_names_and_part_numbers_are_no_people(cli, tmp_path):
     catalog = "sku,mpn,title,dni\nMW-3102,292-10-2956,Pant Shirt,\nMW-3103,72561610Z,Rain Jacket,\n"
     _, found = _jsonl_findings(cli, tmp_path, catalog, name="catalog.csv")
     assert found == []
+
+
+def test_people_inside_lists_and_products_are_still_people(cli, tmp_path):
+    lines = [
+        {"data": {"items": [{"customer": {"first_name": "Hans", "last_name": "Mueller"}}]}},
+        {"items": [{"firstName": "Jane", "lastName": "Doe"}]},
+        {"product": {"sku": "MW-1", "seller": {"contactName": "Anna Schmidt"}}},
+    ]
+    _, found = _jsonl_findings(cli, tmp_path, "".join(json.dumps(x) + "\n" for x in lines), name="api.jsonl")
+    assert sorted(f["field_path"] for f in found if f["entity"] == "PERSON_NAME") == [
+        "data.items[0].customer.first_name", "data.items[0].customer.last_name", "items[0].firstName",
+        "items[0].lastName", "product.seller.contactName"]
+
+
+def test_street_and_birth_date_columns_of_an_export_are_read(cli, tmp_path):
+    export = ("Id,FirstName,LastName,MailingStreet,Birthdate,Geburtsdatum\n"
+              "0035j00000AbCdEAAV,Jane,Doe,221B Baker Street,1985-07-14,\n"
+              "0035j00000AbCdFAAV,Max,Muster,Hauptstraße 5,,14.07.1985\n"
+              "0035j00000AbCdGAAV,Ann,Lee,N/A,not known,\n")
+    _, found = _jsonl_findings(cli, tmp_path, export, name="contacts.csv")
+    got = sorted((f["line"], f["rule"], f["field_path"]) for f in found
+                 if f["rule"] in ("street_address", "date_of_birth"))
+    assert got == [(2, "date_of_birth", "Birthdate"), (2, "street_address", "MailingStreet"),
+                   (3, "date_of_birth", "Geburtsdatum"), (3, "street_address", "MailingStreet")]

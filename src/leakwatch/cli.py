@@ -56,8 +56,11 @@ def _refuse_to_overwrite(out: str, db: str, paths: list[str]) -> None:
     the database, gone). Checked before anything is opened."""
     if not os.path.exists(out):
         return
+    from leakwatch.sources.files import expand_paths
+
     named = [(db, "the database"), (db + ".wal", "the database's WAL"), (db + ".key", "the database's key file")]
-    named += [(p, "a file named to be scanned") for p in paths if os.path.isfile(p)]
+    # Every file the paths, folders and globs name, as the scan will list them.
+    named += [(f.path, "a file to be scanned") for f in expand_paths(paths)[0]]
     for path, what in named:
         try:
             if os.path.exists(path) and os.path.samefile(out, path):

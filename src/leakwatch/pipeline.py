@@ -253,7 +253,7 @@ def scan_paths(
     exclude = {db_path, db_path + ".wal", db_path + ".key"}
     if isinstance(getattr(jsonl, "name", None), str) and os.path.isfile(jsonl.name):
         exclude.add(jsonl.name)  # the --jsonl file inside a scanned directory: output, not evidence
-    files, problems = expand_paths(paths, exclude=exclude)
+    files, problems = expand_paths(paths, exclude=exclude, empty_dirs=True)
     results: list[FileResult] = []
     interrupted = False
     # One DuckDB thread: inserts are small next to the scan, and DuckDB's own pool would compete

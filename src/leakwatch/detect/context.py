@@ -171,6 +171,15 @@ def _window(line: bytes, lo: int, hi: int) -> bytes:
 _SEPARATORS = bytes(c for c in range(128) if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122))
 
 
+# Objects that hold a person's data (see not_context's not_paths).
+PERSON_OBJECTS = frozenset((
+    "customer", "customers", "contact", "contacts", "user", "users", "buyer", "buyers", "seller", "sellers",
+    "recipient", "recipients", "shipping", "billing", "shippingaddress", "billingaddress", "owner", "account",
+    "person", "people", "member", "members", "client", "clients", "employee", "agent", "cardholder", "holder",
+    "payer", "sender", "patient", "lead", "leads", "shopper", "consumer", "guest", "subscriber",
+))
+
+
 def not_context(ctx: ContextSpec, line: bytes, start: int, field: str | None) -> bool:
     """Whether the value at ``line[start:…]`` has the rule's negative context: its field's name
     (or its last dotted component) ends with one of ``ctx.not_fields``, an object above it in
@@ -183,7 +192,11 @@ def not_context(ctx: ContextSpec, line: bytes, start: int, field: str | None) ->
             if last.endswith(f):
                 return True
     if field is not None and ctx.not_paths and "." in field:
-        for part in field.split(".")[:-1]:
+        # Nearest object first: under a person's object (product.seller.contactName) the value
+        # is that person's whatever holds the object.
+        for part in reversed(field.split(".")[:-1]):
+            if part in PERSON_OBJECTS:
+                break
             if part in ctx.not_paths:
                 return True
     if ctx.not_keywords:

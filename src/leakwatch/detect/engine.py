@@ -98,13 +98,13 @@ class Detector:
             (r.id, r.entity, str(r.severity), int(r.severity), get_masker(r.mask), get_normalizer(r.normalize))
             for r in self.rules
         ]
-        # Rules anchored on a field name (context.required with fields) also take whole CSV cells
-        # of such columns as candidates: a CSV row has no "key": before its values.
+        # Rules tagged csv-column also take whole CSV cells of the columns their context.fields
+        # name as candidates: a CSV row has no "key": before its values.
         self._same_entity: dict[int, list] = {}
         self._yields = yielding_rules(self.rules)
         self._column_rules = [
             i for i, r in enumerate(self.rules)
-            if r.context is not None and r.context.required and r.context.fields and "csv-column" in r.tags
+            if r.context is not None and r.context.fields and "csv-column" in r.tags
         ]
 
     def column_rules_for(self, header: list[str] | None) -> dict[int, list[int]]:

@@ -205,7 +205,8 @@ _CUT_LOOKBACK = 200
 
 # Products and vendors the small English model takes for people or places in the prose of this
 # tool's logs (Salesforce and AI-service names in system prompts and cases: "Einstein Copilot",
-# "Agentforce", "Heroku" as a place). An entity with one of these words is no data subject.
+# "Agentforce", "Heroku" as a place). An entity made of these words only is no data subject
+# ("Claude Dubois" and "Alexa Johnson" are people).
 NOT_ENTITY_WORDS: frozenset[str] = frozenset(
     "salesforce einstein agentforce copilot tableau slack heroku mulesoft mule visualforce apex trailhead "
     "lightning servicenow jira confluence zendesk intercom hubspot freshdesk shopify magento stripe paypal "
@@ -365,7 +366,7 @@ class NerAnalyzer:
                     a += 1
                 while b > a and value[b - 1].isspace():
                     b -= 1
-                if a < b and not any(w.lower() in NOT_ENTITY_WORDS for w in _WORD.findall(value, a, b)):
+                if a < b and not all(w.lower() in NOT_ENTITY_WORDS for w in _WORD.findall(value, a, b)):
                     found.add((start + offsets[a], start + offsets[b],
                                ENTITY_MAP[r.entity_type], float(r.score)))
         return sorted(found)

@@ -391,28 +391,36 @@ def _email(_: Mapping[str, Any]) -> Validator:
         at = v.rfind(b"@")
         if at < 1 or len(v) - at - 1 > 253 or at > 64:
             return False
-        if at == 3 and v[:3].lower() == b"git":
-            return False  # git@github.com:acme/shop.git — the SSH user of Git hosts, no person
+        if at == 3 and v[:3].lower() == b"git" and b"git" in v[4:].lower():
+            # git@github.com:acme/shop.git, git@gitlab.acme.com: the SSH user of Git hosts.
+            return False
         tld = v[v.rfind(b".") + 1 :].lower()
         return tld not in _FILE_TLDS
 
     return check
 
 
-# Values systems put in name fields when there is no person: seeded, test and service records.
-_NOT_NAMES = frozenset(
-    b"null none nil na n/a unknown undefined test tester testing demo sample example dummy "
-    b"placeholder admin administrator system sysadmin root user guest anonymous anon redacted "
-    b"deleted removed default customer service support integration api bot noreply no reply".split()
+# Values systems put in name fields when there is no person. Alone: placeholders no one is
+# called (Guest, Root, Demo and Support are surnames too, so they are not here).
+_NOT_A_NAME = frozenset(
+    b"null none nil na n/a unknown undefined test testing redacted deleted anonymous anon placeholder "
+    b"dummy admin administrator sysadmin noreply no-reply string".split()
+)
+# Together, every word from here: seeded, test and service records (Test User, Customer Service).
+_NOT_NAME_WORDS = _NOT_A_NAME | frozenset(
+    b"tester demo sample example system root user guest removed default customer service support "
+    b"integration api bot no reply team account".split()
 )
 _NAME_WORDS = re.compile(rb"[ '-]+")
 
 
 def _person_name(_: Mapping[str, Any]) -> Validator:
     def check(v: bytes) -> bool:
-        # "NULL", "N/A", "Test User", "ADMIN", "Customer Service": every word a placeholder.
-        words = [w for w in _NAME_WORDS.split(v.strip().lower()) if w]
-        return bool(words) and not all(w in _NOT_NAMES for w in words)
+        value = v.strip().lower()
+        if value in _NOT_A_NAME:
+            return False
+        words = [w for w in _NAME_WORDS.split(value) if w]
+        return bool(words) and (len(words) == 1 or not all(w in _NOT_NAME_WORDS for w in words))
 
     return check
 

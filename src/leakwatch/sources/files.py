@@ -102,10 +102,13 @@ def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n:,} bytes"
 
 
-def expand_paths(args: list[str], *, exclude: set[str] | None = None) -> tuple[list[InputFile], list[InputProblem]]:
+def expand_paths(args: list[str], *, exclude: set[str] | None = None,
+                 empty_dirs: bool = False) -> tuple[list[InputFile], list[InputProblem]]:
     """Files, directories (recursively, sorted) and glob patterns → the files to scan.
 
     Paths in ``exclude`` (the database and its key file, for instance) are never scanned.
+    ``empty_dirs``: a directory that holds no file is a problem (a one-off scan of a mistyped
+    or not yet copied folder); a watched folder may well be empty for now.
     """
     exclude = {os.path.realpath(p) for p in (exclude or set())}
     files: list[InputFile] = []
@@ -140,7 +143,7 @@ def expand_paths(args: list[str], *, exclude: set[str] | None = None) -> tuple[l
                 dirs.sort()
                 for name in sorted(names):
                     add(os.path.join(root, name))
-            if len(files) + len(problems) == before and not _holds_excluded(arg, exclude):
+            if empty_dirs and len(files) + len(problems) == before and not _holds_excluded(arg, exclude):
                 # A mistyped or not yet copied evidence folder must not read as "no findings".
                 problems.append(InputProblem(arg, "missing", "directory holds no files"))
         elif os.path.lexists(arg):
