@@ -258,7 +258,7 @@ def test_csv_unterminated_quote_and_text_after_quote():
 def test_csv_header_is_required_and_validated():
     with pytest.raises(FormatError, match="needs the file's header line"):
         make_parser("csv")
-    with pytest.raises(FormatError, match="no comma-separated columns"):
+    with pytest.raises(FormatError, match="no comma-, semicolon- or tab-separated columns"):
         make_parser("csv", header_line=b"just one column")
     with pytest.raises(FormatError, match="column 2 has no name"):
         make_parser("csv", header_line=b"Id,,Email")
@@ -1146,3 +1146,18 @@ def test_a_json_line_longer_than_the_head_is_jsonl():
     assert sniff(line[:8192]) == "jsonl"
     assert sniff(line + b"\n" + line)[:5] == "jsonl"
     assert sniff(b"x " * 5000) == "text"  # a long text line is not JSON because it is long
+
+
+def test_semicolon_and_tab_headers_are_csv():
+    from leakwatch.sources.formats import make_parser
+    from leakwatch.sources.formats._csv import separator_of
+
+    assert separator_of(b'Name;"Amount (USD, net)";Date') == b";"
+    assert separator_of(b"a\tb\tc") == b"\t" and separator_of(b"a,b;c,d") == b"," and separator_of(b"abc") == b","
+    text = "Vorname;Nachname;E-Mail\nJürgen;Müller;jm@example.de\n".encode()
+    assert sniff(text) == "csv"
+    line = "Jürgen;Müller;jm@example.de".encode()
+    rec = make_parser("csv", header_line=b"Vorname;Nachname;E-Mail").parse(line)
+    assert rec.problem is None
+    assert [(p, line[s:e]) for p, s, e in rec.fields] == [
+        ("Vorname", "Jürgen".encode()), ("Nachname", "Müller".encode()), ("E-Mail", b"jm@example.de")]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def _jsonl_findings(cli, tmp_path, text: str, *extra: str, name: str = "app.log"):
     log = tmp_path / name
@@ -92,3 +94,19 @@ def test_street_and_birth_date_columns_of_an_export_are_read(cli, tmp_path):
                  if f["rule"] in ("street_address", "date_of_birth"))
     assert got == [(2, "date_of_birth", "Birthdate"), (2, "street_address", "MailingStreet"),
                    (3, "date_of_birth", "Geburtsdatum"), (3, "street_address", "MailingStreet")]
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_spreadsheet_export_with_semicolons_or_tabs_is_read_by_its_header(cli, tmp_path, sep):
+    # Excel writes semicolons where the comma is the decimal mark (Germany, France, Spain…).
+    rows = [["Kundennummer", "Prénom", "Nachname", "E-Mail", "Telefon", "Straße", "Geburtsdatum"],
+            ["10001", "Jürgen", "Müller", "jm@example.de", "030 1234567", "Hauptstraße 5", "12.03.1985"],
+            ["10002", '"Anna"', '"Schmidt"', "as@example.de", "0151 23456789", '"Kerkweg 12"', "01.02.1990"]]
+    text = "".join(sep.join(r) + "\n" for r in rows)
+    _, found = _jsonl_findings(cli, tmp_path, text, name="kunden.csv")
+    got = {(f["line"], f["field_path"]) for f in found}
+    assert got == {(n, c) for n in (2, 3) for c in ("Prénom", "Nachname", "E-Mail", "Telefon", "Straße", "Geburtsdatum")}
+    assert {f["format"] for f in found} == {"csv"}
+    raw = text.encode().split(b"\n")
+    assert {raw[f["line"] - 1][f["start"]:f["end"]] for f in found if f["field_path"] == "Straße"} == {
+        "Hauptstraße 5".encode(), b"Kerkweg 12"}

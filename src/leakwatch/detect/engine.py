@@ -23,6 +23,7 @@ from leakwatch.detect.mask import get_masker, get_normalizer
 from leakwatch.detect.rules import Rule, Severity
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources.files import Chunk
+from leakwatch.sources.formats._csv import separator_of
 from leakwatch.sources.formats._record import TS_KEYS, AttrCollector, norm_key
 
 BATCH_COLUMNS = (
@@ -32,38 +33,57 @@ BATCH_COLUMNS = (
 )
 
 # A CSV header: 3+ comma-separated identifiers, optionally quoted (EventLogFile, report exports).
-_HEADER_CELL = re.compile(rb'^"?[A-Za-z_][A-Za-z0-9_ .]*"?$')
+# A column name: letters (also outside ASCII, UTF-8: Straße, Prénom), digits, spaces, "_ . -".
+_HEADER_CELL = re.compile(rb'^"?[A-Za-z_\x80-\xff][A-Za-z0-9_ .\-\x80-\xff]*"?$')
 # Values in name-like CSV columns longer than this are free text, not a person's name.
 MAX_COLUMN_VALUE = 120
 LOW = int(Severity.LOW)
 
 
-def sniff_csv_header(first_line: bytes) -> list[str] | None:
-    """Column names if ``first_line`` looks like a CSV header, else None."""
+class CsvHeader(list):
+    """A CSV header's column names, and the separator its rows use (``sep``)."""
+
+    sep: bytes = b","
+
+
+def sniff_csv_header(first_line: bytes) -> CsvHeader | None:
+    """Column names if ``first_line`` looks like a CSV header (comma-, semicolon- or
+    tab-separated), else None."""
     line = first_line.rstrip(b"\r\n")
-    if line.count(b",") < 2:
+    sep = separator_of(line)
+    if line.count(sep) < 2:
         return None
-    cells = line.split(b",")
+    cells = line.split(sep)
     if not all(_HEADER_CELL.match(c.strip()) for c in cells):
         return None
-    return [c.strip().strip(b'"').decode("ascii") for c in cells]
+    header = CsvHeader(c.strip().strip(b'"').decode("utf-8", "replace") for c in cells)
+    header.sep = sep
+    return header
 
 
-def _csv_cells(line: bytes) -> list[str]:
-    return next(csv.reader([line.decode("latin-1")]), [])
+def _csv_cells(line: bytes, sep: bytes = b",") -> list[str]:
+    return next(csv.reader([line.decode("latin-1")], delimiter=sep.decode("ascii")), [])
 
 
-def column_at(line: bytes, offset: int) -> int:
-    """Index of the CSV column holding byte ``offset`` of ``line``."""
+def column_at(line: bytes, offset: int, sep: bytes = b",") -> int:
+    """Index of the CSV column holding byte ``offset`` of ``line`` (cells separated by ``sep``)."""
     prefix = line[:offset]
     if b'"' not in prefix:
-        return prefix.count(b",")
-    n = prefix.count(b'","')
-    if n == prefix.count(b",") and b'""' not in prefix:
-        return n  # fully quoted row (EventLogFile): every comma is a separator
-    # Quoted values may hold commas: only commas outside quotes separate columns. Splitting on
-    # '"' alternates outside/inside segments (a doubled "" toggles twice, so it stays right).
-    return b"".join(prefix.split(b'"')[::2]).count(b",")
+        return prefix.count(sep)
+    n = prefix.count(b'"' + sep + b'"')
+    if n == prefix.count(sep) and b'""' not in prefix:
+        return n  # fully quoted row (EventLogFile): every separator separates
+    # Quoted values may hold separators: only those outside quotes separate columns. Splitting
+    # on '"' alternates outside/inside segments (a doubled "" toggles twice, so it stays right).
+    return b"".join(prefix.split(b'"')[::2]).count(sep)
+
+
+def _column_finder(header):
+    """:func:`column_at` for the rows of ``header`` (a :class:`CsvHeader` knows its separator)."""
+    sep = getattr(header, "sep", b",")
+    if sep == b",":
+        return column_at
+    return lambda line, offset: column_at(line, offset, sep)
 
 
 def _columns(rows: list[tuple]) -> dict:
@@ -151,7 +171,8 @@ class Detector:
         if self.compiled:
             rows = build_rows(data, limit, res.record.tolist(), res.rule.tolist(), res.start.tolist(),
                               res.end.tolist(), res.line_start.tolist(), self.evaluator._plans, self._plans,
-                              self.key, self.store_raw, first_line + 1, first_off, header, column_at, field_of)
+                              self.key, self.store_raw, first_line + 1, first_off,
+                              list(header) if header is not None else None, _column_finder(header), field_of)
             return drop_yielding(rows, self._yields) if self._yields else rows
         rows: list[tuple] = []
         add = rows.append
@@ -180,7 +201,7 @@ class Detector:
             e -= ls
             field = None
             if csv_line:
-                ci = column_at(line, s)
+                ci = column_at(line, s, getattr(csv_header, "sep", b","))
                 if ci < len(csv_header):
                     field = csv_header[ci]
             e = e if e <= len(line) else len(line)
@@ -238,6 +259,8 @@ class Detector:
         """Whole cells of name-like CSV columns as candidates of the rules that claim them
         (and, into ``ts_out``, each one's row time as epoch seconds, NaN when unknown)."""
         key, store_raw = self.key, self.store_raw
+        sep = getattr(header, "sep", b",")
+        sep_text = sep.decode("ascii")
         ts_cols = _timestamp_columns(header) if ts_out is not None else []
         data = chunk.tobytes()
         ln = chunk.first_line
@@ -247,7 +270,7 @@ class Detector:
             if ((file_start and chunk.first_line == 0 and ln == 1) or (chunk.first_line_offset and ln == chunk.first_line + 1)
                     or not line or line[:1] in NOT_ROW_STARTS):
                 continue  # the header, the rest of an over-long line, blank lines, lines that are not rows
-            cells = _csv_cells(line) if b'"' in line else line.decode("latin-1").split(",")
+            cells = _csv_cells(line, sep) if b'"' in line else line.decode("latin-1").split(sep_text)
             search_from = 0
             row_ts = None  # parsed once per row, when the row has a candidate
             for ci, cell in enumerate(cells):

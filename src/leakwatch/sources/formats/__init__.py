@@ -25,6 +25,7 @@ from leakwatch.sources.formats._csv import (
     CsvParser,
     header_problem,
     parse_header,
+    separator_of,
     split_row,
 )
 from leakwatch.sources.formats._json import JsonParser
@@ -147,11 +148,12 @@ def _looks_like_csv_header(lines: list[bytes]) -> bool:
     first = lines[0]
     if header_problem(first) is not None:
         return False
-    names = [first[s:e] for s, e in split_row(first)[0]]
+    sep = separator_of(first.removeprefix(b"\xef\xbb\xbf"))
+    names = [first[s:e] for s, e in split_row(first, sep)[0]]
     n = len(names)
     if n < 3 and b" " in first:
         return False  # "Hello, world" is prose, not a two-column header
-    rows = [split_row(ln)[0] for ln in lines[1:6]]
+    rows = [split_row(ln, sep)[0] for ln in lines[1:6]]
     if not rows:
         return True  # a header and no rows yet
     # Some following line must be a row of this header (prose with commas has no such rows;

@@ -28,13 +28,29 @@ _NAME = re.compile(r"[^\W\d][\w .\-()/#&%'?:]*")
 MAX_NAME = 128
 
 
-def split_row(line: bytes) -> tuple[list[tuple[int, int]], str | None]:
+# Separators a header may use: commas (Salesforce, most tools), semicolons (spreadsheets saved
+# where the comma is the decimal mark: German, French, Spanish… Excel), tabs (TSV).
+SEPARATORS = (b",", b";", b"\t")
+
+
+def separator_of(header: bytes) -> bytes:
+    """The separator of a CSV header line: the most frequent of ``SEPARATORS`` outside quotes
+    (a comma when there is none)."""
+    outside = b"".join(header.split(b'"')[::2])
+    counts = [(outside.count(sep), -k, sep) for k, sep in enumerate(SEPARATORS)]
+    n, _, sep = max(counts)
+    return sep if n else b","
+
+
+def split_row(line: bytes, sep: bytes = b",") -> tuple[list[tuple[int, int]], str | None]:
     """Cell value spans of one CSV row (quotes excluded) and a problem, if any.
 
-    Unquoted cells end at the next comma; quoted cells at the first quote not doubled. An
-    unterminated quote takes the rest of the line (a value with a newline in it arrives here
-    split across records). Text after a closing quote is kept in the cell and reported.
+    Unquoted cells end at the next separator (``sep``); quoted cells at the first quote not
+    doubled. An unterminated quote takes the rest of the line (a value with a newline in it
+    arrives here split across records). Text after a closing quote is kept in the cell and
+    reported.
     """
+    sep_byte = sep[0]
     spans: list[tuple[int, int]] = []
     problem = None
     n = len(line)
@@ -61,17 +77,17 @@ def split_row(line: bytes) -> tuple[list[tuple[int, int]], str | None]:
             i = q + 1
             if i >= n:
                 return spans, problem
-            if line[i] == 44:  # ,
+            if line[i] == sep_byte:
                 i += 1
                 continue
             problem = problem or f"text after the closing quote in column {len(spans)}"
-            c = find(b",", i)
+            c = find(sep, i)
             spans[-1] = (spans[-1][0], c if c >= 0 else n)
             if c < 0:
                 return spans, problem
             i = c + 1
         else:
-            c = find(b",", i)
+            c = find(sep, i)
             if c < 0:
                 spans.append((i, n))
                 return spans, problem
@@ -95,11 +111,11 @@ def header_problem(line: bytes) -> str | None:
     if line.startswith(_BOM):
         line = line[3:]
     line = line.rstrip(b"\r\n")
-    spans, problem = split_row(line)
+    spans, problem = split_row(line, separator_of(line))
     if problem:
         return problem
     if len(spans) < 2:
-        return "it has no comma-separated columns"
+        return "it has no comma-, semicolon- or tab-separated columns"
     for k, (s, e) in enumerate(spans, 1):
         name = cell_text(line[s:e])
         if not name:
@@ -120,7 +136,7 @@ def parse_header(line: bytes) -> list[str]:
     if line.startswith(_BOM):
         line = line[3:]
     line = line.rstrip(b"\r\n")
-    return [cell_text(line[s:e]) for s, e in split_row(line)[0]]
+    return [cell_text(line[s:e]) for s, e in split_row(line, separator_of(line))[0]]
 
 
 class CsvParser(RecordParser):
@@ -138,6 +154,8 @@ class CsvParser(RecordParser):
         self.name = name
         self.columns = parse_header(header_line)
         self._header = header_line.rstrip(b"\r\n")
+        self.sep = sep = separator_of(self._header.removeprefix(_BOM))
+        self._quoted_sep = b'"' + sep + b'"'
         # Field names by index, with room for rows that have a few extra columns; longer rows
         # extend their own copy.
         self._names = self.columns + [f"column[{k}]" for k in range(len(self.columns), len(self.columns) + 8)]
@@ -161,8 +179,9 @@ class CsvParser(RecordParser):
         """``fields`` of a row, a problem of its quoting (not of its column count) and, when a
         fast path read the row, each cell's bytes (no quotes in them, so no unquoting to do)."""
         names = self._names
+        sep = self.sep
         if line[:1] == b'"' and line[-1:] == b'"' and len(line) >= 2:  # "…": all quoted, as EventLogFile writes
-            cells = line[1:-1].split(b'","')
+            cells = line[1:-1].split(self._quoted_sep)
             nc = len(cells)
             if nc > len(names):
                 names = names + [f"column[{k}]" for k in range(len(names), nc)]
@@ -185,14 +204,14 @@ class CsvParser(RecordParser):
                         break
             else:
                 return fields, None, cells
-        elif 34 not in line:  # no quotes at all: cells end at commas
-            cells = line.split(b",")
+        elif 34 not in line:  # no quotes at all: cells end at separators
+            cells = line.split(sep)
             nc = len(cells)
             if nc > len(names):
                 names = names + [f"column[{k}]" for k in range(len(names), nc)]
             it = accumulate(chain.from_iterable(zip(map(len, cells), repeat(1))), initial=0)
             return list(zip(names, it, it)), None, cells
-        spans, problem = split_row(line)
+        spans, problem = split_row(line, sep)
         if len(spans) > len(names):
             names = names + [f"column[{k}]" for k in range(len(names), len(spans))]
         return [(names[k], s, e) for k, (s, e) in enumerate(spans)], problem, None
