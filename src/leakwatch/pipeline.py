@@ -30,7 +30,7 @@ import numpy as np
 import xxhash
 
 from leakwatch.detect.engine import (
-    SCANNERS, Detector, Hits, batch_len, compact_hits, mark_every_record, offset_lines, scanner_args,
+    SCANNERS, Detector, Hits, PieceTrim, batch_len, compact_hits, mark_every_record, offset_lines, scanner_args,
     sniff_csv_header,
 )
 from leakwatch.detect.rules import Rule, RuleError, Severity, default_rules_dir, load_rules, ruleset_hash
@@ -110,6 +110,11 @@ class ScanSummary:
 INSERT_ROWS = 50_000
 
 
+# Pieces of a line longer than MAX_RECORD overlap by this much: a value across a cut is read
+# whole in the next piece (a value longer than this across a cut would still be missed).
+PIECE_OVERLAP = 64 << 10
+
+
 def _scan_range(path: str, start: int, stop: int | None, header: list[str] | None,
                 detector, hashing: tuple | None, cancel=None,
                 row_marker: int | None = None) -> tuple[list, int, int, list[InputProblem], str | None]:
@@ -133,8 +138,9 @@ def _scan_range(path: str, start: int, stop: int | None, header: list[str] | Non
     items = []
     records = 0
     hasher, last = hashing if hashing is not None else (None, False)
-    for chunk in iter_chunks(path, stats, start=start, stop=stop or None, hasher=hasher):
-        res = detector.scanner.scan(chunk.view)
+    trim = PieceTrim(PIECE_OVERLAP)
+    for chunk in iter_chunks(path, stats, start=start, stop=stop or None, hasher=hasher, overlap=PIECE_OVERLAP):
+        res = trim(chunk, detector.scanner.scan(chunk.view))
         n = res.n_records
         if row_marker is not None:
             res = mark_every_record(chunk.data, chunk.end, res, row_marker)

@@ -448,6 +448,43 @@ def compact_hits(data, limit: int, res: ScanResult, first_line: int, first_line_
     return _moved(res, ls, new_starts[inverse.reshape(-1)], out, first_line, first_line_offset)
 
 
+class PieceTrim:
+    """Keeps each match of an over-long line once, and whole, when the line is read in pieces
+    that overlap (``iter_chunks(overlap=…)``): a piece drops the matches that start in its last
+    ``overlap`` bytes (the next piece has them, with what follows the cut), and the next piece
+    drops the matches that start where a kept one had not yet ended (the tail of a value the
+    previous piece reported). Only a match longer than the overlap, across a cut, stays lost.
+    Feed it the pieces of one reader in order."""
+
+    def __init__(self, overlap: int):
+        self.overlap = overlap
+        self._kept_end = -1  # the farthest end, as a line offset, of a match kept before the cut
+
+    def __call__(self, chunk: Chunk, res: ScanResult) -> ScanResult:
+        if not (chunk.overlap or chunk.cut) or not len(res.record):
+            if not chunk.cut:
+                self._kept_end = -1
+            return res
+        keep = np.ones(len(res.record), dtype=bool)
+        base = chunk.first_line_offset
+        if chunk.overlap and self._kept_end >= 0:
+            # Record 0 continues the line: its offsets in the line are base + offset.
+            keep &= ~((res.record == 0) & (base + res.start < self._kept_end))
+        self._kept_end = -1
+        if chunk.cut:
+            last = res.n_records - 1
+            in_last = res.record == last
+            keep &= ~(in_last & (res.start >= chunk.end - self.overlap))
+            kept_last = in_last & keep
+            if kept_last.any():
+                line_base = base if last == 0 else 0
+                self._kept_end = int((res.end[kept_last] - res.line_start[kept_last]).max()) + line_base
+        if keep.all():
+            return res
+        return ScanResult(res.record[keep], res.rule[keep], res.start[keep], res.end[keep], res.line_start[keep],
+                          res.n_records)
+
+
 def mark_every_record(data, limit: int, res: ScanResult, marker: int) -> ScanResult:
     """``res`` plus one hit of rule ``marker`` (empty, at the record's start) on every non-empty
     record of ``data[:limit]``, sorted as the scanner sorts (record, start, rule)."""

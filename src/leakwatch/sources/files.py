@@ -66,13 +66,18 @@ class Chunk:
     ``data`` may be a buffer that the reader reuses for the next chunk, so a consumer finishes
     with a chunk before asking for the next one (and copies what it keeps). ``first_line`` is
     the 0-based line number of the chunk's first record. When that record is the continuation
-    of an over-long line, ``first_line_offset`` is how many bytes of it came in earlier chunks.
+    of an over-long line, ``first_line_offset`` is how many bytes of it came in earlier chunks
+    (before this chunk's first byte), and ``overlap`` how many of this chunk's first bytes the
+    previous chunk ended with (read with ``iter_chunks(overlap=…)``). ``cut``: the chunk ends
+    inside its last record, whose next piece follows.
     """
 
     data: bytes | bytearray
     first_line: int
     first_line_offset: int = 0
     end: int = -1
+    overlap: int = 0
+    cut: bool = False
 
     def __post_init__(self):
         if self.end < 0:
@@ -321,12 +326,15 @@ def iter_chunks(
     start: int = 0,
     stop: int | None = None,
     hasher=None,
+    overlap: int = 0,
 ) -> Iterator[Chunk]:
     """Yield newline-aligned chunks of ``path``, reading into one reused buffer (a fresh buffer
     per chunk costs more in page faults than the scan of its contents).
 
     The buffer grows past ``chunk_size`` only to hold one record of up to ``max_record``
-    bytes; a longer record is handed over in pieces of that size. ``start``/``stop``
+    bytes; a longer record is handed over in pieces of that size, each piece after the first
+    starting with the last ``overlap`` bytes of the one before (so that a value across the cut
+    is whole in one of them; see :class:`leakwatch.detect.engine.PieceTrim`). ``start``/``stop``
     (uncompressed files only) must be record boundaries, as returned by
     :func:`split_points`; parallel workers each read one such range. ``hasher`` (anything with
     ``update``) sees every byte read, in order. Problems that do not stop the read (a truncated
@@ -344,6 +352,7 @@ def iter_chunks(
         filled = 0  # bytes at the front of buf carried over from the previous read
         line = 0
         carry_offset = 0  # bytes of the carried line already handed over in earlier chunks
+        piece_overlap = 0  # bytes at the front of buf that the previous piece ended with
         long_line_reported = False
         max_record = max(max_record, chunk_size)
         while True:
@@ -357,13 +366,17 @@ def iter_chunks(
                 if not long_line_reported:
                     stats.problems.append(InputProblem(
                         path, "long_line",
-                        f"line longer than {_size(max_record)}; scanned in pieces, so a "
-                        "match spanning two pieces may be missed", line + 1))
+                        f"line longer than {_size(max_record)}; scanned in pieces that overlap by "
+                        f"{_size(overlap) if overlap else 'nothing'}, so only a value longer than that "
+                        "across two pieces may be missed", line + 1))
                     long_line_reported = True
-                stats.bytes_read += filled
-                yield Chunk(buf, line, carry_offset, filled)
-                carry_offset += filled
-                filled = 0
+                stats.bytes_read += filled - piece_overlap
+                yield Chunk(buf, line, carry_offset, filled, piece_overlap, True)
+                keep = min(overlap, filled // 2)
+                if keep:
+                    buf[:keep] = buf[filled - keep:filled]
+                carry_offset += filled - keep
+                filled = piece_overlap = keep
             want = len(buf) - filled
             if remaining is not None:
                 want = min(want, remaining)
@@ -376,9 +389,9 @@ def iter_chunks(
                     hasher.update(view[filled : filled + got])
                 if cut != -1:
                     n = count_newlines(view[: cut + 1])
-                    stats.bytes_read += cut + 1
+                    stats.bytes_read += cut + 1 - piece_overlap
                     stats.records += n
-                    yield Chunk(buf, line, carry_offset, cut + 1)
+                    yield Chunk(buf, line, carry_offset, cut + 1, piece_overlap)
                     line += n
                 stats.problems.append(InputProblem(
                     path, "truncated",
@@ -386,10 +399,10 @@ def iter_chunks(
                     line + 1))
                 break
             if not got:
-                if filled:
-                    stats.bytes_read += filled
+                if filled > piece_overlap or (filled and not piece_overlap):
+                    stats.bytes_read += filled - piece_overlap
                     stats.records += 1
-                    yield Chunk(buf, line, carry_offset, filled)
+                    yield Chunk(buf, line, carry_offset, filled, piece_overlap)
                 break
             if hasher is not None:
                 hasher.update(view[filled : filled + got])
@@ -401,11 +414,11 @@ def iter_chunks(
                 filled = new_end
                 continue
             n = count_newlines(view[: cut + 1])
-            stats.bytes_read += cut + 1
+            stats.bytes_read += cut + 1 - piece_overlap
             stats.records += n
-            yield Chunk(buf, line, carry_offset, cut + 1)
+            yield Chunk(buf, line, carry_offset, cut + 1, piece_overlap)
             line += n
-            carry_offset = 0
+            carry_offset = piece_overlap = 0
             rest = new_end - cut - 1
             if rest:
                 buf[:rest] = buf[cut + 1 : new_end]
