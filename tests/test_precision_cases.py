@@ -110,3 +110,22 @@ def test_a_spreadsheet_export_with_semicolons_or_tabs_is_read_by_its_header(cli,
     raw = text.encode().split(b"\n")
     assert {raw[f["line"] - 1][f["start"]:f["end"]] for f in found if f["field_path"] == "Straße"} == {
         "Hauptstraße 5".encode(), b"Kerkweg 12"}
+
+
+def test_name_value_pairs_name_their_values(cli, tmp_path):
+    # OpenTelemetry attributes, a HAR capture's headers, Cognito's attribute list.
+    lines = [
+        {"spans": [{"attributes": [{"key": "product.gtin", "value": {"stringValue": "38803968862030"}},
+                                   {"key": "payment.card", "value": {"stringValue": "4111111111111111"}}]}]},
+        {"request": {"headers": [{"name": "Authorization", "value": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJqYW5lIn0."
+                                                                     "c2lnbmF0dXJlX2hlcmVfMTIzNDU2"}]}},
+        {"UserAttributes": [{"Name": "email", "Value": "jane@example.com"}, {"Name": "Jane Doe", "Value": "x@y.example"}]},
+    ]
+    _, found = _jsonl_findings(cli, tmp_path, "".join(json.dumps(x) + "\n" for x in lines), name="pairs.jsonl")
+    assert sorted((f["line"], f["rule"], f["field_path"]) for f in found) == [
+        (1, "payment_card", "spans[0].attributes[1].payment.card"),
+        (2, "jwt", "request.headers[0].Authorization"),
+        (3, "email", "UserAttributes[0].email"),
+        (3, "email", "UserAttributes[1].Value"),  # a name with a space names no field...
+        (3, "person_name_generic", "UserAttributes[1].Name"),  # ...and may be a person's
+    ]

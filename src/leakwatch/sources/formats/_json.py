@@ -529,6 +529,40 @@ def leaves_to_record(leaves: list[Leaf], rec: ParsedRecord, collector: AttrColle
 # String fields holding a URL or a request target whose query string is split into fields of
 # its own (`path.query.email`), as the access-log readers do for the request line: a value's
 # field is then its parameter, which maps to a Salesforce field (Contact.Email).
+# Name/value pairs: a value named by its sibling rather than by its key. OpenTelemetry
+# attributes ({"key": "enduser.email", "value": {"stringValue": …}}), HAR headers and query
+# strings ({"name": "Authorization", "value": …}), AWS attribute lists (Cognito's
+# {"Name": "phone_number", "Value": …}).
+_NAME_MEMBER = re.compile(rb'"(?:[Kk]ey|[Nn]ame)"\s*:\s*"')
+_NAME_KEYS = ("key", "Key", "name", "Name")
+_VALUE_MEMBERS = ("value", "Value", "value.stringValue", "value.intValue", "value.doubleValue", "value.boolValue")
+# What a name must look like to become a field's name (a header, an attribute key): no spaces,
+# not a sentence or a person's full name.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+
+
+def name_value_fields(rec: ParsedRecord, line: bytes) -> None:
+    """Rename the value of each name/value pair in ``rec.fields`` after its name:
+    ``attributes[4].value.stringValue`` → ``attributes[4].enduser.email``,
+    ``request.headers[2].value`` → ``request.headers[2].Authorization``."""
+    spans = {p: (s, e) for p, s, e in rec.fields}
+    renames: dict[str, str] = {}
+    for p, s, e in rec.fields:
+        dot = p.rfind(".")
+        if p[dot + 1:] not in _NAME_KEYS:
+            continue
+        parent = p[:dot] if dot >= 0 else ""
+        for member in _VALUE_MEMBERS:
+            vp = f"{parent}.{member}" if parent else member
+            if vp in spans:
+                name = line[s:e].decode("utf-8", "replace")
+                if _FIELD_NAME.fullmatch(name):
+                    renames[vp] = f"{parent}.{name}" if parent else name
+                break
+    if renames:
+        rec.fields = [(renames.get(p, p), s, e) for p, s, e in rec.fields]
+
+
 _QUERY_HOLDERS = frozenset({"path", "resourcepath", "requestpath", "uri", "requesturi", "url", "requesturl",
                             "referer", "referrer", "href", "endpoint", "target", "clientrequesturi"})
 
@@ -555,6 +589,8 @@ class JsonParser(RecordParser):
         rec = fast_record(line)
         if rec is None:
             rec = self._parse_slow(line)
+        if _NAME_MEMBER.search(line):
+            name_value_fields(rec, line)
         if b"?" in line:
             _add_query_fields(rec, line)
         return rec
