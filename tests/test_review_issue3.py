@@ -120,8 +120,8 @@ def test_a_rewritten_file_adds_its_new_events(tmp_path):
 def test_a_range_that_fails_to_read_closes_its_file_as_an_error(tmp_path, monkeypatch):
     real = pipeline.iter_chunks
 
-    def flaky(path, stats, start=0, stop=None, hasher=None):
-        for c in real(path, stats, start=start, stop=stop, hasher=hasher):
+    def flaky(path, stats, start=0, stop=None, hasher=None, **kw):
+        for c in real(path, stats, start=start, stop=stop, hasher=hasher, **kw):
             yield c
             if start > 0:
                 raise OSError(5, "Input/output error")
