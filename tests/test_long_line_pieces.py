@@ -59,3 +59,17 @@ def test_every_cut_position_of_one_value(tmp_path):
         assert _piece_matches(path, 4096, 256) == _line_matches(data), at
         without_overlap_wrong += _piece_matches(path, 4096, 0) != _line_matches(data)
     assert without_overlap_wrong > 20  # the cut falls inside a value: lost or cut short
+
+
+@pytest.mark.parametrize("size", [4096, 4096 + (4096 - 256), 2 * 4096 + 100])
+def test_a_last_line_ending_right_at_a_cut_keeps_its_values(tmp_path, size):
+    # No final newline, and the file ends exactly where a piece ends (or one overlap later):
+    # the last piece's matches were left to a next piece that never came.
+    tail = b" alice@example.com 4111111111111111 "
+    data = b"x" * (size - len(tail)) + tail
+    path = tmp_path / "end.log"
+    path.write_bytes(data)
+    assert _piece_matches(path, 4096, 256) == _line_matches(data)
+    stats = ReadStats()
+    assert sum(1 for _ in iter_chunks(str(path), stats, chunk_size=4096, max_record=4096, overlap=256)) >= 1
+    assert stats.records == 1 and stats.bytes_read == len(data)

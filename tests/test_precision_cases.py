@@ -129,3 +129,18 @@ def test_name_value_pairs_name_their_values(cli, tmp_path):
         (3, "email", "UserAttributes[1].Value"),  # a name with a space names no field...
         (3, "person_name_generic", "UserAttributes[1].Name"),  # ...and may be a person's
     ]
+
+
+def test_a_name_value_object_outside_the_known_layouts_keeps_its_path(cli, tmp_path):
+    lines = [{"customer": {"name": "Smith", "value": "jane.smith@example.com"}},
+             {"postData": {"params": [{"name": "email", "value": "j.smith@example.com"}]}}]
+    _, found = _jsonl_findings(cli, tmp_path, "".join(json.dumps(x) + "\n" for x in lines), name="nv.jsonl")
+    paths = {f["field_path"] for f in found if f["entity"] == "EMAIL_ADDRESS"}
+    assert paths == {"customer.value", "postData.params[0].email"}  # a HAR list names its values
+
+
+def test_a_person_field_under_a_product_is_a_person(cli, tmp_path):
+    lines = [{"catalog": {"customerName": "Jane Doe"}}, {"order": {"product": {"cardholderName": "Max Muster"}}},
+             {"brand": {"contact_person": {"lastName": "Schmidt"}}}]
+    _, found = _jsonl_findings(cli, tmp_path, "".join(json.dumps(x) + "\n" for x in lines), name="p.jsonl")
+    assert sorted(f["line"] for f in found if f["entity"] == "PERSON_NAME") == [1, 2, 3]

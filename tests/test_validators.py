@@ -69,9 +69,10 @@ CASES: dict[str, tuple[dict, list, list]] = {
         {},
         [b"1985-04-12", b"12.04.1985", b"04/12/1985", b"19850412", b"1900-01-01", b"31.12.1999",
          "12. März 1985".encode(), b"12 de marzo de 1985", b"March 12, 1985", b"1 juin 1990", b"12 lipca 1985",
-         b"3 mai 1970", b"7 Dec 2001"],
+         b"3 mai 1970", b"7 Dec 2001", "3 Jänner 1970".encode(), b"12 de outubro de 1985", b"1 Sept. 1999"],
         [b"1985-13-01", b"30.02.1985", b"1899-12-31", (TODAY + dt.timedelta(days=1)).isoformat().encode(), b"12-04-85",
-         b"12 Monday 1985", b"31 February 1985", b"12 Order 1985"],
+         b"12 Monday 1985", b"31 February 1985", b"12 Order 1985", b"12 marathons 1985", b"3 setups 1990",
+         b"Maandag 12, 1985", b"Decimal 12, 1985", b"5 Jungle 1999"],
     ),
     "phone": (
         {}, [b"+44 20 7946 0958", b"(555) 010-1234", b"030 1234567"], [b"1234567", b"+1234567890123456", b"0000000000"],

@@ -171,8 +171,9 @@ def _window(line: bytes, lo: int, hi: int) -> bytes:
 _SEPARATORS = bytes(c for c in range(128) if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122))
 
 
-# Objects that hold a person's data (see not_context's not_paths).
-PERSON_OBJECTS = frozenset((
+# Objects (and the starts of field names: customerName, contactPerson) that hold a person's
+# data (see not_context's not_paths).
+PERSON_OBJECTS = tuple((
     "customer", "customers", "contact", "contacts", "user", "users", "buyer", "buyers", "seller", "sellers",
     "recipient", "recipients", "shipping", "billing", "shippingaddress", "billingaddress", "owner", "account",
     "person", "people", "member", "members", "client", "clients", "employee", "agent", "cardholder", "holder",
@@ -192,12 +193,15 @@ def not_context(ctx: ContextSpec, line: bytes, start: int, field: str | None) ->
             if last.endswith(f):
                 return True
     if field is not None and ctx.not_paths and "." in field:
-        # Nearest object first: under a person's object (product.seller.contactName) the value
-        # is that person's whatever holds the object.
-        for part in reversed(field.split(".")[:-1]):
-            if part in PERSON_OBJECTS:
+        # The field itself, then the objects above it, nearest first: a person's (customerName,
+        # product.seller.contactName, brand.contact_person.lastName) keeps the value whatever
+        # holds it; a product's or a catalog's drops it.
+        parts = field.split(".")
+        for k in range(len(parts) - 1, -1, -1):
+            part = parts[k]
+            if part.startswith(PERSON_OBJECTS):
                 break
-            if part in ctx.not_paths:
+            if k < len(parts) - 1 and part in ctx.not_paths:
                 return True
     if ctx.not_keywords:
         # The word right before the value (separators skipped): "version=", "app_version ",

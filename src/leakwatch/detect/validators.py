@@ -272,30 +272,31 @@ _DATE_FORMS = (
 )
 
 
-# Month names as birth dates are written in the languages of European shops, by the first
-# letters that tell them apart (accents folded): "12. März 1985", "12 de marzo de 1985",
-# "March 12, 1985", "12 juillet 1985", "12 lipca 1985" (Polish writes the genitive).
-_MONTH_PREFIXES = (
-    (1, ("jan", "ene", "gen", "sty")), (2, ("feb", "fev", "lut")), (3, ("mar", "maa", "mrt")),
-    (4, ("apr", "avr", "abr", "kwi")), (5, ("may", "mai", "mag", "mei", "maj")),
-    (6, ("jun", "juin", "giu", "cze")), (7, ("jul", "juil", "lug", "lip")), (8, ("aug", "aou", "ago", "sie")),
-    (9, ("sep", "set", "wrz")), (10, ("oct", "okt", "ott", "paz")), (11, ("nov", "lis")),
-    (12, ("dec", "dez", "dic", "gru")),
+# Month names as birth dates are written in the languages of European shops (accents folded,
+# lower case, a trailing dot dropped): "12. März 1985", "12 de marzo de 1985", "March 12, 1985",
+# "12 juillet 1985", "12 lipca 1985" (Polish writes the genitive), and their usual short forms.
+_MONTH_NAMES = (
+    "january jan januar janner jaenner janvier janv enero ene gennaio gen januari janeiro styczen stycznia sty",
+    "february feb februar fevrier fevr fev febrero febbraio februari fevereiro luty lutego lut",
+    "march mar marz maerz mars marzo maart mrt marco marzec marca",
+    "april apr avril avr abril abr aprile kwiecien kwietnia kwi",
+    "may mai mayo maggio mag mei maio maj maja",
+    "june jun juni juin junio giugno giu junho czerwiec czerwca cze",
+    "july jul juli juillet juil julio luglio lug julho lipiec lipca lip",
+    "august aug aout agosto ago augustus sierpien sierpnia sie",
+    "september sep sept septembre septiembre setiembre settembre set setembro wrzesien wrzesnia wrz",
+    "october oct oktober okt octobre octubre ottobre ott outubro out pazdziernik pazdziernika paz",
+    "november nov novembre noviembre novembro listopad listopada lis",
+    "december dec dezember dez decembre diciembre dic dicembre dezembro grudzien grudnia gru",
 )
+_MONTHS = {w: k for k, names in enumerate(_MONTH_NAMES, 1) for w in names.split()}
 _MONTH_WORDS = re.compile(r"(\d{1,2})\.?(?: de)? ([^\W\d_]+)\.?(?: de)? (\d{4})\Z|([^\W\d_]+)\.? (\d{1,2}),? (\d{4})\Z")
+_FOLD_MONTH = str.maketrans({"ł": "l", "ß": "ss"})
 
 
 def _month_number(word: str) -> int | None:
-    w = unicodedata.normalize("NFKD", word.lower())
-    w = "".join(c for c in w if not unicodedata.combining(c))
-    if w.startswith("ma") and w[2:3] in ("r", "a") and not w.startswith("maj"):
-        return 3  # mars, März (maerz), marzo, maart; not mai, maj, mayo
-    best = None
-    for number, prefixes in _MONTH_PREFIXES:
-        for p in prefixes:
-            if w.startswith(p) and (best is None or len(p) > best[1]):
-                best = (number, len(p))
-    return best[0] if best else None
+    w = unicodedata.normalize("NFKD", word.lower().translate(_FOLD_MONTH))
+    return _MONTHS.get("".join(c for c in w if not unicodedata.combining(c)))
 
 
 def _date(params: Mapping[str, Any]) -> Validator:

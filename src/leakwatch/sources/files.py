@@ -399,7 +399,9 @@ def iter_chunks(
                     line + 1))
                 break
             if not got:
-                if filled > piece_overlap or (filled and not piece_overlap):
+                # Also when only the overlap is left (the line ended right at a cut): the piece
+                # before left the matches in those bytes to this one.
+                if filled:
                     stats.bytes_read += filled - piece_overlap
                     stats.records += 1
                     yield Chunk(buf, line, carry_offset, filled, piece_overlap)

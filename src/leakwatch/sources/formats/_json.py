@@ -529,36 +529,56 @@ def leaves_to_record(leaves: list[Leaf], rec: ParsedRecord, collector: AttrColle
 # String fields holding a URL or a request target whose query string is split into fields of
 # its own (`path.query.email`), as the access-log readers do for the request line: a value's
 # field is then its parameter, which maps to a Salesforce field (Contact.Email).
-# Name/value pairs: a value named by its sibling rather than by its key. OpenTelemetry
-# attributes ({"key": "enduser.email", "value": {"stringValue": …}}), HAR headers and query
-# strings ({"name": "Authorization", "value": …}), AWS attribute lists (Cognito's
-# {"Name": "phone_number", "Value": …}).
-_NAME_MEMBER = re.compile(rb'"(?:[Kk]ey|[Nn]ame)"\s*:\s*"')
-_NAME_KEYS = ("key", "Key", "name", "Name")
-_VALUE_MEMBERS = ("value", "Value", "value.stringValue", "value.intValue", "value.doubleValue", "value.boolValue")
-# What a name must look like to become a field's name (a header, an attribute key): no spaces,
-# not a sentence or a person's full name.
+# Name/value pairs: a value named by its sibling rather than by its key, in the layouts that
+# are known to carry a field's name there (a {"name": …, "value": …} object elsewhere may hold
+# a person's name, which must not become a stored field name):
+#   OpenTelemetry attributes: {"key": "enduser.email", "value": {"stringValue": …}}
+#   HAR captures: headers / queryString / cookies / params: [{"name": "Authorization", "value": …}]
+#   AWS attribute lists (Cognito's UserAttributes): [{"Name": "phone_number", "Value": …}]
+_NAME_MEMBER = re.compile(rb'"(?:key|[Nn]ame)"\s*:\s*"')
+_OTEL_VALUES = ("value.stringValue", "value.intValue", "value.doubleValue", "value.boolValue")
+_HAR_LISTS = frozenset(("headers", "querystring", "cookies", "params"))
+_LIST_NAME = re.compile(r"([^.\[\]]+)\[\d+\]$")
+# What a name must look like to become a field's name (a header, an attribute key).
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 
 
+def _pair_value(parent: str, member: str, spans: dict) -> str | None:
+    """The path of the value that the pair at ``parent`` names with its ``member``, if the
+    pair is one of the known layouts."""
+    def at(m: str) -> str:
+        return f"{parent}.{m}" if parent else m
+
+    if member == "key":
+        return next((at(v) for v in _OTEL_VALUES if at(v) in spans), None)
+    lst = _LIST_NAME.search(parent)
+    if lst is None:
+        return None
+    name = lst.group(1).lower()
+    if member == "name" and name in _HAR_LISTS and at("value") in spans:
+        return at("value")
+    if member == "Name" and name.endswith("attributes") and at("Value") in spans:
+        return at("Value")
+    return None
+
+
 def name_value_fields(rec: ParsedRecord, line: bytes) -> None:
-    """Rename the value of each name/value pair in ``rec.fields`` after its name:
+    """Rename the value of each known name/value pair in ``rec.fields`` after its name:
     ``attributes[4].value.stringValue`` → ``attributes[4].enduser.email``,
     ``request.headers[2].value`` → ``request.headers[2].Authorization``."""
     spans = {p: (s, e) for p, s, e in rec.fields}
     renames: dict[str, str] = {}
     for p, s, e in rec.fields:
         dot = p.rfind(".")
-        if p[dot + 1:] not in _NAME_KEYS:
+        member = p[dot + 1:]
+        if member not in ("key", "name", "Name"):
             continue
         parent = p[:dot] if dot >= 0 else ""
-        for member in _VALUE_MEMBERS:
-            vp = f"{parent}.{member}" if parent else member
-            if vp in spans:
-                name = line[s:e].decode("utf-8", "replace")
-                if _FIELD_NAME.fullmatch(name):
-                    renames[vp] = f"{parent}.{name}" if parent else name
-                break
+        vp = _pair_value(parent, member, spans)
+        if vp is not None:
+            name = line[s:e].decode("utf-8", "replace")
+            if _FIELD_NAME.fullmatch(name):
+                renames[vp] = f"{parent}.{name}" if parent else name
     if renames:
         rec.fields = [(renames.get(p, p), s, e) for p, s, e in rec.fields]
 
