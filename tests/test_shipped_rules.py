@@ -88,6 +88,8 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("date_of_birth", '{"dateOfBirth":"March 12, 1985"}', "March 12, 1985"),
     ("date_of_birth", "data_urodzenia: 12 lipca 1985", "12 lipca 1985"),
     ("es_dni", "DNI: 72.996.991-M", "72.996.991-M"),
+    ("iban", "IBAN DE89-3704-0044-0532-0130-00 bitte", "DE89-3704-0044-0532-0130-00"),
+    ("phone_national", "T\u00e9l. : 06 12 34 56 78".encode(), b"06 12 34 56 78"),
     ("phone_e164", "sip contact +4915123456789:5060", "+4915123456789"),
     ("phone_e164", "call +49 151 2345678: urgent", "+49 151 2345678"),
     ("date_of_birth", "Geburtsdatum: 04/12/1985", "04/12/1985"),
