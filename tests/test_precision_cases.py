@@ -144,3 +144,17 @@ def test_a_person_field_under_a_product_is_a_person(cli, tmp_path):
              {"brand": {"contact_person": {"lastName": "Schmidt"}}}]
     _, found = _jsonl_findings(cli, tmp_path, "".join(json.dumps(x) + "\n" for x in lines), name="p.jsonl")
     assert sorted(f["line"] for f in found if f["entity"] == "PERSON_NAME") == [1, 2, 3]
+
+
+def test_a_product_record_names_a_product(cli, tmp_path):
+    lines = [{"sku": "MW-3102-BLK", "gtin": "04012345678901", "name": "Knit Sock", "price": 12.5},
+             {"items": [{"sku": "MW-1", "name": "Pant Shirt"}], "customer": {"name": "Jane Doe"}},
+             {"name": "Jane Doe", "price": 10, "quantity": 1}]
+    _, found = _jsonl_findings(cli, tmp_path, "".join(json.dumps(x) + "\n" for x in lines), name="cat.jsonl")
+    assert sorted((f["line"], f["field_path"]) for f in found if f["entity"] == "PERSON_NAME") == [
+        (2, "customer.name"), (3, "name")]
+    text = ("2024-05-01 10:00:00.123 INFO 1 --- [main] c.s.ProductController : Fetched Product{id=1310354, "
+            "sku='MW-3102-BLK-44', name='Knit Sock', price=346.31}\n"
+            "2024-05-01 10:00:01.123 INFO 1 --- [main] c.s.UserController : Fetched User{id=7, name='Jane Doe'}\n")
+    _, found = _jsonl_findings(cli, tmp_path, text, name="spring.log")
+    assert [f["line"] for f in found if f["entity"] == "PERSON_NAME"] == [2]

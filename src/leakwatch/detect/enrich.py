@@ -154,6 +154,50 @@ class _Record:
     actor_masked: str | None = None
 
 
+def _sibling_rules(detector) -> dict[str, frozenset[str]]:
+    """Rule id → the field names whose presence beside a finding drops it (context.not_siblings)."""
+    got = getattr(detector, "_not_siblings", None)
+    if got is None:
+        got = {r.id: r.context.not_siblings for r in detector.rules
+               if r.context is not None and r.context.not_siblings}
+        detector._not_siblings = got
+    return got
+
+
+def _drop_by_siblings(rows: list[tuple], siblings: dict[str, frozenset[str]], records, recno_of_ls,
+                      first_line: int) -> list[tuple]:
+    """Rows without those whose record holds, beside the finding's field, a field the rule's
+    not_siblings names: {"sku": "MW-3102", "name": "Knit Sock"} is a product, not a person."""
+    ls_of_line = {first_line + 1 + rec: ls for ls, rec in recno_of_ls.items()}
+    out = []
+    text_fields: dict[int, list] = {}
+    for row in rows:
+        names = siblings.get(row[3])
+        path = row[15]
+        ls = ls_of_line.get(row[0], -1)
+        rec = records.get(ls) if names and path else None
+        if rec is not None:
+            dot = path.rfind(".")
+            parent = path[:dot + 1] if dot >= 0 else ""
+            fields = rec.parsed.fields
+            if not fields and rec.fmt == "text" and b"=" in rec.line:
+                # A Java toString() in a text line: Product{id=7, sku='MW-1', name='Knit Sock'}.
+                fields = text_fields.get(ls)
+                if fields is None:
+                    parsed = formats.ParsedRecord()
+                    kv_in_text(rec.line, 0, len(rec.line), "", parsed, AttrCollector())
+                    fields = text_fields[ls] = [(p.lstrip("."), s, e) for p, s, e in parsed.fields]
+            beside = False
+            for p, _, _ in fields:
+                if p.startswith(parent) and "." not in p[len(parent):] and normalize_field(p[len(parent):]) in names:
+                    beside = True
+                    break
+            if beside:
+                continue
+        out.append(row)
+    return out
+
+
 class Enricher:
     """Per scan: the registry, residency rules, markers and HMAC key that enrichment needs.
 
@@ -458,6 +502,9 @@ class Enricher:
             res.record[~marker_mask], rule[~marker_mask], res.start[~marker_mask], res.end[~marker_mask],
             ls_all[~marker_mask], res.n_records)
         rows = detector.rows(data, limit, sub, first_line, first_off, header, field_of)
+        siblings = _sibling_rules(detector)
+        if siblings and rows:
+            rows = _drop_by_siblings(rows, siblings, records, recno_of_ls, first_line)
         n_regex = len(rows)
         rows += self._ner_rows(detector, records, recno_of_ls, first_line, first_off)
         batch = _columns(rows)

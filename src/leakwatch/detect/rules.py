@@ -45,7 +45,7 @@ FIELDS = (
     "normalize", "enabled", "description",
 )
 CONTEXT_FIELDS = ("keywords", "before", "after", "fields", "required", "boost", "not_fields", "not_keywords",
-                  "not_paths")
+                  "not_paths", "not_siblings")
 VALIDATOR_KEYS = ("name", "on_fail", "boost", "penalty")  # the rest are the validator's params
 ON_FAIL = ("drop", "penalize")
 _TOP_LEVEL = ("rules", "description")
@@ -94,6 +94,9 @@ class ContextSpec:
     # ...or under an object one of ``not_paths`` names anywhere above it in the field's path
     # (``products.i18n.fr.nom``: a product's name in French, not a person's surname).
     not_paths: frozenset[str] = frozenset()
+    # ...or in a record where a field beside it (same object) is one of ``not_siblings``
+    # ({"sku": …, "name": "Knit Sock"}: a product's name). Checked where records are parsed.
+    not_siblings: frozenset[str] = frozenset()
 
     @property
     def has_negative(self) -> bool:
@@ -305,9 +308,11 @@ def _parse_context(raw: Any) -> ContextSpec:
         not_keywords=tuple(dict.fromkeys(k.lower().encode("utf-8") for k in
                                          _want_str_list("context.not_keywords", raw.get("not_keywords", [])))),
         not_paths=frozenset(normalize_field(f) for f in _want_str_list("context.not_paths", raw.get("not_paths", []))),
+        not_siblings=frozenset(normalize_field(f) for f in
+                               _want_str_list("context.not_siblings", raw.get("not_siblings", []))),
     )
-    if "" in spec.not_fields or b"" in spec.not_keywords or "" in spec.not_paths:
-        raise _FieldError("context", "not_fields, not_keywords and not_paths need letters or digits")
+    if "" in spec.not_fields or b"" in spec.not_keywords or "" in spec.not_paths or "" in spec.not_siblings:
+        raise _FieldError("context", "not_fields, not_keywords, not_paths and not_siblings need letters or digits")
     if spec.required and not spec.keywords and not spec.fields:
         raise _FieldError("context", "required context needs keywords or fields")
     return spec
@@ -580,6 +585,7 @@ def _canonical(rule: Rule) -> dict:
             "not_fields": list(ctx.not_fields),
             "not_keywords": [k.decode("utf-8", "replace") for k in ctx.not_keywords],
             **({"not_paths": sorted(ctx.not_paths)} if ctx.not_paths else {}),
+            **({"not_siblings": sorted(ctx.not_siblings)} if ctx.not_siblings else {}),
         },
         "confidence": rule.confidence,
         "severity": int(rule.severity),
