@@ -52,7 +52,7 @@ _FOLD_EXTRA = str.maketrans({"ß": "ss", "ł": "l", "Ł": "l", "ø": "o", "Ø": 
                              "œ": "oe", "Œ": "oe", "đ": "d", "Đ": "d", "ı": "i"})
 
 
-def _fold(name: str) -> str:
+def fold_accents(name: str) -> str:
     """``"prénom"`` → ``"prenom"``, ``"straße"`` → ``"strasse"``, ``"imię"`` → ``"imie"``: keys are
     written with and without their accents, and the rules list them without."""
     decomposed = unicodedata.normalize("NFKD", name.translate(_FOLD_EXTRA))
@@ -67,7 +67,7 @@ def normalize_field(name: str | bytes) -> str:
         name = name.decode("utf-8", errors="replace")
     if isinstance(name, str):
         if not name.isascii():
-            name = _fold(name)
+            name = fold_accents(name)
         name = name.encode("utf-8", errors="replace")
     if b"[" in name:
         name = _INDEX.sub(b"", name)

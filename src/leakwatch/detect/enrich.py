@@ -154,6 +154,17 @@ class _Record:
     actor_masked: str | None = None
 
 
+def _readable(r: _Record) -> formats.ParsedRecord:
+    """The record's fields; for a plain-text line, its key=value pairs (the text reader keeps
+    no fields): description="…" in a line of a file that is no logfmt as a whole."""
+    parsed = r.parsed
+    if r.fmt == "text" and not parsed.fields and b"=" in r.line:
+        parsed = formats.ParsedRecord()
+        kv_in_text(r.line, 0, len(r.line), "", parsed, AttrCollector())
+        parsed.fields = [(p.lstrip("."), s, e) for p, s, e in parsed.fields]
+    return parsed
+
+
 def _sibling_rules(detector) -> dict[str, frozenset[str]]:
     """Rule id → the field names whose presence beside a finding drops it (context.not_siblings)."""
     got = getattr(detector, "_not_siblings", None)
@@ -170,7 +181,7 @@ def _drop_by_siblings(rows: list[tuple], siblings: dict[str, frozenset[str]], re
     not_siblings names: {"sku": "MW-3102", "name": "Knit Sock"} is a product, not a person."""
     ls_of_line = {first_line + 1 + rec: ls for ls, rec in recno_of_ls.items()}
     out = []
-    text_fields: dict[int, list] = {}
+    readable: dict[int, formats.ParsedRecord] = {}
     for row in rows:
         names = siblings.get(row[3])
         path = row[15]
@@ -179,14 +190,11 @@ def _drop_by_siblings(rows: list[tuple], siblings: dict[str, frozenset[str]], re
         if rec is not None:
             dot = path.rfind(".")
             parent = path[:dot + 1] if dot >= 0 else ""
-            fields = rec.parsed.fields
-            if not fields and rec.fmt == "text" and b"=" in rec.line:
-                # A Java toString() in a text line: Product{id=7, sku='MW-1', name='Knit Sock'}.
-                fields = text_fields.get(ls)
-                if fields is None:
-                    parsed = formats.ParsedRecord()
-                    kv_in_text(rec.line, 0, len(rec.line), "", parsed, AttrCollector())
-                    fields = text_fields[ls] = [(p.lstrip("."), s, e) for p, s, e in parsed.fields]
+            # A Java toString() in a text line too: Product{id=7, sku='MW-1', name='Knit Sock'}.
+            parsed = readable.get(ls)
+            if parsed is None:
+                parsed = readable[ls] = _readable(rec)
+            fields = parsed.fields
             beside = False
             for p, _, _ in fields:
                 if p.startswith(parent) and "." not in p[len(parent):] and normalize_field(p[len(parent):]) in names:
@@ -616,13 +624,7 @@ class Enricher:
 
         out: list[tuple] = []
         for ls, r in records.items():
-            parsed = r.parsed
-            if r.fmt == "text" and not parsed.fields and b"=" in r.line:
-                # A plain-text line's key="value" pairs (description="…" in a line of a file
-                # that is no logfmt as a whole): the text reader keeps no fields.
-                parsed = formats.ParsedRecord()
-                kv_in_text(r.line, 0, len(r.line), "", parsed, AttrCollector())
-                parsed.fields = [(p.lstrip("."), s, e) for p, s, e in parsed.fields]
+            parsed = _readable(r)
             spans = [(s, e) for p, s, e in parsed.fields if is_free_text(p)]
             if not spans:
                 continue

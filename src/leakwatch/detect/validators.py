@@ -16,7 +16,6 @@ import functools
 import ipaddress
 import json
 import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ from stdnum.it import codicefiscale as _it_cf
 from stdnum.nl import bsn as _nl_bsn
 from stdnum.pl import pesel as _pl_pesel
 
+from leakwatch.detect.context import fold_accents
 from leakwatch.detect.mask import url_plain
 from leakwatch._core.fastval import luhn as _c_luhn
 from leakwatch._core.fastval import sfid_suffix as _c_sfid_suffix
@@ -291,12 +291,10 @@ _MONTH_NAMES = (
 )
 _MONTHS = {w: k for k, names in enumerate(_MONTH_NAMES, 1) for w in names.split()}
 _MONTH_WORDS = re.compile(r"(\d{1,2})\.?(?: de)? ([^\W\d_]+)\.?(?: de)? (\d{4})\Z|([^\W\d_]+)\.? (\d{1,2}),? (\d{4})\Z")
-_FOLD_MONTH = str.maketrans({"ł": "l", "ß": "ss"})
 
 
 def _month_number(word: str) -> int | None:
-    w = unicodedata.normalize("NFKD", word.lower().translate(_FOLD_MONTH))
-    return _MONTHS.get("".join(c for c in w if not unicodedata.combining(c)))
+    return _MONTHS.get(fold_accents(word.lower()))
 
 
 def _date(params: Mapping[str, Any]) -> Validator:
