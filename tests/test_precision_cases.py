@@ -158,3 +158,20 @@ def test_a_product_record_names_a_product(cli, tmp_path):
             "2024-05-01 10:00:01.123 INFO 1 --- [main] c.s.UserController : Fetched User{id=7, name='Jane Doe'}\n")
     _, found = _jsonl_findings(cli, tmp_path, text, name="spring.log")
     assert [f["line"] for f in found if f["entity"] == "PERSON_NAME"] == [2]
+
+
+def test_key_anchored_rules_read_name_value_pairs(cli, tmp_path):
+    lines = [{"UserAttributes": [{"Name": "phone_number", "Value": "0151 23456789"},
+                                 {"Name": "given_name", "Value": "Hans"},
+                                 {"Name": "birthdate", "Value": "1985-03-12"}]},
+             {"attributes": [{"key": "enduser.phone", "value": {"stringValue": "030 1234567"}}]}]
+    text = "".join(json.dumps(x) + "\n" for x in lines)
+    _, found = _jsonl_findings(cli, tmp_path, text, name="cognito.jsonl")
+    raw = text.encode().split(b"\n")
+    got = sorted((f["line"], f["rule"], f["field_path"], raw[f["line"] - 1][f["start"]:f["end"]]) for f in found)
+    assert got == [
+        (1, "date_of_birth", "UserAttributes[2].birthdate", b"1985-03-12"),
+        (1, "person_name", "UserAttributes[1].given_name", b"Hans"),
+        (1, "phone_national", "UserAttributes[0].phone_number", b"0151 23456789"),
+        (2, "phone_national", "attributes[0].enduser.phone", b"030 1234567"),
+    ]
