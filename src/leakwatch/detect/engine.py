@@ -185,6 +185,7 @@ class Detector:
         line = b""
         cur_ls = -1
         csv_header = header
+        find_column = _column_finder(header)
         csv_line = False
         for rec, ri, s, e, ls in zip(res.record.tolist(), res.rule.tolist(), res.start.tolist(),
                                      res.end.tolist(), res.line_start.tolist()):
@@ -201,7 +202,7 @@ class Detector:
             e -= ls
             field = None
             if csv_line:
-                ci = column_at(line, s, getattr(csv_header, "sep", b","))
+                ci = find_column(line, s)
                 if ci < len(csv_header):
                     field = csv_header[ci]
             e = e if e <= len(line) else len(line)

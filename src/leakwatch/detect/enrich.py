@@ -175,11 +175,10 @@ def _sibling_rules(detector) -> dict[str, frozenset[str]]:
     return got
 
 
-def _drop_by_siblings(rows: list[tuple], siblings: dict[str, frozenset[str]], records, recno_of_ls,
-                      first_line: int) -> list[tuple]:
+def _drop_by_siblings(rows: list[tuple], siblings: dict[str, frozenset[str]], records,
+                      ls_of_line: dict[int, int]) -> list[tuple]:
     """Rows without those whose record holds, beside the finding's field, a field the rule's
     not_siblings names: {"sku": "MW-3102", "name": "Knit Sock"} is a product, not a person."""
-    ls_of_line = {first_line + 1 + rec: ls for ls, rec in recno_of_ls.items()}
     out = []
     readable: dict[int, formats.ParsedRecord] = {}
     for row in rows:
@@ -510,16 +509,19 @@ class Enricher:
             res.record[~marker_mask], rule[~marker_mask], res.start[~marker_mask], res.end[~marker_mask],
             ls_all[~marker_mask], res.n_records)
         rows = detector.rows(data, limit, sub, first_line, first_off, header, field_of)
+        # Each record's start by its line number in the file: for the sibling check and the
+        # columns the parsed records give (_add_columns).
+        ls_of_line = {first_line + 1 + rec: ls for ls, rec in recno_of_ls.items()}
         siblings = _sibling_rules(detector)
         if siblings and rows:
-            rows = _drop_by_siblings(rows, siblings, records, recno_of_ls, first_line)
+            rows = _drop_by_siblings(rows, siblings, records, ls_of_line)
         n_regex = len(rows)
         rows += self._ner_rows(detector, records, recno_of_ls, first_line, first_off)
         batch = _columns(rows)
         # Events first: an AI host named only in a message ("POST https://api.openai.com/…" in a
         # Mule log) gives the record its destination there, and the record's findings share it.
         events = self._events(fctx, records, marks_by_ls, recno_of_ls, first_line)
-        self._add_columns(batch, records, recno_of_ls, first_line, first_off)
+        self._add_columns(batch, records, ls_of_line, first_line, first_off)
         batch["detector"] = ["regex"] * n_regex + ["ner"] * (len(rows) - n_regex)
         return batch, events, elf_rows
 
@@ -572,9 +574,8 @@ class Enricher:
         batch["sf_field"] = [m[1] if m else None for m in mapped]
         return batch
 
-    def _add_columns(self, batch: dict, records: dict[int, _Record], recno_of_ls: dict[int, int],
+    def _add_columns(self, batch: dict, records: dict[int, _Record], ls_of_line: dict[int, int],
                      first_line: int, first_off: int) -> None:
-        ls_of_line = {first_line + 1 + rec: ls for ls, rec in recno_of_ls.items()}
         n = len(batch["line"])
         ts = np.full(n, _NAN)
         viol = np.full(n, -1, dtype=np.int8)
