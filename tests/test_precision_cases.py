@@ -175,3 +175,18 @@ def test_key_anchored_rules_read_name_value_pairs(cli, tmp_path):
         (1, "phone_national", "UserAttributes[0].phone_number", b"0151 23456789"),
         (2, "phone_national", "attributes[0].enduser.phone", b"030 1234567"),
     ]
+
+
+def test_custom_field_columns_of_an_export_are_read_whole(cli, tmp_path):
+    # Salesforce custom fields end in __c: Date_of_Birth__c is a birth date column as Birthdate
+    # is, PESEL__c a PESEL column. Cells that fail the rule's check (n/a, a wrong checksum) are none.
+    export = ("Id,LastName,Steuer_ID__c,BSN__c,PESEL__c,Date_of_Birth__c,Mobile__c,Codice_Fiscale__c\n"
+              "0033X00000AbCdEQAV,Mustermann,44098256348,578485692,85031201684,1985-03-12,0151 23456789,"
+              "rssmra85t10a562s\n"
+              "0033X00000AbCdFQAV,Musterfrau,12345678901,123456789,12345678901,n/a,n/a,rssmra85t10a562x\n"
+              # In capitals the code is also a match of its unanchored rule: one finding, not two.
+              "0033X00000AbCdGQAV,Rossi,,,,,,RSSMRA85T10A562S\n")
+    _, found = _jsonl_findings(cli, tmp_path, export, name="contacts.csv")
+    by_line = sorted((f["line"], f["rule"]) for f in found if f["rule"] not in ("sf_record_id", "person_name"))
+    assert by_line == [(2, "date_of_birth"), (2, "de_steuerid"), (2, "it_codice_fiscale"), (2, "nl_bsn"),
+                       (2, "phone_national"), (2, "pl_pesel"), (4, "it_codice_fiscale")]

@@ -284,14 +284,60 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("person_name", r'{"payload": "{\"firstName\": \"Jane\", \"x\": 1}"}', "Jane"),
     ("street_address", r'{"payload": "{\"MailingStreet\": \"1 Market St\"}"}', "1 Market St"),
     ("us_ssn_plain", r'{"payload": "{\"ssn\":\"123456789\"}"}', "123456789"),
+    # Birth dates in the prose of a call note or a prompt, in the shop's languages.
+    ("date_of_birth", "Kundin geb. 12.03.1985, Identit\u00e4t best\u00e4tigt".encode(), "12.03.1985"),
+    ("date_of_birth", "Client n\u00e9 le 12/03/1985".encode(), "12/03/1985"),
+    ("date_of_birth", "Cliente nacida el 12/03/1985", "12/03/1985"),
+    ("date_of_birth", "nato il 12/03/1985 a Roma", "12/03/1985"),
+    ("date_of_birth", "geboren op 12-03-1985", "12-03-1985"),
+    ("date_of_birth", "Klient ur. 12.03.1985", "12.03.1985"),
+    ("date_of_birth", "customer born on March 14, 1985", "March 14, 1985"),
+    # Delivery and billing addresses under the shop's own keys.
+    ("street_address", '{"adres":"Kerkstraat 12"}', "Kerkstraat 12"),
+    ("street_address", '{"adresse_livraison":"12 rue de Rivoli"}', "12 rue de Rivoli"),
+    ("street_address", '{"adresseFacturation":"12 rue de Rivoli"}', "12 rue de Rivoli"),
+    ("street_address", '{"direccion_envio":"Calle Mayor 3"}', "Calle Mayor 3"),
+    ("street_address", '{"indirizzo_spedizione":"Via Roma 10"}', "Via Roma 10"),
+    ("street_address", '{"straatnaam":"Kerkstraat 12"}', "Kerkstraat 12"),
+    # Surnames with a particle or an elided article; family-name keys.
+    ("person_name", '{"cognome":"D\'Angelo"}', "D'Angelo"),
+    ("person_name", '{"cognome":"dell\'Acqua"}', "dell'Acqua"),
+    ("person_name", '{"achternaam":"de Vries"}', "de Vries"),
+    ("person_name", '{"last_name":"van den Berg"}', "van den Berg"),
+    ("person_name", '{"nom_de_famille":"Dupont"}', "Dupont"),
+    ("person_name", '{"primer_apellido":"Garc\u00eda"}'.encode(), "Garc\u00eda".encode()),
+    # Card groups separated by dots or no-break spaces (copy-pasted, French typography).
+    ("payment_card", '{"cardNumber":"4970.1040.8030.8362"}', "4970.1040.8030.8362"),
+    ("payment_card", "card 4970\u00a01040\u00a08030\u00a08362".encode(), "4970\u00a01040\u00a08030\u00a08362".encode()),
+    ("payment_card", "carte 4970\u202f1040\u202f8030\u202f8362 ok".encode(), "4970\u202f1040\u202f8030\u202f8362".encode()),
+    # A word or two between the keyword and the number.
+    ("de_steuerid", "Steuer-ID Nr. 44098256348", "44098256348"),
+    ("de_steuerid", "Steuer-Identifikationsnummer (IdNr): 44098256348", "44098256348"),
+    ("de_steuerid", "Ihre Steuer-ID lautet 44098256348", "44098256348"),
+    ("nl_bsn", "Burgerservicenummer (BSN) 578485692", "578485692"),
+    ("nl_bsn", "BSN nr. 578485692", "578485692"),
+    ("nl_bsn", '{"citizenServiceNumber":"578485692"}', "578485692"),
+    ("pl_pesel", "PESEL nr 85031201684", "85031201684"),
+    ("pl_pesel", "PESEL klienta 85031201684", "85031201684"),
+    # A codice fiscale as typed into a form.
+    ("it_codice_fiscale_key", '{"codiceFiscale":"rssmra85t10a562s"}', "rssmra85t10a562s"),
+    ("it_codice_fiscale_key", '{"taxCode":"Rssmra85t10a562s"}', "Rssmra85t10a562s"),
+    ("it_codice_fiscale_key", "Codice fiscale: rssmra85t10a562s", "rssmra85t10a562s"),
 ]
 
 # (rule id, line on which that rule must report nothing)
 NEGATIVES: list[tuple[str, str | bytes]] = [
+    # A date after "born"/"geb." that is no birth date of a person; a wrong check letter.
+    ("date_of_birth", "reborn 12.03.1985 build=12.03.2024"),
+    ("it_codice_fiscale_key", '{"codiceFiscale":"rssmra85t10a562x"}'),
+    # An IP address under an address-ish key; a PESEL-like number with a word that is no filler.
+    ("street_address", '{"adresse_ip":"10.2.3.4 port 5"}'),
+    ("pl_pesel", "PESEL checked in 85031201684 ms"),
     # Luhn-valid 16-digit identifiers under ID fields (1 in 10 random ones pass Luhn).
     ("payment_card", '{"trace_id":"4532015112830366","span_id":"0af7651916cd43dd"}'),
     ("payment_card", "card=6759123456789016 maestro=5018123456789015"),
     ("payment_card", "latency=0.4079361356169908 ratio=1.5555555555554444 p99=12.4111111111111111"),
+    ("payment_card", '{"count": "962926", "sum": 2436.358023724695, "bucketCounts": ["25218"]}'),
     ("payment_card", 'tracking="9261 4726 1716 6506" url=/p/fleece-pant?variant=36720758765086'),
     ("ipv6_global", "inet6=fd59:388c:3742::4d6b/64 scope=global"),
     ("password", "--- PASS: TestCheckoutTotals (0.01s)"),

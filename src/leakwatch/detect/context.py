@@ -74,6 +74,15 @@ def normalize_field(name: str | bytes) -> str:
     return name.lower().translate(None, _NOT_FIELD_BYTES).decode("ascii")
 
 
+def without_custom_suffix(name: str) -> str:
+    """A Salesforce custom field's name without its ``__c`` (``__pc`` on a person account):
+    ``Date_of_Birth__c`` is a birth date column as ``Birthdate`` is."""
+    low = name.lower()
+    if low.endswith("__pc"):
+        return name[:-4]
+    return name[:-3] if low.endswith("__c") else name
+
+
 # Keys that are data, not names: what a log writes where a key belongs is sometimes a value
 # (an e-mail or a customer's name as a JSON key, a token before "=" or ":" in free text), and
 # field names are stored and printed unmasked.

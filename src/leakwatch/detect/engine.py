@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from leakwatch._core import ScanResult, Scanner
 from leakwatch._core.rows import build_rows, compact_records
-from leakwatch.detect.context import NOT_ROW_STARTS, normalize_field
+from leakwatch.detect.context import NOT_ROW_STARTS, normalize_field, without_custom_suffix
 from leakwatch.detect.evaluate import Evaluator, value_regex
 from leakwatch.detect.mask import get_masker, get_normalizer
 from leakwatch.detect.rules import Rule, Severity
@@ -128,12 +128,13 @@ class Detector:
         ]
 
     def column_rules_for(self, header: list[str] | None) -> dict[int, list[int]]:
-        """For a CSV header: column index → indexes of rules that take that column's cells."""
+        """For a CSV header: column index → indexes of rules that take that column's cells
+        (a custom field's by its name without ``__c``: ``PESEL__c`` is a PESEL column)."""
         if not header or not self._column_rules:
             return {}
         out: dict[int, list[int]] = {}
         for col, name in enumerate(header):
-            norm = normalize_field(name)
+            norm = normalize_field(without_custom_suffix(name.strip()))
             for ri in self._column_rules:
                 if norm in self.rules[ri].context.fields:
                     out.setdefault(col, []).append(ri)
@@ -228,9 +229,9 @@ class Detector:
         return drop_yielding(rows, self._yields) if self._yields else rows
 
     def _claimed_elsewhere(self, ri: int, cell: bytes) -> bool:
-        """Whether another rule of the same entity matches inside ``cell``: the scan of the
-        line reports that match (``+44 20 7946 0958`` under Phone is phone_e164's), so the
-        cell is not reported a second time. Searched with RE2 (linear time, the scanner's
+        """Whether a rule of the same entity matches inside ``cell``: the scan of the line
+        reports that match (``+44 20 7946 0958`` under Phone is phone_e164's; a codice fiscale
+        in capitals is its own unanchored rule's), so the cell is not reported a second time. Searched with RE2 (linear time, the scanner's
         settings). A name column's cell that is an e-mail address (USER_NAME holds the login) is
         the e-mail rule's, not a person's name."""
         if b"@" in cell and self.rules[ri].entity == "PERSON_NAME":
@@ -239,7 +240,7 @@ class Detector:
         if others is None:
             others = []
             for j, r in enumerate(self.rules):
-                if j != ri and r.entity == self.rules[ri].entity:
+                if r.entity == self.rules[ri].entity:
                     others.append(value_regex(r.regex))
             self._same_entity[ri] = others
         return any(rx.search(cell) for rx in others)

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from itertools import accumulate
 from typing import Any
 
-from leakwatch.detect.context import normalize_field
+from leakwatch.detect.context import normalize_field, without_custom_suffix
 
 # Presidio's entity names → leakwatch's: a person groups with the regex rules' PERSON_NAME.
 # LOCATION stays LOCATION: it is mostly a city or country (spaCy's GPE/LOC/FAC labels), or a
@@ -111,10 +111,7 @@ def is_free_text(field_path: str | None) -> bool:
     parts = [p for p in _PATH_SEP.split(_INDEX.sub("", field_path)) if p]
     if not parts:
         return False
-    last = parts[-1]
-    if last.lower().endswith("__c"):
-        last = last[:-3]
-    name = normalize_field(last).replace(".", "")
+    name = normalize_field(without_custom_suffix(parts[-1])).replace(".", "")
     if not name:
         return False
     if name in FREE_TEXT_FIELDS or name.endswith(FREE_TEXT_SUFFIXES):
