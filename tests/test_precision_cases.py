@@ -190,3 +190,32 @@ def test_custom_field_columns_of_an_export_are_read_whole(cli, tmp_path):
     by_line = sorted((f["line"], f["rule"]) for f in found if f["rule"] not in ("sf_record_id", "person_name"))
     assert by_line == [(2, "date_of_birth"), (2, "de_steuerid"), (2, "it_codice_fiscale"), (2, "nl_bsn"),
                        (2, "phone_national"), (2, "pl_pesel"), (4, "it_codice_fiscale")]
+
+
+def test_report_export_labels_with_punctuation_keep_the_columns(cli, tmp_path):
+    # A Salesforce report export labels its columns as the report shows them: one "/" in a
+    # label ("Zip/Postal Code") used to make the whole header unreadable, and every name,
+    # phone and street in the file was missed.
+    export = ('"Lead ID","First Name","Last Name","Phone","Street","Zip/Postal Code","Company, Inc"\n'
+              '"00Q8c00000AbCdE","Raj","Patel","617.555.0119","7188 Market Street","98101-6119","Acme"\n')
+    _, found = _jsonl_findings(cli, tmp_path, export, name="report.csv")
+    got = sorted((f["rule"], f["field"]) for f in found if f["rule"] != "sf_record_id")
+    assert got == [("person_name", "firstname"), ("person_name", "lastname"), ("phone_national", "phone"),
+                   ("street_address", "street")]
+
+
+def test_a_quoted_label_may_hold_the_separator():
+    from leakwatch.detect.engine import sniff_csv_header
+
+    header = sniff_csv_header(b'"Company, Inc","Owner\'s Name","Phone (Work)","Account #"\r\n')
+    assert list(header) == ["Company, Inc", "Owner's Name", "Phone (Work)", "Account #"]
+    assert sniff_csv_header(b'{"a":1,"b":2,"c":3}') is None
+    assert sniff_csv_header(b"2024-01-01,foo,bar") is None
+
+
+def test_a_cart_line_names_a_product_and_a_page_of_items_may_name_people(cli, tmp_path):
+    lines = ('{"msg":"cart.add","item":{"name":"Classic Hoodie","price":49.99,"qty":1}}\n'
+             '{"cart":{"lineItems":[{"name":"Knit Sock Pack","qty":2}]}}\n'
+             '{"items":[{"name":"Jane Doe","email_verified":true}]}\n')
+    _, found = _jsonl_findings(cli, tmp_path, lines)
+    assert [(f["line"], f["rule"]) for f in found] == [(3, "person_name_generic")]

@@ -319,6 +319,13 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("nl_bsn", '{"citizenServiceNumber":"578485692"}', "578485692"),
     ("pl_pesel", "PESEL nr 85031201684", "85031201684"),
     ("pl_pesel", "PESEL klienta 85031201684", "85031201684"),
+    ("ipv4_public", "GET http://203.0.113.9/healthz", "203.0.113.9"),
+    ("ipv4_public", "peers=8.8.8.8,1.1.1.1", "1.1.1.1"),
+    ("us_ssn_plain", '{"customer":{"ssn":"357 11 5177"}}', "357 11 5177"),
+    ("us_ssn_plain", "My SSN is 584932109, please verify my identity.", "584932109"),
+    ("date_of_birth", "My birthday is March 14, 1985, can I get the discount?", "March 14, 1985"),
+    ("password", "Request body: user%5Bemail%5D=x%40y.com&user%5Bpassword%5D=Winter2024x&commit=Sign+in",
+     "Winter2024x"),
     # A codice fiscale as typed into a form.
     ("it_codice_fiscale_key", '{"codiceFiscale":"rssmra85t10a562s"}', "rssmra85t10a562s"),
     ("it_codice_fiscale_key", '{"taxCode":"Rssmra85t10a562s"}', "Rssmra85t10a562s"),
@@ -327,6 +334,9 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
 
 # (rule id, line on which that rule must report nothing)
 NEGATIVES: list[tuple[str, str | bytes]] = [
+    ("payment_card", "GET /api/giftcards/balance?giftcard_id=5266441103128660 HTTP/1.1"),
+    # An app's four-part version in a user agent.
+    ("ipv4_public", '203.0.113.5 - - [11/Mar/2024:00:00:16 +0000] "GET /api/v2/home HTTP/1.1" 200 512 "-" "AcmeShop/4.12.0.1 (iOS 17.3)"'[40:]),
     # A date after "born"/"geb." that is no birth date of a person; a wrong check letter.
     ("date_of_birth", "reborn 12.03.1985 build=12.03.2024"),
     ("it_codice_fiscale_key", '{"codiceFiscale":"rssmra85t10a562x"}'),

@@ -86,8 +86,8 @@ CASES: dict[str, tuple[dict, list, list]] = {
     ),
     "street": (
         {},
-        [b"1 Market St", b"Hauptstra\xc3\x9fe 5", b"221B Baker Street"],
-        [b"Main Street", b"12345", b"https://x.example/1"],
+        [b"1 Market St", b"Hauptstra\xc3\x9fe 5", b"221B Baker Street", b"3325 W 34th St"],
+        [b"Main Street", b"12345", b"https://x.example/1", b"12 B"],
     ),
     "person_name": (
         {}, [b"Jane Doe", b"JANE DOE", b"Ana-Maria Test", b"Guest Smith"],

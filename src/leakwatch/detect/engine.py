@@ -23,7 +23,7 @@ from leakwatch.detect.mask import get_masker, get_normalizer
 from leakwatch.detect.rules import Rule, Severity
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources.files import Chunk
-from leakwatch.sources.formats._csv import separator_of
+from leakwatch.sources.formats._csv import separator_of, split_row
 from leakwatch.sources.formats._record import TS_KEYS, AttrCollector, norm_key
 
 BATCH_COLUMNS = (
@@ -32,9 +32,11 @@ BATCH_COLUMNS = (
     "value_hash", "raw_value", "field_path",
 )
 
-# A CSV header: 3+ comma-separated identifiers, optionally quoted (EventLogFile, report exports).
-# A column name: letters (also outside ASCII, UTF-8: Straße, Prénom), digits, spaces, "_ . -".
-_HEADER_CELL = re.compile(rb'^"?[A-Za-z_\x80-\xff][A-Za-z0-9_ .\-\x80-\xff]*"?$')
+# A CSV header: 3+ separated column names, optionally quoted (EventLogFile, report exports).
+# A column name: letters (also outside ASCII, UTF-8: Straße, Prénom), digits, spaces and the
+# punctuation of report exports' labels ("Zip/Postal Code", "Company / Account", "Phone (Work)",
+# "Account #", "Owner's Name"); in quotes, the separator too ("Company, Inc").
+_HEADER_CELL = re.compile(rb"^[A-Za-z_\x80-\xff][A-Za-z0-9_ .\-()/#&%'?:,;\t\x80-\xff]*$")
 # Values in name-like CSV columns longer than this are free text, not a person's name.
 MAX_COLUMN_VALUE = 120
 LOW = int(Severity.LOW)
@@ -53,10 +55,11 @@ def sniff_csv_header(first_line: bytes) -> CsvHeader | None:
     sep = separator_of(line)
     if line.count(sep) < 2:
         return None
-    cells = line.split(sep)
-    if not all(_HEADER_CELL.match(c.strip()) for c in cells):
+    spans, problem = split_row(line, sep)
+    cells = [line[a:b].strip() for a, b in spans]
+    if problem is not None or len(cells) < 3 or not all(_HEADER_CELL.match(c) for c in cells):
         return None
-    header = CsvHeader(c.strip().strip(b'"').decode("utf-8", "replace") for c in cells)
+    header = CsvHeader(c.decode("utf-8", "replace") for c in cells)
     header.sep = sep
     return header
 

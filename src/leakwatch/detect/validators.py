@@ -387,12 +387,14 @@ def _password(params: Mapping[str, Any]) -> Validator:
 
 
 _HAS_DIGIT = re.compile(rb"\d")
-_HAS_WORD = re.compile(rb"[A-Za-z\x80-\xff]{3}")
+# Two letters: "3325 W 34th St" has no longer word.
+_HAS_WORD = re.compile(rb"[A-Za-z\x80-\xff]{2}")
 
 
 def _street(_: Mapping[str, Any]) -> Validator:
     def check(v: bytes) -> bool:
-        # A street line carries a house number and a word ("1 Market St", "Hauptstr. 5").
+        # A street line carries a house number and a word ("1 Market St", "Hauptstr. 5",
+        # "3325 W 34th St").
         return bool(_HAS_DIGIT.search(v)) and bool(_HAS_WORD.search(v)) and not v.startswith(b"http")
 
     return check
