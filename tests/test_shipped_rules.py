@@ -326,6 +326,13 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("date_of_birth", "My birthday is March 14, 1985, can I get the discount?", "March 14, 1985"),
     ("password", "Request body: user%5Bemail%5D=x%40y.com&user%5Bpassword%5D=Winter2024x&commit=Sign+in",
      "Winter2024x"),
+    # Form-encoded query strings: a space is "+", parentheses, slashes and commas are %-escaped.
+    ("phone_national", 'GET /checkout/guest?phone=%28415%29+555-0132 HTTP/1.1', "%28415%29+555-0132"),
+    ("phone_e164", 'GET /checkout/guest?m=%2B44+7700+900123 HTTP/1.1', "%2B44+7700+900123"),
+    ("date_of_birth", 'GET /checkout/guest?dob=03%2F14%2F1985 HTTP/1.1', "03%2F14%2F1985"),
+    ("payment_card", 'GET /checkout/guest?cc=4111+1111+1111+1111 HTTP/1.1', "4111+1111+1111+1111"),
+    ("uk_nino", 'GET /checkout/guest?ni=AB+12+34+56+C&x=1', "AB+12+34+56+C"),
+    ("us_ssn_plain", 'GET /checkout/guest?ssn=123+45+6789&x=1', "123+45+6789"),
     # A codice fiscale as typed into a form.
     ("it_codice_fiscale_key", '{"codiceFiscale":"rssmra85t10a562s"}', "rssmra85t10a562s"),
     ("it_codice_fiscale_key", '{"taxCode":"Rssmra85t10a562s"}', "Rssmra85t10a562s"),

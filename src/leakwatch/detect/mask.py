@@ -37,11 +37,16 @@ def mask_generic(v: bytes) -> str:
 def url_plain(v: bytes) -> bytes:
     """A value as written into a URL's query string, decoded where it matters for masking,
     hashing and validating: ``%2B`` → ``+``, ``%20`` → space, ``%40`` (and ``%2540``, encoded
-    twice as CloudFront logs do) → ``@``. Other bytes stay as they are."""
+    twice as CloudFront logs do) → ``@``, ``%28``/``%29`` → parentheses, ``%2F`` → ``/``,
+    ``%2C`` → comma (a phone's area code, a date's slashes). Other bytes stay as they are."""
     if b"%" not in v:
         return v
-    return (v.replace(b"%2540", b"@").replace(b"%40", b"@").replace(b"%2B", b"+").replace(b"%2b", b"+")
-            .replace(b"%20", b" "))
+    v = v.replace(b"%2540", b"@")
+    return _URL_ESCAPES.sub(lambda m: _URL_PLAIN[m.group(0).upper()], v)
+
+
+_URL_PLAIN = {b"%40": b"@", b"%2B": b"+", b"%20": b" ", b"%28": b"(", b"%29": b")", b"%2F": b"/", b"%2C": b","}
+_URL_ESCAPES = re.compile(rb"%(?:40|2[0BbFfCc89])")
 
 
 def mask_email(v: bytes) -> str:
@@ -157,8 +162,9 @@ _ALNUM_RE = re.compile(r"[^\W_]")  # str.isalnum() characters, any script
 
 
 def mask_shape(v: bytes) -> str:
-    """Every letter and digit starred, punctuation kept: dates and addresses keep their shape."""
-    return _ALNUM_RE.sub("*", _text(_json_unescaped(v)))
+    """Every letter and digit starred, punctuation kept: dates and addresses keep their shape
+    (also as written in a query string: ``03%2F14%2F1985`` → ``**/**/****``)."""
+    return _ALNUM_RE.sub("*", _text(_json_unescaped(url_plain(v))))
 
 
 def mask_sfid(v: bytes) -> str:
@@ -203,6 +209,11 @@ _WS = re.compile(rb"\s+")
 
 def _norm_none(v: bytes) -> bytes:
     return v
+
+
+def _norm_url(v: bytes) -> bytes:
+    # As written, but a value in a query string as it reads decoded: 03%2F14%2F1985 is 03/14/1985.
+    return url_plain(v)
 
 
 def _norm_lower(v: bytes) -> bytes:
@@ -270,6 +281,7 @@ def _norm_lower_ws(v: bytes) -> bytes:
 
 NORMALIZERS: dict[str, Normalizer] = {
     "none": _norm_none,
+    "url": _norm_url,
     "lower": _norm_lower,
     "upper": _norm_upper,
     "digits": _norm_digits,

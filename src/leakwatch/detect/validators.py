@@ -36,7 +36,7 @@ from leakwatch._core.fastval import shannon_entropy as _c_entropy
 Validator = Callable[[bytes], bool]
 
 # Separators people and systems put inside numbers: space, dash, dot, slash, parentheses.
-_SEPARATORS = b" -./()\t"
+_SEPARATORS = b" -./()\t+"  # "+": a space in a query string
 
 
 def _strip(value: bytes) -> bytes:
@@ -167,7 +167,7 @@ _NINO = re.compile(r"([A-CEGHJ-PR-TW-Z])([A-CEGHJ-NPR-TW-Z])(\d{6})([A-D])\Z")
 
 def _uk_nino(_: Mapping[str, Any]) -> Validator:
     def check(v: bytes) -> bool:
-        s = v.decode("latin-1").replace(" ", "").upper()
+        s = v.decode("latin-1").replace(" ", "").replace("+", "").upper()  # "+": a space in a query string
         m = _NINO.match(s)
         return bool(m) and (m.group(1) + m.group(2)) not in _NINO_BAD_PAIRS
 
@@ -309,7 +309,7 @@ def _date(params: Mapping[str, Any]) -> Validator:
         return min_year <= y and day <= today
 
     def check(v: bytes) -> bool:
-        s = v.strip()
+        s = url_plain(v).strip()  # 03%2F14%2F1985 in a query string
         m = _MONTH_WORDS.match(s.decode("utf-8", "replace")) if b" " in s else None
         if m:
             day, word, year = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(5), m.group(4), m.group(6))
