@@ -458,3 +458,149 @@ def test_a_file_that_failed_is_fetched_again_though_it_is_older_than_the_next_wi
     assert res.rc == 0, res.err
     assert dict(query(db, "SELECT log_id, status FROM pulled_files")) == {old: "stored", new: "stored"}
     assert query(db, "SELECT last_id FROM pull_checkpoints") == [(new,)]
+
+
+# -- review of pull under faults -------------------------------------------------------------
+
+
+def _stamp(days: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _day(days: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%d")
+
+
+def test_a_since_after_the_checkpoint_leaves_it_so_the_files_in_between_are_not_lost(sim, password_env, paths,
+                                                                                    cli, query):
+    db, out = paths
+    first = sim.add_event_log_file("RestApi", _day(6), _stamp(5), restapi_csv(2))
+    assert cli("pull", "--db", db, "--out", out, "--no-scan").rc == 0
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(first,)]
+    between = sim.add_event_log_file("RestApi", _day(4), _stamp(3), restapi_csv(2))
+    latest = sim.add_event_log_file("RestApi", _day(2), _stamp(1), restapi_csv(2))
+    res = cli("pull", "--db", db, "--out", out, "--no-scan", "--since", "2d")
+    assert res.rc == 0, res.err
+    assert "starts after the checkpoint" in res.err
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(first,)]
+    res = cli("pull", "--db", db, "--out", out, "--no-scan")
+    assert res.rc == 0, res.err
+    assert dict(query(db, "SELECT log_id, status FROM pulled_files")) == {first: "stored", between: "stored",
+                                                                         latest: "stored"}
+    assert len(blob_gets(sim, latest)) == 1  # stored by the --since run, not fetched again
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(latest,)]
+
+
+def test_a_run_stopped_mid_download_is_resumed_by_a_plain_run(sim, password_env, paths, cli, query):
+    """Ctrl-C (or a full disk) while the oldest file of a --since 30d first run downloads: its
+    row stays "downloading" and there is no checkpoint. A plain rerun (7-day window) lists from
+    that file again and stores it, instead of passing it for good."""
+    db, out = paths
+    old = sim.add_event_log_file("RestApi", _day(21), _stamp(20), restapi_csv(6000))
+    new = sim.add_event_log_file("RestApi", _day(2), _stamp(1), restapi_csv(2))
+
+    def stop(done, total, name):
+        raise KeyboardInterrupt
+
+    client = SalesforceClient(Credentials.from_env(), session=sim.session(), sleep=lambda s: None)
+    with pytest.raises(KeyboardInterrupt):
+        pull(db, out, client=client, since=datetime.now(timezone.utc) - timedelta(days=30), scan=False,
+             progress=stop)
+    assert query(db, "SELECT log_id, status FROM pulled_files") == [(old, "downloading")]
+    assert query(db, "SELECT count(*) FROM pull_checkpoints") == [(0,)]
+    res = cli("pull", "--db", db, "--out", out, "--no-scan")
+    assert res.rc == 0, res.err
+    assert dict(query(db, "SELECT log_id, status FROM pulled_files")) == {old: "stored", new: "stored"}
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(new,)]
+
+
+def test_a_file_no_retry_will_store_is_skipped_and_the_pull_goes_on(sim, password_env, paths, cli, query):
+    """A blob that is gone (404) or shorter than its LogFileLength blocked every later pull (the
+    checkpoint stayed before it and each run said 'rerun to resume'). It is skipped, named, and
+    the exit code is 2; later files are stored and the checkpoint passes it. Only a --since run
+    that lists it tries it again."""
+    db, out = paths
+    gone = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T01:00:00Z", restapi_csv(2))
+    short = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T02:00:00Z", restapi_csv(2),
+                                   log_file_length=len(restapi_csv(2)) + 100)
+    later = sim.add_event_log_file("ApexCallout", "2024-03-11", "2024-03-12T03:00:00Z", apex_csv())
+    sim.fail_next(f"sobjects/EventLogFile/{gone}/LogFile", 404, times=1)
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-12", "--retries", "3", "--no-scan")
+    assert res.rc == 2, res.err
+    assert f"pull skipped: EventLogFile {gone}" in res.err and "404" in res.err
+    assert f"pull skipped: EventLogFile {short}" in res.err and "size mismatch" in res.err
+    assert len(blob_gets(sim, short)) == 1  # not retried: no retry changes the size
+    assert dict(query(db, "SELECT log_id, status FROM pulled_files")) == {gone: "skipped", short: "skipped",
+                                                                         later: "stored"}
+    assert query(db, "SELECT last_id FROM pull_checkpoints") == [(later,)]
+    res = cli("pull", "--db", db, "--out", out, "--no-scan")
+    assert res.rc == 0, res.err
+    assert len(blob_gets(sim, gone)) == 1 and len(blob_gets(sim, short)) == 1
+    # An explicit --since lists them again and tries them: the 404 is over, so that one is stored.
+    res = cli("pull", "--db", db, "--out", out, "--no-scan", "--since", "2024-03-12")
+    assert res.rc == 2
+    assert dict(query(db, "SELECT log_id, status FROM pulled_files"))[gone] == "stored"
+
+
+def test_a_session_id_with_a_line_break_is_refused_without_showing_it(sim, paths, cli, monkeypatch):
+    db, out = paths
+    sid = sim.issue_session()
+    org, token = sid.split("!", 1)
+    monkeypatch.setenv("SF_SESSION_ID", f"{org}!{token[:20]}\n{token[20:]}")
+    monkeypatch.setenv("SF_INSTANCE_URL", sim.url)
+    res = cli("pull", "--db", db, "--out", out)
+    assert res.rc == 2
+    assert "SF_SESSION_ID holds a space, a line break" in res.err
+    assert token[:20] not in res.err + res.out and token[20:] not in res.err + res.out
+
+
+def test_redaction_catches_escaped_and_split_secrets():
+    creds = Credentials(session_id="00D5j00000AbCdE!AQ4AQMmTokenPartOne\nAndPartTwoXyz", instance_url="https://x")
+    text = ("header value: 'Bearer 00D5j00000AbCdE!AQ4AQMmTokenPartOne\\nAndPartTwoXyz' and "
+            "AQ4AQMmTokenPartOne alone")
+    clean = creds.redact(text)
+    assert "TokenPartOne" not in clean and "AndPartTwoXyz" not in clean
+
+
+def test_a_login_service_in_maintenance_is_retried_not_called_a_wrong_password(sim, password_env, paths, cli):
+    db, out = paths
+    sim.fail_next("/services/Soap/u/", 503, times=5, body="<html><body>Down for maintenance</body></html>")
+    res = cli("pull", "--db", db, "--out", out, "--retries", "1")
+    assert res.rc == 4, res.err
+    assert "refused the login" not in res.err and "not answering logins" in res.err
+    assert len(sim.requests_to("/services/Soap/u/", "POST")) == 2
+
+
+def test_a_stale_instance_url_does_not_turn_a_password_login_into_a_session_login(monkeypatch):
+    env = {"SF_USERNAME": USER, "SF_PASSWORD": PASSWORD, "SF_SECURITY_TOKEN": TOKEN,
+           "SF_INSTANCE_URL": "https://old.my.salesforce.com"}
+    assert Credentials.from_env(env).kind == "password"
+    with pytest.raises(UsageError, match="SF_SESSION_ID is not set"):
+        Credentials.from_env({"SF_INSTANCE_URL": "https://old.my.salesforce.com"})
+
+
+def test_an_output_directory_that_cannot_be_made_is_a_usage_error(sim, password_env, paths, cli, query, tmp_path):
+    db, out = paths
+    sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T01:00:00Z", restapi_csv(2))
+    # A first pull elsewhere shows where the file goes under --out; here a plain file stands there.
+    other = tmp_path / "first"
+    assert cli("pull", "--db", other / "lw.duckdb", "--out", other / "elf", "--since", "2024-03-12",
+               "--no-scan").rc == 0
+    where = Path(query(other / "lw.duckdb", "SELECT path FROM pulled_files")[0][0]).parent.relative_to(other / "elf")
+    blocker = out / where
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-12", "--no-scan")
+    assert res.rc == 2, res.err
+    assert "cannot create the download directory" in res.err and "internal error" not in res.err
+
+
+def test_a_record_repeated_across_query_pages_is_one_file(sim, password_env, paths, cli, query):
+    db, out = paths
+    sim.page_overlap = 1
+    ids = [sim.add_event_log_file("RestApi", "2024-03-11", f"2024-03-12T0{i}:00:00Z", restapi_csv(2))
+           for i in range(1, 7)]
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-12", "--workers", "3", "--no-scan")
+    assert res.rc == 0, res.err
+    assert "6 file(s) listed since" in res.out and "6 downloaded" in res.out
+    assert [len(blob_gets(sim, i)) for i in ids] == [1] * 6

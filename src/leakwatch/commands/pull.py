@@ -51,7 +51,9 @@ EPILOG = textwrap.dedent(
     exit codes:
       0  pulled and scanned; no finding at or above --fail-on
       1  findings at or above --fail-on
-      2  usage error, credentials refused (401/403), or a pulled file could not be scanned
+      2  usage error, credentials refused (401/403), a listed file no retry will store (gone:
+         404, or not the size Salesforce lists; skipped, named on stderr, and tried again
+         only by a --since run that lists it), or a pulled file could not be scanned
       3  the database could not be opened or written
       4  Salesforce failed after retries (5xx, dropped connections): what was stored stays,
          rerun to resume
@@ -162,6 +164,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     for f in result.failed:
         err.print(f"leakwatch: pull failed: EventLogFile {f.log_id} ({f.event_type}, created {f.created_date}): "
                   f"{f.error}", markup=False, emoji=False, soft_wrap=True)
+    for f in result.skipped:
+        err.print(f"leakwatch: pull skipped: EventLogFile {f.log_id} ({f.event_type}, created {f.created_date}): "
+                  f"{f.error}; no retry will store it, so the next pulls pass it (a --since run that lists it "
+                  f"tries again)", markup=False, emoji=False, soft_wrap=True)
+    if result.skipped_earlier:
+        err.print(f"leakwatch: warning: {result.skipped_earlier} listed file(s) were skipped by an earlier pull "
+                  f"(see pulled_files.error); --since tries them again", markup=False, soft_wrap=True)
     if result.failed:
         later = f"; {result.not_attempted} later file(s) not tried yet" if result.not_attempted else ""
         err.print(f"leakwatch: the checkpoint stays before that file{later}; rerun to resume",
@@ -178,7 +187,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             f"pull from {result.instance}: {result.listed} file(s) listed since {result.query_from}, "
             f"{len(result.downloaded)} downloaded ({result.bytes_downloaded / 1e6:.1f} MB"
             f"{f', {resumed} resumed' if resumed else ''}), {result.already_stored} already stored, "
-            f"{len(result.failed)} failed; checkpoint {result.checkpoint_before or '(none)'} -> "
+            f"{len(result.failed)} failed{f', {len(result.skipped)} skipped' if result.skipped else ''}; checkpoint {result.checkpoint_before or '(none)'} -> "
             f"{result.checkpoint_after or '(none)'}; {result.prefixes_learned} key prefix(es) learned",
             markup=False, emoji=False, soft_wrap=True,
         )
@@ -195,7 +204,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         return ExitCode.INTERRUPTED
     if result.failed:
         return ExitCode.REMOTE_ERROR
-    if summary is not None and summary.input_errors:
+    if result.skipped or (summary is not None and summary.input_errors):
         return ExitCode.INPUT_ERROR
     if summary is not None and summary.findings_at_or_above:
         return ExitCode.FINDINGS

@@ -111,10 +111,17 @@ class Credentials:
         user, pw = get("SF_USERNAME"), get("SF_PASSWORD")
         token = env.get("SF_SECURITY_TOKEN")
         domain = get("SF_DOMAIN")
-        if sid or inst:
+        # An SF_INSTANCE_URL left over from an earlier session does not turn a password login
+        # into a session login: only SF_SESSION_ID does.
+        if sid or (inst and not (user or pw)):
             if not (sid and inst):
                 missing = "SF_INSTANCE_URL" if sid else "SF_SESSION_ID"
                 raise UsageError(f"{missing} is not set: a session login needs both SF_SESSION_ID and SF_INSTANCE_URL")
+            if not _SESSION_ID_RE.fullmatch(sid):
+                # A token wrapped or quoted when pasted: it would be refused (or worse, echoed
+                # in a library's error about the header); its value is not shown here either.
+                raise UsageError("SF_SESSION_ID holds a space, a line break, a quote or a non-ASCII character "
+                                 "(was it wrapped or quoted when pasted?): set it to the session id alone")
             return cls(session_id=sid, instance_url=normalize_instance_url(inst), domain=domain)
         if user or pw:
             missing = [n for n, v in (("SF_USERNAME", user), ("SF_PASSWORD", pw)) if not v]
@@ -138,17 +145,30 @@ class Credentials:
                                  (self.password or "") + (self.security_token or "")) if s)
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret (and a session id's token part) replaced by ``***``."""
-        for s in sorted(self.secrets(), key=len, reverse=True):
-            text = text.replace(s, "***")
-            if "!" in s:  # a session id is "<org id>!<token>": the token alone is the secret
-                text = text.replace(s.split("!", 1)[1], "***")
+        """``text`` with every secret (and a session id's token part) replaced by ``***``, also
+        as a library may print it: escaped (``repr``) or cut at whitespace into pieces."""
+        variants: set[str] = set()
+        for s in self.secrets():
+            for v in (s, s.encode("unicode_escape").decode("ascii"), repr(s)[1:-1]):
+                variants.add(v)
+                if "!" in v:  # a session id is "<org id>!<token>": the token alone is the secret
+                    variants.add(v.split("!", 1)[1])
+            for piece in re.split(r"\s+", s):
+                token = piece.split("!", 1)[-1]
+                variants.update(v for v in (piece, token) if len(v) >= 8)
+        for v in sorted(variants, key=len, reverse=True):
+            if v:
+                text = text.replace(v, "***")
         return text
 
     def __repr__(self) -> str:
         if self.session_id:
             return f"Credentials(session for {self.instance_url})"
         return f"Credentials(password login for {self.username!r}, domain {self.domain or 'login'!r})"
+
+
+# What a session id is made of: "<org id>!<token>", the token URL-safe base64 and dots.
+_SESSION_ID_RE = re.compile(r"[\x21\x23-\x26\x28-\x7e]+")
 
 
 def normalize_instance_url(url: str) -> str:
@@ -186,6 +206,10 @@ def login_url(domain: str | None) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Client
+
+
+# Login faults that say the service is in trouble, not that the credentials are wrong.
+_LOGIN_SERVER_FAULTS = frozenset({"SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION", "REQUEST_LIMIT_EXCEEDED"})
 
 
 class _Transient(Exception):
@@ -259,6 +283,10 @@ class SalesforceClient:
             code = getattr(e, "code", None)
             if isinstance(code, int) and (code >= 500 or code == 429):
                 raise _Transient(f"the login service answered {code}") from None
+            if code is None or code in _LOGIN_SERVER_FAULTS:
+                # No login fault at all (a maintenance page that parses as XML) or the server's
+                # own trouble: the credentials were never judged; retry, then exit 4.
+                raise _Transient(f"the login service is not answering logins ({code or 'no login fault'})") from None
             code_text = code if isinstance(code, str) and re.fullmatch(r"[A-Z_]{1,60}", code) else "refused"
             detail = c.redact(str(getattr(e, "auth_message", "") or ""))[:200]
             raise SalesforceAuthError(
@@ -270,7 +298,7 @@ class SalesforceClient:
             err = _classify(e)
             if isinstance(err, _Transient):
                 raise _Transient(f"cannot reach {url}: {err}") from None
-            raise err from None
+            raise self._redacted(err) from None
         except OSError as e:
             raise _local_tls_error(e) from None
 
@@ -317,7 +345,7 @@ class SalesforceClient:
             except requests.RequestException as e:
                 err = _classify(e)
                 if not isinstance(err, _Transient):
-                    raise err from None
+                    raise self._redacted(err) from None
                 reason = str(err)
             except OSError as e:
                 raise _local_tls_error(e) from None
@@ -341,6 +369,15 @@ class SalesforceClient:
                     f"Salesforce could not {what} after {_tries(attempt + 1)}: {reason}")) from None
             self.sleep(self._backoff(attempt))
             attempt += 1
+
+    def _redacted(self, err: Exception) -> Exception:
+        """``err`` with the credentials taken out of its message (a library's error may quote a
+        header that holds the session id)."""
+        text = str(err)
+        clean = self.credentials.redact(text)
+        if clean == text:
+            return err
+        return UsageError(clean) if isinstance(err, UsageError) else type(err)(clean)
 
     def _backoff(self, attempt: int, retry_after: str | None = None) -> float:
         if retry_after and retry_after.strip().isdigit():
@@ -379,7 +416,10 @@ class SalesforceClient:
         if not _ID_RE.match(log_id):
             raise SalesforceError(f"EventLogFile id {log_id!r} is not a Salesforce id; not downloaded")
         part = dest.with_name(dest.name + ".part")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"{dest.parent}: cannot create the download directory: {e.strerror or e}") from None
         attempt = 0
         relogged = False
         resumed_from = 0
@@ -395,7 +435,9 @@ class SalesforceClient:
                     continue
                 raise _auth_error(401, self.credentials) from None
             except _Permanent as e:
-                raise SalesforceError(self.credentials.redact(str(e))) from None
+                raise PermanentDownloadError(self.credentials.redact(str(e))) from None
+            except SalesforceError as e:
+                raise self._redacted(e) from None
             except _Transient as e:
                 if attempt >= self.retries:
                     raise SalesforceError(self.credentials.redact(
@@ -425,6 +467,11 @@ class SalesforceClient:
             resp = self.session.get(url, headers=headers, stream=True, timeout=self.timeout)
         except requests.RequestException as e:
             raise _classify(e) from None
+        except ValueError as e:
+            # A header value requests refuses (a session id with a control character): a
+            # credentials problem, described without the value.
+            raise UsageError(f"the request headers could not be sent ({type(e).__name__}): check SF_SESSION_ID "
+                             f"for stray characters") from None
         except OSError as e:
             raise _local_tls_error(e) from None
         with resp:
@@ -477,8 +524,19 @@ class SalesforceClient:
             except OSError as e:  # our side: a full disk, a removed directory
                 raise UsageError(f"{part}: cannot write the download: {e.strerror or e}") from None
             if expected is not None and written < expected:
+                length = resp.headers.get("Content-Length", "")
+                if length.isdigit() and offset + int(length) == written:
+                    # The server sent the whole body it announced, and it is shorter than
+                    # LogFileLength: no retry changes that.
+                    raise _Permanent(f"the server sent {written:,} bytes but LogFileLength is {expected:,} "
+                                     f"(a size mismatch, not a dropped connection)")
                 raise _Transient(f"got {written:,} of {expected:,} bytes")
             return offset
+
+
+class PermanentDownloadError(SalesforceError):
+    """A log file that no retry will store (gone: 404; a size that does not match its
+    LogFileLength). The run skips it (status ``skipped``) and goes on; the checkpoint may pass it."""
 
 
 class _NeedsRelogin(Exception):
@@ -529,6 +587,8 @@ def _short(e: BaseException) -> str:
     text = str(e)
     if "IncompleteRead" in text or "Connection broken" in text:
         return "the server closed the connection before the end of the response"
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "the server closed the connection without answering"
     if "timed out" in text.lower():
         return "timed out"
     for pat in (r"(certificate verify failed[^'\")(]*)", r"\[Errno -?\d+\] ([^'\")]+)",
@@ -544,8 +604,9 @@ def _classify(e: BaseException) -> Exception:
     import requests
 
     if isinstance(e, requests.exceptions.SSLError):
-        return SalesforceError(f"TLS verification failed ({_short(e)}); if a proxy re-signs TLS, point "
-                               f"REQUESTS_CA_BUNDLE at its CA file")
+        # Configuration, not an outage: rerunning does not help (exit 2, not 4).
+        return UsageError(f"TLS verification failed ({_short(e)}); if a proxy re-signs TLS, point "
+                          f"REQUESTS_CA_BUNDLE at its CA file")
     if isinstance(e, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
         return _Transient(_short(e))
     return SalesforceError(f"the request could not be made: {_short(e)}")
@@ -709,10 +770,12 @@ class PullState:
 
     def earliest_failed(self) -> dt.datetime | None:
         """CreatedDate of the oldest file of this instance (and event-type filter) that a run
-        listed but could not store: the next run lists from there even when the checkpoint is
+        listed but could not store, or was stopped while storing: the next run lists from there
+        even when the checkpoint is
         later (a first run with --since 30d that failed on its oldest file, then a plain rerun
         whose 7-day window starts after it)."""
-        sql = "SELECT min(created_date) FROM pulled_files WHERE instance = ? AND status = 'failed'"
+        # "downloading": a run killed or stopped (Ctrl-C, a full disk) while it fetched the file.
+        sql = "SELECT min(created_date) FROM pulled_files WHERE instance = ? AND status IN ('failed', 'downloading')"
         params: list = [self.instance]
         if self.event_types:
             sql += " AND event_type IN (SELECT unnest(?))"
@@ -823,6 +886,9 @@ class PullResult:
     already_stored: int = 0
     downloaded: list[PulledFile] = field(default_factory=list)
     failed: list[FailedFile] = field(default_factory=list)
+    # Files no retry will store (404, a size mismatch): not fetched again unless --since lists them.
+    skipped: list[FailedFile] = field(default_factory=list)
+    skipped_earlier: int = 0
     not_attempted: int = 0  # listed files after the first failure, left for the next run
     checkpoint_before: str | None = None
     checkpoint_after: str | None = None
@@ -898,6 +964,12 @@ def pull(
         if failed is not None and failed < start:
             start = failed  # a file listed before but never stored: it is fetched again
         result.query_from = soql_datetime(start)
+        # The checkpoint may only move over files listed from it on: a --since later than it
+        # leaves the files in between unlisted, and a plain run must still find them.
+        advance = not (since is not None and cp is not None and since > parse_sf_datetime(cp[0]))
+        if not advance:
+            result.warnings.append(f"--since {soql_datetime(since)} starts after the checkpoint ({cp[0]}): the "
+                                   f"checkpoint stays, so the next plain pull also lists the files in between")
         try:
             result.prefixes_learned = learn_prefixes(store, client.describe_global(), instance)
         except SalesforceAuthError:
@@ -905,10 +977,14 @@ def pull(
         except (SalesforceError, InputError) as e:
             # Prefixes only sharpen record-id findings; the logs matter more than they do.
             result.warnings.append(f"key prefixes not learned: {e}")
-        records = [LogFile.from_record(r) for r in client.query_all(build_query(start, event_types))]
+        # One entry per id: a record repeated across pages (a listing that shifted while it was
+        # paged) is one file, fetched once.
+        records = list({lf.id: lf for lf in (LogFile.from_record(r)
+                                              for r in client.query_all(build_query(start, event_types)))}.values())
         records.sort(key=lambda lf: (lf.created_at, lf.id))
         result.listed = len(records)
-        _download_all(client, state, records, out, result, workers, progress)
+        _download_all(client, state, records, out, result, workers, progress, advance=advance,
+                      retry_skipped=since is not None)
         cp = state.checkpoint()
         result.checkpoint_after = cp[0] if cp else None
         if scan:
@@ -928,14 +1004,20 @@ def pull(
 
 
 def _download_all(client: SalesforceClient, state: PullState, records: list[LogFile], out: Path,
-                  result: PullResult, workers: int, progress: ProgressFn | None) -> None:
+                  result: PullResult, workers: int, progress: ProgressFn | None, *, advance: bool = True,
+                  retry_skipped: bool = False) -> None:
     """Download what is not stored yet, ``workers`` at a time; results are taken in CreatedDate
-    order so the checkpoint only moves over an unbroken run of stored files."""
+    order so the checkpoint only moves over an unbroken run of stored (or skipped) files.
+    ``advance`` False leaves the checkpoint alone; a file skipped by an earlier run is tried
+    again only with ``retry_skipped`` (an explicit --since)."""
     known = state.known()
     plan: list[tuple[LogFile, Path | None]] = []  # path None: already stored
     for lf in records:
         status, path = known.get(lf.id, (None, None))
-        if status == "scanned" or (status == "stored" and path and os.path.exists(path)):
+        if status == "skipped" and not retry_skipped:
+            result.skipped_earlier += 1
+            plan.append((lf, None))
+        elif status == "scanned" or (status == "stored" and path and os.path.exists(path)):
             result.already_stored += 1
             plan.append((lf, None))
         else:
@@ -978,11 +1060,18 @@ def _download_all(client: SalesforceClient, state: PullState, records: list[LogF
         while pending:
             lf, path, fut = pending.popleft()
             if fut is None:
-                if intact:
+                if intact and advance:
                     state.set_checkpoint(lf)
             else:
                 try:
                     res = fut.result()
+                except PermanentDownloadError as e:
+                    # No rerun will store it: recorded and reported, and the files after it go on.
+                    msg = _error_text(e)
+                    state.record(lf, "skipped", path=path, error=msg)
+                    result.skipped.append(FailedFile(lf.id, lf.event_type, lf.created_date, msg))
+                    if intact and advance:
+                        state.set_checkpoint(lf)
                 except SalesforceError as e:
                     msg = _error_text(e)
                     state.record(lf, "failed", path=path, error=msg)
@@ -995,7 +1084,7 @@ def _download_all(client: SalesforceClient, state: PullState, records: list[LogF
                     state.record(lf, "stored", path=res.path, size=res.size, sha256=res.sha256)
                     result.downloaded.append(PulledFile(lf.id, lf.event_type, lf.created_date, str(res.path),
                                                         res.size, res.sha256, res.resumed_from))
-                    if intact:
+                    if intact and advance:
                         state.set_checkpoint(lf)
             fill()
     except BaseException:

@@ -35,8 +35,10 @@ requests under a path), :meth:`SalesforceSim.drop_connection_after` (cut a blob 
 N body bytes), :meth:`SalesforceSim.hang_next` (say nothing for N seconds: past a client's
 timeout), :meth:`SalesforceSim.drop_next` (close the connection without an answer, optionally
 after the request was processed: a created record whose answer is lost), :meth:`SalesforceSim.expire_sessions` (every session answers 401
-``INVALID_SESSION_ID``), ``range_support=False`` (the server ignores ``Range``), and
-``chunked_blobs=True`` (blobs sent with ``Transfer-Encoding: chunked``, no length).
+``INVALID_SESSION_ID``), ``range_support=False`` (the server ignores ``Range``),
+``chunked_blobs=True`` (blobs sent with ``Transfer-Encoding: chunked``, no length), and
+``page_overlap`` (each query page after the first repeats that many records of the page before:
+a listing that shifted while it was paged).
 
 Example::
 
@@ -488,6 +490,7 @@ class SalesforceSim(BackgroundHTTPServer):
         self.range_support = range_support
         self.chunked_blobs = chunked_blobs
         self.blob_chunk = blob_chunk
+        self.page_overlap = 0
         self._host = host
         self._port = port
         self._lock = threading.RLock()
@@ -1049,7 +1052,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _page(self, version: str, cursor: str, offset: int) -> None:
         _, _, rows = self.sim._cursors[cursor]
         end = offset + max(1, self.sim.page_size)
-        out: dict[str, Any] = {"totalSize": len(rows), "done": end >= len(rows), "records": rows[offset:end]}
+        start = max(0, offset - self.sim.page_overlap) if offset else 0
+        out: dict[str, Any] = {"totalSize": len(rows), "done": end >= len(rows), "records": rows[start:end]}
         if end < len(rows):
             out["nextRecordsUrl"] = f"/services/data/v{version}/query/{cursor}-{end}"
         self._json(200, out)
