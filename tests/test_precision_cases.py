@@ -230,3 +230,17 @@ def test_a_value_in_a_query_string_hashes_and_masks_as_written_plainly(cli, tmp_
     for entity in ("DATE_OF_BIRTH", "PHONE_NUMBER"):
         assert by[(1, entity)]["value_hash"] == by[(2, entity)]["value_hash"]
     assert by[(1, "DATE_OF_BIRTH")]["masked"] == "**/**/****"
+
+
+def test_a_phone_in_prose_and_a_phone_column_are_each_reported_once(cli, tmp_path):
+    # The prose rule's shapes also fit a Phone column's cells: the column is still read whole
+    # (the prose rule, which needs a phone word, claims nothing there) and reported once.
+    export = ("Id,FirstName,Type,Phone,MobilePhone\n"
+              "003000000000001,Jane,Contact,(929) 555-0113,512-650-5673\n")
+    _, found = _jsonl_findings(cli, tmp_path, export, name="contacts.csv")
+    phones = sorted((f["field"], f["rule"]) for f in found if f["entity"] == "PHONE_NUMBER")
+    assert phones == [("mobilephone", "phone_national"), ("phone", "phone_national")]
+    prompt = '{"messages":[{"role":"user","content":"Please call me at (415) 555-0132, phone: 415-555-0133"}]}\n'
+    _, found = _jsonl_findings(cli, tmp_path, prompt, name="prompt.jsonl")
+    spans = sorted((f["start"], f["end"]) for f in found if f["entity"] == "PHONE_NUMBER")
+    assert len(spans) == 2 and spans[0][1] <= spans[1][0]

@@ -333,6 +333,17 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("payment_card", 'GET /checkout/guest?cc=4111+1111+1111+1111 HTTP/1.1', "4111+1111+1111+1111"),
     ("uk_nino", 'GET /checkout/guest?ni=AB+12+34+56+C&x=1', "AB+12+34+56+C"),
     ("us_ssn_plain", 'GET /checkout/guest?ssn=123+45+6789&x=1', "123+45+6789"),
+    # National phone numbers in prose, behind a phone word in the writer's language.
+    ("phone_in_text", "Please call me at (415) 555-0132 tomorrow.", "(415) 555-0132"),
+    ("phone_in_text", "Please call me at 1 (214) 265-0681 tomorrow.", "1 (214) 265-0681"),
+    ("phone_in_text", "You can reach me on 415.555.0132 after 5pm.", "415.555.0132"),
+    ("phone_in_text", "my phone number is 07700 900123", "07700 900123"),
+    ("phone_in_text", "call the London office on 020 7946 0958", "020 7946 0958"),
+    ("phone_in_text", "R\u00fcckruf erbeten unter 0151 23456789, vormittags erreichbar".encode(), "0151 23456789"),
+    ("phone_in_text", "La cliente souhaite \u00eatre rappel\u00e9e au 06 12 34 56 78 demain".encode(),
+     "06 12 34 56 78"),
+    ("phone_in_text", "Klant wil teruggebeld worden op 06-12345678", "06-12345678"),
+    ("phone_in_text", "Kunde ruft an von 0049 151 23456789 wegen Retoure", "0049 151 23456789"),
     # A codice fiscale as typed into a form.
     ("it_codice_fiscale_key", '{"codiceFiscale":"rssmra85t10a562s"}', "rssmra85t10a562s"),
     ("it_codice_fiscale_key", '{"taxCode":"Rssmra85t10a562s"}', "Rssmra85t10a562s"),
@@ -341,6 +352,10 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
 
 # (rule id, line on which that rule must report nothing)
 NEGATIVES: list[tuple[str, str | bytes]] = [
+    # The same shapes without a phone word, or as an order's number.
+    ("phone_in_text", "total 512 345 678 bytes transferred in 347 123 4567 ms"),
+    ("phone_in_text", "Order number 415-555-0132 shipped, please call if it is late"[:34]),
+    ("phone_in_text", "please call about order 415-555-0132"),
     ("payment_card", "GET /api/giftcards/balance?giftcard_id=5266441103128660 HTTP/1.1"),
     # An app's four-part version in a user agent.
     ("ipv4_public", '203.0.113.5 - - [11/Mar/2024:00:00:16 +0000] "GET /api/v2/home HTTP/1.1" 200 512 "-" "AcmeShop/4.12.0.1 (iOS 17.3)"'[40:]),

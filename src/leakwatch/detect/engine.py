@@ -234,7 +234,8 @@ class Detector:
     def _claimed_elsewhere(self, ri: int, cell: bytes) -> bool:
         """Whether a rule of the same entity matches inside ``cell``: the scan of the line
         reports that match (``+44 20 7946 0958`` under Phone is phone_e164's; a codice fiscale
-        in capitals is its own unanchored rule's), so the cell is not reported a second time. Searched with RE2 (linear time, the scanner's
+        in capitals is its own unanchored rule's), so the cell is not reported a second time.
+        Rules whose context is required do not count: their match alone is no finding. Searched with RE2 (linear time, the scanner's
         settings). A name column's cell that is an e-mail address (USER_NAME holds the login) is
         the e-mail rule's, not a person's name."""
         if b"@" in cell and self.rules[ri].entity == "PERSON_NAME":
@@ -242,8 +243,10 @@ class Detector:
         others = self._same_entity.get(ri)
         if others is None:
             others = []
-            for j, r in enumerate(self.rules):
-                if r.entity == self.rules[ri].entity:
+            for r in self.rules:
+                # A rule that needs context (a phone word before a number in prose) does not
+                # report a bare match: it claims nothing.
+                if r.entity == self.rules[ri].entity and not (r.context is not None and r.context.required):
                     others.append(value_regex(r.regex))
             self._same_entity[ri] = others
         return any(rx.search(cell) for rx in others)
