@@ -12,6 +12,7 @@ import pytest
 from leakwatch.errors import SalesforceAuthError, SalesforceError, UsageError
 from leakwatch.salesforce.pull import (
     CHUNK_BYTES,
+    READ_BYTES,
     Credentials,
     LogFile,
     SalesforceClient,
@@ -202,15 +203,17 @@ def test_interrupted_download_keeps_checkpoint_and_resumes_with_range(sim, passw
     assert dict(query(db, "SELECT log_id, status FROM pulled_files")) == {f1: "scanned", f2: "failed"}
     assert not blob_gets(sim, f3)  # the run stopped at the first failed file
     part = next(out.rglob(f"*_{f2}.csv.part"))
-    # Each try wrote the whole 1 MiB chunks it received: 1 MiB, then (resumed) 1 MiB more.
-    assert part.stat().st_size == 2 * CHUNK_BYTES
-    assert [r.headers.get("Range") for r in blob_gets(sim, f2)] == [None, f"bytes={CHUNK_BYTES}-"]
+    # Each try kept the whole reads it received (64 KiB each) before the cut, and the second
+    # resumed where the first stopped.
+    kept = 1_500_000 // READ_BYTES * READ_BYTES
+    assert part.stat().st_size == 2 * kept
+    assert [r.headers.get("Range") for r in blob_gets(sim, f2)] == [None, f"bytes={kept}-"]
 
     res = cli("pull", "--db", db, "--out", out)
     assert res.rc == 1, res.err
     last = blob_gets(sim, f2)[-1]
-    assert last.headers.get("Range") == f"bytes={2 * CHUNK_BYTES}-" and last.status == 206
-    assert last.body_bytes_sent == len(big) - 2 * CHUNK_BYTES
+    assert last.headers.get("Range") == f"bytes={2 * kept}-" and last.status == 206
+    assert last.body_bytes_sent == len(big) - 2 * kept
     assert len(blob_gets(sim, f1)) == 1  # already stored: not fetched again
     stored = {r[0]: r[1:] for r in query(db, "SELECT log_id, sha256, size, status, path FROM pulled_files")}
     assert stored[f2][:3] == (hashlib.sha256(big).hexdigest(), len(big), "scanned")
@@ -229,7 +232,7 @@ def test_server_without_range_support_restarts_the_file(sim, password_env, paths
     creds = Credentials.from_env()
     result = pull(db, out, creds, session=sim.session(), since=_dt("2024-03-12"), backoff_s=0, scan=False)
     gets = blob_gets(sim, log_id)
-    assert [g.headers.get("Range") for g in gets] == [None, f"bytes={CHUNK_BYTES}-"]
+    assert [g.headers.get("Range") for g in gets] == [None, f"bytes={1_200_000 // READ_BYTES * READ_BYTES}-"]
     assert [g.status for g in gets] == [200, 200]  # the range was ignored: the file started again
     assert result.downloaded[0].resumed_from == 0 and result.downloaded[0].sha256 == hashlib.sha256(big).hexdigest()
     assert Path(result.downloaded[0].path).read_bytes() == big
@@ -604,3 +607,34 @@ def test_a_record_repeated_across_query_pages_is_one_file(sim, password_env, pat
     assert res.rc == 0, res.err
     assert "6 file(s) listed since" in res.out and "6 downloaded" in res.out
     assert [len(blob_gets(sim, i)) for i in ids] == [1] * 6
+
+
+def test_a_link_that_drops_every_few_hundred_kilobytes_still_finishes(sim, password_env, paths, query):
+    db, out = paths
+    blob = restapi_csv(4000)  # ~1.3 MB
+    log_id = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T02:00:00Z", blob)
+    sim.drop_connection_after(300_000, times=8, path_prefix=f"sobjects/EventLogFile/{log_id}/LogFile")
+    client = SalesforceClient(Credentials.from_env(), session=sim.session(), sleep=lambda s: None, retries=8)
+    result = pull(db, out, client=client, since=_dt("2024-03-12"), scan=False)
+    assert not result.failed and Path(result.downloaded[0].path).read_bytes() == blob
+    ranges = [r.headers.get("Range") for r in blob_gets(sim, log_id)]
+    assert ranges[0] is None and all(r is not None for r in ranges[1:]) and len(ranges) <= 6
+
+
+def test_a_403_on_one_blob_names_the_file(sim, password_env, paths, cli, query):
+    db, out = paths
+    ok = sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T01:00:00Z", restapi_csv(2))
+    refused = sim.add_event_log_file("ApexCallout", "2024-03-11", "2024-03-12T02:00:00Z", apex_csv())
+    sim.fail_next(f"sobjects/EventLogFile/{refused}/LogFile", 403, times=1)
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-12")
+    assert res.rc == 2
+    assert f"EventLogFile {refused} (ApexCallout" in res.err and "(403)" in res.err
+    assert "1 file(s) stored before it are kept" in res.err
+    assert dict(query(db, "SELECT log_id, status FROM pulled_files")) == {ok: "stored", refused: "failed"}
+
+
+def test_an_event_type_typo_is_refused_before_any_request(sim, password_env, paths, cli):
+    db, out = paths
+    res = cli("pull", "--db", db, "--out", out, "--event-type", "Apex Callout")
+    assert res.rc == 2 and "is not an event type name" in res.err
+    assert sim.requests_to("/") == [] and not Path(out).exists()

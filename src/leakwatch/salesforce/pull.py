@@ -62,6 +62,9 @@ DEFAULT_SINCE: Final = dt.timedelta(days=7)
 # 1 MiB writes: large enough that per-chunk Python overhead is noise (~1 µs per call against
 # ~1 ms of network time per MiB at 1 Gbit/s), small enough to bound memory per worker.
 CHUNK_BYTES: Final = 1 << 20
+# A blob is read (and appended to its .part) this much at a time: what a dropped connection
+# loses, and so the least progress a flaky link must make between drops to ever finish.
+READ_BYTES: Final = 64 << 10
 # (connect, read) timeouts in seconds. A read timeout is the longest silence between two
 # chunks, not the whole download; Salesforce starts streaming large blobs within seconds.
 TIMEOUT: Final = (15.0, 120.0)
@@ -504,7 +507,7 @@ class SalesforceClient:
             try:
                 # 0600: the logs hold customer data (the CLI's umask does the same for directories).
                 with open(part, mode, opener=_private_opener) as f:
-                    for chunk in resp.iter_content(CHUNK_BYTES):
+                    for chunk in resp.iter_content(READ_BYTES):
                         if cancel is not None and cancel.is_set():
                             raise KeyboardInterrupt
                         f.write(chunk)
@@ -705,12 +708,18 @@ def soql_datetime(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_query(start: dt.datetime, event_types: Iterable[str] = ()) -> str:
-    """The EventLogFile listing from ``start`` (inclusive), optionally for some event types."""
+def check_event_types(event_types: Iterable[str]) -> list[str]:
+    """The event type names, sorted and unique; :class:`UsageError` for one that is no name."""
     types = sorted(set(event_types))
     for t in types:
         if not _EVENT_TYPE_RE.match(t):
             raise UsageError(f"--event-type {t!r} is not an event type name (letters, digits, _), e.g. ApexCallout")
+    return types
+
+
+def build_query(start: dt.datetime, event_types: Iterable[str] = ()) -> str:
+    """The EventLogFile listing from ``start`` (inclusive), optionally for some event types."""
+    types = check_event_types(event_types)
     where = f"CreatedDate >= {soql_datetime(start)}"
     if types:
         where += " AND EventType IN (" + ", ".join(f"'{t}'" for t in types) + ")"
@@ -942,7 +951,7 @@ def pull(
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     now = now or dt.datetime.now(dt.UTC)
-    event_types = sorted(set(event_types))
+    event_types = check_event_types(event_types)  # before the login: a typo costs no round trip
     out = Path(out_dir).absolute()
     if client is None:
         client = SalesforceClient(credentials or Credentials.from_env(), api_version=api_version, session=session,
@@ -1079,7 +1088,11 @@ def _download_all(client: SalesforceClient, state: PullState, records: list[LogF
                     intact = False
                     stop = True
                     if isinstance(e, SalesforceAuthError) and auth_error is None:
-                        auth_error = e
+                        stored = len(result.downloaded)
+                        auth_error = SalesforceAuthError(
+                            f"EventLogFile {lf.id} ({lf.event_type}, created {lf.created_date}): {e}"
+                            + (f"; the {stored} file(s) stored before it are kept and scanned by the next pull"
+                               if stored else ""))
                 else:
                     state.record(lf, "stored", path=res.path, size=res.size, sha256=res.sha256)
                     result.downloaded.append(PulledFile(lf.id, lf.event_type, lf.created_date, str(res.path),
@@ -1119,6 +1132,7 @@ def _scan(db_path: str | os.PathLike, instance: str, result: PullResult, workers
 __all__ = [
     "CHUNK_BYTES",
     "DEFAULT_API_VERSION",
+    "READ_BYTES",
     "Credentials",
     "DownloadResult",
     "FailedFile",
@@ -1128,6 +1142,7 @@ __all__ = [
     "PulledFile",
     "SalesforceClient",
     "build_query",
+    "check_event_types",
     "learn_prefixes",
     "local_path",
     "login_url",
