@@ -223,11 +223,13 @@ def test_a_cart_line_names_a_product_and_a_page_of_items_may_name_people(cli, tm
 
 def test_a_value_in_a_query_string_hashes_and_masks_as_written_plainly(cli, tmp_path):
     # The same birth date and phone, typed into a form (query string) and into JSON: one value.
-    lines = ('GET /checkout/guest?dob=03%2F14%2F1985&phone=%28415%29+555-0132 HTTP/1.1\n'
-             '{"dob":"03/14/1985","phone":"(415) 555-0132"}\n')
+    lines = ('GET /checkout/guest?dob=03%2F14%2F1985&phone=%28415%29+555-0132&iban=DE89%203704%200044%200532%200130%2000'
+             ' HTTP/1.1\n'
+             '{"dob":"03/14/1985","phone":"(415) 555-0132","iban":"DE89 3704 0044 0532 0130 00"}\n')
     _, found = _jsonl_findings(cli, tmp_path, lines)
     by = {(f["line"], f["entity"]): f for f in found}
-    for entity in ("DATE_OF_BIRTH", "PHONE_NUMBER"):
+    assert by[(1, "IBAN_CODE")]["masked"] == by[(2, "IBAN_CODE")]["masked"] == "DE****************3000"
+    for entity in ("DATE_OF_BIRTH", "PHONE_NUMBER", "IBAN_CODE"):
         assert by[(1, entity)]["value_hash"] == by[(2, entity)]["value_hash"]
     assert by[(1, "DATE_OF_BIRTH")]["masked"] == "**/**/****"
 

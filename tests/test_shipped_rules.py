@@ -344,6 +344,9 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
      "06 12 34 56 78"),
     ("phone_in_text", "Klant wil teruggebeld worden op 06-12345678", "06-12345678"),
     ("phone_in_text", "Kunde ruft an von 0049 151 23456789 wegen Retoure", "0049 151 23456789"),
+    ("iban", "GET /api/v2/validate?iban=DE89%203704%200044%200532%200130%2000 HTTP/1.1",
+     "DE89%203704%200044%200532%200130%2000"),
+    ("iban", "GET /api/v2/validate?iban=DE89+3704+0044+0532+0130+00 HTTP/1.1", "DE89+3704+0044+0532+0130+00"),
     # A codice fiscale as typed into a form.
     ("it_codice_fiscale_key", '{"codiceFiscale":"rssmra85t10a562s"}', "rssmra85t10a562s"),
     ("it_codice_fiscale_key", '{"taxCode":"Rssmra85t10a562s"}', "Rssmra85t10a562s"),

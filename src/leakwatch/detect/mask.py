@@ -83,7 +83,7 @@ def mask_card(v: bytes) -> str:
 
 def mask_iban(v: bytes) -> str:
     """Country code and last four: ``GB****************5432``."""
-    s = v.translate(None, _NOT_ALNUM).decode("ascii").upper()
+    s = url_plain(v).translate(None, _NOT_ALNUM).decode("ascii").upper()
     if len(s) < 10:
         return _stars(len(s))
     return s[:2] + _stars(len(s) - 6) + s[-4:]
@@ -235,7 +235,8 @@ def _norm_alnum(v: bytes) -> bytes:
 
 
 def _norm_alnum_upper(v: bytes) -> bytes:
-    return v.translate(None, _NOT_ALNUM).upper()
+    # url_plain: the "20" of a "%20" in a query string is no part of the identifier.
+    return url_plain(v).translate(None, _NOT_ALNUM).upper()
 
 
 def _norm_sfid15(v: bytes) -> bytes:
