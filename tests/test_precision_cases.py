@@ -246,3 +246,11 @@ def test_a_phone_in_prose_and_a_phone_column_are_each_reported_once(cli, tmp_pat
     _, found = _jsonl_findings(cli, tmp_path, prompt, name="prompt.jsonl")
     spans = sorted((f["start"], f["end"]) for f in found if f["entity"] == "PHONE_NUMBER")
     assert len(spans) == 2 and spans[0][1] <= spans[1][0]
+
+
+def test_a_polish_account_number_hashes_as_its_iban(cli, tmp_path):
+    lines = ('{"nrb":"61 1090 1014 0000 0712 1981 2874"}\n'
+             '{"iban":"PL61 1090 1014 0000 0712 1981 2874"}\n')
+    _, found = _jsonl_findings(cli, tmp_path, lines)
+    assert [f["rule"] for f in found] == ["pl_nrb", "iban"]
+    assert found[0]["value_hash"] == found[1]["value_hash"] and found[0]["entity"] == found[1]["entity"]

@@ -347,6 +347,8 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("iban", "GET /api/v2/validate?iban=DE89%203704%200044%200532%200130%2000 HTTP/1.1",
      "DE89%203704%200044%200532%200130%2000"),
     ("iban", "GET /api/v2/validate?iban=DE89+3704+0044+0532+0130+00 HTTP/1.1", "DE89+3704+0044+0532+0130+00"),
+    ("pl_nrb", '{"msg":"refund requested","nrb":"61 1090 1014 0000 0712 1981 2874"}', "61 1090 1014 0000 0712 1981 2874"),
+    ("pl_nrb", "Zwrot na konto nr 61109010140000071219812874", "61109010140000071219812874"),
     # A codice fiscale as typed into a form.
     ("it_codice_fiscale_key", '{"codiceFiscale":"rssmra85t10a562s"}', "rssmra85t10a562s"),
     ("it_codice_fiscale_key", '{"taxCode":"Rssmra85t10a562s"}', "Rssmra85t10a562s"),
@@ -355,6 +357,7 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
 
 # (rule id, line on which that rule must report nothing)
 NEGATIVES: list[tuple[str, str | bytes]] = [
+    ("pl_nrb", "Zwrot na konto nr 61 1090 1014 0000 0712 1981 2875"),
     ("uk_nino", "Is item TZ113217A back in stock in size M?"),
     # The same shapes without a phone word, or as an order's number.
     ("phone_in_text", "total 512 345 678 bytes transferred in 347 123 4567 ms"),

@@ -84,6 +84,11 @@ CASES: dict[str, tuple[dict, list, list]] = {
         [b"null", b"********", b"${DB_PASSWORD}", b"${DB_PASSWORD", b"{{ secret }}", b"<password>", b"[FILTERED]",
          b"%s", b"true", b"abc", b"$DB_PASS", b"xxxxxx"],
     ),
+    "pl_nrb": (
+        {},
+        [b"61 1090 1014 0000 0712 1981 2874", b"61109010140000071219812874", b"61+1090+1014+0000+0712+1981+2874"],
+        [b"61 1090 1014 0000 0712 1981 2875", b"6110901014000007121981287", b"PL61109010140000071219812874"],
+    ),
     "street": (
         {},
         [b"1 Market St", b"Hauptstra\xc3\x9fe 5", b"221B Baker Street", b"3325 W 34th St"],

@@ -230,6 +230,11 @@ def _norm_digits(v: bytes) -> bytes:
     return url_plain(v).translate(None, _NOT_DIGITS)
 
 
+def _norm_pl_nrb(v: bytes) -> bytes:
+    # A Polish account number is its IBAN without "PL": hashed as that IBAN, so the two join.
+    return b"PL" + _norm_digits(v)
+
+
 def _norm_alnum(v: bytes) -> bytes:
     return v.translate(None, _NOT_ALNUM)
 
@@ -286,6 +291,7 @@ NORMALIZERS: dict[str, Normalizer] = {
     "lower": _norm_lower,
     "upper": _norm_upper,
     "digits": _norm_digits,
+    "pl_nrb": _norm_pl_nrb,
     "alnum": _norm_alnum,
     "alnum_upper": _norm_alnum_upper,
     "sfid15": _norm_sfid15,

@@ -79,6 +79,17 @@ def _iban_v(_: Mapping[str, Any]) -> Validator:
     return check
 
 
+def _pl_nrb(params: Mapping[str, Any]) -> Validator:
+    iban = _iban_v(params)
+
+    def check(v: bytes) -> bool:
+        # A Polish account number (NRB) is the IBAN without its "PL": 26 digits, same check.
+        digits = url_plain(v).translate(None, b" -+")
+        return len(digits) == 26 and digits.isdigit() and iban(b"PL" + digits)
+
+    return check
+
+
 # Key prefix (3), pod (2), the reserved '0', record number (9), optional checksum (3).
 _SFID_BASE62 = re.compile(rb"[0-9A-Za-z]{5}0[0-9A-Za-z]{9}(?:[A-Z0-5]{3})?\Z")
 
@@ -465,6 +476,7 @@ VALIDATORS: dict[str, tuple[Callable[[Mapping[str, Any]], Validator], frozenset[
     "luhn": (_luhn, frozenset()),
     "email": (_email, frozenset()),
     "iban": (_iban_v, frozenset()),
+    "pl_nrb": (_pl_nrb, frozenset()),
     "sfid": (_sfid, frozenset()),
     "us_ssn": (_us_ssn, frozenset()),
     "entropy": (_entropy, frozenset({"min", "min_len"})),
