@@ -349,6 +349,20 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("iban", "GET /api/v2/validate?iban=DE89+3704+0044+0532+0130+00 HTTP/1.1", "DE89+3704+0044+0532+0130+00"),
     ("pl_nrb", '{"msg":"refund requested","nrb":"61 1090 1014 0000 0712 1981 2874"}', "61 1090 1014 0000 0712 1981 2874"),
     ("pl_nrb", "Zwrot na konto nr 61109010140000071219812874", "61109010140000071219812874"),
+    ("date_of_birth", '{"geburtsdatum":"12.03.85"}', "12.03.85"),
+    ("date_of_birth", '{"birth_date":"1985.03.12"}', "1985.03.12"),
+    ("date_of_birth", '{"dob":"12-Mar-1985"}', "12-Mar-1985"),
+    ("date_of_birth", '{"geburtsdatum":"1985-3-12"}', "1985-3-12"),
+    # Names in prose behind a form of address.
+    ("person_name_titled", "note: Herr J\u00fcrgen M\u00fcller ruft wegen Retoure an".encode(),
+     "J\u00fcrgen M\u00fcller".encode()),
+    ("person_name_titled", "note: Mme H\u00e9l\u00e8ne Dupont a appel\u00e9".encode(), "H\u00e9l\u00e8ne Dupont".encode()),
+    ("person_name_titled", "note: La se\u00f1ora Mar\u00eda Garc\u00eda llam\u00f3".encode(),
+     "Mar\u00eda Garc\u00eda".encode()),
+    ("person_name_titled", "Il signor Mario Rossi ha chiamato", "Mario Rossi"),
+    ("person_name_titled", "Mevrouw Anna de Vries belde", "Anna de Vries"),
+    ("person_name_titled", "Dear Mr. Smith, your order shipped", "Smith"),
+    ("person_name_titled", "spoke with Ms Jane O'Neil today", "Jane O'Neil"),
     # A codice fiscale as typed into a form.
     ("it_codice_fiscale_key", '{"codiceFiscale":"rssmra85t10a562s"}', "rssmra85t10a562s"),
     ("it_codice_fiscale_key", '{"taxCode":"Rssmra85t10a562s"}', "Rssmra85t10a562s"),
@@ -357,6 +371,7 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
 
 # (rule id, line on which that rule must report nothing)
 NEGATIVES: list[tuple[str, str | bytes]] = [
+    ("person_name_titled", "Dr. Martens 1460 boots back in stock; Mrs Test User called; Mr. NULL"),
     ("pl_nrb", "Zwrot na konto nr 61 1090 1014 0000 0712 1981 2875"),
     ("uk_nino", "Is item TZ113217A back in stock in size M?"),
     # The same shapes without a phone word, or as an order's number.

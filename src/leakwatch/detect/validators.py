@@ -281,6 +281,7 @@ _DATE_FORMS = (
     (re.compile(rb"(\d{4})[-./](\d{1,2})[-./](\d{1,2})\Z"), "ymd"),
     (re.compile(rb"(\d{4})(\d{2})(\d{2})\Z"), "ymd"),
     (re.compile(rb"(\d{1,2})[-./](\d{1,2})[-./](\d{4})\Z"), "dmy"),  # also tried as m/d/y
+    (re.compile(rb"(\d{1,2})\.(\d{1,2})\.(\d{2})\Z"), "dmy2"),  # 12.03.85: the German short form
 )
 
 
@@ -305,6 +306,9 @@ _MONTHS = {w: k for k, names in enumerate(_MONTH_NAMES, 1) for w in names.split(
 _MONTH_WORDS = re.compile(r"(\d{1,2})\.?(?: de)? ([^\W\d_]+)\.?(?: de)? (\d{4})\Z|([^\W\d_]+)\.? (\d{1,2}),? (\d{4})\Z")
 
 
+_DAY_MON_YEAR = re.compile(rb"\d{1,2}-[A-Za-z]{3,9}-\d{4}\Z")
+
+
 def _month_number(word: str) -> int | None:
     return _MONTHS.get(fold_accents(word.lower()))
 
@@ -322,6 +326,8 @@ def _date(params: Mapping[str, Any]) -> Validator:
 
     def check(v: bytes) -> bool:
         s = url_plain(v).strip()  # 03%2F14%2F1985 in a query string
+        if _DAY_MON_YEAR.match(s):
+            s = s.replace(b"-", b" ")  # 12-Mar-1985 reads as 12 Mar 1985
         m = _MONTH_WORDS.match(s.decode("utf-8", "replace")) if b" " in s else None
         if m:
             day, word, year = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(5), m.group(4), m.group(6))
@@ -334,6 +340,10 @@ def _date(params: Mapping[str, Any]) -> Validator:
             a, b, c = (int(g) for g in m.groups())
             if order == "ymd":
                 return plausible(a, b, c)
+            if order == "dmy2":
+                # A two-digit year of a birth date: this century when that is not in the future.
+                year = 2000 + c if 2000 + c <= today.year else 1900 + c
+                return plausible(year, b, a)
             # Day-first (EU) or month-first (US): either reading makes it a real date.
             return plausible(c, b, a) or plausible(c, a, b)
         return False
