@@ -178,3 +178,12 @@ def test_fast_ipv4_public_agrees_with_ipaddress_module():
                 b"01.2.3.4", b"1.2.3.256", b"1.2.3", b"1.2.3.4.5", b"8.8.8.8", b"0.1.2.3", b"127.0.0.1"]
     for s in samples:
         assert check(s) == ipv4_public_reference(s), s
+
+
+def test_strict_person_name_refuses_a_service_or_product_word():
+    lenient, strict = get_validator("person_name", {}), get_validator("person_name", {"strict": 1})
+    for value in (b"Payment Gateway", b"Inventory Sync", b"Order Service", b"Classic Hoodie"):
+        assert not strict(value), value
+    assert lenient(b"Payment Gateway")  # under a first/last-name key it is someone's name
+    for value in (b"Jane Doe", b"Maria de la Cruz", b"Jos\xc3\xa9 M\xc3\xbcller"):
+        assert strict(value), value

@@ -470,12 +470,29 @@ _NOT_NAME_WORDS = _NOT_A_NAME | frozenset(
 _NAME_WORDS = re.compile(rb"[ '-]+")
 
 
-def _person_name(_: Mapping[str, Any]) -> Validator:
+# Words of services, jobs and products that no one is called: with ``strict`` one of them in a
+# value under a bare "name" key makes it a service's or a product's name ("Payment Gateway",
+# "Inventory Sync", "Order Service").
+_TECH_NAME_WORDS = frozenset(
+    b"gateway sync service services server worker job jobs queue cache proxy scheduler cron daemon agent "
+    b"pipeline connector adapter handler listener consumer producer processor monitor health check api "
+    b"inventory payment payments order orders checkout cart catalog catalogue search shipping billing "
+    b"notification notifications email mail sms webhook webhooks export import batch report reports "
+    b"dashboard portal console app application platform cluster node pod instance database db store "
+    b"hoodie shirt sock socks shoe shoes jacket pant pants dress bag cap hat mug pack bundle gift card".split()
+)
+
+
+def _person_name(params: Mapping[str, Any]) -> Validator:
+    strict = bool(params.get("strict", False))
+
     def check(v: bytes) -> bool:
         value = v.strip().lower()
         if value in _NOT_A_NAME:
             return False
         words = [w for w in _NAME_WORDS.split(value) if w]
+        if strict and any(w in _TECH_NAME_WORDS or w in _NOT_NAME_WORDS for w in words):
+            return False
         return bool(words) and (len(words) == 1 or not all(w in _NOT_NAME_WORDS for w in words))
 
     return check
@@ -508,7 +525,7 @@ VALIDATORS: dict[str, tuple[Callable[[Mapping[str, Any]], Validator], frozenset[
     "password": (_password, frozenset({"min_len"})),
     "street": (_street, frozenset()),
     "basic_auth": (_basic_auth, frozenset()),
-    "person_name": (_person_name, frozenset()),
+    "person_name": (_person_name, frozenset({"strict"})),
 }
 
 
