@@ -12,7 +12,7 @@ import pytest
 
 from leakwatch import cli
 from leakwatch.notify.base import Message
-from leakwatch.notify.outbox import enqueue
+from leakwatch.notify.outbox import delivery_namespace, enqueue
 from leakwatch.notify.receiver import WebhookReceiver
 from leakwatch.notify.webhook_verify import new_secret
 from leakwatch.store import Store
@@ -103,7 +103,9 @@ def test_status_then_canary_round_trip(tmp_path, db, receiver, run):
     assert "canary to soc (webhook) delivered in" in out and "HTTP 200" in out
     d = receiver.deliveries[0]
     assert f"remote id {d.delivery_id}" in out
-    assert d.webhook_id.startswith("canary:soc:")
+    with Store.open(db) as s:
+        ns = delivery_namespace(s.key)
+    assert d.webhook_id.startswith(ns + "canary:soc:")
     body = d.json()
     assert body["type"] == "canary" and body["data"]["canary"] is True
     assert body["data"]["subject"].startswith("[leakwatch canary]") and body["data"]["incident"] is None
@@ -148,7 +150,9 @@ def test_dispatch_dead_letters_status_and_retry(tmp_path, db, receiver, run):
     assert rc == 2 and "only dead letters" in err
     rc, out, _ = run("notify", "dispatch", "--until-empty", "--timeout", "20", "--db", db, "--config", cfg)
     assert rc == 0 and "delivered 1" in out
-    assert sorted(receiver.ids()) == sorted(keys)
+    with Store.open(db) as s:
+        ns = delivery_namespace(s.key)
+    assert sorted(receiver.ids()) == sorted(ns + k for k in keys)
     rc, _, _ = run("notify", "status", "--fail-on-dead", "--db", db, "--config", cfg)
     assert rc == 0
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from leakwatch.notify.base import Message
-from leakwatch.notify.outbox import enqueue
+from leakwatch.notify.outbox import delivery_namespace, enqueue
 from leakwatch.notify.receiver import WebhookReceiver
 from leakwatch.notify.webhook_verify import new_secret
 from leakwatch.store import Store
@@ -49,6 +49,7 @@ def test_kill_9_mid_delivery_then_restart_delivers_each_exactly_once(tmp_path):
             enqueue(s.con, Message("soc", "webhook", "incident.opened", k, {"type": "incident.opened", "data": {"k": k}}),
                     now=datetime.now(UTC))
         s.con.commit()
+        ns = delivery_namespace(s.key)  # the key the target sees is the row's key under the database's namespace
     env = {**os.environ, SECRET_VAR: secret, "LEAKWATCH_NOTIFY_LEASE_S": "1", "LEAKWATCH_NOTIFY_WORKERS": "4"}
     with WebhookReceiver(secret, hold_s=0.05) as rx:
         cfg = tmp_path / "leakwatch.toml"
@@ -60,6 +61,7 @@ def test_kill_9_mid_delivery_then_restart_delivers_each_exactly_once(tmp_path):
             name = "soc"
             kind = "webhook"
             url = "{rx.url}"
+            timeout_s = 1
             credentials = {{ secret = "{SECRET_VAR}" }}
             """))
         cmd = [sys.executable, "-c", RUNNER, "notify", "dispatch", "--until-empty", "--timeout", "60",
@@ -73,7 +75,7 @@ def test_kill_9_mid_delivery_then_restart_delivers_each_exactly_once(tmp_path):
             first.wait(timeout=30)
         assert first.returncode == -signal.SIGKILL
         time.sleep(0.3)  # requests already on the wire are read (and recorded) by the receiver
-        arrived = set(rx.ids())
+        arrived = {i.removeprefix(ns) for i in rx.ids()}
         before = statuses(db)
         delivered_before = {k for k, st in before.items() if st == "delivered"}
         unconfirmed = arrived - delivered_before  # at the target, but the outbox does not know
@@ -91,10 +93,10 @@ def test_kill_9_mid_delivery_then_restart_delivers_each_exactly_once(tmp_path):
 
     # Exactly once at the target: every key, each recorded once ...
     ids = rx.ids()
-    assert len(ids) == N and set(ids) == set(keys)
+    assert len(ids) == N and set(ids) == {ns + k for k in keys}
     # ... and the resends the restart had to make are exactly the ones the kill left unconfirmed,
     # each absorbed once by the receiver's deduplication.
-    assert set(rx.duplicates) == unconfirmed and set(rx.duplicates.values()) == {1}
+    assert {i.removeprefix(ns) for i in rx.duplicates} == unconfirmed and set(rx.duplicates.values()) == {1}
     assert rx.rejected == []
     after = statuses(db)
     assert set(after.values()) == {"delivered"} and len(after) == N

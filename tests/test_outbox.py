@@ -15,7 +15,7 @@ import pytest
 
 from leakwatch.config import load_config
 from leakwatch.notify.base import Message
-from leakwatch.notify.outbox import Dispatcher, backoff_delay, enqueue, outbox_status, retry_dead
+from leakwatch.notify.outbox import Dispatcher, backoff_delay, delivery_namespace, enqueue, outbox_status, retry_dead
 from leakwatch.notify.receiver import WebhookReceiver
 from leakwatch.notify.secrets import SecretStore
 from leakwatch.notify.targets import build_targets
@@ -73,6 +73,11 @@ def queue(store, *msgs: Message, now: datetime | None = None) -> None:
     con.commit()
 
 
+def sent_id(store, m: Message) -> str:
+    """The key as the target sees it: the row's key under the database's namespace."""
+    return delivery_namespace(store.key) + m.idempotency_key
+
+
 def row(store, key: str) -> dict:
     cur = store.con.execute("SELECT * FROM outbox WHERE idempotency_key = ?", [key])
     return dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
@@ -125,12 +130,12 @@ def test_delivers_signed_and_records_remote_id(tmp_path, store, receiver):
     with dispatcher(store, cfg) as d:
         st = d.run_once()
     assert (st.claimed, st.delivered, st.retried, st.dead) == (10, 10, 0, 0)
-    assert sorted(receiver.ids()) == sorted(message(i).idempotency_key for i in range(10))
+    assert sorted(receiver.ids()) == sorted(sent_id(store, message(i)) for i in range(10))
     assert receiver.rejected == [] and not receiver.duplicates
     r = row(store, message(3).idempotency_key)
     by_id = {d.webhook_id: d for d in receiver.deliveries}
     assert r["status"] == "delivered" and r["attempts"] == 1 and r["last_status"] == 200
-    assert r["remote_id"] == by_id[message(3).idempotency_key].delivery_id
+    assert r["remote_id"] == by_id[sent_id(store, message(3))].delivery_id
     assert r["delivered_at"] is not None and r["lease_owner"] is None
 
 
@@ -183,7 +188,7 @@ def test_retry_after_seconds_is_honoured(tmp_path, store, receiver):
     later = Clock(r["next_attempt_at"] + timedelta(milliseconds=1))
     with dispatcher(store, cfg, clock=later) as d:
         assert d.run_once().delivered == 1
-    assert receiver.ids() == [message(1).idempotency_key]
+    assert receiver.ids() == [sent_id(store, message(1))]
 
 
 def test_retry_after_http_date_on_503_is_honoured(tmp_path, store, receiver):
@@ -215,14 +220,16 @@ def test_transient_failures_retry_and_then_deliver_once(tmp_path, store, receive
         assert r["status"] == "pending" and r["attempts"] == 1
         expected = {"500": "HTTP 500", "timeout": "no answer within 0.3 s", "drop": "connection failed"}[fault]
         assert expected in r["last_error"]
-        time.sleep(0.9 if fault == "timeout" else 0.05)
+        # After no answer (a timeout, a drop) the retry waits at least the target's timeout: the
+        # request may still land, and the lookup before the resend must see it.
+        time.sleep(0.9 if fault == "timeout" else 0.4 if fault == "drop" else 0.05)
         second = d.run_once()
     assert second.delivered == 1
     r = row(store, message(1).idempotency_key)
     assert r["status"] == "delivered" and r["attempts"] == 2
     # Whatever happened on the wire, the receiver has the notification exactly once; after the
     # timeout, the resend carried the same webhook-id and was absorbed as a duplicate.
-    assert receiver.ids() == [message(1).idempotency_key]
+    assert receiver.ids() == [sent_id(store, message(1))]
     assert sum(receiver.duplicates.values()) == (1 if fault == "timeout" else 0)
 
 
@@ -246,7 +253,7 @@ def test_400_is_dead_at_once_with_audit_row_and_visible_in_status(tmp_path, stor
     assert retry_dead(store, [r["notification_id"]], now=datetime.now(UTC), actor="alice") == [r["notification_id"]]
     with dispatcher(store, cfg) as d:
         assert d.run_once().delivered == 1
-    assert receiver.ids() == [message(1).idempotency_key]
+    assert receiver.ids() == [sent_id(store, message(1))]
 
 
 def test_dead_letter_after_max_attempts_notifies_the_rule_that_asks(tmp_path, store, secret):
@@ -322,16 +329,20 @@ def test_lease_keeps_a_live_dispatcher_row_until_it_expires(tmp_path, store, rec
     assert row(store, message(1).idempotency_key)["status"] == "delivered"
 
 
-def test_a_row_left_sending_by_a_dead_owner_is_taken_over_at_once(tmp_path, store, receiver):
-    cfg = make_config(tmp_path, receiver.url, notify="lease_s = 3600")
+def test_a_row_left_sending_by_a_dead_owner_is_taken_over_once_its_attempt_cannot_land(tmp_path, store, receiver):
+    cfg = make_config(tmp_path, receiver.url, notify="lease_s = 3600", timeout_s=2)
     queue(store, message(1))
-    # What a killed dispatcher leaves behind: 'sending', an hour's lease, an owner that is gone.
+    # What a killed dispatcher leaves behind: 'sending', an hour's lease, an owner that is gone,
+    # and an attempt that began a moment ago and may still be creating a ticket at the far end.
     store.con.execute("UPDATE outbox SET status = 'sending', lease_owner = 'otherhost:4242:dead', "
-                      "lease_until = now() + INTERVAL 1 HOUR")
+                      "lease_until = now() + INTERVAL 1 HOUR, updated_at = now()")
     with dispatcher(store, cfg) as d:
+        assert d.run_once().claimed == 0  # not yet: a lookup now could miss what is still landing
+        # Twice the target's timeout after the attempt began it is taken over, without the lease.
+        store.con.execute("UPDATE outbox SET updated_at = now() - INTERVAL 5 SECOND")
         st = d.run_once()
     assert st.delivered == 1
-    assert receiver.ids() == [message(1).idempotency_key]
+    assert receiver.ids() == [sent_id(store, message(1))]
 
 
 def test_run_until_empty_waits_out_backoff(tmp_path, store, receiver):
@@ -343,7 +354,7 @@ def test_run_until_empty_waits_out_backoff(tmp_path, store, receiver):
     with dispatcher(store, cfg) as d:
         st = d.run(threading.Event(), until_empty=True, poll_s=0.05, timeout_s=20)
     assert st.delivered == 5 and st.retried == 2 and st.dead == 0
-    assert sorted(receiver.ids()) == sorted(message(i).idempotency_key for i in range(5))
+    assert sorted(receiver.ids()) == sorted(sent_id(store, message(i)) for i in range(5))
 
 
 # --- secrets -----------------------------------------------------------------------------------------------

@@ -269,3 +269,49 @@ def test_rules_regime_filter_limits_step_notifications(tmp_path, scanned):
         book.set_step(store, iid, pb.id, step.id, "in_progress", actor="alice", now=T0 + timedelta(hours=2),
                       notify=triggers.hook(cfg, store.key))
         assert outbox_rows(store) == []
+
+
+def test_a_changed_awareness_time_withdraws_the_queued_notice_of_the_old_deadline(tmp_path, scanned):
+    """A 12 h notice queued while the SOC's endpoint was down named the old due time; after the
+    awareness time was corrected it was still sent. It is withdrawn (audited) and the next
+    deadline pass queues the notice of the new due time."""
+    cfg = make_config(tmp_path, """
+        [[notify.rules]]
+        on = ["deadline.approaching", "deadline.missed"]
+        before = ["12h"]
+        regimes = ["gdpr-33"]
+        targets = ["soc"]
+        """)
+    with Store.open(scanned) as store:
+        iid = pii_incident(store, cfg)
+        due = _gdpr33_due(store, cfg, iid)
+        at = due - timedelta(hours=11)
+        assert triggers.fire_deadlines(store, cfg, now=at) == 1
+        aware = due - timedelta(hours=72)  # GDPR Art. 33: 72 h from awareness
+        book.set_clock(store, iid, "awareness", aware + timedelta(hours=30), actor="alice",
+                       reason="the SOC confirmed the leak only the next day", now=at)
+        assert [r for r in outbox_rows(store) if r["event"].startswith("deadline.")] == []
+        actions = [a for (a,) in store.con.execute("SELECT action FROM audit_log WHERE incident_id = ?", [iid]).fetchall()]
+        assert "notify.superseded" in actions
+        # 30 h later the new due time is 41 h away: no 12 h notice yet, and none of the old one.
+        assert triggers.fire_deadlines(store, cfg, now=at) == 0
+        new_due = _gdpr33_due(store, cfg, iid)
+        assert new_due == due + timedelta(hours=30)
+        assert triggers.fire_deadlines(store, cfg, now=new_due - timedelta(hours=11)) == 1
+
+
+def test_an_incident_opened_by_hand_or_split_off_is_notified(tmp_path, scanned):
+    cfg = make_config(tmp_path, """
+        [[notify.rules]]
+        on = ["incident.opened"]
+        targets = ["soc"]
+        """)
+    with Store.open(scanned) as store:
+        fids = [r[0] for r in store.con.execute("SELECT finding_id FROM findings ORDER BY finding_id").fetchall()]
+        hook = triggers.hook_for(cfg, store, clock=lambda: T0 + timedelta(hours=1))
+        iid = book.open_incident(store, title="Prompt leak reported by the SOC", finding_ids=fids, actor="alice",
+                                 now=T0 + timedelta(hours=1), notify=hook)
+        new = book.split(store, iid, title="The phone numbers", where={"entity": "PHONE_NUMBER"}, actor="alice",
+                         now=T0 + timedelta(hours=1), notify=hook)
+        opened = [(r["incident_id"], r["event"]) for r in outbox_rows(store)]
+    assert opened == [(iid, "incident.opened"), (new, "incident.opened")]

@@ -342,8 +342,10 @@ class NotifyConfig:
 
     max_attempts: int = _doc(
         "Delivery attempts of one notification before it becomes a dead letter (shown by "
-        "'leakwatch notify status', recorded in the audit trail, sent to outbox.dead_letter rules).",
-        "int", 8, lo=1, hi=1000,
+        "'leakwatch notify status', recorded in the audit trail, sent to outbox.dead_letter rules). "
+        "The default rides out an outage of about three hours (a maintenance window) at the "
+        "default backoff.",
+        "int", 40, lo=1, hi=1000,
     )
     backoff_base_s: float = _doc(
         "First retry delay in seconds; each further retry doubles it (full jitter: a random "

@@ -392,7 +392,8 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
             aware = _parse_time(args.aware_at, "--aware-at") if args.aware_at else None
             iid = book.open_incident(store, title=args.title, finding_ids=fids, alert_ids=_ids(args.alert, "--alert"),
                                      aware_at=aware, reason=args.reason, actor=actor, now=now,
-                                     check=_overdue_check(config, _regimes(args), now, args.accept_overdue))
+                                     check=_overdue_check(config, _regimes(args), now, args.accept_overdue),
+                                     notify=_notify_hook(config, store))
             print(f"opened incident {iid}")
         elif action == "merge":
             book.merge(store, args.target, args.sources, actor=actor, reason=args.reason, now=now,
@@ -406,7 +407,7 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
                 k, v = w.split("=", 1)
                 where[k.strip()] = v.strip()
             new = book.split(store, args.id, title=args.title, finding_ids=_ids(args.finding, "--finding"), where=where,
-                             actor=actor, reason=args.reason, now=now)
+                             actor=actor, reason=args.reason, now=now, notify=_notify_hook(config, store))
             print(f"split {args.id}: new incident {new}")
         elif action == "ack":
             book.acknowledge(store, args.id, actor=actor, reason=args.reason, now=now)

@@ -424,10 +424,11 @@ def _clean_value(value: Any, what: str) -> None:
 
 def open_incident(store, *, title: str, finding_ids: Sequence[int] = (), alert_ids: Sequence[int] = (),
                   aware_at: datetime | None = None, reason: str | None = None, actor: str,
-                  now: datetime | None = None, check: Any = None) -> int:
+                  now: datetime | None = None, check: Any = None, notify: NotifyHook = None) -> int:
     """Open an incident by hand from findings and/or alerts (which leave any incident they were
     in). ``aware_at`` defaults to the first detection. ``check(con, incident_id, "awareness",
-    aware_at)`` may refuse the awareness time inside the transaction (nothing is stored then)."""
+    aware_at)`` may refuse the awareness time inside the transaction (nothing is stored then).
+    ``notify`` is told ``incident.opened`` in the same transaction, as :func:`group` does."""
     now = _utc(now) or datetime.now(UTC)
     aware_at = _utc(aware_at)
     if not title.strip():
@@ -456,6 +457,8 @@ def open_incident(store, *, title: str, finding_ids: Sequence[int] = (), alert_i
                      detail={"origin": "manual", "title": title.strip(), "findings": len(fids), "alerts": len(aids),
                              "taken_from": sorted(moved), "aware_at": aware_at.isoformat() if aware_at else None,
                              **(accepted or {})})
+        if notify is not None:
+            notify(con, "incident.opened", iid, {})
     return iid
 
 
@@ -561,9 +564,10 @@ SPLIT_FIELDS = ("dest_vendor", "dest_region", "entity", "source_path", "format",
 
 def split(store, incident_id: int, *, title: str, finding_ids: Sequence[int] = (),
           where: Mapping[str, str] | None = None, actor: str, reason: str | None = None,
-          now: datetime | None = None) -> int:
+          now: datetime | None = None, notify: NotifyHook = None) -> int:
     """Move some findings of an incident (by id, or by ``where`` field = value) to a new incident;
-    the new one inherits the clock events. Returns the new incident's id."""
+    the new one inherits the clock events. Returns the new incident's id. ``notify`` is told
+    ``incident.opened`` for the new incident."""
     now = _utc(now) or datetime.now(UTC)
     _clean(title, "title")
     _clean(reason, "reason")
@@ -604,6 +608,8 @@ def split(store, incident_id: int, *, title: str, finding_ids: Sequence[int] = (
                      detail={"new_incident": new, "findings_moved": len(chosen), "where": where})
         audit.append(con, store.key, actor=actor, action="incident.opened", incident_id=new, at=now, reason=reason,
                      detail={"origin": "split", "from": incident_id, "findings": len(chosen)})
+        if notify is not None:
+            notify(con, "incident.opened", new, {})
     return new
 
 
@@ -673,10 +679,24 @@ def set_clock(store, incident_id: int, event: str, at: datetime, *, actor: str, 
         con.execute("""INSERT OR REPLACE INTO incident_clocks (incident_id, event, "at", set_by, reason) VALUES (?, ?, ?, ?, ?)""",
                     [incident_id, event, at, actor, reason.strip()])
         con.execute("UPDATE incidents SET updated_at = ? WHERE incident_id = ?", [now, incident_id])
+        _supersede_deadline_notices(con, store.key, incident_id, event, actor, now)
         audit.append(con, store.key, actor=actor, action=f"clock.{event}", incident_id=incident_id, at=now, reason=reason.strip(),
                      detail={"from": old[0].astimezone(UTC).isoformat() if old else None, "to": at.isoformat(),
                              **(extra or {})})
     return old[0] if old else None
+
+
+def _supersede_deadline_notices(con, key: bytes, incident_id: int, event: str, actor: str, now: datetime) -> None:
+    """Withdraw the incident's deadline notices still waiting to be sent: they name due times
+    the changed clock moved (a SOC would be told the old deadline). Only rows never attempted
+    go (one that was tried may have arrived); the next deadline pass queues the new ones. Each
+    withdrawal is in the audit trail."""
+    gone = con.execute("""DELETE FROM outbox WHERE incident_id = ? AND status = 'pending' AND attempts = 0
+                          AND event IN ('deadline.approaching', 'deadline.missed')
+                          RETURNING notification_id, target, event""", [incident_id]).fetchall()
+    for nid, target, ev in sorted(gone):
+        audit.append(con, key, actor=actor, action="notify.superseded", incident_id=incident_id, at=now,
+                     detail={"notification": nid, "target": target, "event": ev, "because": f"clock.{event}"})
 
 
 def set_fact(store, incident_id: int, key: str, value: Any, *, actor: str, now: datetime | None = None) -> None:

@@ -34,8 +34,16 @@ Life of a row::
   ``alerts``: incident grouping would turn that into a data-leak incident, which it is not.
 
 Owners: DuckDB lets one process write a database file, so a ``sending`` row whose owner is not
-a live dispatcher of *this* process was left by a process that died: it is taken over at once,
-without waiting for its lease. Within one process, leases keep dispatchers apart.
+a live dispatcher of *this* process was left by a process that died: it is taken over without
+waiting for its lease, but not before the attempt it was in is unlikely to land any more (twice
+its target's ``timeout_s`` after it began): a lookup made sooner would miss a ticket the far end
+is still creating, and the resend would make a second one. For the same reason a retry after an
+attempt that got no answer (a timeout, a dropped connection) waits at least the target's
+``timeout_s``. Within one process, leases keep dispatchers apart.
+
+What the target sees as the key is the row's idempotency key under the database's own
+namespace (derived from its key): two databases (a rebuilt one, a second installation) that
+send to one ServiceNow never take each other's tickets for their own.
 """
 from __future__ import annotations
 
@@ -72,6 +80,15 @@ ERROR_MAX = 500
 FLUSH_S = 0.1
 FLUSH_N = 32
 CONFLICT_RETRIES = 20
+def delivery_namespace(key: bytes | None) -> str:
+    """The prefix of idempotency keys as targets see them, from the database key: unique per
+    database, the same on every run. Empty without a key."""
+    if not key:
+        return ""
+    import hashlib
+    import hmac
+
+    return "lw" + hmac.new(key, b"leakwatch delivery namespace", hashlib.sha256).hexdigest()[:10] + ":"
 
 _LIVE_LOCK = threading.Lock()
 _LIVE_OWNERS: set[str] = set()
@@ -189,6 +206,9 @@ class Dispatcher:
         self._pool: ThreadPoolExecutor | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._con_thread: int | None = None
+        self.namespace = delivery_namespace(getattr(store, "key", None))
+        # How long after it began an attempt may still land: twice the slowest target's timeout.
+        self.landing_s = 2 * max((getattr(t.config, "timeout_s", 10.0) for t in self.targets.values()), default=10.0)
         with _LIVE_LOCK:
             _LIVE_OWNERS.add(self.owner)
 
@@ -250,7 +270,8 @@ class Dispatcher:
 
     def _claim(self, now: datetime, n: int, ids: Sequence[int] | None, skip: set[int]) -> list[_Claim]:
         lease = now + timedelta(seconds=self.config.lease_s)
-        params: list[Any] = [now, now, self._live_owners(), sorted(self.targets)]
+        landed = now - timedelta(seconds=self.landing_s)
+        params: list[Any] = [now, now, self._live_owners(), landed, sorted(self.targets)]
         extra = ""
         if ids is not None:
             extra += " AND list_contains(?::BIGINT[], notification_id)"
@@ -264,7 +285,8 @@ class Dispatcher:
                 FROM outbox
                 WHERE ((status = 'pending' AND next_attempt_at <= ?)
                     OR (status = 'sending' AND (lease_until IS NULL OR lease_until <= ?
-                                                OR NOT list_contains(?::VARCHAR[], lease_owner))))
+                                                OR (NOT list_contains(?::VARCHAR[], lease_owner)
+                                                    AND updated_at <= ?))))
                   AND list_contains(?::VARCHAR[], target){extra}
                 ORDER BY next_attempt_at, notification_id LIMIT {int(n)}""", params).fetchall()
             if rows:
@@ -285,7 +307,7 @@ class Dispatcher:
             res = SendResult("failed", error=f"target {c.target!r} is not configured (any more); add it back to "
                                              f"[[notify.targets]] and run 'leakwatch notify retry {c.notification_id}'")
             return _Result(c, res, False, self.clock())
-        msg = Message(target=c.target, kind=c.kind, event=c.event, idempotency_key=c.key,
+        msg = Message(target=c.target, kind=c.kind, event=c.event, idempotency_key=self.namespace + c.key,
                       body=json.loads(c.payload), incident_id=c.incident_id)
         found = False
         try:
@@ -351,6 +373,11 @@ class Dispatcher:
                 status = "pending"
                 wait = res.retry_after_s if res.retry_after_s is not None else \
                     backoff_delay(n, self.config.backoff_base_s, self.config.backoff_max_s, self.rng)
+                if res.status is None:
+                    # No answer (a timeout, a dropped connection): the request may still land, so
+                    # the lookup before the next attempt waits until it no longer can.
+                    target = self.targets.get(c.target)
+                    wait = max(wait, getattr(getattr(target, "config", None), "timeout_s", 10.0))
                 nxt = at + max(0.0, wait)
                 stats.retried += 1
             else:

@@ -324,8 +324,8 @@ def enqueue_dead_letter(con, config, targets: Mapping[str, Target], *, notificat
     for rule in rules:
         for name in rule.targets:
             t = targets.get(name)
-            if t is None:
-                continue
+            if t is None or name == target:
+                continue  # not to the target that just failed: it would die there too
             key = f"outbox.dead_letter:{'' if incident_id is None else incident_id}:{name}:{notification_id}"
             msg = Message(target=name, kind=t.config.kind, event="outbox.dead_letter", idempotency_key=key,
                           body=t.render("outbox.dead_letter", facts, extra), incident_id=incident_id)

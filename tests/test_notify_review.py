@@ -1,0 +1,135 @@
+"""Defects found by driving incidents and notifications against loopback ticketing servers:
+each test plants the situation that lost or doubled a notification (real HTTP on 127.0.0.1,
+real DuckDB files, nothing patched)."""
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from leakwatch.config import load_config
+from leakwatch.notify.base import Message
+from leakwatch.notify.outbox import Dispatcher, enqueue
+from leakwatch.notify.secrets import SecretStore
+from leakwatch.notify.sim import ServiceNowSim, sample_facts
+from leakwatch.notify.targets import build_targets
+from leakwatch.store import Store
+
+PASSWORD = "sn-Pa55word!%/x"
+
+
+@pytest.fixture
+def sim():
+    with ServiceNowSim() as s:
+        s.add_user("leakwatch.integration", PASSWORD)
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    monkeypatch.setenv("SN_USER", "leakwatch.integration")
+    monkeypatch.setenv("SN_PASSWORD", PASSWORD)
+
+
+def sn_config(tmp_path, url: str, timeout_s: float = 1.0):
+    path = tmp_path / "leakwatch.toml"
+    path.write_text(textwrap.dedent(f"""\
+        [notify]
+        backoff_base_s = 0.01
+        backoff_max_s = 0.01
+
+        [[notify.targets]]
+        name = "sn"
+        kind = "servicenow"
+        url = "{url}/"
+        timeout_s = {timeout_s}
+        credentials = {{ user = "SN_USER", password = "SN_PASSWORD" }}
+        options = {{ assignment_group = "Security Incident Response", category = "Security" }}
+        """))
+    return load_config(path)
+
+
+def queue_opened(store, cfg, incident_id: int = 1) -> None:
+    targets = build_targets(cfg, SecretStore.from_config(cfg))
+    body = json.loads(json.dumps(targets["sn"].render("incident.opened", sample_facts(), {})))
+    store.con.begin()
+    enqueue(store.con, Message("sn", "servicenow", "incident.opened", f"incident.opened:{incident_id}:sn:", body,
+                               incident_id=incident_id), now=datetime.now(UTC))
+    store.con.commit()
+
+
+def dispatcher(store, cfg, **kw) -> Dispatcher:
+    return Dispatcher(store, build_targets(cfg, SecretStore.from_config(cfg)), cfg, **kw)
+
+
+def test_two_databases_sending_to_one_servicenow_never_take_each_others_tickets(tmp_path, sim):
+    """Incident 1 of a rebuilt (or second) database has the same local key as incident 1 of the
+    first. Its retry used to find the first database's ticket by correlation id and record its own
+    leak as delivered: no ticket for it at all."""
+    cfg = sn_config(tmp_path, sim.url)
+    with Store.open(tmp_path / "a.duckdb") as a:
+        queue_opened(a, cfg)
+        with dispatcher(a, cfg) as d:
+            assert d.run_once().delivered == 1
+    sim.fail_next("/api/now/table/incident", 503, method="POST")
+    with Store.open(tmp_path / "b.duckdb") as b:
+        queue_opened(b, cfg)
+        with dispatcher(b, cfg) as d:
+            assert d.run_once().retried == 1
+            time.sleep(0.05)
+            st = d.run_once()
+        assert st.delivered == 1 and st.found == 0
+        remote = b.con.execute("SELECT remote_id FROM outbox").fetchone()[0]
+    tickets = sim.records()
+    assert len(tickets) == 2 and remote == tickets[1]["number"] != tickets[0]["number"]
+    assert tickets[0]["correlation_id"] != tickets[1]["correlation_id"]
+
+
+def test_a_slow_far_end_gets_one_ticket_not_two(tmp_path, sim):
+    """The far end takes longer than the target's timeout to create the ticket. The retry used to
+    come within the backoff (milliseconds), look up before the ticket existed, and post again."""
+    cfg = sn_config(tmp_path, sim.url, timeout_s=0.5)
+    sim.hang_next("/api/now/table/incident", 1.0, method="POST", process=True)
+    with Store.open(tmp_path / "a.duckdb") as a:
+        queue_opened(a, cfg)
+        with dispatcher(a, cfg) as d:
+            assert d.run_once().retried == 1
+            row = a.con.execute("SELECT next_attempt_at - updated_at FROM outbox").fetchone()[0]
+            assert row >= timedelta(seconds=0.45)  # not before the timeout has passed once more
+            assert d.run_once().claimed == 0
+            time.sleep(1.2)
+            st = d.run_once()
+        assert st.delivered == 1 and st.found == 1
+    assert len(sim.records()) == 1
+
+
+def test_a_dead_letter_notice_goes_to_the_other_targets_not_the_one_that_failed(tmp_path, sim):
+    from leakwatch.notify.triggers import enqueue_dead_letter
+
+    sn_config(tmp_path, sim.url)  # writes leakwatch.toml with the ServiceNow target
+    path = tmp_path / "leakwatch.toml"
+    path.write_text(path.read_text() + textwrap.dedent("""
+        [[notify.targets]]
+        name = "soc"
+        kind = "webhook"
+        url = "http://127.0.0.1:9/hook"
+        credentials = { secret = "SN_PASSWORD" }
+
+        [[notify.rules]]
+        on = ["outbox.dead_letter"]
+        targets = ["sn", "soc"]
+        """))
+    cfg = load_config(path)
+    targets = build_targets(cfg, SecretStore.from_config(cfg))
+    with Store.open(tmp_path / "a.duckdb") as a:
+        a.con.begin()
+        added = enqueue_dead_letter(a.con, cfg, targets, notification_id=7, incident_id=None, target="sn",
+                                    event="incident.opened", attempts=40, last_status=503, last_error="HTTP 503",
+                                    now=datetime.now(UTC))
+        a.con.commit()
+        rows = a.con.execute("SELECT target, event FROM outbox").fetchall()
+    assert added == 1 and rows == [("soc", "outbox.dead_letter")]
+    assert cfg.notify.max_attempts == 40  # the default rides out a maintenance window of hours
