@@ -90,3 +90,20 @@ def test_an_unquoted_export_gives_the_same_events(tmp_path):
                              "ORDER BY line")
     assert len(got[True]) == 2
     assert got[False] == got[True]
+
+
+def test_a_client_name_that_is_an_email_and_a_card_in_the_url_are_stored_masked(tmp_path):
+    from leakwatch.pipeline import scan_paths
+    from leakwatch.store import Store
+
+    elf = tmp_path / "ApexCallout.csv"
+    elf.write_text('"EVENT_TYPE","TIMESTAMP","REQUEST_ID","USER_ID","USER_NAME","CLIENT_NAME","URL"\n'
+                   '"ApexCallout","20260310100600.000","4-Zq2","","zinkerfield.bartholomew","zq.appmail@example.com",'
+                   '"https://api.openai.com/v1/users/4242-4242-4242-4242/chat"\n')
+    db = tmp_path / "lw.duckdb"
+    scan_paths([str(elf)], db)
+    with Store.open(db) as s:
+        rows = s.con.execute("SELECT url_path, app, actor_masked FROM events").fetchall()
+        text = repr(rows) + repr(s.con.execute("SELECT summary FROM alerts").fetchall())
+    assert rows == [("/v1/users/*/chat", "z***@e******.com", "z***")]
+    assert "appmail" not in text and "4242-4242" not in text and "zinkerfield" not in text

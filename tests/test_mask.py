@@ -155,6 +155,22 @@ def test_safe_path_masks_identifier_segments_of_url_paths():
     assert _path_of({"path": "/lightning/r/Report/00O5j000004XyZaEAK/view"}) == "/lightning/r/Report/00O5j000004XyZaEAK/view"
     assert _path_of({"path": "/u/jane@example.com/00O5j000004XyZa"}) == "/u/*/00O5j000004XyZa"
     assert _path_of({"path": "/lightning/r/Contact/0035j00000AbCdEAAZ/view"}) == "/lightning/r/Contact/*/view"
+    # A card or an SSN in groups, an AWS key id, a provider's token by its prefix: masked too
+    # (they were stored raw in events.url_path), versions and API paths are not.
+    assert _path_of({"url": "https://api.openai.com/v1/cards/4242-4242-4242-4242/ssn/219-09-9999/keys/"
+                            "AKIAZQPATH7X4R2T9WQE/t/sk-proj-abcdefgh1234/chat"}, prefer_url=True) == \
+        "/v1/cards/*/ssn/*/keys/*/t/*/chat"
+    assert _path_of({"path": "/static/app-1.2.3.js"}) == "/static/app-1.2.3.js"
+    assert _path_of({"path": "/services/data/v60.0/query"}) == "/services/data/v60.0/query"
+
+
+def test_actor_and_app_labels_are_masked_like_the_values_they_are():
+    from leakwatch.detect.mask import mask_actor, safe_label
+
+    assert mask_actor(b"zinkerfield.bartholomew") == "z***"
+    assert mask_actor(b"005xIxBSRypVaikQOC") == "00**************OC"  # a user id: a record id, kept apart
+    assert safe_label("zq.appmail@example.com") == "z***@e******.com"
+    assert safe_label("crm-sync") == "crm-sync" and safe_label("0H4Hs000000Integr") == "0H4Hs000000Integr"
 
 
 def test_url_encoded_values_hash_and_mask_like_plain_ones():

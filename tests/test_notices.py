@@ -440,3 +440,27 @@ def test_the_refusal_of_a_raw_value_shows_a_mask_of_its_kind():
         check_free_text("paid with 4111 1111 1111 1111", "fact")
     with pytest.raises(IncidentError, match=r"j\*\*\*@e"):
         check_free_text("customer jane.doe@example.com", "fact")
+
+
+@pytest.mark.parametrize("text", [
+    "refund went to iban de89370400440532013000",            # typed in lower case
+    "rotated wJalrZqMkXUtnFEMI/K7MDENG/bPxRfiCYZQMKKEY9",     # an AWS secret without its key
+    "pw: ZqEvidPw88", "triage note=x pw ZqEvidPw88", "token=ZqEvidTok55abc",
+])
+def test_typed_secrets_and_lower_case_ids_are_refused(text):
+    from leakwatch.errors import IncidentError
+    from leakwatch.incidents.notices_guard import check_free_text
+
+    with pytest.raises(IncidentError) as e:
+        check_free_text(text, "fact")
+    assert "ZqEvid" not in str(e.value) and "de8937" not in str(e.value) and "wJalr" not in str(e.value)
+
+
+@pytest.mark.parametrize("text", [
+    "The token was rotated yesterday; 12 customers affected", "rotated the token 3 times",
+    "See ticket INC0012345 and report 00O5j000004XyZa", "vendor notified 2026-03-11 at 09:30 UTC",
+])
+def test_ordinary_responder_text_passes(text):
+    from leakwatch.incidents.notices_guard import check_free_text
+
+    check_free_text(text, "fact")

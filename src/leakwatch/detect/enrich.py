@@ -34,7 +34,7 @@ from leakwatch._core import PatternError, ScanResult, check_pattern
 from leakwatch.detect import salesforce as sfmap
 from leakwatch.detect.egress import Registry, extract_host
 from leakwatch.detect.context import DATA_MARKS, data_like_key, normalize_field
-from leakwatch.detect.mask import get_normalizer, mask_email, mask_generic, mask_name, mask_shape
+from leakwatch.detect.mask import get_normalizer, mask_actor, mask_email, mask_name, mask_shape, safe_label
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources import formats
 from leakwatch._core.rows import compact_records
@@ -392,9 +392,9 @@ class Enricher:
                 if len(user) == 15 and _SFID15.match(user):
                     norm = sfmap.to_18(user)  # USER_ID (15) and USER_ID_DERIVED (18) are one actor
                 raw = norm.encode("utf-8", "replace")
-                # An e-mail as the user (API Gateway, app logs) gets the e-mail mask: the generic
-                # one keeps 2 characters at each end and the exact length.
-                actor = (keyed_hash(self.key, raw), mask_email(raw) if b"@" in raw else mask_generic(raw))
+                # An e-mail as the user (API Gateway, app logs) gets the e-mail mask; another user
+                # name its first character only (as a person's name), a user id its key prefix.
+                actor = (keyed_hash(self.key, raw), mask_email(raw) if b"@" in raw else mask_actor(raw))
                 if len(self._actors) < 100_000:
                     self._actors[user] = actor
             r.actor_hash, r.actor_masked = actor
@@ -729,7 +729,8 @@ class Enricher:
             event_type = f"{event_type}:{attrs['operation']}"  # the patterns tell reads from writes
         return (
             line_no, r.ts, r.fmt, kind, event_type, r.actor_hash, r.actor_masked,
-            attrs.get("app"), url_host, _path_of(attrs, prefer_url=kind == "ai_call"), _int(attrs.get("status")),
+            _safe_app(attrs.get("app")), url_host, _path_of(attrs, prefer_url=kind == "ai_call"),
+            _int(attrs.get("status")),
             d.vendor if d is not None else None, d.region if d is not None else None,
             d.jurisdiction if d is not None else None, r.violation if d is not None else -1, via,
             attrs.get("entity"), _int(attrs.get("rows")), attrs.get("edge"), attrs.get("cache"),
@@ -801,6 +802,10 @@ _HOST_BYTE = re.compile(r"[A-Za-z0-9_.-]")
 _HOST_RUN = re.compile(r"[A-Za-z0-9_.-]*")
 
 
+def _safe_app(app: str | None) -> str | None:
+    return safe_label(app) if app else app
+
+
 def _int(v: Any) -> int:
     """A count or status as written, -1 when unknown or out of range (the columns are 32/64-bit)."""
     if v is None:
@@ -840,11 +845,12 @@ def _path_of(attrs: dict, prefer_url: bool = False) -> str | None:
 
 
 _PII_SEGMENT = re.compile(PII_SEGMENT_RX)
-# What any match of PII_SEGMENT_RX must contain: "@", "%40", five digits in a row or 33 of its
-# token characters in a row. A path without one is returned as it is, without running the
-# pattern, whose nested stars make Python's backtracking engine quadratic in a segment's length
-# (~17 µs for a 60-byte URL path). The tests hold the shortcut to the full pattern.
-_PII_SEGMENT_NEEDS = DATA_MARKS
+# What any match of PII_SEGMENT_RX must contain: "@", "%40", five digits in a row or in groups,
+# 33 of its token characters in a row, or a credential's prefix. A path without one is returned
+# as it is, without running the pattern, whose nested stars make Python's backtracking engine
+# quadratic in a segment's length (~17 µs for a 60-byte URL path). The tests hold the shortcut
+# to the full pattern.
+_PII_SEGMENT_NEEDS = re.compile(DATA_MARKS.pattern + r"|[0-9](?:[ .()+-]{0,2}[0-9]){4}|AKIA|ASIA|sk-|gh[pousr]_|xox|eyJ|AIza|hf_")
 _SAFE_PATHS: dict[str, str] = {}
 _REPORT_ID = re.compile(r"(?:00O|01Z)[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?")
 _REPORT_ID_IN = re.compile(r"(?:^|/)(?:00O|01Z)[0-9A-Za-z]{12}")

@@ -26,6 +26,23 @@ def _stars(n: int) -> str:
     return "*" * max(n, 0)
 
 
+def safe_label(value: str) -> str:
+    """A label stored as is (a connected app's name, a client id), unless it is an e-mail
+    address (an integration user's login as the client name): then masked like one."""
+    raw = value.encode("utf-8", "replace")
+    return mask_email(raw) if b"@" in url_plain(raw) else value
+
+
+def mask_actor(v: bytes) -> str:
+    """A user name that is not an e-mail (``zinkerfield.bartholomew``): its first character
+    only, as a person's name is masked. A Salesforce user id (005…, a record id, not a name)
+    keeps the generic preview, so that two users stay apart in an alert's text."""
+    s = _text(v)
+    if len(s) in (15, 18) and s.startswith("005") and s.isalnum():
+        return mask_generic(v)
+    return (s[:1] + "***") if s else ""
+
+
 def mask_generic(v: bytes) -> str:
     """First 2 and last 2 characters when the value has 10 or more, else only stars."""
     s = _text(v)

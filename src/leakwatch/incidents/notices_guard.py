@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 from leakwatch.errors import IncidentError
 
@@ -28,10 +29,45 @@ def _detector():
     return Detector(rules, os.urandom(32))
 
 
+# Typed text is not a log line: a secret comes without its key ("rotated wJalrXUtnFEMI/K7MD…"),
+# a password after a short word ("pw: Winter2024x"). Beyond the rules, a long token mixing
+# upper case, lower case and digits, and a value with a digit or a symbol after a password-ish
+# word, are refused too.
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9/+_=.-]{20,}")
+_PASSWORD_WORD = re.compile(r"(?i)\b(?:password|passwort|passwd|passphrase|pass|pwd|pw|secret|token|api[ _-]?key)"
+                            r"(?:\s*(?::|=|\bis\b|\bwas\b)\s*|\s+(?=\S*[0-9])(?=\S*[A-Za-z]))(\S{4,})")
+
+
+def _typed_secrets(text: str) -> list[tuple[str, int]]:
+    from leakwatch._core.fastval import shannon_entropy
+
+    out = []
+    for m in _LONG_TOKEN.finditer(text):
+        tok = m.group(0)
+        classes = sum((any(c.isupper() for c in tok), any(c.islower() for c in tok), any(c.isdigit() for c in tok)))
+        if classes == 3 and shannon_entropy(tok.encode()) >= 3.5:
+            out.append(("SECRET", m.start()))
+    for m in _PASSWORD_WORD.finditer(text):
+        value = m.group(1)
+        if not value.isalpha():
+            out.append(("PASSWORD", m.start(1)))
+    return out
+
+
 def raw_values_in(text: str) -> list[tuple[str, int]]:
-    """(entity, character offset) of each raw value the shipped rules find in ``text``."""
+    """(entity, character offset) of each raw value the shipped rules find in ``text`` (also
+    written in lower case: an IBAN or a codice fiscale typed as "de89…"), and of the secrets
+    typed text carries without a key."""
     if not text:
         return []
+    found = _rule_values(text) + _typed_secrets(text)
+    if text.upper() != text and len(text.upper()) == len(text):
+        seen = {o for _e, o in found}
+        found += [(e, o) for e, o in _rule_values(text.upper()) if o not in seen]
+    return sorted(set(found), key=lambda f: f[1])
+
+
+def _rule_values(text: str) -> list[tuple[str, int]]:
     from leakwatch.sources.files import Chunk
 
     data = text.encode("utf-8")
@@ -68,6 +104,7 @@ _MASK_SAMPLES = {
     "EMAIL_ADDRESS": ("email", b"jane.doe@example.com"), "CREDIT_CARD": ("card", b"4111111111111111"),
     "PHONE_NUMBER": ("phone", b"+442079460958"), "IBAN_CODE": ("iban", b"DE89370400440532013000"),
     "US_SSN": ("national_id", b"123-45-6789"), "UK_NINO": ("national_id", b"QQ123456C"),
+    "SECRET": ("secret", b"sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vX7"), "PASSWORD": ("redact", b"Winter2024x"),
 }
 
 

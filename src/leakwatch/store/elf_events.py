@@ -22,11 +22,15 @@ import numpy as np
 
 from leakwatch.store.ingest import EVENT_COLUMNS
 
-# A path segment or key that may itself be data: an e-mail, a long number (an account, a phone),
-# a long token. Masked in url_path and field paths (here in SQL, in leakwatch.detect.enrich in
-# Python); the value is a finding of its own anyway.
+# A path segment or key that may itself be data: an e-mail, a number of five digits or more in a
+# row or in groups (an account, a phone, a card 4242-4242-…, an SSN 219-09-9999), a long token,
+# a credential by its vendor prefix (an AWS key id, sk-…, ghp_…, a JWT). Masked in url_path and
+# field paths (here in SQL, in leakwatch.detect.enrich in Python); the value is a finding of its
+# own anyway.
 PII_SEGMENT_RX = (r"[^/\[\]\s]*(?:@|%40)[^/\[\]\s]*"
-                  r"|[^/.\[\]]*(?:[0-9]{5,}|[A-Za-z0-9_+=-]{33,})[^/.\[\]]*")
+                  r"|[^/.\[\]]*(?:[0-9](?:[ .()+-]{0,2}[0-9]){4}|[A-Za-z0-9_+=-]{33,}"
+                  r"|(?:AKIA|ASIA)[0-9A-Z]{16}|sk-[A-Za-z0-9_-]{8,}|gh[pousr]_[A-Za-z0-9]{8,}|xox[abprs]-[A-Za-z0-9-]{8,}"
+                  r"|eyJ[A-Za-z0-9_-]{8,}|AIza[0-9A-Za-z_-]{8,}|hf_[A-Za-z0-9]{8,})[^/.\[\]]*")
 
 # EventLogFile event types → event kind (the pattern detectors' vocabulary).
 ELF_EVENT_KINDS = {
@@ -42,6 +46,7 @@ _BATCH = "_leakwatch_elf_batch"
 _HEADERS = "_leakwatch_elf_headers"
 _HOSTS = "_leakwatch_elf_hosts"
 _ACTORS = "_leakwatch_elf_actors"
+_APPS = "_leakwatch_elf_apps"
 
 
 # Event attribute → EventLogFile columns that give it, in order of preference (DOMAIN.md §1).
@@ -152,6 +157,15 @@ def insert_elf_events(
         # A row that matches nothing keeps the column types known when there is nothing to join.
         host_rows = classify_hosts(hosts) or [("\x00", None, None, None, -1, 0)]
         actor_rows = hash_actors(users) or [("\x00", None, None)]
+        # A client name that is an e-mail address (an integration user's login) is stored masked,
+        # as the same cell's finding is.
+        from leakwatch.detect.mask import safe_label
+
+        apps = [a for (a,) in con.execute(
+            "SELECT DISTINCT app FROM _leakwatch_elf_rows WHERE app LIKE '%@%' OR lower(app) LIKE '%\\%40%' ESCAPE '\\'"
+        ).fetchall()]
+        app_rows = [(a, safe_label(a)) for a in apps] or [("\x00", None)]
+        con.register(_APPS, _table(app_rows, ("app", "masked"), (object, object)))
         con.register(_HOSTS, _table(host_rows, ("host", "vendor", "region", "jurisdiction", "violation", "via"),
                                     (object, object, object, object, np.int8, np.int8)))
         con.register(_ACTORS, _table(actor_rows, ("actor", "hash", "masked"), (object, object, object)))
@@ -159,12 +173,14 @@ def insert_elf_events(
         row = con.execute(
             f"""
             WITH r AS (
-                SELECT e.*, lower(regexp_extract(e.url, '{_HOST_RX}', 1)) AS host,
+                SELECT e.* EXCLUDE (app), coalesce(ap.masked, e.app) AS app,
+                       lower(regexp_extract(e.url, '{_HOST_RX}', 1)) AS host,
                        coalesce(TRY_CAST(e.ts_iso AS TIMESTAMPTZ),
                                 timezone('UTC', try_strptime(e.ts_elf, '%Y%m%d%H%M%S.%g')),
                                 timezone('UTC', try_strptime(e.ts_elf, '%Y%m%d%H%M%S'))) AS ts,
                        a.hash AS actor_hash, a.masked AS actor_masked
                 FROM _leakwatch_elf_rows AS e LEFT JOIN {_ACTORS} AS a ON a.actor = e.actor
+                     LEFT JOIN {_APPS} AS ap ON ap.app = e.app
             ),
             k(event_type, kind) AS (VALUES {kinds}),
             ev AS (
@@ -202,7 +218,7 @@ def insert_elf_events(
         ).fetchone()
         return (int(row[0]) if row else 0), len(batch["line"]) - int(kept)
     finally:
-        for name in (_BATCH, _HEADERS, _HOSTS, _ACTORS):
+        for name in (_BATCH, _HEADERS, _HOSTS, _ACTORS, _APPS):
             try:
                 con.unregister(name)
             except duckdb.Error:
