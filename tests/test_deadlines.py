@@ -370,3 +370,15 @@ def test_singapore_pdpc_deadline_without_a_recorded_assessment(rs):
     ds = by_id(deadlines(rs.get("sg-pdpa"), facts(aware, responder={"significant_harm": True}, by_jur={"SG": 10},
                                                   assessment=aware + 24 * H), utc(2026, 5, 5)))
     assert ds["pdpc"].due == (aware.astimezone(sg) + timedelta(days=4)).astimezone(UTC)
+
+
+def test_a_total_too_small_decides_a_condition_on_an_unknown_part(rs):
+    """Five data subjects in all, some in California: "more than 500 in US-CA" cannot hold. It
+    used to stay undecided, so the Attorney General deadline was reported overdue and sent as
+    DEADLINE MISSED for a 5-subject incident."""
+    aware = utc(2026, 6, 1, 9, 0)
+    f = IncidentFacts(1, "t", "triaged", "high", aware, {"awareness": aware, "detection": aware},
+                      subject_jurisdictions=("US", "US-CA"), data_subjects=5, org=OrganisationConfig())
+    ag = by_id(deadlines(rs.get("ca-1798.82"), f, aware))["attorney-general"]
+    assert ag.status == "not applicable" and ag.due is None
+    assert "at most 5 data subjects in total" in ag.basis

@@ -142,6 +142,9 @@ def test_no_external_id_field_means_no_lookup(sim):
     t, _ = make(sim)
     assert t.find_delivered(message(t)) is None
     assert not sim.requests
+    # ... which 'notify dispatch' says when it starts: a lost answer would open a second Case.
+    assert "no options.external_id_field" in t.duplicate_risk and "second Case" in t.duplicate_risk
+    assert make(sim, external_id_field="Leakwatch_Key__c")[0].duplicate_risk is None
 
 
 def test_lookup_failure_raises(sim):

@@ -315,3 +315,40 @@ def test_an_incident_opened_by_hand_or_split_off_is_notified(tmp_path, scanned):
                          now=T0 + timedelta(hours=1), notify=hook)
         opened = [(r["incident_id"], r["event"]) for r in outbox_rows(store)]
     assert opened == [(iid, "incident.opened"), (new, "incident.opened")]
+
+
+def test_a_custom_playbooks_step_notifies_as_its_file_says(tmp_path, scanned):
+    """`incidents playbook --dir` with a step of one's own ("notify-bafin") that carries a notify
+    action: the hook looked the step up in the shipped playbooks and queued nothing."""
+    import shutil
+
+    from leakwatch.incidents.playbooks import default_playbooks_dir
+
+    custom = tmp_path / "playbooks"
+    shutil.copytree(default_playbooks_dir(), custom)
+    path = custom / "ai-egress-pii-leak.yaml"
+    text = path.read_text()
+    anchor = "  - id: notify-authority\n"
+    assert anchor in text
+    step = ("  - id: notify-bafin\n"
+            "    title: Tell BaFin (our own step)\n"
+            "    role: dpo\n"
+            "    when: {regime_applies: gdpr-33}\n"
+            "    notify: {regime: gdpr-33, template: gdpr-33}\n"
+            "    evidence: [submission reference]\n\n")
+    path.write_text(text.replace(anchor, step + anchor, 1))
+    cfg = make_config(tmp_path, """
+        [[notify.rules]]
+        on = ["step.notify"]
+        targets = ["tickets"]
+        """)
+    playbooks = load_playbooks(custom)
+    with Store.open(scanned) as store:
+        iid = pii_incident(store, cfg)
+        pb = select_playbooks(playbooks, book.build_facts(store.con, iid, cfg, load_regimes()))[0]
+        assert any(s.id == "notify-bafin" for s in pb.steps)
+        hook = triggers.hook_for(cfg, store, playbooks=playbooks)
+        book.set_step(store, iid, pb.id, "notify-bafin", "in_progress", actor="alice", now=T0 + timedelta(hours=2),
+                      notify=hook)
+        keys = [r["idempotency_key"] for r in outbox_rows(store)]
+    assert keys == [f"step.notify:{iid}:tickets:{pb.id}.notify-bafin:pending->in_progress"]

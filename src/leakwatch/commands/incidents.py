@@ -321,10 +321,10 @@ def _dump(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o), ensure_ascii=False))
 
 
-def _notify_hook(config, store):
+def _notify_hook(config, store, *, regimes=None, playbooks=None):
     from leakwatch.notify.triggers import hook_for
 
-    return hook_for(config, store)
+    return hook_for(config, store, regimes=regimes, playbooks=playbooks)
 
 
 def _warn_open_deadlines(store, incident_id: int, config, regimes, now: datetime) -> None:
@@ -374,7 +374,7 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
             else:
                 _print_list(rows, zone)
         elif action == "group":
-            res = book.group(store, config, now=now, actor=actor, notify=_notify_hook(config, store))
+            res = book.group(store, config, now=now, actor=actor, notify=_notify_hook(config, store, regimes=_regimes(args)))
             if args.json:
                 _dump(res.__dict__)
             else:
@@ -393,7 +393,7 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
             iid = book.open_incident(store, title=args.title, finding_ids=fids, alert_ids=_ids(args.alert, "--alert"),
                                      aware_at=aware, reason=args.reason, actor=actor, now=now,
                                      check=_overdue_check(config, _regimes(args), now, args.accept_overdue),
-                                     notify=_notify_hook(config, store))
+                                     notify=_notify_hook(config, store, regimes=_regimes(args)))
             print(f"opened incident {iid}")
         elif action == "merge":
             book.merge(store, args.target, args.sources, actor=actor, reason=args.reason, now=now,
@@ -407,7 +407,7 @@ def run_incidents(args: argparse.Namespace, argv: list[str]) -> int:
                 k, v = w.split("=", 1)
                 where[k.strip()] = v.strip()
             new = book.split(store, args.id, title=args.title, finding_ids=_ids(args.finding, "--finding"), where=where,
-                             actor=actor, reason=args.reason, now=now, notify=_notify_hook(config, store))
+                             actor=actor, reason=args.reason, now=now, notify=_notify_hook(config, store, regimes=_regimes(args)))
             print(f"split {args.id}: new incident {new}")
         elif action == "ack":
             book.acknowledge(store, args.id, actor=actor, reason=args.reason, now=now)
@@ -680,7 +680,8 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
                     raise IncidentError(f"step {step.id}: {e}") from None
 
             book.set_step(store, args.id, pb.id, step.id, new, actor=current_actor(args.actor), evidence=evidence,
-                          reason=args.skip, now=now, check=check, notify=_notify_hook(config, store))
+                          reason=args.skip, now=now, check=check,
+                          notify=_notify_hook(config, store, regimes=regimes, playbooks=playbooks))
             print(f"incident {args.id}: step {step.id} is now {new}")
             facts = book.build_facts(store.con, args.id, config, regimes)
         states = book.step_states(store.con, args.id)

@@ -270,6 +270,9 @@ def _dispatch(args, config) -> int:
         raise UsageError("--timeout must be positive")
     secrets = SecretStore.from_config(config)
     targets = build_targets(config, secrets)
+    for t in targets.values():
+        if getattr(t, "duplicate_risk", None):
+            print(f"leakwatch: warning: {t.duplicate_risk}", file=sys.stderr)
     stop = threading.Event()
     old = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
     last_tick = [float("-inf")]

@@ -813,11 +813,28 @@ def _eval(c: Condition, ctx: _Context) -> tuple[bool | None, list[str]]:
     wanted = f"{_cmp_words(cmp)} {n}"
     place = _where_words(where)
     if count is None:
+        bound = _bounded_by_total(cmp, n, ctx)
+        if bound is not None:
+            return bound, [f"at most {ctx.count(None)[0]:,} data subjects in total, so{place}: "
+                           f"{'' if bound else 'not '}{wanted}"]
         return None, [(f"undecided: the number of data subjects{place} is unknown (needed: {wanted}); "
                       f"record it on the incident")]
     ok = fn(count, n)
     how = f" ({how})" if how else ""
     return ok, [f"{count:,} data subjects{place}{how}: {'' if ok else 'not '}{wanted}"]
+
+
+def _bounded_by_total(cmp: str, n: int, ctx: _Context) -> bool | None:
+    """What the incident's total count decides about a part of it whose own count is unknown
+    (a part holds at most the total): "more than 500 in US-CA" is false with 5 in all; None when
+    the total does not decide it."""
+    total = ctx.count(None)[0]
+    if total is None:
+        return None
+    fn = _COMPARATORS[cmp]
+    if cmp in ("gt", "ge"):
+        return False if not fn(total, n) else None
+    return True if fn(total, n) else None
 
 
 def _eval_any_subdivision(country: str, cmp: str, n: int, ctx: _Context) -> tuple[bool | None, list[str]]:
@@ -832,6 +849,10 @@ def _eval_any_subdivision(country: str, cmp: str, n: int, ctx: _Context) -> tupl
     unknown = [j for j, c in counts.items() if c is None]
     if country in ctx.subjects:
         unknown.append(f"{country} (state not recorded)")
+    if unknown and _bounded_by_total(cmp, n, ctx) is False:
+        # No subdivision can hold more than the incident's total.
+        return False, [f"at most {ctx.count(None)[0]:,} data subjects in total: not {wanted} in one {country} "
+                       f"subdivision"]
     if unknown:
         return None, [(f"undecided: data subjects per {country} subdivision unknown for {_fmt_list(unknown)} "
                       f"(needed: {wanted} in one); record the counts on the incident")]

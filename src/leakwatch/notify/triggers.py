@@ -333,10 +333,11 @@ def enqueue_dead_letter(con, config, targets: Mapping[str, Target], *, notificat
     return added
 
 
-def hook_for(config, store, clock=None):
+def hook_for(config, store, clock=None, *, regimes=None, playbooks=None):
     """The outbox hook for incident changes when ``[[notify.rules]]`` are configured, else None:
     notifications are queued in the change's own transaction (``notify dispatch`` or ``watch``
-    delivers them)."""
+    delivers them). ``regimes``/``playbooks``: the ones the command works with (``--regimes``,
+    ``playbook --dir``), so that a custom playbook's steps notify as its own file says."""
     if not config.notify.rules:
         return None
-    return hook(config, store.key, clock=clock)
+    return hook(config, store.key, clock=clock, regimes=regimes, playbooks=playbooks)

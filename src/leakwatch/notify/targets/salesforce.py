@@ -208,6 +208,12 @@ class SalesforceCaseTarget(_SalesforceTarget):
         if field is not None and not _API_NAME.match(str(field)):
             raise UsageError(f"target {config.name!r}: external_id_field {field!r} is not a field API name")
         self.external_id_field = str(field) if field else None
+        # Said by 'notify dispatch' when it starts: without the field a Case whose answer was lost
+        # cannot be found again, and the retry opens a second one.
+        self.duplicate_risk = None if field else (
+            f"target {config.name!r} (salesforce_case) has no options.external_id_field: a Case whose answer is "
+            f"lost (a dropped connection) cannot be looked up, and its retry opens a second Case; add a Text "
+            f"field marked External ID and Unique and name it there")
         static = config.options.get("fields") or {}
         if not isinstance(static, Mapping) or not all(_API_NAME.match(str(k)) for k in static):
             raise UsageError(f"target {config.name!r}: options.fields must map field API names to values")
