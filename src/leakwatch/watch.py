@@ -22,8 +22,8 @@ How files are followed. A file is known by its device and inode, not its name:
 - *rotation by rename* (``app.log`` → ``app.log.1``, a new ``app.log``): the renamed inode is
   followed under its new name where it is still in view, so its last lines are read and nothing
   is read twice; the new file is read from its start. An inode that leaves the view (moved
-  elsewhere, or deleted) is read from the open file until it has been idle for ``DRAIN_IDLE_S``,
-  then closed; its findings keep the last path it was seen at.
+  elsewhere, or deleted) is read from the open file until it has been idle for ``DRAIN_IDLE_S``
+  (2 minutes), then closed, with a note; its findings keep the last path it was seen at.
 - *truncation / copytruncate*: a size below the offset, or first bytes (``head_hash``) or the
   bytes before the offset that differ from what was read, mean the file was rewritten in place:
   it is read again from the start.
@@ -86,8 +86,9 @@ PARTIAL_IDLE_S = 3.0
 #: A gzip file is read once its size and mtime have not changed for this long.
 GZIP_SETTLE_S = 1.0
 #: A file moved out of view or deleted is read from the open file until idle this long, then closed
-#: (a writer that has not reopened its log yet still appends to the old inode).
-DRAIN_IDLE_S = 5.0
+#: (a writer that has not reopened its log yet still appends to the old inode: one that logs
+#: once a minute must not lose its lines to a short drain).
+DRAIN_IDLE_S = 120.0
 #: Bytes at the start of a file whose hash recognises it after a restart (``head_hash``).
 HEAD_BYTES = 1024
 #: Bytes before the offset compared on each change: a copytruncated file that grew past the
@@ -120,6 +121,15 @@ def tail_bytes(fd: int, offset: int) -> bytes:
 def tail_hash(fd: int, offset: int) -> str:
     """Hash of :func:`tail_bytes` (``watch_files.tail_hash``)."""
     return xxhash.xxh3_64_hexdigest(tail_bytes(fd, offset))
+
+
+def _tail_ok(tail: bytes | str, before: bytes) -> bool:
+    """Whether ``before`` (the bytes before an offset, :data:`TAIL_BYTES` of them or all there
+    are) ends with what was read there: ``tail`` as bytes (a file followed in this session) or as
+    its hash (``watch_files.tail_hash``, what an earlier session stored)."""
+    if isinstance(tail, str):
+        return xxhash.xxh3_64_hexdigest(before) == tail
+    return bool(tail) and before.endswith(tail)
 
 
 @dataclass
@@ -207,6 +217,7 @@ class _Followed:
     tf: TailFile | None = None
     gone_since: float | None = None  # moved out of view or deleted: draining
     scanned_size: int = -1  # gzip: the compressed size that was read
+    copy_checked: bool = False  # asked (on its first bytes) whether it is a copy of a file read before
 
 
 class Watcher:
@@ -500,6 +511,9 @@ class Watcher:
                 self._stored_paths.pop(rpath, None)
             else:
                 rep.notes.append(f"{path}: changed in place while not watched; reading it again from the start")
+                # Copytruncate while not watched: a copy of what was read (app.log.1) continues
+                # after it instead of counting it again.
+                self._truncated.append((rpath, offset, line, hh, th))
         elif path in self._stored_paths and self._stored is not None:
             rep.notes.append(f"{path}: another file than when last watched (rotated while not watched); "
                              "reading it from the start")
@@ -535,17 +549,37 @@ class Watcher:
         storing their findings a second time. Compared by the first bytes' hash and the bytes
         before the other file's offset, the checks a restarted watch trusts."""
         for path, offset, line, head, tail in self._read_copies(s, lambda n: head_hash(fd, n)):
-            if size >= offset and tail and os.pread(fd, len(tail), offset - len(tail)) == tail:
-                s.offset, s.line, s.head, s.tail = offset, line, head, tail
+            if size >= offset and _tail_ok(tail, tail_bytes(fd, offset)):
+                s.offset, s.line, s.head, s.tail = offset, line, head, tail_bytes(fd, offset)
                 s.line_offset = _line_offset(fd, offset)
                 s.scanned_size = offset
                 rep.notes.append(f"{s.path}: begins with the {line:,} lines already read of {path} (a copy: "
                                  "copytruncate rotation?); continuing after them")
                 return
 
+    def _copy_in_progress(self, s: _Followed, size: int) -> bool:
+        """Whether ``s`` (``size`` bytes so far) is the start of a followed file that was read
+        further than that, and is named after it (``app.log`` → ``app.log.1``): a copy being
+        written."""
+        name = os.path.basename(s.path)
+        k = min(size, 1 << 16)
+        for o in list(self.files.values()):
+            if o is s or o.kind != "text" or o.offset <= size or not name.startswith(os.path.basename(o.path)):
+                continue
+            if os.pread(o.fd, k, 0) == os.pread(s.fd, k, 0):
+                return True
+        return False
+
     def _drop_vanished(self, listing: dict[str, os.stat_result]) -> None:
         """After the first cycle: forget stored offsets of files in view that are gone."""
         stale = [r[0] for r in self._stored.values() if self._in_view(r[0]) and r[0] not in listing]
+        # Files read before that were not found again by their inode (rotated and compressed, or
+        # moved, while not watched): what was read of them, so that a copy of it (app.log.1.gz) is
+        # not counted a second time.
+        for rpath, _dev, _ino, offset, line, hh, _size, th in self._stored.values():
+            if offset and hh is not None:
+                self._read_before.append((rpath, offset, line, hh, th))
+        del self._read_before[:-64]
         self._stored = None
         self._stored_paths = {}
         if stale:
@@ -654,6 +688,7 @@ class Watcher:
         return not s.tail or os.pread(s.fd, len(s.tail), s.offset - len(s.tail)) == s.tail
 
     def _reset(self, s: _Followed) -> None:
+        s.copy_checked = True  # rewritten in place: the same file again, not a copy of another
         if s.tf is not None:
             self.scanner.finish(s.tf)
         s.kind, s.tf = "pending", None
@@ -673,12 +708,23 @@ class Watcher:
             self._problem(rep, InputProblem(s.path, "encoding", "UTF-16 text is not followed (watch reads UTF-8 and "
                                             "ASCII logs); scan it with `leakwatch scan`"))
             return False
-        if looks_binary(head):
+        # Judged without NUL runs (a crash's zero fill, a preallocated log: scan does the same),
+        # and not at all for a file resumed from its stored offset: it was text when read.
+        sample = head.replace(b"\x00", b"") if head.count(0) * 4 > len(head) else head
+        if not s.offset and sample and looks_binary(sample):
             s.kind = "binary"
             self._problem(rep, InputProblem(s.path, "binary", "binary file (mostly control bytes), not followed"))
             return False
         if b"\n" not in head and len(head) < SNIFF_BYTES and idle < self.partial_idle_s:
             return False  # the first line is not complete: its format cannot be told yet
+        if not s.copy_checked and s.offset == 0:
+            # A copy of a file already read (copytruncate: cp, then truncate) seen before it was
+            # complete, or while it was empty: continue after what was read once it holds that
+            # much, instead of reading it again from its start.
+            self._resume_copy(s, s.fd, size, rep)
+            if s.offset == 0 and idle < self.partial_idle_s and self._copy_in_progress(s, size):
+                return False
+            s.copy_checked = True
         s.bom = len(_UTF8_BOM) if head.startswith(_UTF8_BOM) else 0
         s.tf = self.scanner.open_file(s.path, head[s.bom:])
         tag = (self._last_tag(s) if s.offset else None) or self._new_tag(s)
@@ -767,7 +813,7 @@ class Watcher:
                 continue
             finally:
                 close_stream(stream)
-            if pos == offset and last.endswith(tail):
+            if pos == offset and _tail_ok(tail, last):
                 if not last.endswith(b"\n") and after in (b"", b"\n", b"\r"):
                     # The last line was read as it was when the file went idle, and it is all
                     # there is of it: read already too.
@@ -797,6 +843,10 @@ class Watcher:
             self._took(s, res, st, rep)
             if res.more:
                 return
+        if s.kind in ("text", "gzip"):
+            rep.notes.append(f"{s.path}: out of view (moved away or deleted) and idle {self.drain_idle_s:.0f} s: "
+                             f"closed after line {s.line:,}; lines written to it later are not read "
+                             f"(watch the directory, not a glob, to follow rotated files)")
         self._forget(s)
 
     def _forget(self, s: _Followed) -> None:

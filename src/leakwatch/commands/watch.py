@@ -27,7 +27,8 @@ EPILOG = textwrap.dedent(
       Only bytes appended since the last cycle are read, up to the last complete line; a last
       line without its newline waits for it (scanned as it is once the file has been idle 3 s).
       Files are known by inode: a rotated file (app.log -> app.log.1) is read to its end under
-      its new name, and the new app.log from its start; a truncated or copytruncated file is
+      its new name, and the new app.log from its start (a rotated file out of view of a glob,
+      or deleted, is read until idle 2 minutes, then closed); a truncated or copytruncated file is
       read again from the start; gzip files are read once, when complete. Offsets are stored
       with the findings, in one transaction: a restarted watch goes on where it stopped and
       stores nothing twice. Binary files, UTF-16 logs, invalid UTF-8 and over-long lines are
