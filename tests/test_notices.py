@@ -459,6 +459,7 @@ def test_typed_secrets_and_lower_case_ids_are_refused(text):
 @pytest.mark.parametrize("text", [
     "The token was rotated yesterday; 12 customers affected", "rotated the token 3 times",
     "See ticket INC0012345 and report 00O5j000004XyZa", "vendor notified 2026-03-11 at 09:30 UTC",
+    "drafted by the local model SmolLM2-135M-Instruct-Q4_1.gguf", "Case a0X5j00000Qr7TfEAJ was opened",
 ])
 def test_ordinary_responder_text_passes(text):
     from leakwatch.incidents.notices_guard import check_free_text

@@ -30,10 +30,11 @@ def _detector():
 
 
 # Typed text is not a log line: a secret comes without its key ("rotated wJalrXUtnFEMI/K7MD…"),
-# a password after a short word ("pw: Winter2024x"). Beyond the rules, a long token mixing
-# upper case, lower case and digits, and a value with a digit or a symbol after a password-ish
-# word, are refused too.
-_LONG_TOKEN = re.compile(r"[A-Za-z0-9/+_=.-]{20,}")
+# a password after a short word ("pw: Winter2024x"). Beyond the rules, a run of 16 or more
+# letters and digits mixing upper case, lower case and digits (a model's file name such as
+# SmolLM2-135M-Instruct has none that long), and a value with a digit or a symbol after a
+# password-ish word, are refused too.
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9]{16,}")
 _PASSWORD_WORD = re.compile(r"(?i)\b(?:password|passwort|passwd|passphrase|pass|pwd|pw|secret|token|api[ _-]?key)"
                             r"(?:\s*(?::|=|\bis\b|\bwas\b)\s*|\s+(?=\S*[0-9])(?=\S*[A-Za-z]))(\S{4,})")
 
@@ -41,11 +42,14 @@ _PASSWORD_WORD = re.compile(r"(?i)\b(?:password|passwort|passwd|passphrase|pass|
 def _typed_secrets(text: str) -> list[tuple[str, int]]:
     from leakwatch._core.fastval import shannon_entropy
 
+    from leakwatch.detect.validators import get_validator
+
+    is_record_id = get_validator("sfid", {})  # a Salesforce record id is a fact a notice may name
     out = []
     for m in _LONG_TOKEN.finditer(text):
         tok = m.group(0)
         classes = sum((any(c.isupper() for c in tok), any(c.islower() for c in tok), any(c.isdigit() for c in tok)))
-        if classes == 3 and shannon_entropy(tok.encode()) >= 3.5:
+        if classes == 3 and shannon_entropy(tok.encode()) >= 3.5 and not is_record_id(tok.encode()):
             out.append(("SECRET", m.start()))
     for m in _PASSWORD_WORD.finditer(text):
         value = m.group(1)
