@@ -899,3 +899,33 @@ def test_a_rotation_while_the_watch_was_down_does_not_count_the_old_lines_twice(
         assert len(emails(w)) == 11
     finally:
         w.close()
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_value_cut_after_a_separator_or_across_a_restart_gives_way_to_the_whole_value(tmp_path, logs, restart):
+    """The writer paused right after the space inside '+44 20 7946 0958' (the cut value ends one
+    byte before the cut), or the watch was killed before the line was completed (the whole value
+    lands in a sources row of its own): the partial phone stayed next to the whole one."""
+    clock = Clock()
+    log = logs / "p.log"
+    line = "ts=1 note=call back phone +44 20 7946 0958 please\n"
+    cut = line.index("7946 ") + 5
+    append(log, line[:cut])
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        w.cycle()
+        clock.t += 4.5
+        w.cycle()
+        assert w.store.con.execute("SELECT count(*) FROM findings WHERE entity = 'PHONE_NUMBER'").fetchone()[0] == 1
+        if restart:
+            w.close()
+            w = open_watcher(tmp_path, clock=clock)
+            w.cycle()
+        append(log, line[cut:])
+        clock.t += 0.3
+        w.cycle()
+        phones = w.store.con.execute("SELECT start_byte, end_byte FROM findings WHERE entity = 'PHONE_NUMBER'").fetchall()
+        start = line.index("+44")
+        assert phones == [(start, start + len("+44 20 7946 0958"))]
+    finally:
+        w.close()

@@ -1215,20 +1215,26 @@ def _after_lines(chunk: Chunk, n: int) -> Chunk | None:
     return Chunk(bytes(view[pos:]), n)
 
 
+#: A value cut short by a pause may end a little before the cut: the writer paused after a
+#: separator ("+44 20 7946 ", the space not part of the match).
+CUT_SLACK = 8
+
+
 def _replace_cut_values(con, source_ids: list[int], line: int, cut: int) -> None:
-    """Findings of ``line`` that end where an earlier scan of it stopped (``cut``) and that
-    the whole line now gives longer (same rule, same start) are dropped; incidents that held them
-    hold the longer ones instead."""
+    """Findings of ``line`` that end where an earlier scan of it stopped (``cut``, or a few
+    separator bytes before it) and that the whole line now gives longer (same rule, same start)
+    are dropped; incidents that held them hold the longer ones instead. ``source_ids`` are the
+    file's generation: after a restart the longer value is in a ``sources`` row of its own."""
     pairs = con.execute(
         """
         SELECT o.finding_id, min(n.finding_id)
         FROM findings AS o JOIN findings AS n
-          ON n.source_id = o.source_id AND n.line = o.line AND n.rule_id = o.rule_id
+          ON n.line = o.line AND n.rule_id = o.rule_id
          AND n.start_byte = o.start_byte AND n.end_byte > o.end_byte
         WHERE list_contains($ids, o.source_id) AND list_contains($ids, n.source_id)
-          AND o.line = $line AND o.end_byte = $cut
+          AND o.line = $line AND o.end_byte BETWEEN $cut - $slack AND $cut
         GROUP BY o.finding_id
-        """, {"ids": source_ids, "line": line, "cut": cut}).fetchall()
+        """, {"ids": source_ids, "line": line, "cut": cut, "slack": CUT_SLACK}).fetchall()
     for old, new in pairs:
         con.execute("UPDATE incident_findings SET finding_id = $new WHERE finding_id = $old"
                     " AND NOT EXISTS (SELECT 1 FROM incident_findings WHERE finding_id = $new)",
