@@ -929,3 +929,60 @@ def test_a_value_cut_after_a_separator_or_across_a_restart_gives_way_to_the_whol
         assert phones == [(start, start + len("+44 20 7946 0958"))]
     finally:
         w.close()
+
+
+def test_a_gzip_member_appended_to_a_small_gzip_adds_only_its_own_lines(tmp_path, logs):
+    import gzip
+
+    clock = Clock()
+    gz = logs / "a.log.gz"
+    gz.write_bytes(gzip.compress("".join(pii(i) for i in range(5)).encode()))  # well under HEAD_BYTES
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        for _ in range(2):
+            clock.t += 2
+            w.cycle()
+        assert len(emails(w, gz)) == 5
+        with open(gz, "ab") as f:
+            f.write(gzip.compress("".join(pii(i) for i in range(5, 8)).encode()))
+        for _ in range(2):
+            clock.t += 2
+            w.cycle()
+        assert [e[1] for e in emails(w, gz)] == [1, 2, 3, 4, 5, 6, 7, 8]
+    finally:
+        w.close()
+
+
+def test_a_gzip_still_being_written_is_not_called_truncated_unless_it_stays_short(tmp_path, logs):
+    import gzip
+
+    clock = Clock()
+    whole = gzip.compress("".join(pii(i) for i in range(40)).encode())
+    gz = logs / "b.log.gz"
+    gz.write_bytes(whole[:len(whole) // 2])  # the compressor stalled half-way
+    w = open_watcher(tmp_path, clock=clock)
+    try:
+        problems = []
+        for _ in range(2):
+            clock.t += 2
+            problems += w.cycle().problems
+        assert problems == []  # not yet: it may still be written
+        with open(gz, "ab") as f:
+            f.write(whole[len(whole) // 2:])
+        for _ in range(2):
+            clock.t += 2
+            problems += w.cycle().problems
+        assert problems == [] and len(emails(w, gz)) == 40
+        assert w.store.con.execute("SELECT count(*) FROM scan_errors").fetchone()[0] == 0
+        # One that stays short is a truncated file after all: said once it has not changed for 30 s.
+        short = logs / "c.log.gz"
+        short.write_bytes(whole[:len(whole) // 2])
+        for _ in range(2):
+            clock.t += 2
+            problems += w.cycle().problems
+        assert problems == []
+        clock.t += 31
+        problems += w.cycle().problems
+        assert [(p.path, p.kind) for p in problems] == [(str(short), "truncated")]
+    finally:
+        w.close()

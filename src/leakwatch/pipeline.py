@@ -1070,12 +1070,14 @@ class TailScanner:
         return res
 
     def scan_stream(self, tf: TailFile, *, scan_id: int,
-                    commit: Callable[[object, TailResult], None] | None = None, skip_lines: int = 0) -> TailResult:
+                    commit: Callable[[object, TailResult], None] | None = None, skip_lines: int = 0,
+                    hold: tuple[str, ...] = ()) -> TailResult:
         """Scan a whole file through :func:`leakwatch.sources.files.iter_chunks` (gzip: a
         compressed file is read once, when it looks complete), in one transaction with
         ``commit``. The first ``skip_lines`` lines are read, not scanned (their findings are
-        stored already, under the file they were read from). Raises OSError when the file
-        cannot be opened."""
+        stored already, under the file they were read from). Problems of the kinds in ``hold``
+        are returned in ``res.problems`` but not stored (the caller says them later, or not).
+        Raises OSError when the file cannot be opened."""
         stats = ReadStats()
         res = TailResult(0, 0)
         work = []
@@ -1087,8 +1089,9 @@ class TailScanner:
             work.append(self._process(tf, chunk))
         res.line = res.records = stats.records
         res.bytes = stats.bytes_read
-        res.problems.extend(stats.problems)
+        res.problems.extend(p for p in stats.problems if p.kind not in hold)
         self._store(tf, scan_id, work, res, commit)
+        res.problems.extend(p for p in stats.problems if p.kind in hold)
         return res
 
     # -- internals ------------------------------------------------------------------------------

@@ -85,6 +85,9 @@ POLL_INTERVAL_S = WATCH_POLL_INTERVAL_S
 PARTIAL_IDLE_S = 3.0
 #: A gzip file is read once its size and mtime have not changed for this long.
 GZIP_SETTLE_S = 1.0
+#: A gzip file that ends early (no trailer yet) is reported only once it has not changed for this
+#: long: a compressor that stalls a moment is still writing it, and it is read again when it grows.
+GZIP_TRUNCATED_GRACE_S = 30.0
 #: A file moved out of view or deleted is read from the open file until idle this long, then closed
 #: (a writer that has not reopened its log yet still appends to the old inode: one that logs
 #: once a minute must not lose its lines to a short drain).
@@ -218,6 +221,7 @@ class _Followed:
     gone_since: float | None = None  # moved out of view or deleted: draining
     scanned_size: int = -1  # gzip: the compressed size that was read
     copy_checked: bool = False  # asked (on its first bytes) whether it is a copy of a file read before
+    held_problems: list = field(default_factory=list)  # gzip: "ends early", said once it stays so
 
 
 class Watcher:
@@ -371,6 +375,7 @@ class Watcher:
             on_cycle: Callable[[CycleReport], None] | None = None) -> None:
         """Cycle every ``interval`` seconds until ``stop`` is set (or once)."""
         stop = stop or threading.Event()
+        self._once = once  # one look only: a gzip that ends early is said at once
         while True:
             started = self.clock()
             rep = self.cycle(stop)
@@ -742,6 +747,10 @@ class Watcher:
             return
         if s.scanned_size == st.st_size and s.head is not None and \
                 head_hash(s.fd, min(st.st_size, HEAD_BYTES)) == s.head:
+            if s.held_problems and idle >= GZIP_TRUNCATED_GRACE_S:
+                for p in s.held_problems:  # it stayed short: a truncated file after all
+                    self._problem(rep, p)
+                s.held_problems = []
             return
         from leakwatch.sources.files import ReadStats, close_stream, open_stream
 
@@ -759,10 +768,12 @@ class Watcher:
             return
         size = st.st_size
         hh = head_hash(s.fd, min(size, HEAD_BYTES))
-        # The same first bytes: the same file, grown (gzip members appended) or read before this
-        # session; its findings so far count as already stored.
+        # The same first bytes (as many as were read before: a file under HEAD_BYTES that grew
+        # still starts with them): the same file, grown (gzip members appended) or read before
+        # this session; its findings so far count as already stored.
         tag = None
-        if s.head == hh:
+        prev_n = min(s.scanned_size, HEAD_BYTES) if s.scanned_size > 0 else min(size, HEAD_BYTES)
+        if s.head is not None and head_hash(s.fd, prev_n) == s.head:
             tag = s.tf.generation if s.tf is not None else self._last_tag(s)
         skip = 0
         if tag is None:
@@ -775,8 +786,13 @@ class Watcher:
         def write(con, res: TailResult) -> None:
             self._write_row(con, s, size, res.line, hh)
 
-        res = self.scanner.scan_stream(s.tf, scan_id=self.scan_id, commit=write, skip_lines=skip)
+        # Ending early while it may still be written: said (and stored) only if it stays so (see
+        # the top); in a single look (--once) at once.
+        hold = () if getattr(self, "_once", False) else ("truncated",)
+        res = self.scanner.scan_stream(s.tf, scan_id=self.scan_id, commit=write, skip_lines=skip, hold=hold)
         s.scanned_size, s.head, s.line = size, hh, res.line
+        s.held_problems = [p for p in res.problems if p.kind in hold]
+        res.problems = [p for p in res.problems if p.kind not in hold]
         res.offset = size
         s.offset = size
         self._took(s, res, st, rep)
