@@ -260,6 +260,7 @@ class Watcher:
         self.pull = pull
         self.argv = list(argv or ["leakwatch", "watch", *self.paths])
         self.partial_idle_s = partial_idle_s
+        self._once = False  # run(once=True): one look only (a gzip that ends early is said at once)
         self.gzip_settle_s = gzip_settle_s
         self.drain_idle_s = drain_idle_s
         self.clock = clock
@@ -375,7 +376,7 @@ class Watcher:
             on_cycle: Callable[[CycleReport], None] | None = None) -> None:
         """Cycle every ``interval`` seconds until ``stop`` is set (or once)."""
         stop = stop or threading.Event()
-        self._once = once  # one look only: a gzip that ends early is said at once
+        self._once = once
         while True:
             started = self.clock()
             rep = self.cycle(stop)
@@ -788,7 +789,7 @@ class Watcher:
 
         # Ending early while it may still be written: said (and stored) only if it stays so (see
         # the top); in a single look (--once) at once.
-        hold = () if getattr(self, "_once", False) else ("truncated",)
+        hold = () if self._once else ("truncated",)
         res = self.scanner.scan_stream(s.tf, scan_id=self.scan_id, commit=write, skip_lines=skip, hold=hold)
         s.scanned_size, s.head, s.line = size, hh, res.line
         s.held_problems = [p for p in res.problems if p.kind in hold]

@@ -86,14 +86,15 @@ def without_custom_suffix(name: str) -> str:
 # Keys that are data, not names: what a log writes where a key belongs is sometimes a value
 # (an e-mail or a customer's name as a JSON key, a token before "=" or ":" in free text), and
 # field names are stored and printed unmasked.
-_SECRET_PREFIXES = ("sk-", "sk_", "ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "xoxa-", "xoxb-", "xoxp-", "xoxr-",
-                    "xoxs-", "AKIA", "ASIA", "AIza", "hf_", "gsk_", "r8_", "eyJ")
+SECRET_PREFIXES = ("sk-", "sk_", "ghp_", "gho_", "ghs_", "ghu_", "ghr_", "github_pat_", "xoxa-", "xoxb-", "xoxp-",
+                   "xoxr-", "xoxs-", "AKIA", "ASIA", "AIza", "hf_", "gsk_", "r8_", "eyJ")
 _UPPER_ALNUM = re.compile(r"[A-Z0-9]{16,}\Z")     # AKIA… key ids, upper-case tokens (no separators)
 _FIVE_DIGITS = re.compile(r"[0-9]{5}")
 # What a key or path segment that is data holds: "@" (or "%40"), five digits in a row or in
-# groups ("4111 1111 …", "123-45-6789", "+1 415-555-0134", "DE89 3704 …"), or a 33-character
-# token run (a superset of what any match of store.elf_events.PII_SEGMENT_RX contains).
-DATA_MARKS = re.compile(r"@|%40|[0-9](?:[ .()-]{0,2}[0-9]){4}|[A-Za-z0-9_+=-]{33}")
+# groups ("4111 1111 …", "123-45-6789", "+1 415-555-0134", "DE89 3704 …", "4111+1111" in a
+# query string), or a 33-character token run; with SECRET_PREFIXES, a superset of what any
+# match of store.elf_events.PII_SEGMENT_RX contains.
+DATA_MARKS = re.compile(r"@|%40|[0-9](?:[ .()+-]{0,2}[0-9]){4}|[A-Za-z0-9_+=-]{33}")
 
 
 def data_like_key(key: str, names: bool = False) -> bool:
@@ -103,7 +104,7 @@ def data_like_key(key: str, names: bool = False) -> bool:
     as JSON keys, not a file's header), two or more capitalized words ("Jane Doe") too."""
     if DATA_MARKS.search(key):
         return True
-    if key.startswith(_SECRET_PREFIXES) or _UPPER_ALNUM.match(key):
+    if key.startswith(SECRET_PREFIXES) or _UPPER_ALNUM.match(key):
         return True
     if names and " " in key:
         words = key.split()

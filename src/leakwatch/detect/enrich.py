@@ -33,7 +33,7 @@ import numpy as np
 from leakwatch._core import PatternError, ScanResult, check_pattern
 from leakwatch.detect import salesforce as sfmap
 from leakwatch.detect.egress import Registry, extract_host
-from leakwatch.detect.context import DATA_MARKS, data_like_key, normalize_field
+from leakwatch.detect.context import DATA_MARKS, SECRET_PREFIXES, data_like_key, normalize_field
 from leakwatch.detect.mask import get_normalizer, mask_actor, mask_email, mask_name, mask_shape, safe_label
 from leakwatch.hashing import keyed_hash
 from leakwatch.sources import formats
@@ -729,7 +729,7 @@ class Enricher:
             event_type = f"{event_type}:{attrs['operation']}"  # the patterns tell reads from writes
         return (
             line_no, r.ts, r.fmt, kind, event_type, r.actor_hash, r.actor_masked,
-            _safe_app(attrs.get("app")), url_host, _path_of(attrs, prefer_url=kind == "ai_call"),
+            safe_label(attrs.get("app")), url_host, _path_of(attrs, prefer_url=kind == "ai_call"),
             _int(attrs.get("status")),
             d.vendor if d is not None else None, d.region if d is not None else None,
             d.jurisdiction if d is not None else None, r.violation if d is not None else -1, via,
@@ -802,10 +802,6 @@ _HOST_BYTE = re.compile(r"[A-Za-z0-9_.-]")
 _HOST_RUN = re.compile(r"[A-Za-z0-9_.-]*")
 
 
-def _safe_app(app: str | None) -> str | None:
-    return safe_label(app) if app else app
-
-
 def _int(v: Any) -> int:
     """A count or status as written, -1 when unknown or out of range (the columns are 32/64-bit)."""
     if v is None:
@@ -850,7 +846,7 @@ _PII_SEGMENT = re.compile(PII_SEGMENT_RX)
 # as it is, without running the pattern, whose nested stars make Python's backtracking engine
 # quadratic in a segment's length (~17 µs for a 60-byte URL path). The tests hold the shortcut
 # to the full pattern.
-_PII_SEGMENT_NEEDS = re.compile(DATA_MARKS.pattern + r"|[0-9](?:[ .()+-]{0,2}[0-9]){4}|AKIA|ASIA|sk-|gh[pousr]_|xox|eyJ|AIza|hf_")
+_PII_SEGMENT_NEEDS = re.compile(DATA_MARKS.pattern + "|" + "|".join(re.escape(p) for p in SECRET_PREFIXES))
 _SAFE_PATHS: dict[str, str] = {}
 _REPORT_ID = re.compile(r"(?:00O|01Z)[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?")
 _REPORT_ID_IN = re.compile(r"(?:^|/)(?:00O|01Z)[0-9A-Za-z]{12}")

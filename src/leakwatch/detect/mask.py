@@ -26,9 +26,11 @@ def _stars(n: int) -> str:
     return "*" * max(n, 0)
 
 
-def safe_label(value: str) -> str:
+def safe_label(value: str | None) -> str | None:
     """A label stored as is (a connected app's name, a client id), unless it is an e-mail
     address (an integration user's login as the client name): then masked like one."""
+    if not value:
+        return value
     raw = value.encode("utf-8", "replace")
     return mask_email(raw) if b"@" in url_plain(raw) else value
 
