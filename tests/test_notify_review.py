@@ -133,3 +133,35 @@ def test_a_dead_letter_notice_goes_to_the_other_targets_not_the_one_that_failed(
         rows = a.con.execute("SELECT target, event FROM outbox").fetchall()
     assert added == 1 and rows == [("soc", "outbox.dead_letter")]
     assert cfg.notify.max_attempts == 40  # the default rides out a maintenance window of hours
+
+
+def test_a_misspelt_target_option_is_refused_with_a_hint(tmp_path):
+    """An unknown ServiceNow option ('categroy') was ignored and tickets went out without their
+    category; a Jira 'projct' passed loading and broke incident grouping later, with no file or
+    line. The configuration now says where, and what was meant."""
+    from leakwatch.config import ConfigError
+
+    path = tmp_path / "leakwatch.toml"
+    path.write_text(textwrap.dedent("""\
+        [[notify.targets]]
+        name = "sn"
+        kind = "servicenow"
+        url = "https://acme.service-now.com/"
+        credentials = { user = "SN_USER", password = "SN_PASSWORD" }
+        options = { assignment_group = "SIR", categroy = "Security" }
+        """))
+    with pytest.raises(ConfigError, match=r"unknown option of a servicenow target 'categroy'.*did you mean 'category'"):
+        load_config(path)
+
+
+def test_every_option_a_target_reads_is_a_known_one():
+    import glob
+    import re
+
+    from leakwatch.notify.base import TARGET_OPTIONS
+
+    known = set().union(*TARGET_OPTIONS.values())
+    read = set()
+    for f in glob.glob(str(__import__("pathlib").Path(__file__).parents[1] / "src/leakwatch/notify/targets/*.py")):
+        read |= set(re.findall(r'options(?:\.get\(|\[)"(\w+)"', open(f).read()))
+    assert read and read <= known

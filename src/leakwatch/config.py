@@ -68,7 +68,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from leakwatch.errors import UsageError
-from leakwatch.notify.base import EVENTS, TARGET_KINDS, TargetConfig
+from leakwatch.notify.base import EVENTS, TARGET_KINDS, TARGET_OPTIONS, TargetConfig
 
 ENV_PREFIX = "LEAKWATCH_"
 CONFIG_ENV = "LEAKWATCH_CONFIG"
@@ -819,6 +819,10 @@ def _notify_targets(v: Any, section: str, key: str, where: _Where) -> tuple[Targ
         options = item.get("options", {})
         if not isinstance(options, dict):
             raise ConfigError(f"{iloc}.options: expected a table, got {_tname(options)}")
+        known = TARGET_OPTIONS[kind.strip().lower()]
+        for k in options:
+            if k not in known:
+                raise ConfigError(f"{iloc}.options: " + _unknown(str(k), sorted(known), f"option of a {kind} target"))
         timeout = item.get("timeout_s", 10.0)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0.01 <= timeout <= 600:
             raise ConfigError(f"{iloc}.timeout_s: expected seconds between 0.01 and 600, got {timeout!r}")

@@ -16,6 +16,23 @@ TARGET_KINDS: tuple[str, ...] = (
     "webhook", "servicenow", "jira", "jsm", "salesforce_case", "salesforce_event", "slack", "teams",
 )
 
+#: The ``options`` each kind reads (checked when the configuration is loaded: a misspelt option
+#: would be ignored, and a ticket would go out without its category or project).
+_COMMON_OPTIONS = frozenset({"ca_bundle", "incident_url"})
+_SALESFORCE_OPTIONS = frozenset({"api_version", "domain"})
+TARGET_OPTIONS: dict[str, frozenset[str]] = {
+    "webhook": _COMMON_OPTIONS | {"headers"},
+    "servicenow": _COMMON_OPTIONS | {"table", "category", "subcategory", "assignment_group", "caller_id",
+                                     "contact_type"},
+    "jira": _COMMON_OPTIONS | {"project", "issue_type", "labels", "priority", "priorities"},
+    "jsm": _COMMON_OPTIONS | {"project", "service_desk_id", "request_type_id", "raise_on_behalf_of", "use_labels"},
+    "salesforce_case": _COMMON_OPTIONS | _SALESFORCE_OPTIONS | {"external_id_field", "fields", "status", "origin",
+                                                                "type", "reason"},
+    "salesforce_event": _COMMON_OPTIONS | _SALESFORCE_OPTIONS | {"event", "event_fields"},
+    "slack": _COMMON_OPTIONS,
+    "teams": _COMMON_OPTIONS,
+}
+
 #: Events a trigger rule can react to.
 EVENTS: tuple[str, ...] = ("incident.opened", "incident.escalated", "deadline.approaching", "deadline.missed",
                            "step.notify", "outbox.dead_letter", "canary")
