@@ -230,11 +230,6 @@ def _norm_none(v: bytes) -> bytes:
     return v
 
 
-def _norm_url(v: bytes) -> bytes:
-    # As written, but a value in a query string as it reads decoded: 03%2F14%2F1985 is 03/14/1985.
-    return url_plain(v)
-
-
 def _norm_lower(v: bytes) -> bytes:
     return v.lower()
 
@@ -306,7 +301,7 @@ def _norm_lower_ws(v: bytes) -> bytes:
 
 NORMALIZERS: dict[str, Normalizer] = {
     "none": _norm_none,
-    "url": _norm_url,
+    "url": url_plain,  # as written, but read decoded in a query string: 03%2F14%2F1985 is 03/14/1985
     "lower": _norm_lower,
     "upper": _norm_upper,
     "digits": _norm_digits,

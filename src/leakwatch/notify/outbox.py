@@ -207,8 +207,10 @@ class Dispatcher:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._con_thread: int | None = None
         self.namespace = delivery_namespace(getattr(store, "key", None))
-        # How long after it began an attempt may still land: twice the slowest target's timeout.
-        self.landing_s = 2 * max((getattr(t.config, "timeout_s", 10.0) for t in self.targets.values()), default=10.0)
+        # Each target's timeout: a retry after no answer waits it out, and an attempt may still
+        # land until twice the slowest one has passed since it began.
+        self._timeout_s = {name: getattr(t.config, "timeout_s", 10.0) for name, t in self.targets.items()}
+        self.landing_s = 2 * max(self._timeout_s.values(), default=10.0)
         with _LIVE_LOCK:
             _LIVE_OWNERS.add(self.owner)
 
@@ -376,8 +378,7 @@ class Dispatcher:
                 if res.status is None:
                     # No answer (a timeout, a dropped connection): the request may still land, so
                     # the lookup before the next attempt waits until it no longer can.
-                    target = self.targets.get(c.target)
-                    wait = max(wait, getattr(getattr(target, "config", None), "timeout_s", 10.0))
+                    wait = max(wait, self._timeout_s.get(c.target, 10.0))
                 nxt = at + max(0.0, wait)
                 stats.retried += 1
             else:
