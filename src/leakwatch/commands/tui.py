@@ -24,9 +24,10 @@ EPILOG = textwrap.dedent(
 
     while it runs:
       The console holds the database open for writing (responders change incidents), so
-      'leakwatch scan' and 'leakwatch watch' on the same file wait until it closes, and it
-      does not start while one of them writes. Changes are recorded in the audit trail as
-      $LEAKWATCH_USER, else your login name.
+      'leakwatch scan' and 'leakwatch watch' on the same file are refused until it closes, and
+      it does not start while one of them writes. To work incidents while logs are followed,
+      open the console inside the watch: 'leakwatch watch PATH... --tui'. Changes are recorded
+      in the audit trail as $LEAKWATCH_USER, else your login name.
 
     exit codes:
       0  closed normally   2  usage error, or no such database   3  the database could not be opened

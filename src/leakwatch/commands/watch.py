@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import textwrap
 
 EPILOG = textwrap.dedent(
@@ -18,6 +19,9 @@ EPILOG = textwrap.dedent(
       leakwatch watch logs/ --config leakwatch.toml -v    with [[notify.targets]]/[[notify.rules]];
                                                           -v shows each notification's latency
       leakwatch watch logs/ --once                        one cycle, then exit (cron, scripts)
+      leakwatch watch /var/log/mule/ --tui               the incident console with the watch inside it:
+                                                          incidents appear as they open, responders
+                                                          work them while the watch goes on
       leakwatch watch logs/ --pull-salesforce --pull-every 30
                                                           also pull new EventLogFile logs every
                                                           30 min into logs/salesforce/ (SF_* env,
@@ -38,6 +42,13 @@ EPILOG = textwrap.dedent(
     notifications in the outbox (same transaction) -> deadline triggers (every 5 s) -> the
     dispatcher sends what is due. Output: one line per cycle with news (findings, incidents
     opened or grown, notifications sent or failed); nothing otherwise. Values are never printed.
+
+    --tui:
+      DuckDB lets one process write a database, and a watch keeps its file open while it runs, so
+      'leakwatch tui' on the same file is refused then. --tui runs both in one process: the console
+      on the watch's database, a LIVE banner (files followed, last cycle, findings, incidents,
+      notifications), screens reloaded as cycles bring news, a notice for each incident opened and
+      each failed notification. q or ctrl+c stops the watch (offsets saved) and closes the console.
 
     exit codes:
       0  stopped by SIGTERM, or --once finished      2  usage or configuration error (or, with
@@ -96,6 +107,9 @@ def register(sub) -> None:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also print per file and per notification: latency from the line landing to the 2xx")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--tui", action="store_true",
+                   help="open the incident console with the watch running inside it (needs a terminal)")
+    p.add_argument("--theme", choices=("dark", "light"), default="dark", help="the console's colours (with --tui)")
     p.set_defaults(func=run)
 
 
@@ -103,7 +117,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     """``leakwatch watch``: see ``leakwatch watch --help``."""
     import signal
     import statistics
-    import sys
 
     from leakwatch.config import load_config
     from leakwatch.errors import UsageError
@@ -112,6 +125,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     if not args.interval > 0:
         raise UsageError("--interval must be more than 0 seconds")
+    tui = getattr(args, "tui", False)
+    if tui and args.once:
+        raise UsageError("--tui follows the logs until the console closes; leave out --once")
+    if tui and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("leakwatch: --tui needs a terminal (stdin and stdout); watching without the console",
+              file=sys.stderr)
+        tui = False
     if args.fmt is not None:
         from leakwatch.sources.formats import FORMAT_NAMES
 
@@ -190,7 +210,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                         for d in rep.deliveries:
                             say("  " + _delivery_line(d))
 
-            w.run(interval=args.interval, once=args.once, stop=stop.event, on_cycle=on_cycle)
+            if tui:
+                _run_tui(args, w, stop.event)  # raises what stopped the watch, once the console closed
+            else:
+                w.run(interval=args.interval, once=args.once, stop=stop.event, on_cycle=on_cycle)
             if pull is not None and not pull.wait(15.0):
                 say("leakwatch: a Salesforce pull is still running; leaving it (partial downloads resume "
                     "next time)", err)
@@ -217,6 +240,20 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.once and problems[0]:
         return ExitCode.INPUT_ERROR
     return ExitCode.OK
+
+
+def _run_tui(args: argparse.Namespace, w, stop) -> None:
+    """``watch --tui``: the console beside the opened watch ``w`` until it closes; then the
+    watch is stopped (after its file) and what stopped it with an error, if anything, raised."""
+    from leakwatch.tui.app import DARK_THEME, LIGHT_THEME
+    from leakwatch.tui.live import make_live_app
+
+    app = make_live_app(w, interval=args.interval, stop=stop,
+                        theme=LIGHT_THEME if args.theme == "light" else DARK_THEME)
+    try:
+        app.run()
+    finally:
+        app.wait_watch()
 
 
 def _delivery_line(d) -> str:

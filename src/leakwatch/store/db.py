@@ -76,7 +76,9 @@ def _explain_open_error(path: Path, e: duckdb.Error, read_only: bool) -> str:
         who = f"process {pid.group(1)}" if pid else "another process"
         return (
             f"{path}: the database is in use by {who}; wait for it to finish (only one process "
-            f"may write a DuckDB file at a time) or use a different database file"
+            f"may write a DuckDB file at a time) or use a different database file. A running "
+            f"'leakwatch watch' keeps its file open: to work incidents while it follows the logs, "
+            f"run the console inside it ('leakwatch watch PATH... --tui')"
         )
     if read_only and "does not exist" in msg:
         return f"{path}: no such database; run a scan first to create it"

@@ -9,7 +9,8 @@ cursor (:meth:`LeakwatchApp.cursor`); changes go through the core functions (``b
 ``outbox.*``) in worker threads too, one at a time (:meth:`LeakwatchApp.write`), with the
 responder from ``audit.current_actor()`` and "now" from the injected clock. DuckDB lets one
 process write a file: while the console runs, ``leakwatch scan``/``watch`` on the same file
-wait for it to close, and the console does not start while one of them is writing.
+are refused, and the console does not start while one of them is writing; ``watch --tui``
+(:mod:`leakwatch.tui.live`) runs the watch inside the console's process instead.
 """
 from __future__ import annotations
 

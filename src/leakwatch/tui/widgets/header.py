@@ -7,7 +7,9 @@ load and change; it queries nothing itself.
 
 During a drill (an app with a ``drill_banner()`` method: :class:`leakwatch.tui.drill.DrillApp`)
 the header is two lines: a red/amber DRILL banner above the usual line, refreshed twice a
-second, so no screen can be mistaken for a real incident.
+second, so no screen can be mistaken for a real incident. With the watch in the same process
+(an app with a ``live_banner()`` method: :class:`leakwatch.tui.live.LiveApp`) the banner says
+what is followed and what the last cycle found, on a calmer background.
 """
 from __future__ import annotations
 
@@ -21,8 +23,16 @@ from leakwatch.tui.widgets.countdown import Countdown
 BANNER_REFRESH_S = 0.5
 
 
+def banner_kind(app) -> str | None:
+    """``drill`` or ``live`` when the app has that banner, else None."""
+    for kind in ("drill", "live"):
+        if callable(getattr(app, f"{kind}_banner", None)):
+            return kind
+    return None
+
+
 class DrillBanner(Label):
-    """The DRILL line: the app's ``drill_banner()`` text (a Rich ``Text``)."""
+    """The banner line: the app's ``drill_banner()`` or ``live_banner()`` text (a Rich ``Text``)."""
 
     def on_mount(self) -> None:
         self.redraw()
@@ -30,7 +40,7 @@ class DrillBanner(Label):
 
     def redraw(self) -> None:
         """Draw the banner again from the app (and the clock label beside the database name)."""
-        self.update(self.app.drill_banner())
+        self.update(getattr(self.app, f"{banner_kind(self.app)}_banner")())
         header = self.parent
         if isinstance(header, LeakwatchHeader):
             header.show_db()
@@ -46,18 +56,22 @@ class LeakwatchHeader(Horizontal):
     LeakwatchHeader #hdr-incident { width: 1fr; }
     LeakwatchHeader #hdr-next { color: $text-muted; }
     LeakwatchHeader Countdown { padding: 0 1; }
-    LeakwatchHeader.-drill { height: 2; layout: grid; grid-size: 4 2; grid-columns: auto 1fr auto auto; }
-    LeakwatchHeader.-drill > Label { width: auto; }
-    LeakwatchHeader.-drill > #hdr-incident { width: 1fr; }
+    LeakwatchHeader.-drill, LeakwatchHeader.-live {
+        height: 2; layout: grid; grid-size: 4 2; grid-columns: auto 1fr auto auto;
+    }
+    LeakwatchHeader.-drill > Label, LeakwatchHeader.-live > Label { width: auto; }
+    LeakwatchHeader.-drill > #hdr-incident, LeakwatchHeader.-live > #hdr-incident { width: 1fr; }
     LeakwatchHeader #hdr-drill {
         column-span: 4; width: 100%; padding: 0; background: $warning; color: #000000; text-style: bold;
     }
+    LeakwatchHeader #hdr-live { column-span: 4; width: 100%; padding: 0; background: $boost; }
     """
 
     def compose(self) -> ComposeResult:
-        if callable(getattr(self.app, "drill_banner", None)):
-            self.add_class("-drill")
-            yield DrillBanner(id="hdr-drill")
+        kind = banner_kind(self.app)
+        if kind is not None:
+            self.add_class(f"-{kind}")
+            yield DrillBanner(id=f"hdr-{kind}")
         yield Label(id="hdr-db")
         yield Label(id="hdr-incident")
         yield Label(id="hdr-next")
