@@ -95,6 +95,11 @@ CASES: dict[str, tuple[dict, list, list]] = {
         [b"1 Market St", b"Hauptstra\xc3\x9fe 5", b"221B Baker Street", b"3325 W 34th St"],
         [b"Main Street", b"12345", b"https://x.example/1", b"12 B"],
     ),
+    "postal_code": (
+        {},
+        [b"SW1A 1AA", b"M1 1AE", b"EC1A1BB", b"94043", b"94043-1234", b"1012 AB", b"00-950", b"K1A 0B1", b" 10115 "],
+        [b"00000", b"99999", b"1234", b"940431", b"SW1A", b"12-34", b"n/a", b"ABCDE"],
+    ),
     "person_name": (
         {}, [b"Jane Doe", b"JANE DOE", b"Ana-Maria Test", b"Guest Smith"],
         [b"NULL", b"N/A", b"Test User", b"ADMIN", b"customer service", b"No-Reply", b"  "],
@@ -178,6 +183,15 @@ def test_fast_ipv4_public_agrees_with_ipaddress_module():
                 b"01.2.3.4", b"1.2.3.256", b"1.2.3", b"1.2.3.4.5", b"8.8.8.8", b"0.1.2.3", b"127.0.0.1"]
     for s in samples:
         assert check(s) == ipv4_public_reference(s), s
+
+
+def test_mixed_password_wants_letters_with_digits_or_symbols():
+    plain, mixed = get_validator("password", {}), get_validator("password", {"mixed": 1})
+    for value in (b"wrong", b"expired", b"incorrect", b"12345678", b"!!!!!!"):
+        assert not mixed(value), value
+    assert plain(b"expired")  # behind a password key any word is the password
+    for value in (b"Tr0ub4dor", b"hunter2hunter2", b"Sonne#2024", b"correct-horse"):
+        assert mixed(value), value
 
 
 def test_strict_person_name_refuses_a_service_or_product_word():

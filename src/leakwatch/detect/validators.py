@@ -392,8 +392,16 @@ _TEMPLATE = re.compile(rb"^(?:\$\{.*|\$[A-Z_][A-Z0-9_]*|\{\{.*|<.*>|%\(?[a-z_]*\
 _ABS_PATH = re.compile(rb"/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*/?")
 
 
+_PW_LETTER = re.compile(rb"[A-Za-z\x80-\xff]")
+_PW_DIGIT = re.compile(rb"[0-9]")
+_PW_OTHER = re.compile(rb"[^A-Za-z0-9\x80-\xff]")
+
+
 def _password(params: Mapping[str, Any]) -> Validator:
     min_len = int(params.get("min_len", 4))
+    # mixed: letters and digits or symbols. Prose ("my password is wrong", "the password was
+    # reset") has words where a key's value has the password itself.
+    mixed = bool(params.get("mixed", 0))
 
     def check(v: bytes) -> bool:
         if len(v) < min_len:
@@ -402,6 +410,8 @@ def _password(params: Mapping[str, Any]) -> Validator:
             return False
         if _ABS_PATH.fullmatch(v):
             return False  # PWD=/app/releases: a shell's working directory, not a password
+        if mixed and not (_PW_LETTER.search(v) and (_PW_DIGIT.search(v) or _PW_OTHER.search(v))):
+            return False
         # ${DB_PASSWORD}, {{ secret }}, <password>, %s, ******** are templates or masks.
         return not _TEMPLATE.match(v)
 
@@ -418,6 +428,21 @@ def _street(_: Mapping[str, Any]) -> Validator:
         # A street line carries a house number and a word ("1 Market St", "Hauptstr. 5",
         # "3325 W 34th St").
         return bool(_HAS_DIGIT.search(v)) and bool(_HAS_WORD.search(v)) and not v.startswith(b"http")
+
+    return check
+
+
+# UK (SW1A 1AA, M1 1AE), US ZIP / ZIP+4 and other five-digit codes, Dutch 1234 AB, Polish
+# 12-345, Canadian A1A 1A1: the whole value, as a cell of a postcode column or a rule's value.
+_POSTAL = re.compile(rb"[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}|[0-9]{5}(?:-[0-9]{4})?|[1-9][0-9]{3} ?[A-Z]{2}"
+                     rb"|[0-9]{2}-[0-9]{3}|[A-Z][0-9][A-Z] ?[0-9][A-Z][0-9]")
+
+
+def _postal_code(_: Mapping[str, Any]) -> Validator:
+    def check(v: bytes) -> bool:
+        v = v.strip().upper()
+        # 00000 and 99999 fill empty postcode columns.
+        return bool(_POSTAL.fullmatch(v)) and v not in (b"00000", b"99999")
 
     return check
 
@@ -522,8 +547,9 @@ VALIDATORS: dict[str, tuple[Callable[[Mapping[str, Any]], Validator], frozenset[
     "date": (_date, frozenset({"min_year"})),
     "phone": (_phone, frozenset({"min_digits", "max_digits"})),
     "aws_secret": (_aws_secret, frozenset({"min"})),
-    "password": (_password, frozenset({"min_len"})),
+    "password": (_password, frozenset({"min_len", "mixed"})),
     "street": (_street, frozenset()),
+    "postal_code": (_postal_code, frozenset()),
     "basic_auth": (_basic_auth, frozenset()),
     "person_name": (_person_name, frozenset({"strict"})),
 }

@@ -73,7 +73,7 @@ def _rule_tags(rules_key: str | None = None) -> dict[str, tuple[str, ...]]:
 
 
 _ENTITY_CATEGORY = {
-    "EMAIL_ADDRESS": "contact", "PHONE_NUMBER": "contact", "STREET_ADDRESS": "contact",
+    "EMAIL_ADDRESS": "contact", "PHONE_NUMBER": "contact", "STREET_ADDRESS": "contact", "POSTAL_CODE": "contact",
     "PERSON_NAME": "identity", "PERSON": "identity", "DATE_OF_BIRTH": "identity",
     "LOCATION": "location", "IP_ADDRESS": "network", "SALESFORCE_RECORD_ID": "salesforce_record",
     "CREDIT_CARD": "financial", "IBAN_CODE": "financial",
