@@ -5,6 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 import hashlib
 from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
 
 import duckdb
 import pytest
@@ -221,6 +225,38 @@ def test_interrupted_download_keeps_checkpoint_and_resumes_with_range(sim, passw
     assert not part.exists()
     assert query(db, "SELECT last_id FROM pull_checkpoints") == [(f3,)]
     assert "1 resumed" in res.out
+
+
+def test_ctrl_c_during_a_silent_download_stops_promptly_and_the_next_pull_fetches_it(sim, password_env, paths, query):
+    # The server has gone silent on the blob: the download sits in a socket read with a 120 s
+    # read timeout. Ctrl-C must not wait for it (the pool's threads used to be joined at exit).
+    db, out = paths
+    f = sim.add_event_log_file("ApexCallout", "2024-03-11", "2024-03-12T02:10:00Z", apex_csv())
+    sim.hang_next(f"sobjects/EventLogFile/{f}/LogFile", 90)
+    p = subprocess.Popen([sys.executable, "-m", "leakwatch", "pull", "--db", str(db), "--out", str(out),
+                          "--since", "2024-03-01"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 30
+        while not blob_gets(sim, f) and time.monotonic() < end and p.poll() is None:
+            time.sleep(0.05)
+        assert blob_gets(sim, f), "the download never started"
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, err
+    assert took < 30, f"Ctrl-C took {took:.1f} s: it waited for the silent read"
+    assert query(db, "SELECT status FROM pulled_files WHERE log_id = ?", f) == [("downloading",)]
+    # The next pull lists the file again and stores it (the hang was for one request).
+    creds = Credentials.from_env()
+    result = pull(db, out, creds, session=sim.session(), backoff_s=0, scan=False)
+    assert [d.log_id for d in result.downloaded] == [f]
+    assert Path(result.downloaded[0].path).read_bytes() == apex_csv()
 
 
 def test_server_without_range_support_restarts_the_file(sim, password_env, paths, query):

@@ -39,7 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -445,7 +445,14 @@ class SalesforceClient:
                 if attempt >= self.retries:
                     raise SalesforceError(self.credentials.redact(
                         f"download failed after {_tries(attempt + 1)}: {e}")) from None
-                self.sleep(self._backoff(attempt, getattr(e, "retry_after", None)))
+                delay = self._backoff(attempt, getattr(e, "retry_after", None))
+                if cancel is not None and self.sleep is time.sleep:
+                    stopped = cancel.wait(delay)  # Ctrl-C ends the wait
+                else:
+                    self.sleep(delay)
+                    stopped = cancel is not None and cancel.is_set()
+                if stopped:
+                    raise KeyboardInterrupt from None  # no retry after Ctrl-C
                 attempt += 1
         size, digest = _finish(part, dest)
         return DownloadResult(dest, size, digest, resumed_from)
@@ -1043,7 +1050,6 @@ def _download_all(client: SalesforceClient, state: PullState, records: list[LogF
         if progress is not None:
             progress(d, max(total, d), name)
 
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="leakwatch-pull")
     pending: deque[tuple[LogFile, Path | None, Future | None]] = deque()
     it = iter(plan)
     stop = False
@@ -1060,8 +1066,8 @@ def _download_all(client: SalesforceClient, state: PullState, records: list[LogF
             if path is not None:
                 state.record(lf, "downloading", path=path)
                 name = path.name
-                fut = pool.submit(client.download, lf.id, path, expected=lf.length,
-                                  on_bytes=lambda n, name=name: on_bytes(n, name), cancel=cancel)
+                fut = _in_daemon_thread(client.download, lf.id, path, expected=lf.length,
+                                        on_bytes=lambda n, name=name: on_bytes(n, name), cancel=cancel)
             pending.append((lf, path, fut))
 
     try:
@@ -1101,13 +1107,41 @@ def _download_all(client: SalesforceClient, state: PullState, records: list[LogF
                         state.set_checkpoint(lf)
             fill()
     except BaseException:
-        cancel.set()  # in-flight downloads stop at their next chunk; their .part files stay
-        pool.shutdown(wait=True, cancel_futures=True)
+        # In-flight downloads stop at their next read; their .part files stay. One the server
+        # has gone silent on sits in a socket read until its read timeout (120 s): it is not
+        # waited for, its daemon thread ends with the process, and the next pull resumes it.
+        cancel.set()
+        end = time.monotonic() + CANCEL_WAIT_S
+        for _, _, f in pending:
+            if f is not None:
+                with contextlib.suppress(BaseException):
+                    f.result(timeout=max(0.0, end - time.monotonic()))
         raise
-    pool.shutdown(wait=True)
     result.not_attempted = sum(1 for _, path in it if path is not None)
     if auth_error is not None:
         raise auth_error
+
+
+# How long a stopped pull (Ctrl-C, an error) waits for its downloads to stop, in seconds.
+CANCEL_WAIT_S: Final = 3.0
+
+
+def _in_daemon_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """Run ``fn`` in a daemon thread of its own; its outcome comes back through the future.
+    Not a ThreadPoolExecutor: the interpreter joins those threads at exit, so a download
+    blocked in a read of a silent server would hold a Ctrl-C'd pull for its whole read timeout."""
+    fut: Future = Future()
+
+    def run() -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            fut.set_exception(e)
+
+    threading.Thread(target=run, name="leakwatch-pull", daemon=True).start()
+    return fut
 
 
 def _error_text(e: BaseException) -> str:
