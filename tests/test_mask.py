@@ -104,6 +104,9 @@ def test_no_masker_crashes_or_reveals_long_values(value):
         ("alnum", b"ab-12_cd", b"ab12cd"),
         ("upper", b"ab", b"AB"),
         ("none", b"X y", b"X y"),
+        ("email_plain", b"Max.Mustermann [at] gmx [dot] de", b"max.mustermann@gmx.de"),
+        ("email_plain", b"anna {AT} mail {punkt} de", b"anna@mail.de"),
+        ("email_plain", b"jane(at)example.com", b"jane%40example.com"),
     ],
 )
 def test_normalizers_make_forms_equal(style, a, b):

@@ -279,6 +279,16 @@ def _norm_email(v: bytes) -> bytes:
     return url_plain(v).lower()
 
 
+_OBF_AT = re.compile(rb"\s?[\[({<]\s?(?:at|@)\s?[\])}>]\s?", re.IGNORECASE)
+_OBF_DOT = re.compile(rb"\s?[\[({<]\s?(?:dot|punkt|point|punto)\s?[\])}>]\s?", re.IGNORECASE)
+
+
+def _norm_email_plain(v: bytes) -> bytes:
+    """An address written as "max [at] gmx [dot] de" hashed as max@gmx.de, so it joins with the
+    same address written plainly."""
+    return _norm_email(_OBF_DOT.sub(b".", _OBF_AT.sub(b"@", v)))
+
+
 _JSON_U = re.compile(rb"\\u([0-9a-fA-F]{4})")
 
 
@@ -312,6 +322,7 @@ NORMALIZERS: dict[str, Normalizer] = {
     "ip": _norm_ip,
     "lower_ws": _norm_lower_ws,
     "email": _norm_email,
+    "email_plain": _norm_email_plain,
 }
 
 
