@@ -181,12 +181,17 @@ def main(argv: list[str] | None = None) -> int:
         # was stored stays stored. Said on stderr, which is still open.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        stored = "; what was found so far is stored" if args.command in ("scan", "pull", "watch") else ""
         with contextlib.suppress(OSError):
-            print("leakwatch: stopped: the reader of the output went away (broken pipe); what was found "
-                  "so far is stored", file=sys.stderr)
+            print(f"leakwatch: stopped: the reader of the output went away (broken pipe){stored}", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    except Exception:  # noqa: BLE001 - the one place that turns a bug into exit code 70
+    except Exception as e:  # noqa: BLE001 - the one place that turns a bug into exit code 70
         import traceback
+
+        if type(e) is RuntimeError and str(e) == "Query interrupted":
+            # DuckDB stops a running query at Ctrl-C with this, not with KeyboardInterrupt.
+            print("leakwatch: interrupted", file=sys.stderr)
+            return ExitCode.INTERRUPTED
 
         traceback.print_exc()
         print("leakwatch: internal error (a bug): please report it with the traceback above", file=sys.stderr)

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
+import signal
 import stat
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -192,6 +196,14 @@ def atomic_output(dest: str | Path, what: str = "--out") -> Iterator[Path]:
     file's 0600 mode instead of keeping its old one. ``what`` names the option in error messages.
     """
     dest = Path(dest)
+    if str(dest).startswith(("/dev/", "/proc/")):
+        # /dev/stderr, /dev/fd/3, /proc/self/fd/5: a stream the caller opened (perhaps onto a
+        # file it appends to), written in place; replacing what it points to would lose that.
+        try:
+            yield dest
+        except OSError as exc:
+            raise LeakwatchError(f"{what} {dest}: cannot write: {exc.strerror or exc}") from exc
+        return
     try:
         mode = dest.stat().st_mode  # through a symbolic link
     except OSError:
@@ -224,6 +236,61 @@ def atomic_output(dest: str | Path, what: str = "--out") -> Iterator[Path]:
         if isinstance(exc, OSError):
             raise LeakwatchError(f"{what} {dest}: cannot write: {exc.strerror or exc}") from exc
         raise
+
+
+def check_not_database_files(db: Path, outputs: list[Path], what: str = "--out-dir") -> None:
+    """Refuse to write an output over the database, its WAL or its key file (by name, through a
+    symbolic link, or as the same file): :class:`UsageError` naming both."""
+    from leakwatch.store.db import key_path_for, wal_path_for
+
+    for out in outputs:
+        for own in (db, wal_path_for(db), key_path_for(db)):
+            same = os.path.realpath(out) == os.path.realpath(own) or (
+                out.exists() and own.exists() and os.path.samefile(out, own))
+            if same:
+                raise UsageError(f"{what}: {out} is the database's own file ({own}); give another "
+                                 f"{'file name' if what == '--out' else 'directory'}")
+
+
+#: --out names that mean this process's standard output.
+STDOUT_NAMES: Final = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
+@contextlib.contextmanager
+def utf8_stdout() -> Iterator[IO[str]]:
+    """Standard output as a UTF-8 text stream whatever the locale (a masked secret's "…" must
+    not fail on a Latin-1 terminal); a write that fails (a full disk behind ``> file``) is a
+    :class:`LeakwatchError` naming it. A reader that went away stays a BrokenPipeError."""
+    sys.stdout.flush()
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n")
+    try:
+        yield out
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise LeakwatchError(f"cannot write to standard output: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            out.detach()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the block like Ctrl-C (KeyboardInterrupt), so the temporary file of an
+    export or a flow map is removed instead of left behind; the previous handler is restored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- reading ------------------------------------------------------------------------------------

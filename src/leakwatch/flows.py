@@ -14,6 +14,7 @@ and last record time, and the source files. Only masked aggregates leave the dat
 from __future__ import annotations
 
 import csv
+import re
 import io
 import json
 from collections.abc import Iterable, Sequence
@@ -175,11 +176,17 @@ _TABLE_HEADER: Final = (
 )
 
 
+# Brackets (a link needs them), emphasis stars, backticks, pipes, backslashes: what turns a
+# cell's text into something else. Underscores inside words emphasize nothing in CommonMark.
+_MD_SPECIAL: Final = re.compile(r"([\\|\[\]*`])")
+
+
 def _md(text: Any) -> str:
-    """Table-cell safe text: pipes escaped, line breaks flattened, HTML made literal (a file
-    name or host is written by whoever wrote the log, and Markdown renders inline HTML)."""
+    """Table-cell safe text: Markdown's punctuation escaped (a file named "[Verify](https:…)"
+    is no link), line breaks flattened, HTML made literal (a file name or host is written by
+    whoever wrote the log, and Markdown renders inline HTML)."""
     s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return s.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", s).replace("\r", " ").replace("\n", " ")
 
 
 def _residency(v: bool | None) -> str:
@@ -251,6 +258,9 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
 def render_csv(rows: Sequence[dict[str, Any]]) -> str:
     """The flow rows as CSV with a header of :data:`FLOW_FIELDS`; lists joined with ``; ``,
     booleans as ``true``/``false``, absent values empty."""
@@ -267,6 +277,8 @@ def render_csv(rows: Sequence[dict[str, Any]]) -> str:
                 v = "true" if v else "false"
             elif v is None:
                 v = ""
+            if isinstance(v, str) and v[:1] in _FORMULA_STARTS:
+                v = "'" + v  # a spreadsheet would read it as a formula (as export's CSV does)
             cells.append(v)
         w.writerow(cells)
     return buf.getvalue()

@@ -33,7 +33,8 @@ EPILOG = textwrap.dedent(
 
     exit codes:
       0  exported                        2  usage error, or no such database
-      3  the database could not be read  130 interrupted (no partial file is left behind)
+      3  the database could not be read  130 interrupted: Ctrl-C or SIGTERM (no partial file is
+                                           left behind)
     """
 )
 
@@ -53,7 +54,8 @@ def register(sub) -> None:
     p.add_argument("--format", required=True, choices=FORMATS, metavar="FORMAT",
                    help=f"one of {', '.join(FORMATS)}")
     p.add_argument("--out", default="-", metavar="FILE",
-                   help="file to write, replaced atomically, mode 0600; '-' for stdout (the default; not for parquet)")
+                   help="file to write, replaced atomically, mode 0600; '-' or /dev/stdout for stdout (the default; not "
+                        "for parquet); other /dev/ and /proc/ names are written in place")
     p.add_argument("--scan", type=int, metavar="ID", help="only findings first stored by scan ID")
     p.add_argument("--min-severity", choices=SEVERITIES, metavar="SEVERITY",
                    help=f"only findings of this severity or higher: {', '.join(SEVERITIES)}")
@@ -69,11 +71,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     from leakwatch.errors import UsageError
     from leakwatch.exit_codes import ExitCode
-    from leakwatch.export import ExportFilter, export_findings, parse_since
+    from leakwatch.export import (
+        STDOUT_NAMES, ExportFilter, check_not_database_files, export_findings, parse_since, terminate_as_interrupt,
+        utf8_stdout,
+    )
     from leakwatch.store import Store
     from leakwatch.store.queries import get_scan
 
-    to_stdout = args.out == "-"
+    to_stdout = args.out in STDOUT_NAMES
     if to_stdout and args.format == "parquet":
         raise UsageError("parquet is a binary format and cannot go to stdout; give --out FILE")
     since = parse_since(args.since) if args.since else None
@@ -81,23 +86,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if not db.is_file():
         raise UsageError(f"{db}: no such database; run 'leakwatch scan --db {db} …' first, or point --db at one")
     if not to_stdout:
-        from leakwatch.store.db import key_path_for, wal_path_for
-
-        out = Path(args.out)
-        for own in (db, wal_path_for(db), key_path_for(db)):
-            same = os.path.realpath(out) == os.path.realpath(own) or (
-                out.exists() and own.exists() and os.path.samefile(out, own))
-            if same:
-                raise UsageError(f"--out {args.out} is the database's own file ({own}); give another file name")
+        check_not_database_files(db, [Path(args.out)], "--out")
     flt = ExportFilter(
         scan_id=args.scan,
         min_severity_rank=SEVERITIES.index(args.min_severity) if args.min_severity else None,
         since=since,
     )
-    with Store.open(db, read_only=True) as store:
+    # The key is not needed: hashes are exported as stored, nothing is hashed.
+    with terminate_as_interrupt(), Store.open(db, read_only=True, need_key=False) as store:
         if args.scan is not None and get_scan(store.con, args.scan) is None:
             raise UsageError(f"{db}: there is no scan {args.scan}")
-        n = export_findings(store.con, args.format, sys.stdout if to_stdout else args.out, flt)
+        if to_stdout:
+            with utf8_stdout() as out:
+                n = export_findings(store.con, args.format, out, flt)
+        else:
+            n = export_findings(store.con, args.format, args.out, flt)
     if not to_stdout:
         print(f"leakwatch: exported {n:,} finding(s) as {args.format} to {args.out}", file=sys.stderr)
     return ExitCode.OK

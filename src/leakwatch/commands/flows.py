@@ -54,21 +54,24 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     from leakwatch.errors import UsageError
     from leakwatch.exit_codes import ExitCode
-    from leakwatch.flows import parse_formats, write_flows
+    from leakwatch.export import check_not_database_files, terminate_as_interrupt
+    from leakwatch.flows import FILE_STEM, parse_formats, write_flows
     from leakwatch.store import Store
 
     formats = parse_formats(args.format)
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out-dir {out_dir}: not a directory")
+    db = Path(args.db)
+    if not db.is_file():
+        raise UsageError(f"{db}: no such database; run 'leakwatch scan --db {db} …' first, or point --db at one")
+    check_not_database_files(db, [out_dir / f"{FILE_STEM}.{fmt}" for fmt in formats])
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the map names customer data flows
     except OSError as e:
         raise UsageError(f"--out-dir {out_dir}: cannot create it: {e.strerror}") from e
-    db = Path(args.db)
-    if not db.is_file():
-        raise UsageError(f"{db}: no such database; run 'leakwatch scan --db {db} …' first, or point --db at one")
-    with Store.open(db, read_only=True) as store:
+    # The key is not needed: subjects are counted from the stored hashes.
+    with terminate_as_interrupt(), Store.open(db, read_only=True, need_key=False) as store:
         rows, written = write_flows(store.con, out_dir, formats, include_internal=args.include_internal,
                                     database=str(db))
     violations = sum(1 for r in rows if r["residency_violation"])

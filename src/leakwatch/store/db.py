@@ -204,8 +204,11 @@ class Store:
         memory_limit: str = DEFAULT_MEMORY_LIMIT,
         threads: int | None = None,
         migrations: Sequence[Migration] = MIGRATIONS,
+        need_key: bool = True,
     ) -> Self:
         """Open (creating if needed) the database at ``path``, migrate it, and load its key.
+        ``need_key=False`` (read-only readers that hash nothing: export, flows): the key file
+        is not read, so a database copied without its key can still be exported.
 
         ``memory_limit`` and ``threads`` are DuckDB settings (``threads=None``: DuckDB's default,
         one per core). ``migrations`` exists for tests; the default is the project's list.
@@ -239,7 +242,7 @@ class Store:
                         )
                 else:
                     apply_migrations(con, migrations, label=str(path))
-            key = cls._load_key(con, path, existed, read_only)
+            key = cls._load_key(con, path, existed, read_only) if (need_key or not read_only) else None
         except duckdb.Error as e:
             con.close()
             raise StoreError(f"{path}: cannot prepare the database: {e}") from e
