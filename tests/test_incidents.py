@@ -163,6 +163,23 @@ def test_merge_moves_everything_and_keeps_the_earliest_awareness(scanned):
         assert audit.verify(s.con, s.key).ok
 
 
+def test_findings_after_a_merge_join_the_merge_target_not_a_twin_of_the_merged_one(scanned):
+    # The merged incident is closed; new findings of its kind (same vendor) must grow the
+    # incident it was merged into, not open a new incident with the merged one's title.
+    db, logs = scanned
+    cfg = load_config(None, env={})
+    with Store.open(db) as s:
+        oa, an = _two_incidents(s)
+        book.merge(s, oa, [an], actor="lead", reason="same root cause")
+    write_logs(logs / "app-anthropic-2.jsonl", T0 + timedelta(hours=1, minutes=30), n=2,
+               vendor_url="https://api.anthropic.com/v1/messages")
+    scan_paths([str(logs)], db, store_raw=False)
+    with Store.open(db) as s:
+        res = book.group(s, cfg, actor="watch")
+        assert res.opened == () and res.grown == (oa,)
+        assert audit.verify(s.con, s.key).ok
+
+
 def test_split_by_field_value_and_by_ids(scanned):
     db, _ = scanned
     with Store.open(db) as s:

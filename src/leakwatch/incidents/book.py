@@ -322,6 +322,20 @@ def group(store, config=None, *, now: datetime | None = None, actor: str = "leak
                 "SELECT incident_id, group_key, first_seen, last_seen FROM incidents "
                 "WHERE status <> 'closed' AND merged_into IS NULL AND group_key IS NOT NULL ORDER BY incident_id").fetchall():
             open_by_key.setdefault(gk, []).append([iid, first, last])
+        # An incident merged into another is closed, but its kind of finding belongs to the
+        # incident it was merged into: later findings join that one (followed through merges of
+        # merges) instead of opening the merged one's twin.
+        merged = {iid: (gk, into) for iid, gk, into in con.execute(
+            "SELECT incident_id, group_key, merged_into FROM incidents WHERE merged_into IS NOT NULL").fetchall()}
+        if merged:
+            live = {c[0]: c for cands in open_by_key.values() for c in cands}
+            for iid, (gk, into) in merged.items():
+                seen = {iid}
+                while into in merged and into not in seen:
+                    seen.add(into)
+                    into = merged[into][1]
+                if gk is not None and into in live and all(c is not live[into] for c in open_by_key.get(gk, [])):
+                    open_by_key.setdefault(gk, []).append(live[into])
         map_key, map_run, map_iid = [], [], []
         opened, grown = [], []
         for gkey, run, t0, t1, _nf, _na, entities in runs:
