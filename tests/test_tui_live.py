@@ -247,3 +247,57 @@ def test_the_database_in_use_message_points_at_the_live_console(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_stage_that_keeps_failing_is_announced_once_and_named_in_the_banner(tmp_path, logs):
+    db = tmp_path / "live.duckdb"
+    w = Watcher([str(logs)], db, notify=False).open()
+    app = make_live_app(w, interval=0.05, size=(160, 36))
+    notices: list[tuple[str, str]] = []
+    real_notify = app.notify
+
+    def spy(message, *a, title="", **kw):  # observes what the responder is shown
+        notices.append((title, str(message)))
+        return real_notify(message, *a, title=title, **kw)
+
+    app.notify = spy
+
+    async def go():
+        async with app.run_test() as pilot:
+            incidents = app.screen
+            with open(logs / "app.log", "a") as f:
+                f.write(PII_LINE)
+            await wait_for(pilot, lambda: list(incidents.rows), 15, "the incident")
+            # Break the audit chain: every grouping from now on fails the same way.
+            app.store.con.execute("DELETE FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log)")
+            for i in range(6):
+                with open(logs / "app.log", "a") as f:
+                    f.write(PII_LINE.replace("priya", f"user{i}"))
+                await pilot.pause(0.3)
+            await wait_for(pilot, lambda: "FAILING" in banner(incidents), 5, "the failing stage in the banner")
+            assert "grouping into incidents" in banner(incidents)
+            await pilot.press("q")
+
+    run(go())
+    app.wait_watch(10)
+    w.close()
+    grouping = [n for n in notices if n[1].startswith("grouping into incidents")]
+    assert len(grouping) == 1, grouping
+
+
+def test_ctrl_c_in_the_console_records_an_interrupted_session(tmp_path, logs):
+    db = tmp_path / "live.duckdb"
+    w = Watcher([str(logs)], db, notify=False).open()
+    app = make_live_app(w, interval=0.05, size=(120, 30))
+
+    async def go():
+        async with app.run_test() as pilot:
+            await wait_for(pilot, lambda: app.live_state["cycles"] >= 1, 10, "a first cycle")
+            await pilot.press("ctrl+c")
+
+    run(go())
+    app.wait_watch(10)
+    assert app.interrupted and not app.watching
+    w.close("interrupted")
+    (st,), = read_rows(db, "SELECT status FROM scans ORDER BY scan_id DESC LIMIT 1")
+    assert st == "interrupted"

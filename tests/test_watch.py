@@ -986,3 +986,79 @@ def test_a_gzip_still_being_written_is_not_called_truncated_unless_it_stays_shor
         assert [(p.path, p.kind) for p in problems] == [(str(short), "truncated")]
     finally:
         w.close()
+
+
+def test_a_target_that_never_answers_does_not_hold_up_the_scanning(tmp_path, logs, monkeypatch):
+    # A webhook receiver that accepts the connection (the kernel's backlog) and never answers:
+    # each attempt waits its whole timeout. The dispatcher sends from its own thread, so the
+    # watch goes on scanning meanwhile, and stopping does not wait for the silent target.
+    import socket
+    import threading
+    import time
+
+    from leakwatch.config import load_config
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    port = silent.getsockname()[1]
+    monkeypatch.setenv("LW_SILENT_SECRET", "whsec_" + "c2lsZW50LXRhcmdldC1zZWNyZXQtMzJieXRlc3h4eA==")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    cfg = tmp_path / "leakwatch.toml"
+    cfg.write_text(f"""
+[[notify.targets]]
+name = "silent"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+timeout_s = 30
+credentials = {{ secret = "LW_SILENT_SECRET" }}
+
+[[notify.rules]]
+on = ["incident.opened"]
+targets = ["silent"]
+""")
+    log = logs / "app.log"
+    log.write_text(plain(0))
+    w = Watcher([str(logs)], tmp_path / "lw.duckdb", config=load_config(cfg)).open()
+    stop = threading.Event()
+    t = threading.Thread(target=w.run, kwargs={"interval": 0.05, "stop": stop}, daemon=True)
+    try:
+        t.start()
+        append(log, pii(1))  # opens an incident: its notification goes to the silent target
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not w.store.con.cursor().execute(
+                "SELECT count(*) FROM outbox WHERE status = 'sending'").fetchone()[0]:
+            time.sleep(0.05)
+        assert w.store.con.cursor().execute("SELECT count(*) FROM outbox WHERE status = 'sending'").fetchone()[0] == 1
+        append(log, pii(2))  # while that send hangs, the next line is scanned all the same
+        end = time.monotonic() + 10
+        while time.monotonic() < end and len(w.store.con.cursor().execute(
+                "SELECT 1 FROM findings WHERE rule_id = 'email'").fetchall()) < 2:
+            time.sleep(0.05)
+        n = len(w.store.con.cursor().execute("SELECT 1 FROM findings WHERE rule_id = 'email'").fetchall())
+        assert n == 2, "the watch stopped scanning while a notification hung"
+        t0 = time.monotonic()
+        stop.set()
+        t.join(15)
+        assert not t.is_alive()
+        w.close()
+        assert time.monotonic() - t0 < 15  # not the 30 s the silent target would take
+    finally:
+        stop.set()
+        silent.close()
+
+
+def test_a_database_deleted_under_the_watch_stops_it(tmp_path, logs):
+    from leakwatch.errors import StoreError
+
+    log = logs / "app.log"
+    log.write_text(pii(1))
+    w = open_watcher(tmp_path)
+    try:
+        w.cycle()
+        os.remove(tmp_path / "lw.duckdb")
+        append(log, pii(2))
+        with pytest.raises(StoreError, match="deleted or replaced while the watch ran"):
+            w.cycle()
+    finally:
+        w.close("failed")

@@ -162,6 +162,21 @@ def test_ctrl_c_exits_130_with_offsets_saved(tmp_path, env):
     assert read_rows(db, "SELECT status FROM scans") == [("interrupted",)]
 
 
+def test_a_closed_terminal_sighup_ends_the_session_cleanly(tmp_path, env):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "app.log"
+    log.write_text(PII_LINE)
+    db = tmp_path / "lw.duckdb"
+    proc = Proc(logs, "--db", db, "--interval", "0.1", "--no-notify", env=env)
+    proc.wait_line("following 1 file(s)")
+    rc, err = proc.stop(signal.SIGHUP)
+    assert rc == 0, err
+    assert read_rows(db, 'SELECT "offset", line FROM watch_files') == [(log.stat().st_size, 1)]
+    assert read_rows(db, "SELECT status FROM scans") == [("ok",)]
+    assert read_rows(db, "SELECT status FROM sources") == [("ok",)]
+
+
 def test_help_teaches_examples_and_exit_codes(env):
     p = subprocess.run([sys.executable, "-m", "leakwatch", "watch", "--help"], capture_output=True, text=True,
                        env=env, timeout=60, check=False)

@@ -266,6 +266,8 @@ class Watcher:
         self.clock = clock
         self.now = now
         self.store: Store | None = None
+        self._db_ident: tuple[int, int] | None = None
+        self._abandoned = False
         self.scanner: TailScanner | None = None
         self.scan_id: int | None = None
         self.files: dict[tuple[int, int], _Followed] = {}
@@ -296,6 +298,7 @@ class Watcher:
         # connections only when their settings are the same.
         self.store = Store.open(self.db_path)
         try:
+            self._db_ident = _file_ident(self.db_path)
             self.scanner = TailScanner(self.store, **self._scanner_args)
             self.store.mark_interrupted_scans()
             self.scan_id = self.store.begin_scan(self.argv, self.scanner.rules_hash, 1)
@@ -316,7 +319,7 @@ class Watcher:
     def close(self, status: str = "ok") -> None:
         """Close every followed file and its ``sources`` row, record the session's end, close
         the database. ``status`` is the scan status (ok, interrupted, failed)."""
-        if self.store is None:
+        if self.store is None or self._abandoned:
             return
         try:
             if self._notify is not None:
@@ -337,7 +340,21 @@ class Watcher:
         return self.open()
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close("ok" if exc_type is None else ("interrupted" if exc_type is KeyboardInterrupt else "failed"))
+        status = "ok" if exc_type is None else ("interrupted" if exc_type is KeyboardInterrupt else "failed")
+        if exc_type is None:
+            self.close(status)
+            return
+        # Closing after a failure may fail too (a full disk fails the checkpoint as well): the
+        # error that stopped the watch is the one to report, not that one.
+        with contextlib.suppress(LeakwatchError):
+            self.close(status)
+
+    def abandon(self) -> None:
+        """Leave the database as it is: :meth:`close` does nothing from now on. For a process
+        that exits while a cycle still runs in another thread (a second Ctrl-C under the
+        console): closing the connection under that cycle could crash the process, and the
+        next watch marks this session interrupted."""
+        self._abandoned = True
 
     # -- one cycle -------------------------------------------------------------------------------
 
@@ -346,6 +363,13 @@ class Watcher:
         reported in the result; only database errors raise (:class:`StoreError`)."""
         t0 = self.clock()
         rep = CycleReport(at=self.now())
+        if _file_ident(self.db_path) != self._db_ident:
+            # Deleted or replaced under the watch: DuckDB would go on writing into a file no one
+            # can open again, and everything stored from now on would vanish when it closes.
+            raise StoreError(f"{self.db_path}: the database file was deleted or replaced while the watch ran; "
+                             f"stopping so that nothing more is written where no one can read it. Start the watch "
+                             f"again: it creates or opens the file at that path and reads the followed files from "
+                             f"the offsets stored there")
         if self.pull is not None:
             self.pull.poll(self, rep)
         listing = self._list(rep)
@@ -377,6 +401,8 @@ class Watcher:
         """Cycle every ``interval`` seconds until ``stop`` is set (or once)."""
         stop = stop or threading.Event()
         self._once = once
+        if not once and self._notify is not None:
+            self._notify.start()  # a silent target must not hold up the scanning
         while True:
             started = self.clock()
             rep = self.cycle(stop)
@@ -916,7 +942,8 @@ class Watcher:
             except LeakwatchError as e:
                 rep.errors.append(f"deadline triggers: {e}")
         try:
-            rep.deliveries = self._notify.dispatch()
+            rep.deliveries, errors = self._notify.dispatch()
+            rep.errors.extend(errors)
         except LeakwatchError as e:
             rep.errors.append(f"dispatching notifications: {e}")
             return
@@ -976,6 +1003,15 @@ RESCAN_LINE_MAX = 1 << 20
 FD_RESERVE = 64
 
 
+def _file_ident(path: str) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, None when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _raise_open_file_limit() -> int:
     """Raise this process's soft limit on open files to its hard limit (a watched tree of 3,000
     files needs 3,000 descriptors; 1,024 is a common default soft limit) and return it."""
@@ -1014,7 +1050,19 @@ def _line_offset(fd: int, offset: int) -> int:
 
 
 class _Notifier:
-    """The trigger hook, the deadline triggers and the dispatcher, from ``config.notify``."""
+    """The trigger hook, the deadline triggers and the dispatcher, from ``config.notify``.
+
+    The dispatcher sends from a thread of its own (:meth:`start`), so a target that accepts
+    connections and never answers holds up its notifications, not the watch: scanning, grouping
+    and the console go on. A cycle pokes it after grouping and waits at most ``wait_s`` for the
+    pass it asked for (most deliveries are reported in the cycle that queued them); the rest
+    are reported by a later cycle. Without :meth:`start` (``--once``) each :meth:`dispatch` is
+    one pass in the caller's thread."""
+
+    #: Real seconds between two passes when nothing is due sooner (a retry's time, a lease's end).
+    POLL_S = 0.25
+    #: How long :meth:`close` waits for a send in flight before leaving it to its thread.
+    CLOSE_WAIT_S = 3.0
 
     def __init__(self, store: Store, config, *, owner: str, now: Callable[[], datetime]):
         from leakwatch.notify import triggers
@@ -1031,20 +1079,75 @@ class _Notifier:
         self.targets = targets
         self.hook = triggers.hook(config, store.key, targets=targets)
         self.dispatcher = Dispatcher(store, targets, config, owner=owner, clock=now) if targets else None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._cond = threading.Condition()
+        self._passes = 0  # passes finished
+        self._asked = 0  # passes asked for by dispatch()
+        self._done: list[Delivery] = []
+        self._errors: list[str] = []
+
+    def start(self) -> None:
+        """Send from a thread of this notifier's own from now on."""
+        if self.dispatcher is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="leakwatch-dispatch", daemon=True)
+        self._thread.start()
 
     def fire_deadlines(self, now: datetime) -> None:
         self._triggers.fire_deadlines(self.store, self.config, now=now, targets=self.targets)
 
-    def dispatch(self) -> list[Delivery]:
-        """One dispatcher pass; what it delivered, retried or dead-lettered."""
+    def dispatch(self, wait_s: float = 1.0) -> tuple[list[Delivery], list[str]]:
+        """What was delivered, retried or dead-lettered since the last call, and the errors of
+        the dispatcher's passes. With the thread started: asks for a pass now and waits up to
+        ``wait_s`` for it; without: runs one pass here (errors raise)."""
         if self.dispatcher is None:
-            return []
+            return [], []
+        if self._thread is None:
+            return self._pass(self.store.con), []
+        with self._cond:
+            self._asked += 1
+            want = self._asked
+            self._wake.set()
+            self._cond.wait_for(lambda: self._passes >= want or not self._thread.is_alive(), timeout=wait_s)
+            done, self._done = self._done, []
+            errors, self._errors = self._errors, []
+        return done, errors
+
+    def _loop(self) -> None:
+        cur = self.store.con.cursor()
+        try:
+            while not self._stop.is_set():
+                with self._cond:
+                    asked = self._asked
+                    self._wake.clear()
+                try:
+                    done, errors = self._pass(cur), []
+                    nxt = self.dispatcher.next_due()
+                except Exception as e:  # noqa: BLE001 - reported by the next cycle; the loop goes on
+                    done, errors, nxt = [], [f"dispatching notifications: {e}"], None
+                with self._cond:
+                    self._done.extend(done)
+                    self._errors.extend(errors)
+                    self._passes = max(self._passes, asked)
+                    self._cond.notify_all()
+                wait = self.POLL_S
+                if nxt is not None:
+                    wait = min(wait, max(0.005, (nxt - self.now()).total_seconds()))
+                self._wake.wait(wait)
+        finally:
+            with contextlib.suppress(Exception):
+                cur.close()
+
+    def _pass(self, con) -> list[Delivery]:
+        """One dispatcher pass; what it delivered, retried or dead-lettered."""
         since = self.now()
-        stats = self.dispatcher.run_once()
+        stats = self.dispatcher.run_once(stop=self._stop)
         if not stats.claimed:
             return []
         # The rows this pass sent (dead-letter notices it queued have no attempt yet).
-        rows = self.store.con.execute(
+        rows = con.execute(
             "SELECT notification_id, incident_id, target, event, status, last_status, last_error, "
             "epoch(created_at), epoch(delivered_at) FROM outbox WHERE updated_at >= ? AND attempts > 0 "
             "AND status IN ('delivered', 'dead', 'pending')", [since]).fetchall()
@@ -1059,6 +1162,14 @@ class _Notifier:
         return out
 
     def close(self) -> None:
+        """Stop the thread (a send in flight gets :attr:`CLOSE_WAIT_S`; one that takes longer is
+        left to its thread, its row taken over by the next dispatcher) and the dispatcher."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(self.CLOSE_WAIT_S)
+            if self._thread.is_alive():
+                return  # still sending: closing its cursor under it would fail the send
         if self.dispatcher is not None:
             self.dispatcher.close()
 
@@ -1168,15 +1279,18 @@ class SalesforcePull:
 
 
 class StopOnSignals:
-    """SIGINT and SIGTERM ask the loop to stop after the current file (offsets are committed with
-    each file's findings, so stopping there loses nothing). A second SIGINT interrupts at once."""
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) ask the loop to stop after the current
+    file (offsets are committed with each file's findings, so stopping there loses nothing). A
+    second SIGINT interrupts at once. An ignored SIGHUP (``nohup``) stays ignored."""
 
     def __init__(self):
         self.event = threading.Event()
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                    continue
                 self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):

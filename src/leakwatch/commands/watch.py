@@ -51,8 +51,9 @@ EPILOG = textwrap.dedent(
       each failed notification. q or ctrl+c stops the watch (offsets saved) and closes the console.
 
     exit codes:
-      0  stopped by SIGTERM, or --once finished      2  usage or configuration error (or, with
-      3  the database could not be opened or written     --once, some input could not be read)
+      0  stopped by SIGTERM or SIGHUP, or --once     2  usage or configuration error (or, with
+         finished (--tui: closed with q)                 --once, some input could not be read)
+      3  the database could not be opened or written, or was deleted while the watch ran
       130 stopped by Ctrl-C (offsets are saved either way; a second Ctrl-C stops at once)
     """
 )
@@ -173,6 +174,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     stop = StopOnSignals()
     status = "ok"
+    tui_interrupted = False
     try:
         with Watcher(paths, args.db, config=config, rules_dirs=args.rules, fmt=args.fmt, ner=args.ner,
                      store_raw=args.store_raw, exclude=args.exclude, patterns=not args.no_patterns,
@@ -211,13 +213,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                             say("  " + _delivery_line(d))
 
             if tui:
-                _run_tui(args, w, stop.event)  # raises what stopped the watch, once the console closed
+                # Raises what stopped the watch, once the console closed.
+                tui_interrupted = _run_tui(args, w, stop.event)
             else:
                 w.run(interval=args.interval, once=args.once, stop=stop.event, on_cycle=on_cycle)
             if pull is not None and not pull.wait(15.0):
                 say("leakwatch: a Salesforce pull is still running; leaving it (partial downloads resume "
                     "next time)", err)
-            if stop.signum == signal.SIGINT:
+            if stop.signum == signal.SIGINT or tui_interrupted:
                 status = "interrupted"
             if not args.quiet and not args.once:
                 t = w.totals
@@ -235,16 +238,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise
     finally:
         stop.restore()
-    if stop.signum == signal.SIGINT:
+    if stop.signum == signal.SIGINT or tui_interrupted:
         return ExitCode.INTERRUPTED
     if args.once and problems[0]:
         return ExitCode.INPUT_ERROR
     return ExitCode.OK
 
 
-def _run_tui(args: argparse.Namespace, w, stop) -> None:
+def _run_tui(args: argparse.Namespace, w, stop) -> bool:
     """``watch --tui``: the console beside the opened watch ``w`` until it closes; then the
-    watch is stopped (after its file) and what stopped it with an error, if anything, raised."""
+    watch is stopped (after its file) and what stopped it with an error, if anything, raised.
+    Returns whether the console was closed with ctrl+c (an interrupted session).
+
+    While the watch's last cycle finishes, a Ctrl-C is the first one (the console's own close
+    is not a signal); a second one exits at once, leaving the database to the next watch
+    (which marks this session interrupted): closing it under the running cycle could crash."""
     from leakwatch.tui.app import DARK_THEME, LIGHT_THEME
     from leakwatch.tui.live import make_live_app
 
@@ -253,7 +261,17 @@ def _run_tui(args: argparse.Namespace, w, stop) -> None:
     try:
         app.run()
     finally:
-        app.wait_watch()
+        app.watch_stop.set()
+        try:
+            while app.watching:
+                app.wait_thread(0.2)
+        except KeyboardInterrupt:
+            w.abandon()
+            print("leakwatch: stopped at once; the last cycle was cut short (the next watch records this "
+                  "session as interrupted)", file=sys.stderr, flush=True)
+            os._exit(130)
+    app.wait_watch()
+    return app.interrupted
 
 
 def _delivery_line(d) -> str:

@@ -19,9 +19,10 @@ and the one that commits second is rolled back whole: the console shows the refu
 again); the watch reports the failed stage and groups again in its next cycle (its offsets and
 findings are committed apart, so nothing is lost).
 
-Stopping: ``q`` or ctrl+c in the console, or SIGTERM/SIGINT to the process, stops the watch
-after the file it is reading (offsets are saved with each file's findings) and closes the
-console. A watch that stops on a database error says so in the banner and in a notice; the
+Stopping: ``q`` or ctrl+c in the console, or SIGTERM/SIGINT/SIGHUP to the process, stops the
+watch after the file it is reading (offsets are saved with each file's findings) and closes the
+console; ctrl+c and SIGINT record the session as interrupted. Notifications are sent from the
+watch's own dispatcher thread, so a target that never answers holds up only its notifications. A watch that stops on a database error says so in the banner and in a notice; the
 console stays open for reading, and the command exits 3 once it is closed.
 """
 from __future__ import annotations
@@ -64,8 +65,9 @@ class LiveApp(LeakwatchApp):
     TITLE = "leakwatch LIVE"
     BINDINGS: ClassVar[list[BindingType]] = [
         *LeakwatchApp.BINDINGS,
-        # The terminal sends ctrl+c as a key while the console runs: stop watching and close.
-        Binding("ctrl+c", "quit", "Stop watching and quit", show=False, priority=True),
+        # The terminal sends ctrl+c as a key while the console runs: stop watching and close,
+        # recorded as interrupted (exit 130), as Ctrl-C is for the watch without the console.
+        Binding("ctrl+c", "interrupt", "Stop watching and quit", show=False, priority=True),
     ]
 
     def __init__(self, store, watcher, *, interval: float, stop: threading.Event | None = None, config, regimes,
@@ -76,15 +78,27 @@ class LiveApp(LeakwatchApp):
                          size=size, theme=theme)
         self.watcher = watcher
         self.interval = interval
-        #: Set to stop the watch: closing the console, or a signal (the app then closes too).
-        self.watch_stop = stop or threading.Event()
+        #: Set from outside (a signal handler's event): the console closes and the watch stops.
+        self.signal_stop = stop or threading.Event()
+        #: Set to stop the watch: the console closing. Its own event, so that a Ctrl-C after
+        #: the console closed is not taken for a second one by the signal handler.
+        self.watch_stop = threading.Event()
+        #: The console was closed with ctrl+c (the session is recorded as interrupted).
+        self.interrupted = False
         #: What stopped the watch with an error, if anything did.
         self.watch_error: BaseException | None = None
         #: What the banner shows (replaced whole, by the watch's thread).
-        self.live_state: dict[str, Any] = {"phase": "starting", "cycles": 0, "problems": 0, "errors": 0}
+        self.live_state: dict[str, Any] = {"phase": "starting", "cycles": 0, "problems": 0, "failing": {},
+                                           "retrying": 0, "dead": 0}
         self._thread: threading.Thread | None = None
         self._dirty = False
         self._closing = False
+        # Notice bookkeeping (the watch's thread only): a stage's last error, targets failing,
+        # notifications being retried.
+        self._stage_errors: dict[str, str] = {}
+        self._failing_targets: dict[str, str] = {}
+        self._retrying: set[int] = set()
+        self._dead = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -99,10 +113,21 @@ class LiveApp(LeakwatchApp):
         self.watch_stop.set()
         super().on_unmount()
 
+    def action_interrupt(self) -> None:
+        """ctrl+c: stop watching and close, recorded as interrupted."""
+        self.interrupted = True
+        self.exit()
+
     @property
     def watching(self) -> bool:
         """Whether the watch's thread is still at work."""
         return self._thread is not None and self._thread.is_alive()
+
+    def wait_thread(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the watch's thread to end (a KeyboardInterrupt
+        meanwhile reaches the caller)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def wait_watch(self, timeout: float | None = None) -> None:
         """Stop the watch (after the file it is reading), wait for its thread, and re-raise
@@ -137,38 +162,63 @@ class LiveApp(LeakwatchApp):
 
     def _cycle(self, rep) -> None:
         w = self.watcher
-        s = dict(self.live_state)
-        s.update(phase="watching", cycles=s["cycles"] + 1, files=len(w.files), last=rep.at,
-                 findings=w.totals["findings"], opened=w.totals["opened"], sent=w.totals["sent"],
-                 failed=w.totals["failed"], problems=s["problems"] + len(rep.problems),
-                 errors=s["errors"] + len(rep.errors))
-        self.live_state = s
-        if rep.news():
-            self._dirty = True
         for iid in rep.opened:
             self.post_message(LiveNotice(f"incident #{iid} opened", "new incident", "incident"))
-        failed = rep.failed
-        if failed:
-            targets = sorted({d.target for d in failed})
-            dead = sum(1 for d in failed if d.status == "dead")
-            first = failed[0]
-            why = f" ({first.target}: {first.error})" if first.error else ""
-            self.post_message(LiveNotice(
-                f"{len(failed)} notification(s) to {', '.join(targets)} failed"
-                + (f", {dead} dead-lettered (N: retry)" if dead else ", will retry") + why,
-                "notification failed", "failed"))
+        self._deliveries(rep.deliveries)
         for p in rep.problems[:PROBLEM_NOTICES]:
             self.post_message(LiveNotice(str(p), "input problem", "problem"))
         if len(rep.problems) > PROBLEM_NOTICES:
             self.post_message(LiveNotice(f"and {len(rep.problems) - PROBLEM_NOTICES} more input problem(s) this cycle "
                                          "(recorded with the scan)", "input problems", "problem"))
-        for e in rep.errors:
-            self.post_message(LiveNotice(e, "watch cycle", "error"))
+        self._stage_notices(rep.errors)
+        s = dict(self.live_state)
+        s.update(phase="watching", cycles=s["cycles"] + 1, files=len(w.files), last=rep.at,
+                 findings=w.totals["findings"], opened=w.totals["opened"], sent=w.totals["sent"],
+                 problems=s["problems"] + len(rep.problems), failing=dict(self._stage_errors),
+                 retrying=len(self._retrying), dead=self._dead)
+        self.live_state = s
+        if rep.news():
+            self._dirty = True
+
+    def _stage_notices(self, errors: list[str]) -> None:
+        """One notice when a stage (grouping, dispatching …) starts failing or its error changes,
+        one when it works again: not one per cycle while it keeps failing."""
+        now: dict[str, str] = {}
+        for e in errors:
+            now.setdefault(e.split(":", 1)[0], e)
+        for stage, text in now.items():
+            if self._stage_errors.get(stage) != text:
+                self.post_message(LiveNotice(text, "watch cycle", "error"))
+        for stage in self._stage_errors.keys() - now.keys():
+            self.post_message(LiveNotice(f"{stage}: works again", "watch cycle", "incident"))
+        self._stage_errors = now
+
+    def _deliveries(self, deliveries) -> None:
+        """One notice when a target starts failing and one when it delivers again; one per
+        dead letter. Retries in between are counted in the banner, not announced."""
+        for d in deliveries:
+            if d.status == "delivered":
+                self._retrying.discard(d.notification_id)
+                if self._failing_targets.pop(d.target, None) is not None:
+                    self.post_message(LiveNotice(f"{d.target} delivers again", "notifications", "incident"))
+            elif d.status == "dead":
+                self._retrying.discard(d.notification_id)
+                self._dead += 1
+                self.post_message(LiveNotice(f"notification #{d.notification_id} ({d.event}) to {d.target} gave up "
+                                             f"after its last attempt: dead letter (N: retry it)",
+                                             "notification failed", "failed"))
+            else:
+                self._retrying.add(d.notification_id)
+                if d.target not in self._failing_targets:
+                    self._failing_targets[d.target] = d.error or ""
+                    why = f": {d.error}" if d.error else ""
+                    self.post_message(LiveNotice(f"notifications to {d.target} are failing; retrying with backoff{why}",
+                                                 "notification failed", "failed"))
 
     # -- the event loop's side -----------------------------------------------------------------
 
     def _tick(self) -> None:
-        if self.watch_stop.is_set() and not self._closing:
+        if self.signal_stop.is_set() and not self._closing:
             # A signal asked the process to stop: the watch stops after its file; close too.
             self.exit()
             return
@@ -209,10 +259,14 @@ class LiveApp(LeakwatchApp):
             t.append(f" · last cycle {last.strftime('%H:%M:%S')}Z")
         t.append(f" · {s.get('findings', 0)} new findings · {s.get('opened', 0)} incidents opened · "
                  f"{s.get('sent', 0)} notified")
-        if s.get("failed"):
-            t.append(f" · {s['failed']} failed", style="bold")
+        if s.get("retrying"):
+            t.append(f" · {s['retrying']} retrying", style="bold")
+        if s.get("dead"):
+            t.append(f" · {s['dead']} dead", style="bold")
         if s.get("problems"):
             t.append(f" · {s['problems']} input problem(s)")
+        if s.get("failing"):
+            t.append(f" · FAILING: {', '.join(sorted(s['failing']))}", style=f"bold {v.get('error', 'red')}")
         return t
 
 
