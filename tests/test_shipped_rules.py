@@ -385,6 +385,9 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("street_in_text", "Lieferadresse ist Hauptstra\u00dfe 5, 10115 Berlin".encode(),
      "Hauptstra\u00dfe 5, 10115 Berlin".encode()),
     ("street_in_text", "bitte liefern an Gartenweg 12a", "Gartenweg 12a"),
+    # National IDs behind their key, grouped as printed.
+    ("nl_bsn", '{"msg":"identity verified","bsn":"5784 85 692"}', "5784 85 692"),
+    ("pl_pesel", '{"msg":"identity verified","pesel":"850312 01684"}', "850312 01684"),
     # E-mail addresses written to get past spam filters.
     ("email_obfuscated", "callcenter note: max.mustermann [at] gmx [dot] de", "max.mustermann [at] gmx [dot] de"),
     ("email_obfuscated", "note: max.mustermann(at)gmx.de bitte", "max.mustermann(at)gmx.de"),
@@ -408,6 +411,8 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     ("street_in_text", "shipped to 3 customers in 2 days; send it to 42 people on the list"),
     ("street_in_text", "INFO address is 10.0.0.1 port 8080; moved to 2 replicas"),
     ("postal_code", "INFO gzip 12345 bytes written; zip 10240 bytes"),
+    ("nl_bsn", '{"bsn":"5784 85 693"}'),  # the 11-check fails
+    ("pl_pesel", '{"pesel":"850312 01685"}'),  # the checksum fails
     ("email_obfuscated", "meet me at the station at 5; see array[at] index (at) 5; jane@example.com"),
     ("postal_code", '{"zip":"00000"} {"zipCode":"n/a"}'),
     ("person_name_generic", '{"ts": "2024-03-11T00:51:33.883Z", "level": "info", "name": "Payment Gateway", "msg": "ok"}'),
