@@ -385,6 +385,9 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("street_in_text", "Lieferadresse ist Hauptstra\u00dfe 5, 10115 Berlin".encode(),
      "Hauptstra\u00dfe 5, 10115 Berlin".encode()),
     ("street_in_text", "bitte liefern an Gartenweg 12a", "Gartenweg 12a"),
+    # IBANs typed in mixed case, or in a URL's path.
+    ("iban_lowercase", '{"msg":"refund requested","iban":"De89370400440532013000"}', "De89370400440532013000"),
+    ("iban_lowercase", "GET /api/v2/customers/c_123/iban/de89370400440532013000 HTTP/1.1", "de89370400440532013000"),
     # National IDs behind their key, grouped as printed.
     ("nl_bsn", '{"msg":"identity verified","bsn":"5784 85 692"}', "5784 85 692"),
     ("pl_pesel", '{"msg":"identity verified","pesel":"850312 01684"}', "850312 01684"),
@@ -412,6 +415,7 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     ("street_in_text", "INFO address is 10.0.0.1 port 8080; moved to 2 replicas"),
     ("postal_code", "INFO gzip 12345 bytes written; zip 10240 bytes"),
     ("nl_bsn", '{"bsn":"5784 85 693"}'),  # the 11-check fails
+    ("iban_lowercase", '{"iban":"de89370400440532013001"}'),  # mod-97 fails
     ("pl_pesel", '{"pesel":"850312 01685"}'),  # the checksum fails
     ("email_obfuscated", "meet me at the station at 5; see array[at] index (at) 5; jane@example.com"),
     ("postal_code", '{"zip":"00000"} {"zipCode":"n/a"}'),
