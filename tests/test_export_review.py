@@ -163,3 +163,40 @@ def test_flows_csv_neutralises_cells_a_spreadsheet_would_evaluate():
 def test_markdown_cells_make_no_links_or_emphasis():
     cell = _md("[Verify your account](https:evil.example) *now* `x`.jsonl")
     assert "\\[Verify your account\\]" in cell and "\\*now\\*" in cell and "\\`x\\`" in cell
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm (Linux)")
+def test_a_file_under_dev_is_still_replaced_whole_or_not_at_all(big_db):
+    # Only stream names (/dev/stdout, /dev/fd/N, /proc/self/fd/N) are written in place; a file
+    # of its own under /dev (a tmpfs) keeps the atomic replace: a stopped export leaves it alone.
+    target = Path(f"/dev/shm/lw-export-test-{os.getpid()}.csv")
+    target.write_text("GOOD\n")
+    p = subprocess.Popen([sys.executable, "-m", "leakwatch", "export", "--db", str(big_db), "--format", "csv",
+                          "--out", str(target)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        tmp_glob = f".{target.name}.*.tmp"
+        while not list(target.parent.glob(tmp_glob)) and time.monotonic() < end and p.poll() is None:
+            time.sleep(0.02)
+        assert p.poll() is None, "the export finished before it could be stopped"
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)
+        assert p.returncode == 130
+        assert target.read_text() == "GOOD\n" and not list(target.parent.glob(tmp_glob))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        target.unlink(missing_ok=True)
+
+
+def test_parquet_to_dev_stdout_goes_to_the_redirected_file(small_db, tmp_path):
+    import duckdb
+
+    out = tmp_path / "f.parquet"
+    with open(out, "wb") as f:
+        r = subprocess.run([sys.executable, "-m", "leakwatch", "export", "--db", str(small_db), "--format", "parquet",
+                            "--out", "/dev/stdout"], stdout=f, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert duckdb.sql(f"SELECT count(*) FROM '{out}'").fetchall() == [(2,)]

@@ -180,6 +180,23 @@ def test_findings_after_a_merge_join_the_merge_target_not_a_twin_of_the_merged_o
         assert audit.verify(s.con, s.key).ok
 
 
+def test_findings_after_a_merge_into_a_hand_opened_incident_join_it(scanned):
+    db, logs = scanned
+    cfg = load_config(None, env={})
+    with Store.open(db) as s:
+        oa, an = _two_incidents(s)
+        fid = s.con.execute("SELECT min(finding_id) FROM incident_findings WHERE incident_id = ?", [oa]).fetchone()[0]
+        manual = book.open_incident(s, title="Customer data to AI vendors (one root cause)", finding_ids=[fid],
+                                    actor="lead")
+        book.merge(s, manual, [oa, an], actor="lead", reason="same root cause")
+    write_logs(logs / "app-anthropic-2.jsonl", T0 + timedelta(hours=1, minutes=30), n=2,
+               vendor_url="https://api.anthropic.com/v1/messages")
+    scan_paths([str(logs)], db, store_raw=False)
+    with Store.open(db) as s:
+        res = book.group(s, cfg, actor="watch")
+        assert res.opened == () and res.grown == (manual,)
+
+
 def test_split_by_field_value_and_by_ids(scanned):
     db, _ = scanned
     with Store.open(db) as s:

@@ -374,6 +374,8 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("password_in_text", "mon mot de passe est Chat1234.", "Chat1234"),
     ("password_in_text", "mi contrase\u00f1a es Gato_2024".encode(), "Gato_2024"),
     ("password_in_text", "my password is: \"hunter2hunter2\"", "hunter2hunter2"),
+    ("password_in_text", "my password was changed to Winter2024! yesterday", "Winter2024!"),
+    ("password_in_text", "the password has been updated to Sonne#2024", "Sonne#2024"),
     # Street addresses in prose, behind the words that give one.
     ("street_in_text", "Please ship it to Flat 3, 12B High Street, London SW1A 1AA instead.",
      "Flat 3, 12B High Street, London SW1A 1AA"),
@@ -382,6 +384,8 @@ POSITIVES: list[tuple[str, str | bytes, str | bytes]] = [
     ("street_in_text", "Deliver to: 3325 W 34th St, New York, NY 10001", "3325 W 34th St, New York, NY 10001"),
     ("street_in_text", "I live at 7 Peachtree Rd NE #12, Atlanta, GA 30303", "7 Peachtree Rd NE #12, Atlanta, GA 30303"),
     ("street_in_text", "we moved to 5 Station Road.", "5 Station Road"),
+    ("street_in_text", "Please ship it to 1234 Broadway, New York, NY 10001", "1234 Broadway, New York, NY 10001"),
+    ("street_in_text", "I live at 12 McAllister Rd, Boston, MA 02108", "12 McAllister Rd, Boston, MA 02108"),
     ("street_in_text", "Lieferadresse ist Hauptstra\u00dfe 5, 10115 Berlin".encode(),
      "Hauptstra\u00dfe 5, 10115 Berlin".encode()),
     ("street_in_text", "bitte liefern an Gartenweg 12a", "Gartenweg 12a"),
@@ -411,9 +415,16 @@ NEGATIVES: list[tuple[str, str | bytes]] = [
     ("password_in_text", "my password is wrong and the password was reset yesterday"),
     ("password_in_text", "ERROR password is required (min 8 characters); password is null for user 42"),
     ("password_in_text", "INFO password was changed to ${NEW_PASSWORD}"),
+    ("password_in_text", "password is auto-generated; Password is set to never-expire; password is up-to-date"),
+    ("password_in_text", "password is write-only; password is ***redacted***; password is sha256:9f86d081"),
+    ("password_in_text", "Passwort ist zu-kurz; password is too short; Password is set to expire in 5 days"),
     ("street_in_text", "shipped to 3 customers in 2 days; send it to 42 people on the list"),
     ("street_in_text", "INFO address is 10.0.0.1 port 8080; moved to 2 replicas"),
     ("postal_code", "INFO gzip 12345 bytes written; zip 10240 bytes"),
+    ("postal_code", "INFO build.zip: 20480 bytes; zip: 12345 entries extracted; compression: zip=33333"),
+    ("email_obfuscated", "fn(at)line.py config[at]key.json array[at]index.value item(@)index.js INFO [at] home.html"),
+    ("street_in_text", "shipped to 2 Dr. Martens stores; shipped to 3 St. Louis warehouses; delivered to 12 St Pancras"),
+    ("street_in_text", "moved to 1 Shared Drive; config located at 10 Cluster Way; moved to 3 AZ Way"),
     ("nl_bsn", '{"bsn":"5784 85 693"}'),  # the 11-check fails
     ("iban_lowercase", '{"iban":"de89370400440532013001"}'),  # mod-97 fails
     ("pl_pesel", '{"pesel":"850312 01685"}'),  # the checksum fails

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import signal
 import subprocess
@@ -190,9 +191,9 @@ def test_a_signal_stop_closes_the_console_and_the_watch(tmp_path, logs):
     async def go():
         async with app.run_test() as pilot:
             await wait_for(pilot, lambda: app.live_state["cycles"] >= 1, 10, "a first cycle")
+            assert not app._exit
             stop.set()  # what StopOnSignals does on SIGTERM
-            await wait_for(pilot, lambda: app._exit_renderables is not None or not app.is_running, 5,
-                           "the console to close")
+            await wait_for(pilot, lambda: app._exit, 5, "the console to close itself")
             closed["ok"] = True
 
     run(go())
@@ -301,3 +302,63 @@ def test_ctrl_c_in_the_console_records_an_interrupted_session(tmp_path, logs):
     w.close("interrupted")
     (st,), = read_rows(db, "SELECT status FROM scans ORDER BY scan_id DESC LIMIT 1")
     assert st == "interrupted"
+
+
+@pytest.mark.parametrize("tui", [True, False], ids=["console", "headless"])
+def test_a_closed_terminal_ends_the_session_cleanly(tmp_path, logs, tui):
+    # Closing the terminal (the pty's master) sends SIGHUP; writes to it then fail with EIO and
+    # the console's last frame can never be drawn. The session must still end: exit 0, offsets
+    # saved, the scan recorded as finished.
+    import pty
+    import select
+    import struct
+
+    import fcntl
+    import termios
+
+    db = tmp_path / "lw.duckdb"
+    argv = [sys.executable, "-m", "leakwatch", "watch", str(logs), "--db", str(db), "--interval", "0.2", "--no-notify"]
+    if tui:
+        argv.append("--tui")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pty is its controlling terminal
+        os.environ["TERM"] = "xterm-256color"
+        os.execv(sys.executable, argv)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    seen = b""
+    end = time.monotonic() + 30
+    want = b"LIVE" if tui else b"following"
+    while want not in seen and time.monotonic() < end:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+    assert want in seen, seen[-500:]
+    with open(logs / "app.log", "a") as f:
+        f.write(PII_LINE)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:  # let a cycle store it
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            with contextlib.suppress(OSError):
+                os.read(fd, 65536)
+    os.close(fd)  # the terminal goes away
+    status = None
+    end = time.monotonic() + 40
+    while time.monotonic() < end:
+        p, st = os.waitpid(pid, os.WNOHANG)
+        if p:
+            status = st
+            break
+        time.sleep(0.1)
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the watch did not end after its terminal closed")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    (st_,), = read_rows(db, "SELECT status FROM scans ORDER BY scan_id DESC LIMIT 1")
+    assert st_ == "ok"
+    (offset,), = read_rows(db, 'SELECT "offset" FROM watch_files')
+    assert offset == os.path.getsize(logs / "app.log")

@@ -95,6 +95,12 @@ CASES: dict[str, tuple[dict, list, list]] = {
         [b"1 Market St", b"Hauptstra\xc3\x9fe 5", b"221B Baker Street", b"3325 W 34th St"],
         [b"Main Street", b"12345", b"https://x.example/1", b"12 B"],
     ),
+    "email_obfuscated": (
+        {},
+        [b"max.mustermann [at] gmx [dot] de", b"jane(at)example.com", b"anna {at} mail {punkt} de"],
+        [b"fn(at)line.py", b"config[at]key.json", b"array[at]index.value", b"item(@)index.js", b"INFO [at] home.html",
+         b"x(at)localhost"],
+    ),
     "postal_code": (
         {},
         [b"SW1A 1AA", b"M1 1AE", b"EC1A1BB", b"94043", b"94043-1234", b"1012 AB", b"00-950", b"K1A 0B1", b" 10115 "],
@@ -187,10 +193,12 @@ def test_fast_ipv4_public_agrees_with_ipaddress_module():
 
 def test_mixed_password_wants_letters_with_digits_or_symbols():
     plain, mixed = get_validator("password", {}), get_validator("password", {"mixed": 1})
-    for value in (b"wrong", b"expired", b"incorrect", b"12345678", b"!!!!!!"):
+    # Words, hyphenated words, masks and stored hashes are what prose says about a password.
+    for value in (b"wrong", b"expired", b"incorrect", b"12345678", b"!!!!!!", b"auto-generated", b"never-expire",
+                  b"up-to-date", b"write-only", b"***redacted***", b"sha256:9f86d081", b"$2b$12$R9h/cIPz0gi"):
         assert not mixed(value), value
     assert plain(b"expired")  # behind a password key any word is the password
-    for value in (b"Tr0ub4dor", b"hunter2hunter2", b"Sonne#2024", b"correct-horse"):
+    for value in (b"Tr0ub4dor", b"hunter2hunter2", b"Sonne#2024", b"Gato_2024", b"Winter2024!"):
         assert mixed(value), value
 
 

@@ -177,6 +177,50 @@ def test_a_closed_terminal_sighup_ends_the_session_cleanly(tmp_path, env):
     assert read_rows(db, "SELECT status FROM sources") == [("ok",)]
 
 
+def test_sigterm_does_not_wait_for_sends_to_a_target_that_never_answers(tmp_path, env):
+    # Two notifications hang on send threads (a listening socket that never answers, 30 s
+    # timeout). Those threads are daemons: the process exits at once, and the rows left
+    # 'sending' are the next dispatcher's to take over.
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    port = silent.getsockname()[1]
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("\n".join(f"""
+[[notify.targets]]
+name = "silent{i}"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/hook{i}"
+timeout_s = 30
+credentials = {{ secret = "LW_E2E_WEBHOOK_SECRET" }}
+""" for i in (1, 2)) + """
+[[notify.rules]]
+on = ["incident.opened"]
+targets = ["silent1", "silent2"]
+""")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log").write_text("2024-05-01T10:00:00Z INFO started\n")
+    db = tmp_path / "lw.duckdb"
+    try:
+        proc = Proc(logs, "--db", db, "--interval", "0.1", "--config", cfg, env=env)
+        proc.wait_line("following 1 file(s)")
+        with open(logs / "app.log", "a") as f:
+            f.write(PII_LINE)
+        proc.wait_line("opened incident")
+        time.sleep(1.0)  # both sends are in flight now
+        t0 = time.monotonic()
+        rc, err = proc.stop(signal.SIGTERM, timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        silent.close()
+    assert rc == 0, err
+    assert took < 15, f"SIGTERM took {took:.1f} s: it waited for the silent sends"
+    assert read_rows(db, "SELECT count(*) FROM outbox WHERE status = 'sending'") == [(2,)]
+
+
 def test_help_teaches_examples_and_exit_codes(env):
     p = subprocess.run([sys.executable, "-m", "leakwatch", "watch", "--help"], capture_output=True, text=True,
                        env=env, timeout=60, check=False)

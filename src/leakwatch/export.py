@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import stat
 import sys
@@ -185,6 +186,10 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# Names of a process's open streams (not files of their own, as /dev/shm/x is).
+_STREAM_ALIAS: Final = re.compile(r"/dev/(?:stdout|stderr|stdin|fd/\d+)|/proc/(?:self|\d+)/fd/\d+")
+
+
 @contextlib.contextmanager
 def atomic_output(dest: str | Path, what: str = "--out") -> Iterator[Path]:
     """Yield a private (0600) temporary path beside ``dest``; rename it over ``dest`` when the
@@ -196,8 +201,8 @@ def atomic_output(dest: str | Path, what: str = "--out") -> Iterator[Path]:
     file's 0600 mode instead of keeping its old one. ``what`` names the option in error messages.
     """
     dest = Path(dest)
-    if str(dest).startswith(("/dev/", "/proc/")):
-        # /dev/stderr, /dev/fd/3, /proc/self/fd/5: a stream the caller opened (perhaps onto a
+    if _STREAM_ALIAS.fullmatch(str(dest)):
+        # /dev/stdout, /dev/fd/3, /proc/self/fd/5: a stream the caller opened (perhaps onto a
         # file it appends to), written in place; replacing what it points to would lose that.
         try:
             yield dest

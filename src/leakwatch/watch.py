@@ -267,6 +267,7 @@ class Watcher:
         self.now = now
         self.store: Store | None = None
         self._db_ident: tuple[int, int] | None = None
+        self._db_abspath = os.path.abspath(self.db_path)
         self._abandoned = False
         self.scanner: TailScanner | None = None
         self.scan_id: int | None = None
@@ -298,7 +299,8 @@ class Watcher:
         # connections only when their settings are the same.
         self.store = Store.open(self.db_path)
         try:
-            self._db_ident = _file_ident(self.db_path)
+            self._db_abspath = os.path.abspath(self.db_path)  # a later chdir must not move it
+            self._db_ident = _file_ident(self._db_abspath)
             self.scanner = TailScanner(self.store, **self._scanner_args)
             self.store.mark_interrupted_scans()
             self.scan_id = self.store.begin_scan(self.argv, self.scanner.rules_hash, 1)
@@ -363,7 +365,7 @@ class Watcher:
         reported in the result; only database errors raise (:class:`StoreError`)."""
         t0 = self.clock()
         rep = CycleReport(at=self.now())
-        if _file_ident(self.db_path) != self._db_ident:
+        if _file_ident(self._db_abspath) != self._db_ident:
             # Deleted or replaced under the watch: DuckDB would go on writing into a file no one
             # can open again, and everything stored from now on would vanish when it closes.
             raise StoreError(f"{self.db_path}: the database file was deleted or replaced while the watch ran; "
@@ -1084,6 +1086,7 @@ class _Notifier:
         self._wake = threading.Event()
         self._cond = threading.Condition()
         self._passes = 0  # passes finished
+        self._in_pass = False
         self._asked = 0  # passes asked for by dispatch()
         self._done: list[Delivery] = []
         self._errors: list[str] = []
@@ -1110,7 +1113,10 @@ class _Notifier:
             self._asked += 1
             want = self._asked
             self._wake.set()
-            self._cond.wait_for(lambda: self._passes >= want or not self._thread.is_alive(), timeout=wait_s)
+            if not self._in_pass:
+                # Idle: the pass asked for starts now; a pass already running (a send that hangs)
+                # is not waited for, or every cycle would wait out wait_s behind it.
+                self._cond.wait_for(lambda: self._passes >= want or not self._thread.is_alive(), timeout=wait_s)
             done, self._done = self._done, []
             errors, self._errors = self._errors, []
         return done, errors
@@ -1122,12 +1128,14 @@ class _Notifier:
                 with self._cond:
                     asked = self._asked
                     self._wake.clear()
+                    self._in_pass = True
                 try:
                     done, errors = self._pass(cur), []
                     nxt = self.dispatcher.next_due()
                 except Exception as e:  # noqa: BLE001 - reported by the next cycle; the loop goes on
                     done, errors, nxt = [], [f"dispatching notifications: {e}"], None
                 with self._cond:
+                    self._in_pass = False
                     self._done.extend(done)
                     self._errors.extend(errors)
                     self._passes = max(self._passes, asked)

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from leakwatch.store import Store
     from leakwatch.store.queries import get_scan
 
-    to_stdout = args.out in STDOUT_NAMES
+    # /dev/stdout for parquet: written in place by DuckDB (a binary format has no text stream).
+    to_stdout = args.out in STDOUT_NAMES and (args.out == "-" or args.format != "parquet")
     if to_stdout and args.format == "parquet":
         raise UsageError("parquet is a binary format and cannot go to stdout; give --out FILE")
     since = parse_since(args.since) if args.since else None

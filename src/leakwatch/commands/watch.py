@@ -7,6 +7,7 @@ that has news and maps the outcome to an exit code. Heavy imports happen inside 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import textwrap
@@ -129,8 +130,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     tui = getattr(args, "tui", False)
     if tui and args.once:
         raise UsageError("--tui follows the logs until the console closes; leave out --once")
-    if tui and not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print("leakwatch: --tui needs a terminal (stdin and stdout); watching without the console",
+    # The console reads the keyboard on stdin and draws on stderr (stdout stays free).
+    if tui and not (sys.stdin.isatty() and sys.stderr.isatty()):
+        print("leakwatch: --tui needs a terminal (stdin and stderr); watching without the console",
               file=sys.stderr)
         tui = False
     if args.fmt is not None:
@@ -170,7 +172,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     out, err = sys.stdout, sys.stderr
 
     def say(text: str, stream=None) -> None:
-        print(text, file=stream or out, flush=True)
+        # A terminal that was closed (SIGHUP) answers writes with EIO: the session still ends
+        # cleanly, with nothing to say it on.
+        with contextlib.suppress(OSError):
+            print(text, file=stream or out, flush=True)
 
     stop = StopOnSignals()
     status = "ok"
@@ -214,7 +219,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
             if tui:
                 # Raises what stopped the watch, once the console closed.
-                tui_interrupted = _run_tui(args, w, stop.event)
+                tui_interrupted = _run_tui(args, w, stop)
             else:
                 w.run(interval=args.interval, once=args.once, stop=stop.event, on_cycle=on_cycle)
             if pull is not None and not pull.wait(15.0):
@@ -245,6 +250,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     return ExitCode.OK
 
 
+#: After a signal, how long the console gets to close by itself before the session is ended
+#: without it (its terminal may be gone: drawing the last frame then blocks for good).
+SIGNAL_GRACE_S = 5.0
+
+
 def _run_tui(args: argparse.Namespace, w, stop) -> bool:
     """``watch --tui``: the console beside the opened watch ``w`` until it closes; then the
     watch is stopped (after its file) and what stopped it with an error, if anything, raised.
@@ -256,11 +266,32 @@ def _run_tui(args: argparse.Namespace, w, stop) -> bool:
     from leakwatch.tui.app import DARK_THEME, LIGHT_THEME
     from leakwatch.tui.live import make_live_app
 
-    app = make_live_app(w, interval=args.interval, stop=stop,
+    import signal
+    import threading
+
+    app = make_live_app(w, interval=args.interval, stop=stop.event,
                         theme=LIGHT_THEME if args.theme == "light" else DARK_THEME)
+    closed = threading.Event()
+
+    def watchdog() -> None:
+        # A closed terminal (SIGHUP) leaves Textual blocked writing its last frame: the
+        # console never returns. Then the session is ended here, without it.
+        stop.event.wait()
+        if closed.wait(SIGNAL_GRACE_S):
+            return
+        app.watch_stop.set()
+        app.wait_thread(30.0)
+        interrupted = stop.signum == signal.SIGINT
+        if not app.watching:
+            with contextlib.suppress(Exception):
+                w.close("interrupted" if interrupted else "ok")
+        os._exit(130 if interrupted else 0)
+
+    threading.Thread(target=watchdog, name="leakwatch-tui-watchdog", daemon=True).start()
     try:
         app.run()
     finally:
+        closed.set()
         app.watch_stop.set()
         try:
             while app.watching:

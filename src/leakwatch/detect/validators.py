@@ -394,7 +394,11 @@ _ABS_PATH = re.compile(rb"/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*/?")
 
 _PW_LETTER = re.compile(rb"[A-Za-z\x80-\xff]")
 _PW_DIGIT = re.compile(rb"[0-9]")
-_PW_OTHER = re.compile(rb"[^A-Za-z0-9\x80-\xff]")
+# Symbols that make a password of a word: not a hyphen or an underscore (auto-generated,
+# write-only, too_weak are words), not stars (***redacted***).
+_PW_OTHER = re.compile(rb"[!\"#$%&'()+,./:;<=>?@\[\\\]^`{|}~]")
+# A hash's algorithm prefix (sha256:9f86…, $2b$12$…): a stored hash, not the password.
+_PW_HASH = re.compile(rb"(?i:sha\d*|md5|bcrypt|argon2(?:id|i|d)?|pbkdf2[\w-]*|scrypt)[:$]|\$\d[a-z]?\$")
 
 
 def _password(params: Mapping[str, Any]) -> Validator:
@@ -410,7 +414,8 @@ def _password(params: Mapping[str, Any]) -> Validator:
             return False
         if _ABS_PATH.fullmatch(v):
             return False  # PWD=/app/releases: a shell's working directory, not a password
-        if mixed and not (_PW_LETTER.search(v) and (_PW_DIGIT.search(v) or _PW_OTHER.search(v))):
+        if mixed and (not (_PW_LETTER.search(v) and (_PW_DIGIT.search(v) or _PW_OTHER.search(v)))
+                      or _PW_HASH.match(v)):
             return False
         # ${DB_PASSWORD}, {{ secret }}, <password>, %s, ******** are templates or masks.
         return not _TEMPLATE.match(v)
@@ -428,6 +433,32 @@ def _street(_: Mapping[str, Any]) -> Validator:
         # A street line carries a house number and a word ("1 Market St", "Hauptstr. 5",
         # "3325 W 34th St").
         return bool(_HAS_DIGIT.search(v)) and bool(_HAS_WORD.search(v)) and not v.startswith(b"http")
+
+    return check
+
+
+# What a code reference's or a file's "domain" ends in (fn(at)line.py, config[at]key.json),
+# never an e-mail's top-level domain.
+_FILE_SUFFIXES = frozenset(
+    "py js ts jsx tsx json html htm xml yml yaml md txt log csv sh bash rb go rs java class jar php css scss c h cc "
+    "cpp hpp cs kt swift sql ini cfg conf toml lock zip gz tgz tar png jpg jpeg gif svg pdf doc docx xls xlsx ppt "
+    "pem crt key tmp bak out err dat bin so dll exe value values baz bar foo index test tests local internal "
+    "localhost invalid example lan home corp".split())
+_LOG_LEVELS = frozenset(b"info warn warning error debug trace fatal notice crit critical".split())
+
+
+def _email_obfuscated(_: Mapping[str, Any]) -> Validator:
+    from leakwatch.detect.mask import get_normalizer
+
+    plain = get_normalizer("email_plain")
+
+    def check(v: bytes) -> bool:
+        p = plain(v)
+        local, _, domain = p.partition(b"@")
+        tld = domain.rsplit(b".", 1)[-1]
+        if not local or b"." not in domain or not tld.isalpha() or tld.decode("latin-1") in _FILE_SUFFIXES:
+            return False
+        return local not in _LOG_LEVELS
 
     return check
 
@@ -550,6 +581,7 @@ VALIDATORS: dict[str, tuple[Callable[[Mapping[str, Any]], Validator], frozenset[
     "password": (_password, frozenset({"min_len", "mixed"})),
     "street": (_street, frozenset()),
     "postal_code": (_postal_code, frozenset()),
+    "email_obfuscated": (_email_obfuscated, frozenset()),
     "basic_auth": (_basic_auth, frozenset()),
     "person_name": (_person_name, frozenset({"strict"})),
 }

@@ -329,6 +329,12 @@ def group(store, config=None, *, now: datetime | None = None, actor: str = "leak
             "SELECT incident_id, group_key, merged_into FROM incidents WHERE merged_into IS NOT NULL").fetchall()}
         if merged:
             live = {c[0]: c for cands in open_by_key.values() for c in cands}
+            # A target opened by hand has no key of its own: it is a candidate only through
+            # what was merged into it.
+            for iid, first, last in con.execute(
+                    "SELECT incident_id, first_seen, last_seen FROM incidents "
+                    "WHERE status <> 'closed' AND merged_into IS NULL AND group_key IS NULL").fetchall():
+                live.setdefault(iid, [iid, first, last])
             for iid, (gk, into) in merged.items():
                 seen = {iid}
                 while into in merged and into not in seen:

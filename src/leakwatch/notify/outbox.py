@@ -56,7 +56,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
@@ -67,6 +67,7 @@ import numpy as np
 from leakwatch.errors import LeakwatchError, StoreError, UsageError
 from leakwatch.notify.base import Message, SendResult, Target
 from leakwatch.notify.secrets import redact
+from leakwatch.threads import DaemonPool
 
 #: Events whose dead letters do not notify anyone (a dead canary is its own report; a dead
 #: dead-letter notice would start a loop).
@@ -203,7 +204,7 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.workers = max(1, workers or self.config.workers)
         self.batch = max(1, batch)
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: DaemonPool | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._con_thread: int | None = None
         self.namespace = delivery_namespace(getattr(store, "key", None))
@@ -347,7 +348,9 @@ class Dispatcher:
                 self._apply(pending_results, stats)
             return
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="leakwatch-notify")
+            # Daemon threads: a send blocked on a silent target must not hold a stopped process
+            # until its timeout (its row, left 'sending', is taken over by the next dispatcher).
+            self._pool = DaemonPool(self.workers, "leakwatch-notify")
         futures = {self._pool.submit(self._deliver, c) for c in claims}
         done_results: list[_Result] = []
         last = time.monotonic()

@@ -90,8 +90,10 @@ class WebhookTarget:
         try:
             key, raw = self._signing_key()
         except LeakwatchError as e:
-            # The lookup's message already names the target.
-            return SendResult("failed", error=str(e))
+            msg = str(e)  # a missing credential's message names the target already, a bad secret's not
+            if f"target {self.config.name}" not in msg:
+                msg = f"target {self.config.name}: {msg}"
+            return SendResult("failed", error=msg)
         body = json.dumps(message.body, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
         headers = {**self._headers, **signed_headers(key, message_id(message.idempotency_key), body, int(time.time()))}
         return post_json(self.session, self.config.url, body, headers, self.config.timeout_s, remote_id=_remote_id,
