@@ -2,6 +2,8 @@
 on sys.path)."""
 from __future__ import annotations
 
+import time
+
 import duckdb
 
 
@@ -12,3 +14,34 @@ def read_rows(db, sql: str, params=None) -> list[tuple]:
         return con.execute(sql, list(params or [])).fetchall()
     finally:
         con.close()
+
+
+async def wait_for(pilot, cond, timeout: float, what: str, step: float = 0.1):
+    """Let a Textual app run until ``cond()`` holds (returns its value); fail naming ``what``
+    after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        await pilot.pause(step)
+        value = cond()
+        if value:
+            return value
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def webhook_config(path, url: str, secret_var: str, *, name: str = "soc") -> None:
+    """Write a leakwatch.toml at ``path``: one webhook target ``name`` at ``url`` (its secret in
+    the environment variable ``secret_var``) notified of every new incident, quick retries."""
+    path.write_text(f"""
+[notify]
+backoff_base_s = 0.2
+
+[[notify.targets]]
+name = "{name}"
+kind = "webhook"
+url = "{url}"
+credentials = {{ secret = "{secret_var}" }}
+
+[[notify.rules]]
+on = ["incident.opened"]
+targets = ["{name}"]
+""")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import read_rows
+from helpers import read_rows, wait_for
 
 from leakwatch.drills.scenarios import find_scenario
 from leakwatch.errors import StoreError, UsageError
@@ -36,15 +36,6 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def wait_for(pilot, cond, timeout: float, what: str, step: float = 0.1):
-    """Let the app run until ``cond()`` holds; fail naming ``what`` after ``timeout`` s."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        await pilot.pause(step)
-        value = cond()
-        if value:
-            return value
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def banner_text(screen) -> str:

@@ -23,7 +23,7 @@ import threading
 import time
 
 import pytest
-from helpers import read_rows
+from helpers import read_rows, wait_for, webhook_config
 
 from leakwatch.config import load_config
 from leakwatch.errors import StoreError
@@ -44,14 +44,6 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def wait_for(pilot, cond, timeout: float, what: str, step: float = 0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        await pilot.pause(step)
-        value = cond()
-        if value:
-            return value
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def banner(screen) -> str:
@@ -60,20 +52,7 @@ def banner(screen) -> str:
 
 def config_for(tmp_path, url: str):
     cfg = tmp_path / "leakwatch.toml"
-    cfg.write_text(f"""
-[notify]
-backoff_base_s = 0.2
-
-[[notify.targets]]
-name = "soc"
-kind = "webhook"
-url = "{url}"
-credentials = {{ secret = "LW_LIVE_SECRET" }}
-
-[[notify.rules]]
-on = ["incident.opened"]
-targets = ["soc"]
-""")
+    webhook_config(cfg, url, "LW_LIVE_SECRET")
     return load_config(cfg)
 
 

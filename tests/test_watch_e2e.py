@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from helpers import read_rows
+from helpers import read_rows, webhook_config
 
 from leakwatch.notify.receiver import WebhookReceiver
 from leakwatch.notify.webhook_verify import verify
@@ -28,20 +28,7 @@ PII_LINE = f"2024-05-01T10:00:07Z INFO checkout customer={EMAIL} card={CARD} tot
 
 def config_file(tmp_path, url: str):
     cfg = tmp_path / "cfg.toml"
-    cfg.write_text(f"""
-[notify]
-backoff_base_s = 0.2
-
-[[notify.targets]]
-name = "soc"
-kind = "webhook"
-url = "{url}"
-credentials = {{ secret = "LW_E2E_WEBHOOK_SECRET" }}
-
-[[notify.rules]]
-on = ["incident.opened"]
-targets = ["soc"]
-""")
+    webhook_config(cfg, url, "LW_E2E_WEBHOOK_SECRET")
     return cfg
 
 
@@ -148,7 +135,9 @@ def test_a_pii_line_reaches_the_webhook_signed_and_masked_within_seconds(tmp_pat
         assert read_rows(db, 'SELECT "offset", line FROM watch_files') == [(log.stat().st_size, 3)]
 
 
-def test_ctrl_c_exits_130_with_offsets_saved(tmp_path, env):
+@pytest.mark.parametrize(("sig", "rc", "status"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGHUP, 0, "ok")],
+                         ids=["ctrl-c", "closed-terminal"])
+def test_a_signal_stops_with_offsets_saved_and_the_session_recorded(tmp_path, env, sig, rc, status):
     logs = tmp_path / "logs"
     logs.mkdir()
     log = logs / "app.log"
@@ -156,24 +145,10 @@ def test_ctrl_c_exits_130_with_offsets_saved(tmp_path, env):
     db = tmp_path / "lw.duckdb"
     proc = Proc(logs, "--db", db, "--interval", "0.1", "--no-notify", env=env)
     proc.wait_line("following 1 file(s)")
-    rc, err = proc.stop(signal.SIGINT)
-    assert rc == 130, err
+    got, err = proc.stop(sig)
+    assert got == rc, err
     assert read_rows(db, 'SELECT "offset", line FROM watch_files') == [(log.stat().st_size, 1)]
-    assert read_rows(db, "SELECT status FROM scans") == [("interrupted",)]
-
-
-def test_a_closed_terminal_sighup_ends_the_session_cleanly(tmp_path, env):
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log = logs / "app.log"
-    log.write_text(PII_LINE)
-    db = tmp_path / "lw.duckdb"
-    proc = Proc(logs, "--db", db, "--interval", "0.1", "--no-notify", env=env)
-    proc.wait_line("following 1 file(s)")
-    rc, err = proc.stop(signal.SIGHUP)
-    assert rc == 0, err
-    assert read_rows(db, 'SELECT "offset", line FROM watch_files') == [(log.stat().st_size, 1)]
-    assert read_rows(db, "SELECT status FROM scans") == [("ok",)]
+    assert read_rows(db, "SELECT status FROM scans") == [(status,)]
     assert read_rows(db, "SELECT status FROM sources") == [("ok",)]
 
 
