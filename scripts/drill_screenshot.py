@@ -36,7 +36,7 @@ async def _until(pilot, cond, timeout: float, what: str) -> None:
         await pilot.pause(0.1)
         if cond():
             return
-    raise SystemExit(f"the drill did not get to {what} within {timeout:g} s")
+    raise SystemExit(f"the console did not get to {what} within {timeout:g} s")
 
 
 async def shoot(app, out: Path, name: str, timeout: float = 90.0) -> Path:

@@ -16,25 +16,16 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from demo import DRILL_SCENARIO, DRILL_SEED
+from drill_screenshot import _until
 
 #: Shoot once this many incidents are open.
 INCIDENTS = 3
-
-
-async def _until(pilot, cond, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        await pilot.pause(0.1)
-        if cond():
-            return
-    raise SystemExit(f"the watch did not get to {what} within {timeout:g} s")
 
 
 async def shoot(app, source: Path, logs: Path, out: Path, name: str, timeout: float = 90.0) -> Path:
