@@ -283,11 +283,14 @@ def test_ctrl_c_in_the_console_records_an_interrupted_session(tmp_path, logs):
     assert st == "interrupted"
 
 
-@pytest.mark.parametrize("tui", [True, False], ids=["console", "headless"])
-def test_a_closed_terminal_ends_the_session_cleanly(tmp_path, logs, tui):
+@pytest.mark.parametrize(("tui", "how", "rc", "status"), [
+    (True, "close", 0, "ok"), (False, "close", 0, "ok"), (True, "ctrl+c", 130, "interrupted")],
+    ids=["console-closed", "headless-closed", "console-ctrl+c"])
+def test_a_closed_terminal_or_ctrl_c_ends_the_session_cleanly(tmp_path, logs, tui, how, rc, status):
     # Closing the terminal (the pty's master) sends SIGHUP; writes to it then fail with EIO and
     # the console's last frame can never be drawn. The session must still end: exit 0, offsets
-    # saved, the scan recorded as finished.
+    # saved, the scan recorded as finished. ctrl+c typed into the console (a key, not a signal,
+    # while Textual owns the terminal) ends it as interrupted: exit 130.
     import pty
     import select
     import struct
@@ -323,21 +326,32 @@ def test_a_closed_terminal_ends_the_session_cleanly(tmp_path, logs, tui):
         if r:
             with contextlib.suppress(OSError):
                 os.read(fd, 65536)
-    os.close(fd)  # the terminal goes away
-    status = None
+    if how == "ctrl+c":
+        os.write(fd, b"\x03")
+    else:
+        os.close(fd)  # the terminal goes away
+    wait = None
     end = time.monotonic() + 40
     while time.monotonic() < end:
         p, st = os.waitpid(pid, os.WNOHANG)
         if p:
-            status = st
+            wait = st
             break
-        time.sleep(0.1)
-    if status is None:
+        if how == "ctrl+c":  # keep the terminal read, or the console blocks drawing
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                with contextlib.suppress(OSError):
+                    os.read(fd, 65536)
+        else:
+            time.sleep(0.1)
+    if how == "ctrl+c":
+        os.close(fd)
+    if wait is None:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        pytest.fail("the watch did not end after its terminal closed")
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        pytest.fail(f"the watch did not end after {how}")
+    assert os.WIFEXITED(wait) and os.WEXITSTATUS(wait) == rc, wait
     (st_,), = read_rows(db, "SELECT status FROM scans ORDER BY scan_id DESC LIMIT 1")
-    assert st_ == "ok"
+    assert st_ == status
     (offset,), = read_rows(db, 'SELECT "offset" FROM watch_files')
     assert offset == os.path.getsize(logs / "app.log")
