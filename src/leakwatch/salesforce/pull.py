@@ -50,6 +50,7 @@ from leakwatch.errors import (
     SalesforceError,
     UsageError,
 )
+from leakwatch.threads import DaemonPool
 
 if TYPE_CHECKING:
     import requests
@@ -1050,6 +1051,9 @@ def _download_all(client: SalesforceClient, state: PullState, records: list[LogF
         if progress is not None:
             progress(d, max(total, d), name)
 
+    # Daemon threads (see leakwatch.threads): a download a silent server holds in a read must
+    # not hold a Ctrl-C'd pull for its whole read timeout.
+    pool = DaemonPool(workers, "leakwatch-pull")
     pending: deque[tuple[LogFile, Path | None, Future | None]] = deque()
     it = iter(plan)
     stop = False
@@ -1066,8 +1070,8 @@ def _download_all(client: SalesforceClient, state: PullState, records: list[LogF
             if path is not None:
                 state.record(lf, "downloading", path=path)
                 name = path.name
-                fut = _in_daemon_thread(client.download, lf.id, path, expected=lf.length,
-                                        on_bytes=lambda n, name=name: on_bytes(n, name), cancel=cancel)
+                fut = pool.submit(client.download, lf.id, path, expected=lf.length,
+                                  on_bytes=lambda n, name=name: on_bytes(n, name), cancel=cancel)
             pending.append((lf, path, fut))
 
     try:
@@ -1116,7 +1120,9 @@ def _download_all(client: SalesforceClient, state: PullState, records: list[LogF
             if f is not None:
                 with contextlib.suppress(BaseException):
                     f.result(timeout=max(0.0, end - time.monotonic()))
+        pool.shutdown(wait=False)
         raise
+    pool.shutdown(wait=True)
     result.not_attempted = sum(1 for _, path in it if path is not None)
     if auth_error is not None:
         raise auth_error
@@ -1124,24 +1130,6 @@ def _download_all(client: SalesforceClient, state: PullState, records: list[LogF
 
 # How long a stopped pull (Ctrl-C, an error) waits for its downloads to stop, in seconds.
 CANCEL_WAIT_S: Final = 3.0
-
-
-def _in_daemon_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-    """Run ``fn`` in a daemon thread of its own; its outcome comes back through the future.
-    Not a ThreadPoolExecutor: the interpreter joins those threads at exit, so a download
-    blocked in a read of a silent server would hold a Ctrl-C'd pull for its whole read timeout."""
-    fut: Future = Future()
-
-    def run() -> None:
-        if not fut.set_running_or_notify_cancel():
-            return
-        try:
-            fut.set_result(fn(*args, **kwargs))
-        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
-            fut.set_exception(e)
-
-    threading.Thread(target=run, name="leakwatch-pull", daemon=True).start()
-    return fut
 
 
 def _error_text(e: BaseException) -> str:
