@@ -1083,8 +1083,7 @@ class _Notifier:
         self.dispatcher = Dispatcher(store, targets, config, owner=owner, clock=now) if targets else None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards the counters below; dispatch() wakes the loop
         self._passes = 0  # passes finished
         self._in_pass = False
         self._asked = 0  # passes asked for by dispatch()
@@ -1112,7 +1111,7 @@ class _Notifier:
         with self._cond:
             self._asked += 1
             want = self._asked
-            self._wake.set()
+            self._cond.notify_all()
             if not self._in_pass:
                 # Idle: the pass asked for starts now; a pass already running (a send that hangs)
                 # is not waited for, or every cycle would wait out wait_s behind it.
@@ -1127,7 +1126,6 @@ class _Notifier:
             while not self._stop.is_set():
                 with self._cond:
                     asked = self._asked
-                    self._wake.clear()
                     self._in_pass = True
                 try:
                     done, errors = self._pass(cur), []
@@ -1143,7 +1141,8 @@ class _Notifier:
                 wait = self.POLL_S
                 if nxt is not None:
                     wait = min(wait, max(0.005, (nxt - self.now()).total_seconds()))
-                self._wake.wait(wait)
+                with self._cond:  # until a cycle asks for a pass (or one is due, or stop)
+                    self._cond.wait_for(lambda: self._asked > asked or self._stop.is_set(), timeout=wait)
         finally:
             with contextlib.suppress(Exception):
                 cur.close()
@@ -1173,7 +1172,8 @@ class _Notifier:
         """Stop the thread (a send in flight gets :attr:`CLOSE_WAIT_S`; one that takes longer is
         left to its thread, its row taken over by the next dispatcher) and the dispatcher."""
         self._stop.set()
-        self._wake.set()
+        with self._cond:
+            self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(self.CLOSE_WAIT_S)
             if self._thread.is_alive():
