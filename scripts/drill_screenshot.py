@@ -49,16 +49,22 @@ async def shoot(app, out: Path, name: str, timeout: float = 90.0) -> Path:
         app.clear_notifications()
         await _until(pilot, lambda: s().get("incidents", 0) >= INCIDENTS and s().get("sent", 0) >= NOTIFIED, timeout,
                      f"{INCIDENTS} notified incidents")
-        # Let the last reload, the banner and the toasts catch up.
-        for _ in range(5):
-            await pilot.pause(0.2)
-            await app.workers.wait_for_complete()
-        path = Path(app.save_screenshot(name, str(out)))
-        # The database code narrows the process's umask while it writes (0600 files), and the
-        # drill's thread writes all the time: give the picture ordinary permissions.
-        path.chmod(0o644)
+        path = await save_settled(pilot, out, name)
         await pilot.press("q")
     app.wait_drill(60)
+    return path
+
+
+async def save_settled(pilot, out: Path, name: str, pause: float = 0.2) -> Path:
+    """Let the last reload, the banner and the toasts catch up, then save the screen as
+    ``out/name``, readable by all (the database code narrows the process's umask while it
+    writes, and a watch's thread writes all the time)."""
+    app = pilot.app
+    for _ in range(5):
+        await pilot.pause(pause)
+        await app.workers.wait_for_complete()
+    path = Path(app.save_screenshot(name, str(out)))
+    path.chmod(0o644)
     return path
 
 

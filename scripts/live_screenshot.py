@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from demo import DRILL_SCENARIO, DRILL_SEED
-from drill_screenshot import _until
+from drill_screenshot import _until, save_settled
 
 #: Shoot once this many incidents are open.
 INCIDENTS = 3
@@ -37,11 +37,7 @@ async def shoot(app, source: Path, logs: Path, out: Path, name: str, timeout: fl
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(f, dest)
         await _until(pilot, lambda: app.live_state.get("opened", 0) >= INCIDENTS, timeout, f"{INCIDENTS} incidents")
-        for _ in range(5):
-            await pilot.pause(0.3)
-            await app.workers.wait_for_complete()
-        path = Path(app.save_screenshot(name, str(out)))
-        path.chmod(0o644)  # the store narrows the umask while it writes
+        path = await save_settled(pilot, out, name, pause=0.3)
         await pilot.press("q")
     app.wait_watch(60)
     return path
