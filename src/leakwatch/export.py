@@ -493,12 +493,17 @@ def ocsf_event(row: dict[str, Any], *, product_version: str = __version__) -> di
 # -- writing ------------------------------------------------------------------------------------
 
 
+#: First characters that make a spreadsheet read a CSV cell as a formula (OWASP): such a cell
+#: gets a leading ' in every CSV leakwatch writes (exports here, the flow map's in flows.py).
+CSV_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(column: str) -> str:
-    """A text column as a spreadsheet may safely open it: a value starting with = + - @ or a
-    tab/CR would be read as a formula (keys and paths are written by whoever wrote the log), so
-    it gets a leading ' (OWASP's advice; a masked phone reads '+44 … there)."""
-    return (f"CASE WHEN left({column}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) "
-            f"THEN '''' || {column} ELSE {column} END AS {column}")
+    """A text column as a spreadsheet may safely open it: a value starting with one of
+    :data:`CSV_FORMULA_STARTS` would be read as a formula (keys and paths are written by whoever
+    wrote the log), so it gets a leading ' (a masked phone reads '+44 … there)."""
+    starts = ", ".join(f"chr({ord(c)})" for c in CSV_FORMULA_STARTS)
+    return f"CASE WHEN left({column}, 1) IN ({starts}) THEN '''' || {column} ELSE {column} END AS {column}"
 
 
 def _copy(con: duckdb.DuckDBPyConnection, fmt: str, flt: ExportFilter, target: Path) -> int:

@@ -26,7 +26,7 @@ import duckdb
 
 from leakwatch.detect.salesforce import SUBJECT_ENTITIES as _SUBJECT_ENTITIES
 from leakwatch.errors import StoreError, UsageError
-from leakwatch.export import atomic_output, iso_utc
+from leakwatch.export import CSV_FORMULA_STARTS, atomic_output, iso_utc
 from leakwatch.store.queries import db_name as _db_label
 
 #: Entities whose distinct values are counted as data subjects (those whose value points at one
@@ -258,9 +258,6 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
-
-
 def render_csv(rows: Sequence[dict[str, Any]]) -> str:
     """The flow rows as CSV with a header of :data:`FLOW_FIELDS`; lists joined with ``; ``,
     booleans as ``true``/``false``, absent values empty."""
@@ -277,7 +274,7 @@ def render_csv(rows: Sequence[dict[str, Any]]) -> str:
                 v = "true" if v else "false"
             elif v is None:
                 v = ""
-            if isinstance(v, str) and v[:1] in _FORMULA_STARTS:
+            if isinstance(v, str) and v[:1] in CSV_FORMULA_STARTS:
                 v = "'" + v  # a spreadsheet would read it as a formula (as export's CSV does)
             cells.append(v)
         w.writerow(cells)

@@ -55,7 +55,7 @@ def register(sub) -> None:
                    help=f"one of {', '.join(FORMATS)}")
     p.add_argument("--out", default="-", metavar="FILE",
                    help="file to write, replaced atomically, mode 0600; '-' or /dev/stdout for stdout (the default; not "
-                        "for parquet); other /dev/ and /proc/ names are written in place")
+                        "for parquet); other stream names (/dev/stderr, /dev/fd/N) are written in place")
     p.add_argument("--scan", type=int, metavar="ID", help="only findings first stored by scan ID")
     p.add_argument("--min-severity", choices=SEVERITIES, metavar="SEVERITY",
                    help=f"only findings of this severity or higher: {', '.join(SEVERITIES)}")
