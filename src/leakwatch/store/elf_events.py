@@ -60,7 +60,6 @@ _ATTR_COLUMNS = {
     "entity": ("ENTITY_TYPE", "ENTITY_NAME"),
     "nrows": ("ROWS_PROCESSED", "ROW_COUNT", "RECORDS_PROCESSED"),  # the last: BulkApi2
     "status": ("STATUS_CODE",),
-    "method": ("METHOD",),
     "operation": ("OPERATION_TYPE",),
 }
 _MAX_ALTS = 3
@@ -147,13 +146,25 @@ def insert_elf_events(
     # TIMESTAMP_DERIVED without an offset is UTC, whatever the machine's time zone.
     con.execute("SET TimeZone = 'UTC'")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _leakwatch_elf_rows AS {_ROWS_SQL}")
-        kept = con.execute("SELECT count(*) FROM _leakwatch_elf_rows").fetchone()[0]
-        hosts = [h for (h,) in con.execute(
-            f"SELECT DISTINCT lower(regexp_extract(url, '{_HOST_RX}', 1)) FROM _leakwatch_elf_rows WHERE url IS NOT NULL"
-        ).fetchall() if h]
-        users = [u for (u,) in con.execute(
-            "SELECT DISTINCT actor FROM _leakwatch_elf_rows WHERE actor IS NOT NULL").fetchall()]
+        # Each row's host and time once, here: the distinct values below and the insert read them.
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _leakwatch_elf_rows AS
+            SELECT * EXCLUDE (ts_iso, ts_elf),
+                   lower(regexp_extract(url, '{_HOST_RX}', 1)) AS host,
+                   coalesce(TRY_CAST(ts_iso AS TIMESTAMPTZ),
+                            timezone('UTC', try_strptime(ts_elf, '%Y%m%d%H%M%S.%g')),
+                            timezone('UTC', try_strptime(ts_elf, '%Y%m%d%H%M%S'))) AS ts
+            FROM ({_ROWS_SQL})
+        """)
+        # The rows kept, and the distinct hosts, users and e-mail-like client names: one pass.
+        kept, hosts, users, apps = con.execute("""
+            SELECT count(*),
+                   list(DISTINCT host) FILTER (WHERE host <> ''),
+                   list(DISTINCT actor) FILTER (WHERE actor IS NOT NULL),
+                   list(DISTINCT app) FILTER (WHERE app LIKE '%@%' OR lower(app) LIKE '%\\%40%' ESCAPE '\\')
+            FROM _leakwatch_elf_rows
+        """).fetchall()[0]
+        hosts, users, apps = hosts or [], users or [], apps or []
         # A row that matches nothing keeps the column types known when there is nothing to join.
         host_rows = classify_hosts(hosts) or [("\x00", None, None, None, -1, 0)]
         actor_rows = hash_actors(users) or [("\x00", None, None)]
@@ -161,9 +172,6 @@ def insert_elf_events(
         # as the same cell's finding is.
         from leakwatch.detect.mask import safe_label
 
-        apps = [a for (a,) in con.execute(
-            "SELECT DISTINCT app FROM _leakwatch_elf_rows WHERE app LIKE '%@%' OR lower(app) LIKE '%\\%40%' ESCAPE '\\'"
-        ).fetchall()]
         app_rows = [(a, safe_label(a)) for a in apps] or [("\x00", None)]
         con.register(_APPS, _table(app_rows, ("app", "masked"), (object, object)))
         con.register(_HOSTS, _table(host_rows, ("host", "vendor", "region", "jurisdiction", "violation", "via"),
@@ -174,10 +182,6 @@ def insert_elf_events(
             f"""
             WITH r AS (
                 SELECT e.* EXCLUDE (app), coalesce(ap.masked, e.app) AS app,
-                       lower(regexp_extract(e.url, '{_HOST_RX}', 1)) AS host,
-                       coalesce(TRY_CAST(e.ts_iso AS TIMESTAMPTZ),
-                                timezone('UTC', try_strptime(e.ts_elf, '%Y%m%d%H%M%S.%g')),
-                                timezone('UTC', try_strptime(e.ts_elf, '%Y%m%d%H%M%S'))) AS ts,
                        a.hash AS actor_hash, a.masked AS actor_masked
                 FROM _leakwatch_elf_rows AS e LEFT JOIN {_ACTORS} AS a ON a.actor = e.actor
                      LEFT JOIN {_APPS} AS ap ON ap.app = e.app
