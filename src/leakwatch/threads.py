@@ -1,4 +1,4 @@
-"""Threads: a pool of daemon threads, and quick GIL hand-offs while a pipeline runs.
+"""A thread pool of daemon threads.
 
 ``concurrent.futures.ThreadPoolExecutor`` threads are joined when the interpreter exits, so a
 send or a download blocked on a silent server (up to its whole read timeout) holds a stopped
@@ -8,43 +8,11 @@ dispatcher; a ``.part`` file is resumed by the next pull), so its threads are da
 """
 from __future__ import annotations
 
-import contextlib
 import queue
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
-
-# While a scan runs, a thread in DuckDB takes the GIL back after every task it executes (to see
-# a Ctrl-C), and a thread that wants the GIL waits up to the switch interval (5 ms by default)
-# for a thread running Python to let go of it. 30,000 EventLogFile rows took 0.31 s instead of
-# 0.07 beside a busy Python thread; with 0.5 ms, 0.08 s.
-PIPELINE_SWITCH_INTERVAL = 0.0005
-
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved = 0.0
-
-
-@contextlib.contextmanager
-def quick_gil_handoff(interval: float = PIPELINE_SWITCH_INTERVAL):
-    """Lower the interpreter's thread switch interval to ``interval`` (never raise it) while
-    the block runs; the value from before the first of nested or concurrent blocks comes back
-    when the last one ends."""
-    global _switch_users, _switch_saved
-    with _switch_lock:
-        if _switch_users == 0:
-            _switch_saved = sys.getswitchinterval()
-        _switch_users += 1
-        sys.setswitchinterval(min(sys.getswitchinterval(), interval))
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            _switch_users -= 1
-            if _switch_users == 0:
-                sys.setswitchinterval(_switch_saved)
 
 
 class DaemonPool:
