@@ -339,6 +339,20 @@ def test_error_unknown_field_names_file_line_entry_field(tmp_path):
     assert "reg.yaml:6: entry 'x': field 'sovreign'" in str(e) and "did you mean 'sovereign'" in str(e)
 
 
+def test_a_second_endpoints_list_is_an_error_not_a_silent_loss(tmp_path):
+    """YAML keeps the last of two equal keys: the shipped entries above a second 'endpoints:'
+    would have become unclassified traffic without a word."""
+    e = _error(tmp_path, CUSTOM + "endpoints:\n  - id: late\n    vendor: L\n    hosts: [l.example]\n    jurisdiction: US\n")
+    assert (e.line, e.field) == (19, "endpoints") and "given twice in this file" in str(e)
+
+
+def test_keys_given_twice_in_a_table_or_a_host_are_named(tmp_path):
+    e = _error(tmp_path, CUSTOM + "  ex:\n    eu-west-2: EU\n")
+    assert (e.line, e.field) == (19, "region_tables.ex") and "twice" in str(e)
+    e = _error(tmp_path, CUSTOM.replace("      - regex: '(?P<region>", "      - regex: 'a\\.example'\n        regex: '(?P<region>"))
+    assert e.field == "hosts[0].regex" and e.entry == "regional" and "twice" in str(e)
+
+
 @pytest.mark.parametrize(
     ("entry", "field", "needle"),
     [

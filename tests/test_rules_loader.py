@@ -172,6 +172,24 @@ def test_duplicate_key_within_a_rule(tmp_path):
     assert (e.field, e.line) == ("regex", 5) and "twice" in e.message
 
 
+def test_a_second_rules_list_is_an_error_not_a_silent_loss(tmp_path):
+    """YAML keeps the last of two equal keys: the first list's rules would be dropped unseen."""
+    text = GOOD + "\nrules:\n  - id: ssn2\n    entity: US_SSN\n    regex: 'ssn-[0-9]{4}'\n"
+    rules, errors = load_rules([write(tmp_path, "two.yaml", text)])
+    assert [(e.line, e.field) for e in errors] == [(10, "rules")]
+    assert "given twice in this file" in errors[0].message and "two.yaml:10" in str(errors[0])
+
+
+@pytest.mark.parametrize(("nested", "field", "line"), [
+    ("    context:\n      keywords: [mail]\n      before: 20\n      before: 40\n", "context.before", 8),
+    ("    validator:\n      name: entropy\n      name: luhn\n", "validator.name", 7),
+])
+def test_a_key_given_twice_deeper_in_a_rule_is_named(tmp_path, nested, field, line):
+    p = write(tmp_path, "n.yaml", "rules:\n  - id: a\n    entity: X\n    regex: 'abc'\n" + nested)
+    _, (e,) = load_rules([p])
+    assert (e.rule_id, e.field, e.line) == ("a", field, line) and "twice" in e.message
+
+
 def test_one_bad_rule_does_not_stop_the_others(tmp_path):
     text = GOOD + (
         "  - id: broken\n    entity: X\n    regex: '(x'\n"

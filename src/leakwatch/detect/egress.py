@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from leakwatch._core import PatternError, check_pattern
-from leakwatch.detect.rules import _LineLoader, _Mapping, _type_name, _unknown_key
+from leakwatch.detect.rules import _LineLoader, _Mapping, _type_name, _unknown_key, duplicate_keys
 from leakwatch.errors import RuleLoadError, format_problem
 
 UNKNOWN = "unknown"
@@ -563,9 +563,8 @@ def _hosts(raw: Any, kl: Mapping[Any, int]) -> tuple[Any, ...]:
 
 def _build_endpoint(raw: _Mapping, tables: Mapping[str, Mapping[str, str]]) -> Endpoint:
     kl = raw.key_lines
-    if raw.duplicates:
-        key, line = raw.duplicates[0]
-        raise DataFileProblem(str(key), "given twice in this entry", line)
+    for path, _key, line in duplicate_keys(raw):
+        raise DataFileProblem(path, "given twice in this entry (YAML would keep only the last)", line)
     for k in raw:
         if k not in ENTRY_FIELDS:
             raise DataFileProblem(str(k), _unknown_key(k, ENTRY_FIELDS), kl.get(k))
@@ -651,6 +650,8 @@ def _tables(doc: _Mapping, problems: list, src: str) -> dict[str, dict[str, str]
         problems.append((src, doc.key_lines.get("region_tables"), None, "region_tables",
                          "expected a mapping of table name → {region: jurisdiction}"))
         return {}
+    for dup, line in raw.duplicates:
+        problems.append((src, line, None, f"region_tables.{dup}", "table given twice (YAML would keep only the last)"))
     out: dict[str, dict[str, str]] = {}
     for name, table in raw.items():
         where = f"region_tables.{name}"
@@ -692,6 +693,11 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
     for k in doc:
         if k not in _TOP_LEVEL:
             problems.append((src, doc.key_lines.get(k), None, str(k), _unknown_key(k, _TOP_LEVEL)))
+    for key, line in doc.duplicates:
+        # Two 'endpoints:' lists: YAML keeps the last, and every entry of the first would turn
+        # into unclassified traffic.
+        problems.append((src, line, None, str(key), f"{key!r} given twice in this file: only the last one "
+                                                    "would be read; merge them into one"))
     tables = _tables(doc, problems, src)
     items = doc.get("endpoints")
     endpoints: list[Endpoint] = []

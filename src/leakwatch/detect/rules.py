@@ -186,6 +186,20 @@ class _LineLoader(_Base):  # type: ignore[misc, valid-type]
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping)
 
 
+def duplicate_keys(value: Any, path: str = ""):
+    """(dotted path, key, line) of every key given twice in ``value`` or in a mapping or list
+    nested in it. YAML keeps the last of two equal keys, so whatever was under the first one
+    would be dropped without a word."""
+    if isinstance(value, _Mapping):
+        for key, line in value.duplicates:
+            yield (f"{path}.{key}" if path else str(key)), key, line
+        for key, v in value.items():
+            yield from duplicate_keys(v, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from duplicate_keys(v, f"{path}[{i}]")
+
+
 # --- field checks ------------------------------------------------------------------------------
 
 
@@ -377,9 +391,8 @@ def _nested_unbounded(items, inside: bool) -> bool:
 
 def _build_rule(raw: _Mapping, source: str) -> Rule:
     kl = raw.key_lines
-    if raw.duplicates:
-        key, line = raw.duplicates[0]
-        raise _FieldError(str(key), "given twice in this rule", line)
+    for path, _key, line in duplicate_keys(raw):
+        raise _FieldError(path, "given twice in this rule (YAML would keep only the last)", line)
     for k in raw:
         if k not in FIELDS:
             raise _FieldError(str(k), _unknown_key(k, FIELDS), kl.get(k))
@@ -498,6 +511,10 @@ def _load_file(path: Path) -> tuple[list[tuple[Rule | None, _Mapping | None]], l
     for k in doc:
         if k not in _TOP_LEVEL:
             errors.append(RuleError(src, doc.key_lines.get(k), None, str(k), _unknown_key(k, _TOP_LEVEL)))
+    for key, line in doc.duplicates:
+        # Two 'rules:' lists: YAML keeps the last, and every rule of the first would be lost.
+        errors.append(RuleError(src, line, None, str(key), f"{key!r} given twice in this file: only the last one "
+                                                           "would be read; merge them into one"))
     items = doc.get("rules")
     if items is None:
         errors.append(RuleError(src, doc.line, None, "rules", "missing: a rule file holds 'rules:', a list"))
