@@ -154,6 +154,51 @@ def test_a_misspelt_target_option_is_refused_with_a_hint(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize(("kind", "options", "field", "want"), [
+    ("jira", '{ project = "SEC", labels = 5 }', "options.labels", "a list of strings"),
+    ("jira", '{ project = "SEC", labels = "privacy" }', "options.labels", "a list of strings"),
+    ("jira", '{ project = "SEC", priority = "High" }', "options.priority", "true or false"),
+    ("salesforce_event", "{ event_fields = 5 }", "options.event_fields", "a list of strings"),
+    ("servicenow", "{ assignment_group = 7 }", "options.assignment_group", "a string"),
+    ("webhook", '{ headers = "X-Team: soc" }', "options.headers", "a table"),
+])
+def test_an_option_of_the_wrong_type_is_refused_when_the_config_loads(tmp_path, kind, options, field, want):
+    """labels = 5 passed loading and made every incident grouping fail with a TypeError (exit 70,
+    no incident ever opened); labels = "privacy" became one label per letter."""
+    from leakwatch.config import ConfigError
+
+    path = tmp_path / "leakwatch.toml"
+    path.write_text(textwrap.dedent(f"""\
+        [[notify.targets]]
+        name = "t"
+        kind = "{kind}"
+        url = "https://example.test/"
+        options = {options}
+        """))
+    with pytest.raises(ConfigError) as ei:
+        load_config(path)
+    assert f"notify.targets[0].{field}: expected {want}" in str(ei.value)
+
+
+def test_options_of_the_right_types_load(tmp_path):
+    path = tmp_path / "leakwatch.toml"
+    path.write_text(textwrap.dedent("""\
+        [[notify.targets]]
+        name = "j"
+        kind = "jsm"
+        url = "https://example.test/"
+        options = { project = "SEC", service_desk_id = 10, request_type_id = "7", use_labels = true }
+        [[notify.targets]]
+        name = "c"
+        kind = "salesforce_case"
+        url = "https://example.test/"
+        options = { api_version = 59.0, fields = { Type = "Security" } }
+        """))
+    cfg = load_config(path)
+    assert cfg.notify.targets[0].options["service_desk_id"] == 10
+    assert cfg.notify.targets[1].options["api_version"] == 59.0
+
+
 def test_every_option_a_target_reads_is_a_known_one():
     import glob
     import re

@@ -68,7 +68,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from leakwatch.errors import UsageError
-from leakwatch.notify.base import EVENTS, TARGET_KINDS, TARGET_OPTIONS, TargetConfig
+from leakwatch.notify.base import EVENTS, TARGET_KINDS, TARGET_OPTIONS, TargetConfig, option_type_problem
 
 ENV_PREFIX = "LEAKWATCH_"
 CONFIG_ENV = "LEAKWATCH_CONFIG"
@@ -820,9 +820,12 @@ def _notify_targets(v: Any, section: str, key: str, where: _Where) -> tuple[Targ
         if not isinstance(options, dict):
             raise ConfigError(f"{iloc}.options: expected a table, got {_tname(options)}")
         known = TARGET_OPTIONS[kind.strip().lower()]
-        for k in options:
+        for k, v in options.items():
             if k not in known:
                 raise ConfigError(f"{iloc}.options: " + _unknown(str(k), sorted(known), f"option of a {kind} target"))
+            wrong = option_type_problem(k, v)
+            if wrong:
+                raise ConfigError(f"{iloc}.options.{k}: expected {wrong}, got {_tname(v)}")
         timeout = item.get("timeout_s", 10.0)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0.01 <= timeout <= 600:
             raise ConfigError(f"{iloc}.timeout_s: expected seconds between 0.01 and 600, got {timeout!r}")

@@ -33,6 +33,42 @@ TARGET_OPTIONS: dict[str, frozenset[str]] = {
     "teams": _COMMON_OPTIONS,
 }
 
+#: What each option holds, as TOML writes it: "string", "id" (a string or an integer), "version"
+#: (a string or a number: 59.0), "flag"
+#: (true/false), "strings" (a list of strings) or "table". Checked when the configuration is
+#: loaded: a wrong type was found only at the first send, in the middle of an incident (labels = 5
+#: stopped every incident from being opened; labels = "privacy" became one label per letter).
+OPTION_TYPES: dict[str, str] = {
+    "ca_bundle": "string", "incident_url": "string", "headers": "table",
+    "table": "string", "category": "string", "subcategory": "string", "assignment_group": "string",
+    "caller_id": "string", "contact_type": "string",
+    "project": "id", "issue_type": "string", "labels": "strings", "priority": "flag", "priorities": "table",
+    "service_desk_id": "id", "request_type_id": "id", "raise_on_behalf_of": "string", "use_labels": "flag",
+    "api_version": "version", "domain": "string",
+    "external_id_field": "string", "fields": "table", "status": "string", "origin": "string", "type": "string",
+    "reason": "string", "event": "string", "event_fields": "strings",
+}
+assert set(OPTION_TYPES) == set().union(*TARGET_OPTIONS.values())  # every option has its type
+
+
+def option_type_problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for option ``name`` (None when it is the right type)."""
+    want = OPTION_TYPES.get(name)
+    ok = {
+        "string": lambda v: isinstance(v, str),
+        "id": lambda v: isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)),
+        "version": lambda v: isinstance(v, str) or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+        "flag": lambda v: isinstance(v, bool),
+        "strings": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "table": lambda v: isinstance(v, dict),
+    }.get(want)
+    if ok is None or ok(value):
+        return None
+    return {"string": "a string", "id": "a string or an integer", "version": "a version such as \"59.0\"",
+            "flag": "true or false",
+            "strings": "a list of strings, e.g. [\"privacy\", \"leak\"]", "table": "a table"}[want]
+
+
 #: Events a trigger rule can react to.
 EVENTS: tuple[str, ...] = ("incident.opened", "incident.escalated", "deadline.approaching", "deadline.missed",
                            "step.notify", "outbox.dead_letter", "canary")
