@@ -1074,3 +1074,32 @@ def test_a_database_deleted_under_the_watch_stops_it(tmp_path, logs):
             w.cycle()
     finally:
         w.close("failed")
+
+
+def test_once_with_a_rule_file_that_cannot_be_read_exits_2_like_scan(tmp_path):
+    """A broken rule file: scan exits 2 and records the scan as partial; watch --once said the
+    error, then exited 0 with its session recorded 'ok'."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    from leakwatch.detect.rules import default_rules_dir
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log").write_text("signup email=jane.doe@example.com\n")
+    rules = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), rules)
+    (rules / "zz-mine.yaml").write_text("rules:\n  - id: mine\n    entity: X\n    regex: '(unclosed'\n")
+    db = tmp_path / "lw.duckdb"
+    p = subprocess.run([sys.executable, "-m", "leakwatch", "watch", str(logs), "--db", str(db), "--rules", str(rules),
+                        "--no-notify", "--once"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "zz-mine.yaml" in p.stderr and "rule error" in p.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT status FROM scans").fetchall() == [("partial",)]
+        assert con.execute("SELECT count(*) FROM findings").fetchone()[0] == 1  # the other rules still ran
+    finally:
+        con.close()

@@ -330,8 +330,8 @@ class Watcher:
             for s in list(self.files.values()):
                 self._forget(s)
             if self.scan_id is not None:
-                if status == "ok" and self.problem_count:
-                    status = "partial"
+                if status == "ok" and (self.problem_count or self.scanner.rule_errors):
+                    status = "partial"  # as scan records it: a rule file could not be read
                 self.store.finish_scan(self.scan_id, status, n_files=n_files, n_bytes=self.totals["bytes"],
                                        n_records=self.totals["records"])
         finally:

@@ -184,6 +184,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         with Watcher(paths, args.db, config=config, rules_dirs=args.rules, fmt=args.fmt, ner=args.ner,
                      store_raw=args.store_raw, exclude=args.exclude, patterns=not args.no_patterns,
                      notify=not args.no_notify, pull=pull, argv=["leakwatch", *argv]) as w:
+            rule_errors = len(w.scanner.rule_errors)
             for e in w.scanner.rule_errors:
                 say(f"leakwatch: rule error: {e}", err)
             first = [True]
@@ -245,8 +246,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         stop.restore()
     if stop.signum == signal.SIGINT or tui_interrupted:
         return ExitCode.INTERRUPTED
-    if args.once and problems[0]:
-        return ExitCode.INPUT_ERROR
+    if args.once and (problems[0] or rule_errors):
+        return ExitCode.INPUT_ERROR  # as scan: an unreadable rule file is an input error
     return ExitCode.OK
 
 
