@@ -212,6 +212,10 @@ def _err(tmp_path: Path, text: str) -> str:
         ("[egress]\napproved_gateways = [\"not a host\"]\n", ["egress.approved_gateways", "not a host name"]),
         ("[patterns]\nbulk_objects = [\"Contact\", \"Lead Object\"]\n", ["not a Salesforce object name"]),
         ("[cdn]\nai_paths = ['^/ai/(']\n", ["cdn.ai_paths[0]", "invalid regex"]),
+        # Run on Python's re over log lines: one crafted line held a scan for minutes.
+        ("[cdn]\nai_paths = ['^/(a+)+/gen']\n", ["cdn.ai_paths[0]", "nested unbounded repetition"]),
+        ("[[formats.custom]]\nname = \"m\"\nregex = '^(?P<msg>([a-z.@]+\\s?)+)$'\npaths = [\"*.log\"]\n",
+         ["formats.custom[0].regex", "nested unbounded repetition"]),
         ("[ner]\nenabled = \"yes\"\n", ["ner.enabled", "expected true or false"]),
         ("egress = 3\n", ["[egress]", "expected a table"]),
         ("[[formats.custom]]\nname = \"a\"\nregex = \"x\"\npaths = [\"*.log\"]\n", ["formats.custom[0].regex", "named groups"]),

@@ -371,6 +371,7 @@ def test_keys_given_twice_in_a_table_or_a_host_are_named(tmp_path):
         ("    vendor: X\n    hosts: [{regex: '^api\\.x\\.com$'}]\n    jurisdiction: US\n", "hosts[0].regex", "anchors"),
         ("    vendor: X\n    hosts: [{regex: '(?P<zone>[a-z]+)\\.x\\.com'}]\n    jurisdiction: US\n", "hosts[0].regex", "named group"),
         ("    vendor: X\n    hosts: [{regex: '(a)\\1\\.x\\.com'}]\n    jurisdiction: US\n", "hosts[0].regex", "RE2"),
+        ("    vendor: X\n    hosts: [{regex: '(a+)+\\.x\\.com'}]\n    jurisdiction: US\n", "hosts[0].regex", "nested unbounded"),
         ("    vendor: X\n    hosts: [{rgx: 'a\\.com'}]\n    jurisdiction: US\n", "hosts[0]", "did you mean 'regex'"),
         ("    vendor: X\n    hosts: [api.x.example]\n    jurisdiction: US\n    vendor: Y\n", "vendor", "twice"),
     ],

@@ -566,10 +566,16 @@ def _str_list(v: Any, loc: str) -> list[str]:
 
 
 def _check_regex(rx: str, loc: str) -> re.Pattern[str]:
+    from leakwatch.rxcheck import BACKTRACK_MESSAGE, backtracks
+
     try:
-        return re.compile(rx)
+        compiled = re.compile(rx)
     except re.error as e:
         raise ConfigError(f"{loc}: invalid regex {rx!r}: {e}") from None
+    if backtracks(rx):
+        # These run on Python's re, over lines from the logs being scanned.
+        raise ConfigError(f"{loc}: {BACKTRACK_MESSAGE}")
+    return compiled
 
 
 def _convert(section: str, f: dataclasses.Field, v: Any, where: _Where) -> Any:

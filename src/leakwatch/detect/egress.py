@@ -33,6 +33,7 @@ import yaml
 from leakwatch._core import PatternError, check_pattern
 from leakwatch.detect.rules import _LineLoader, _Mapping, _type_name, _unknown_key, duplicate_keys
 from leakwatch.errors import RuleLoadError, format_problem
+from leakwatch.rxcheck import BACKTRACK_MESSAGE, nested_unbounded
 
 UNKNOWN = "unknown"
 
@@ -514,6 +515,9 @@ def _check_host_regex(fld: str, rx: Any) -> str:
         tree = _sre.parse(rx)
     except re.error as e:
         raise DataFileProblem(fld, f"Python's re cannot compile it: {e}") from None
+    if nested_unbounded(tree):
+        # Host regexes run on Python's re, over hosts taken from the logs being scanned.
+        raise DataFileProblem(fld, BACKTRACK_MESSAGE)
     if set(compiled.groupindex) - {"region"}:
         raise DataFileProblem(fld, f"only one named group, 'region', is allowed; found {sorted(compiled.groupindex)}")
     if _has_anchor(tree):

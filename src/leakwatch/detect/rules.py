@@ -30,6 +30,7 @@ from leakwatch._core import PatternError, check_pattern
 from leakwatch.detect.context import normalize_field
 from leakwatch.detect.mask import MASKERS, NORMALIZERS
 from leakwatch.detect.validators import VALIDATORS, get_validator
+from leakwatch.rxcheck import nested_unbounded
 
 # RE2 program size above which a rule is refused. The shipped rules measure 17-277; a rule of a
 # few thousand instructions (e.g. `(?:[a-z0-9]{1,100}\.){1,10}`, 3016) multiplies the states of
@@ -361,32 +362,12 @@ def _check_regex(regex: str) -> bool:
     names = set(rx.groupindex)
     if names - {"value"}:
         raise _FieldError("regex", f"only one named group, 'value', is allowed; found {sorted(names)}")
-    if _nested_unbounded(_sre.parse(regex.encode("latin-1")), False):
+    if nested_unbounded(_sre.parse(regex.encode("latin-1"))):
         raise _FieldError(
             "regex", "nested unbounded repetition like (a+)+: catastrophic backtracking in Python's re "
                      "(which the reference engine uses)"
         )
     return "value" in names
-
-
-def _nested_unbounded(items, inside: bool) -> bool:
-    """Whether an unbounded repeat sits inside another one (Python's re may backtrack
-    exponentially on such a pattern; RE2 does not, but value groups are re-matched with re)."""
-    for op, av in items:
-        if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT):
-            _lo, hi, sub = av
-            unbounded = hi == _sre.MAXREPEAT
-            if unbounded and inside:
-                return True
-            if _nested_unbounded(sub, inside or unbounded):
-                return True
-        elif op == _sre.SUBPATTERN:
-            if _nested_unbounded(av[3], inside):
-                return True
-        elif op == _sre.BRANCH:
-            if any(_nested_unbounded(b, inside) for b in av[1]):
-                return True
-    return False
 
 
 def _build_rule(raw: _Mapping, source: str) -> Rule:
