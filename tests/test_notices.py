@@ -356,6 +356,14 @@ def test_undefined_name_and_sandbox_name_file_and_line(tmp_path):
         render_notice(incident(), "gdpr-34", now=SOON, templates_dir=tmp_path)
 
 
+@pytest.mark.parametrize(("expr", "kind"), [("1/0", "ZeroDivisionError"), ("range(10**9)|list", "OverflowError")])
+def test_an_expression_that_fails_is_a_template_error_with_its_line(tmp_path, expr, kind):
+    """{{ 1/0 }} or a range the sandbox refuses was an internal error (exit 70)."""
+    (tmp_path / "gdpr-33.j2").write_text("ok\n{{ " + expr + " }}\n", encoding="utf-8")
+    with pytest.raises(PlaybookError, match=rf"gdpr-33\.j2:2: template error: {kind}"):
+        render_notice(incident(), "gdpr-33", now=SOON, templates_dir=tmp_path)
+
+
 def test_format_specific_template_and_appended_unknown_section(tmp_path):
     (tmp_path / "gdpr-33.j2").write_text("{{ h1('Generic') }}\n", encoding="utf-8")
     (tmp_path / "gdpr-33.txt.j2").write_text("TXT {{ item('likely_consequences') }}\n", encoding="utf-8")

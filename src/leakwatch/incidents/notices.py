@@ -779,7 +779,10 @@ def _render_template(kind: str, fmt: str, ctx: Mapping[str, Any], tdir: Path) ->
         raise _template_error(path, _render_line(e, template.filename), f"template error: {e.message}") from None
     except jinja2.exceptions.SecurityError as e:
         raise _template_error(path, _render_line(e, template.filename), f"not allowed in a template: {e}") from None
-    except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError) as e:
+    except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError,
+            MemoryError, RecursionError) as e:
+        # A template is the organisation's file: whatever its expressions raise ({{ 1/0 }}, a
+        # range the sandbox finds too long) is its mistake, named with its line, not a crash.
         raise _template_error(path, _render_line(e, template.filename),
                               f"template error: {type(e).__name__}: {e}") from None
     # Blank runs left by false {% if %}s: at most one empty line in a row.
