@@ -2,6 +2,8 @@
 kind of bad playbook file (each error names file, line, step and field)."""
 from __future__ import annotations
 
+from leakwatch.detect.egress import DataFileProblem
+
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -421,6 +423,15 @@ def test_parse_duration():
     assert parse_duration("90min") == parse_duration("1h30m") == timedelta(minutes=90)
     assert parse_duration("1w") == timedelta(days=7)
     assert parse_duration("0h") == timedelta(0)
+    assert parse_duration("520w") == timedelta(weeks=520)
+
+
+@pytest.mark.parametrize("text", ["99999999999w", "600000w", "3651d", "9999999999999999999999999h"])
+def test_a_duration_past_ten_years_is_a_data_file_problem(text):
+    """99999999999w overflowed timedelta and 600000w the calendar: exit 70 for a playbook's due
+    date or a notify rule's 'before', on every command that read them."""
+    with pytest.raises(DataFileProblem):
+        parse_duration(text, "after")
 
 
 @pytest.mark.parametrize("old, new, fld, words", [

@@ -365,6 +365,13 @@ def test_good_template_loads(tmp_path):
      "must be greater than 0, got 0"),
     ("after: {hours: 24}", "after: {hours: 1.5}", ":12: regime 'test-regime': field 'deadlines[0].after.hours'",
      "expected a whole number > 0"),
+    # amounts past any regulator's (and past the calendar: exit 70 before)
+    ("after: {hours: 24}", "after: {hours: 100000000000}", ":12: regime 'test-regime': field 'deadlines[0].after.hours'",
+     "longer than ten years"),
+    ("after: {months: 1}", "after: {months: 200000}", ":15: regime 'test-regime': field 'deadlines[1].after.months'",
+     "longer than ten years (at most 120)"),
+    ("{business_days: 4, calendar: US}", "{business_days: 3000000, calendar: US}",
+     ":19: regime 'test-regime': field 'deadlines[2].after.business_days'", "longer than ten years"),
     # unknown time zone
     ("    timezone: Europe/Brussels", "    timezone: Europe/Brusels", ":8: regime 'test-regime': field 'timezone'",
      "unknown time zone 'Europe/Brusels'; did you mean 'Europe/Brussels'?"),

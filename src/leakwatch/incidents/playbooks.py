@@ -51,6 +51,9 @@ _DEADLINE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _SYSTEM_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|min|m|s)")
 _UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "min": 60, "m": 60, "s": 1}
+# No step or reminder is due more than ten years from its clock: a longer duration is a typo,
+# and past a few thousand years it no longer fits a date (an internal error, not a message).
+MAX_DURATION = timedelta(days=3_650)
 
 
 class PlaybookLoadError(PlaybookError):
@@ -219,6 +222,8 @@ def parse_duration(text: Any, fld: str = "after") -> timedelta:
     if pos == 0 or pos != len(compact):
         raise DataFileProblem(fld, f"{text!r} is not a duration: use numbers with units w, d, h, m "
                                    f"(minutes) or s, e.g. '4h', '30m', '1d12h'")
+    if not total <= MAX_DURATION.total_seconds():
+        raise DataFileProblem(fld, f"duration {text!r} is longer than ten years ({MAX_DURATION.days:,}d)")
     return timedelta(seconds=total)
 
 

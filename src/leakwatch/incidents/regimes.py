@@ -41,6 +41,8 @@ _REQUIRED_REGIME = ("id", "name", "recipient", "clock", "timezone", "deadlines",
 DEADLINE_FIELDS = ("id", "label", "after", "earliest_of", "from", "when")
 #: Units of an ``after`` (exactly one per period).
 UNITS = ("hours", "calendar_days", "business_days", "working_days", "months", "asap")
+_MAX_AMOUNT = {"hours": 87_600, "calendar_days": 3_650, "business_days": 2_610, "working_days": 3_130,
+               "months": 120}
 _PERIOD_EXTRAS = ("calendar", "subdiv", "from_year_end")
 CONDITION_OPS = ("all", "any", "not", "subjects_in", "established_in", "org", "responder", "category",
                  "clock", "subjects")
@@ -423,6 +425,10 @@ def _period(raw: Any, fld: str, default_start: str, line: int | None, allow_from
                 raise DataFileProblem(_join(fld, extra), "does not go with asap", _line(raw, extra))
         return Period("asap", 0, start, text=_text(uf, raw[unit], ul)), own_from
     amount = _positive_int(uf, raw[unit], ul)
+    if amount > _MAX_AMOUNT[unit]:
+        # No regulator gives ten years; past a few thousand the date no longer exists.
+        raise DataFileProblem(uf, f"{amount:,} {unit.replace('_', ' ')} is longer than ten years "
+                                  f"(at most {_MAX_AMOUNT[unit]:,})", ul)
     calendar = subdiv = None
     if unit in ("business_days", "working_days"):
         if "calendar" not in raw:
