@@ -109,6 +109,33 @@ def test_ack_then_status_and_errors_exit_2(db):
     assert "no such database" in p.stderr
 
 
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("subject_jurisdictions", '["GB", "DE"]', "write the United Kingdom as UK"),  # made UK GDPR not apply
+    ("subject_jurisdictions", '["MARS"]', "'MARS' is not a jurisdiction code"),
+    ("subject_jurisdictions", '["EU",', "expected a JSON list of jurisdiction codes"),
+    ("significant", "maybe", "expected yes or no"),  # was read as yes for NIS2
+    ("significant", "ja", "expected yes or no"),
+    ("subjects.US-CA", "-5", "a whole number from 0"),
+    ("subjects.US-CA", "1e400", "a whole number from 0"),
+    ("subjects.Mars", "5", "not a jurisdiction code"),
+])
+def test_a_fact_the_regimes_would_misread_is_refused(db, key, value, needle):
+    iid = _incident(db)
+    before = lw("incidents", "show", str(iid), "--db", str(db), "--json", check_rc=0).stdout
+    p = lw("incidents", "fact", str(iid), key, value, "--db", str(db), check_rc=ExitCode.INPUT_ERROR)
+    assert needle in p.stderr, p.stderr
+    assert lw("incidents", "show", str(iid), "--db", str(db), "--json", check_rc=0).stdout == before  # nothing recorded
+
+
+def test_facts_the_regimes_read_are_recorded(db):
+    iid = _incident(db)
+    lw("incidents", "fact", str(iid), "subject_jurisdictions", '["eu", "UK", "US-CA"]', "--db", str(db), check_rc=0)
+    lw("incidents", "fact", str(iid), "significant", "yes", "--db", str(db), check_rc=0)
+    lw("incidents", "fact", str(iid), "subjects.UK", "40", "--db", str(db), check_rc=0)
+    shown = json.loads(lw("incidents", "show", str(iid), "--db", str(db), "--json", check_rc=0).stdout)
+    assert "significant" in json.dumps(shown) and "US-CA" in json.dumps(shown)
+
+
 def test_no_action_and_db_before_action(db):
     # --db before the action is kept (the action's own options must not reset it).
     p = lw("incidents", "--db", str(db), "list", "--json", check_rc=0)

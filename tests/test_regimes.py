@@ -125,6 +125,11 @@ def test_gdpr_34(rs):
     open_ = verdict(rs, incident(eu), "gdpr-34")
     assert open_.applies is None
     assert "undecided: no responder has recorded 'high_risk' yet" in open_.reasons
+    # A value that is neither yes nor no (stored before facts were checked, or by hand) decides
+    # nothing: "maybe" was read as yes.
+    maybe = verdict(rs, incident(eu, responder={"high_risk": "maybe"}), "gdpr-34")
+    assert maybe.applies is None
+    assert "undecided: 'high_risk' is recorded as 'maybe', not as yes or no" in maybe.reasons
 
 
 def test_uk_gdpr(rs):

@@ -11,6 +11,7 @@ other form one run; a run joins the open incident of the same key whose time spa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -719,12 +720,48 @@ def _supersede_deadline_notices(con, key: bytes, incident_id: int, event: str, a
                      detail={"notification": nid, "target": target, "event": ev, "because": f"clock.{event}"})
 
 
+#: Facts the shipped regimes read as yes or no (their ``responder:`` conditions).
+YES_NO_FACTS = frozenset({"significant", "material", "high_risk", "significant_harm", "real_risk_of_significant_harm",
+                          "cross_border", "suspected_malicious", "major"})
+_JURISDICTION_CODE = re.compile(r"(?:EU|EEA|[A-Z]{2}(?:-[A-Z0-9]{1,3})?)\Z")
+_MAX_SUBJECTS = 10_000_000_000
+
+
+def _check_jurisdiction(code: Any, key: str) -> None:
+    if not isinstance(code, str) or not _JURISDICTION_CODE.match(code.strip().upper()):
+        raise IncidentError(f"fact {key}: {code!r} is not a jurisdiction code: write a two-letter country code "
+                            f"(DE, FR, UK), EU, EEA or a state as US-CA")
+    if code.strip().upper() == "GB":
+        # Regimes name the United Kingdom UK: GB would silently match none of them.
+        raise IncidentError(f"fact {key}: write the United Kingdom as UK (the code the regimes use), not GB")
+
+
+def check_fact(key: str, value: Any) -> None:
+    """Refuse a fact value the regimes would misread: a yes/no fact that is not true or false
+    ("maybe" counted as yes), jurisdictions that are no codes ("GB" made UK GDPR not apply), a
+    count of data subjects that is not a whole number from 0."""
+    if key in YES_NO_FACTS and not isinstance(value, bool):
+        raise IncidentError(f"fact {key}: expected yes or no (true or false), got {value!r}")
+    if key == "subject_jurisdictions":
+        if not isinstance(value, list) or not value:
+            raise IncidentError(f"fact {key}: expected a JSON list of jurisdiction codes such as "
+                                f"'[\"EU\", \"UK\", \"US-CA\"]', got {value!r}")
+        for code in value:
+            _check_jurisdiction(code, key)
+    elif key.startswith("subjects."):
+        _check_jurisdiction(key.split(".", 1)[1], key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_SUBJECTS:
+            raise IncidentError(f"fact {key}: expected a number of data subjects (a whole number from 0), "
+                                f"got {value!r}")
+
+
 def set_fact(store, incident_id: int, key: str, value: Any, *, actor: str, now: datetime | None = None) -> None:
     """Record a responder fact (``likely_consequences``, ``measures``, ``significant``,
     ``material``, ``subjects.US-CA``, …) used by regimes and notices."""
     now = _utc(now) or datetime.now(UTC)
     if not key or not all(c.isalnum() or c in "._-" for c in key):
         raise IncidentError(f"fact name {key!r}: letters, digits, '.', '_' and '-' only")
+    check_fact(key, value)
     _clean_value(value, f"fact {key}")
     with _tx(store, "record a fact") as con:
         get(con, incident_id)

@@ -728,12 +728,13 @@ def _truthy(v: Any) -> bool | None:
     if v is None:
         return None
     if isinstance(v, str):
+        # Only a clear yes or no decides a condition: "maybe" or "ja" (before: yes) stays undecided.
         low = v.strip().lower()
-        if low in ("", "no", "n", "false", "0", "off"):
+        if low in ("no", "n", "false", "0", "off"):
             return False
-        if low in ("unknown", "?", "undecided"):
-            return None
-        return True
+        if low in ("yes", "y", "true", "1", "on"):
+            return True
+        return None
     return bool(v)
 
 
@@ -795,6 +796,8 @@ def _eval(c: Condition, ctx: _Context) -> tuple[bool | None, list[str]]:
     if op == "responder":
         raw = ctx.facts.responder.get(arg)
         v = _truthy(raw)
+        if v is None and raw is not None:
+            return None, [f"undecided: {arg!r} is recorded as {raw!r}, not as yes or no"]
         if v is None:
             return None, [f"undecided: no responder has recorded {arg!r} yet"]
         return v, [f"a responder recorded {arg!r} as {'yes' if v else 'no'}"]
