@@ -173,5 +173,8 @@ def test_a_stopped_drill_is_still_scored(tmp_path):
     res = run_drill(find_scenario("bulk-report-export"), tmp_path / "stopped", speed=60, scale=0.2, interval=0.05,
                     stop=stop, on_event=on_event)
     assert res.score["drill"]["stopped_early"] is True
-    assert res.score["passed"] is False and res.score["detection"]["recall"] < 1.0
+    # Stopped before the first line: nothing was replayed, so nothing is counted as missed.
+    de = res.score["detection"]
+    assert res.score["passed"] is False and de["replayed"] == 0 and de["recall"] is None
+    assert de["missed"] == [] and len(de["not_replayed"]) == de["planted"] > 0
     assert Path(res.out_dir / "score.md").read_text().count("Stopped early") == 1

@@ -90,7 +90,8 @@ def register(sub) -> None:
     r.add_argument("scenario", metavar="SCENARIO", help="scenario id (see 'drill list') or path to a .yaml file")
     r.add_argument("--seed", type=int, default=1, metavar="N", help="random seed of the generated logs (default 1)")
     r.add_argument("--speed", type=float, default=60.0, metavar="X",
-                   help="scenario seconds per real second (default 60: one scenario minute per second)")
+                   help="scenario seconds per real second, more than 0 and at most 10000 (default 60: one scenario "
+                        "minute per second)")
     r.add_argument("--out", metavar="DIR",
                    help="new or empty drill folder (default: ./drills/SCENARIO-<UTC time>)")
     r.add_argument("--scale", type=float, default=1.0, metavar="X", help="multiply the background volume (default 1)")
@@ -114,8 +115,10 @@ def register(sub) -> None:
 def run_list(args: argparse.Namespace, argv: list[str]) -> int:
     """``leakwatch drill list``."""
     import json
+    import sys
 
     from leakwatch.drills.scenarios import (
+        ScenarioError,
         default_drills_dir,
         list_scenarios,
         load_scenario,
@@ -124,22 +127,33 @@ def run_list(args: argparse.Namespace, argv: list[str]) -> int:
 
     files = list_scenarios(args.dir)
     rows = []
+    bad: list[ScenarioError] = []
     for f in files:
-        sc = load_scenario(f)
+        # One bad file must not hide the good ones: list those, then name each mistake.
+        try:
+            sc = load_scenario(f)
+        except ScenarioError as e:
+            bad.append(e)
+            continue
         rows.append({"id": sc.id, "title": sc.title, "minutes": sc.minutes, "systems": len(sc.systems),
                      "plants": sum(len(p.minutes) for p in sc.plants),
                      "expect": [str(k) for k in sc.expect_incidents], "regimes": list(sc.expect_regimes),
                      "file": str(f)})
     if args.json:
         print(json.dumps(rows, indent=1))
-        return ExitCode.OK
-    if not rows:
+    elif not rows and not bad:
         print(f"no scenarios in {args.dir or default_drills_dir()}")
-        return ExitCode.OK
-    width = max(len(r["id"]) for r in rows)
-    for r in rows:
-        print(f"{r['id']:<{width}}  {r['minutes']:>4} min  {r['plants']:>3} planted  {r['title']}")
-        print(f"{'':<{width}}  expects {', '.join(r['expect'])}")
+    elif rows:
+        width = max(len(r["id"]) for r in rows)
+        for r in rows:
+            print(f"{r['id']:<{width}}  {r['minutes']:>4} min  {r['plants']:>3} planted  {r['title']}")
+            print(f"{'':<{width}}  expects {', '.join(r['expect'])}")
+    sys.stdout.flush()
+    for e in bad:
+        print(f"leakwatch: error: {e}", file=sys.stderr)
+    if bad:
+        print(f"leakwatch: {len(bad)} scenario file(s) not listed: fix the mistakes named above", file=sys.stderr)
+        return ExitCode.INPUT_ERROR
     return ExitCode.OK
 
 
@@ -181,12 +195,13 @@ def run_run(args: argparse.Namespace, argv: list[str]) -> int:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from leakwatch.drills.run import BANNER, INTERVAL_S, run_drill
+    from leakwatch.drills.run import BANNER, INTERVAL_S, check_speed, run_drill
     from leakwatch.drills.scenarios import find_scenario
     from leakwatch.drills.score import render_markdown
     from leakwatch.exit_codes import ExitCode
     from leakwatch.watch import StopOnSignals
 
+    args.speed = check_speed(args.speed)  # before anything is written (the --tui path too)
     sc = find_scenario(args.scenario, args.dir)
     out = Path(args.out) if args.out else Path("drills") / f"{sc.id}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     quiet = args.quiet or args.json
@@ -280,7 +295,12 @@ def run_score(args: argparse.Namespace, argv: list[str]) -> int:
     from leakwatch.exit_codes import ExitCode
 
     score = score_drill(args.dir)
-    write_score(args.dir, score)
+    try:
+        write_score(args.dir, score)
+    except OSError as e:
+        # The score is still printed; only its files in the folder are not up to date.
+        print(f"leakwatch: warning: cannot write {e.filename or args.dir}: {e.strerror or e}; the score is "
+              "printed here only", file=sys.stderr)
     if args.json:
         print(json.dumps(score, indent=1))
     else:

@@ -595,17 +595,23 @@ def generate(scenario: Scenario, seed: int, out_dir: str | Path, *, start: datet
     """Write the scenario's logs under ``out_dir`` (one file per system, folders as named),
     ``manifest.json`` and ``timeline.json``. ``out_dir`` must not hold files yet."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: a file, not a folder; give a new or empty --out folder")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out}: not empty; give a new or empty --out folder")
     files, manifest = build(scenario, seed, start=start, scale=scale)
-    out.mkdir(parents=True, exist_ok=True)
-    for gf in files:
-        p = out / gf.system.file
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(_bytes(gf))
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    timeline = {"start": manifest["start"], "files": {gf.system.file: gf.times for gf in files}}
-    (out / "timeline.json").write_text(json.dumps(timeline, separators=(",", ":")) + "\n", encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for gf in files:
+            p = out / gf.system.file
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(_bytes(gf))
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+        timeline = {"start": manifest["start"], "files": {gf.system.file: gf.times for gf in files}}
+        (out / "timeline.json").write_text(json.dumps(timeline, separators=(",", ":")) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write {e.filename or out}: {e.strerror or e}; give an --out folder you can "
+                         "write to") from None
     return Generated(manifest, files, out)
 
 

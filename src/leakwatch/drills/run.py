@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -65,6 +66,9 @@ SETTLE_S = 25.0
 MAX_DRAIN_S = 30.0
 #: An awareness time this far (scenario seconds) from the detection the drill saw is corrected.
 AWARENESS_TOLERANCE_S = 60.0
+#: The fastest a drill runs: the longest scenario (1440 minutes) in under 9 s. Faster, a second of
+#: real time would be days of scenario time, and scenario dates leave what a datetime can hold.
+MAX_SPEED = 10_000.0
 
 BANNER = ("DRILL — synthetic data only: every value in these logs is fictional, every notification goes "
           "to a local receiver started by the drill")
@@ -90,6 +94,21 @@ SETTINGS: dict[str, dict[str, Any]] = {
 # --- the clock ----------------------------------------------------------------------------------
 
 
+def check_speed(speed: float, option: str = "--speed") -> float:
+    """``speed`` as a float when it is a usable acceleration (finite, more than 0, at most
+    :data:`MAX_SPEED`); :class:`UsageError` naming ``option`` otherwise."""
+    try:
+        x = float(speed)
+    except (TypeError, ValueError):
+        raise UsageError(f"{option} {speed!r}: not a number") from None
+    if math.isnan(x) or x <= 0:
+        raise UsageError(f"{option} {x:g}: must be more than 0 (60 is one scenario minute per real second)")
+    if x > MAX_SPEED:
+        raise UsageError(f"{option} {x:g}: at most {MAX_SPEED:g}, which replays even a day-long scenario in "
+                         "under 9 s")
+    return x
+
+
 class DrillClock:
     """Scenario time: starts at ``start`` and runs ``speed`` times faster than the real clock.
 
@@ -102,8 +121,7 @@ class DrillClock:
                  wall: Callable[[], float] = time.time):
         if start.tzinfo is None:
             raise UsageError("the drill start time needs a time zone")
-        if not speed > 0:
-            raise UsageError(f"--speed {speed:g}: must be more than 0")
+        speed = check_speed(speed)
         self.start = start.astimezone(UTC)
         self._real, self._wall = real, wall
         self._lock = threading.Lock()
@@ -174,9 +192,7 @@ class DrillClock:
 
     def set_speed(self, speed: float) -> None:
         """Change the acceleration from now on."""
-        if not speed > 0:
-            raise UsageError(f"speed {speed:g}: must be more than 0")
-        self._speed = float(speed)
+        self._speed = check_speed(speed, "speed")
         if self.speed:
             self._change(self._speed)
 
@@ -296,6 +312,7 @@ def write_config(scenario: Scenario, drill_dir: str | Path, receiver_url: str, s
 def default_start(scenario: Scenario, speed: float, now: datetime | None = None) -> datetime:
     """The start that makes scenario time equal the wall clock when the first planted record
     lands (so the first incident's wall-clock stamps agree with scenario time), whole seconds."""
+    speed = check_speed(speed)
     now = now or datetime.now(UTC)
     firsts = [m for p in scenario.plants for m in p.minutes] + [m for a in scenario.activity for m in a.minutes]
     first_s = min(firsts, default=0.0) * 60
@@ -322,6 +339,10 @@ class _Replayer:
             self.queue += [(t, order, rel, i) for i, t in enumerate(times)]
         self.queue.sort()
         self.pos = 0
+        #: Lines appended so far, per file (the score counts only plants on these lines).
+        self.written: dict[str, int] = {rel: 0 for rel in self.lines}
+        #: The scenario second replayed up to (every line due by then is in).
+        self.until = 0.0
         self.handles: dict[str, Any] = {}
         self.last_t = self.queue[-1][0] if self.queue else 0.0
 
@@ -342,10 +363,12 @@ class _Replayer:
                 f = self.handles[rel] = open(p, "ab")  # noqa: SIM115 - kept open for the drill
             f.write(self.lines[rel][i] + b"\n")
             touched.add(rel)
+            self.written[rel] += 1
             self.pos += 1
             n += 1
         for rel in touched:
             self.handles[rel].flush()
+        self.until = max(self.until, t)
         return n
 
     def close(self) -> None:
@@ -356,12 +379,16 @@ class _Replayer:
 
 
 def _prepare_dir(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UsageError(f"{out_dir}: already exists and is not empty; give a new --out folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "DRILL.txt").write_text(BANNER + ".\nThis folder holds one leakwatch drill: source/ (generated logs "
-                                       "and their ground truth), logs/ (what the watch followed), drill.duckdb, "
-                                       "run.json, score.md and score.json.\n", encoding="utf-8")
+    try:
+        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+            raise UsageError(f"{out_dir}: already exists and is not empty; give a new --out folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "DRILL.txt").write_text(BANNER + ".\nThis folder holds one leakwatch drill: source/ (generated "
+                                           "logs and their ground truth), logs/ (what the watch followed), "
+                                           "drill.duckdb, run.json, score.md and score.json.\n", encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write {e.filename or out_dir}: {e.strerror or e}; give an --out folder "
+                         "you can write to") from None
 
 
 @contextlib.contextmanager
@@ -396,8 +423,14 @@ def run_drill(scenario: Scenario, out_dir: str | Path, *, seed: int = 1, speed: 
     from leakwatch.notify.webhook_verify import new_secret
     from leakwatch.watch import Watcher
 
-    if not interval > 0:
+    if not (interval > 0 and math.isfinite(interval)):
         raise UsageError("--interval must be more than 0 seconds")
+    # Everything the command line gives is checked before the folder is made: a mistake must not
+    # leave a half-written folder that the next run with the same --out refuses.
+    if clock is None:
+        speed = check_speed(speed)
+    if not 0 <= scale <= 100:
+        raise UsageError(f"--scale {scale:g}: between 0 and 100")
     out = Path(out_dir).resolve()
     _prepare_dir(out)
     stop = stop or threading.Event()
@@ -410,7 +443,10 @@ def run_drill(scenario: Scenario, out_dir: str | Path, *, seed: int = 1, speed: 
     gen = generate(scenario, seed, out / "source", start=clock.start, scale=scale)
     timeline = json.loads((out / "source" / "timeline.json").read_text(encoding="utf-8"))["files"]
     logs = out / "logs"
-    logs.mkdir()
+    try:
+        logs.mkdir()
+    except OSError as e:
+        raise UsageError(f"cannot write {logs}: {e.strerror or e}") from None
     emit = on_event or (lambda e: None)
     secret = new_secret()
     length_s = scenario.minutes * 60.0
@@ -501,6 +537,9 @@ def run_drill(scenario: Scenario, out_dir: str | Path, *, seed: int = 1, speed: 
         "start": clock.start.isoformat(), "end": end.isoformat(), "speed": clock.rate,
         "scenario_minutes": scenario.minutes, "real_seconds": round(time.monotonic() - real0, 3),
         "stopped_early": stopped_early, "outbox_drained": drained, "cycles": cycles, "awareness": awareness,
+        # How far the replay got: the scorer counts only the plants on lines written by then.
+        "replayed": {"until_s": round(replay.until, 3), "lines": replay.pos, "total": len(replay.queue),
+                     "files": dict(replay.written)},
         "deliveries": deliveries, "rejected": rejected, "duplicates": sum(rx.duplicates.values()), "notes": notes,
         "logs_dir": str(logs), "config": str(cfg_path), "database": str(db),
     }

@@ -18,6 +18,13 @@ cycle, the notifications the receiver accepted) and ``drill.duckdb`` (read only)
 - **Playbook steps missed**: steps of the incident's playbooks whose due time passed by the end
   of the drill and that are not done or skipped. A headless drill has no responder, so every
   step due within the drill is reported missed: that is the point of rehearsing it.
+- **A drill stopped early** (Ctrl-C, ``q`` in the console) is scored on what was replayed before
+  the stop (``run.json``'s ``replayed``: the lines written to each watched file): a plant on a
+  line never written is *not replayed*, not missed, and an expected incident none of whose
+  evidence was replayed is not counted against the drill. It does not pass.
+
+The database is opened the way every leakwatch reader opens it (:meth:`Store.open`, read only),
+so a damaged, foreign or locked ``drill.duckdb`` is a :class:`~leakwatch.errors.StoreError`.
 """
 from __future__ import annotations
 
@@ -63,10 +70,24 @@ def _key(s: str) -> IncidentKey:
     return IncidentKey(pattern, vendor)
 
 
-def score_drill(drill_dir: str | Path) -> dict[str, Any]:
-    """The score of the drill in ``drill_dir`` (see the module docstring), as a JSON-able dict."""
-    import duckdb
+def _replay_filter(run: Mapping[str, Any]):
+    """``(replayed(record), until_s)``: whether a manifest record's line was written before the
+    drill stopped, and the scenario second the replay reached (None: the drill ran to its end)."""
+    if not run.get("stopped_early"):
+        return (lambda rec: True), None
+    rp = run.get("replayed")
+    if isinstance(rp, Mapping) and isinstance(rp.get("files"), Mapping):
+        files = rp["files"]
+        return (lambda rec: rec["line"] <= int(files.get(rec["file"], 0))), float(rp.get("until_s") or 0.0)
+    # A run.json from before the drill recorded it: the last cycle is as far as the replay got.
+    until = max((c["t"] for c in run.get("cycles") or []), default=0.0)
+    return (lambda rec: rec["t"] <= until), until
 
+
+def score_drill(drill_dir: str | Path) -> dict[str, Any]:
+    """The score of the drill in ``drill_dir`` (see the module docstring), as a JSON-able dict.
+    Raises :class:`UsageError` for a folder that is not a drill's, :class:`StoreError` for a
+    database that cannot be opened."""
     from leakwatch.config import load_config
     from leakwatch.incidents import book
     from leakwatch.incidents.clocks import deadline_resolver, incident_clocks
@@ -77,6 +98,7 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
         step_due,
     )
     from leakwatch.incidents.regimes import load_regimes
+    from leakwatch.store import Store
 
     d = Path(drill_dir)
     manifest = _load_json(d / "source" / "manifest.json")
@@ -90,6 +112,7 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
     regimes = load_regimes()
     playbooks = load_playbooks()
     cycles = run["cycles"]
+    was_replayed, replayed_until = _replay_filter(run)
 
     def at_min(t: datetime) -> float:
         return _minutes(t - start)
@@ -100,7 +123,9 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
                 return c["t"]
         return None
 
-    con = duckdb.connect(str(db), read_only=True)
+    # Read only, no key needed (nothing is hashed): the same checks and messages as every reader.
+    store = Store.open(db, read_only=True, need_key=False)
+    con = store.con
     try:
         # -- detection ----------------------------------------------------------------------
         rows = con.execute("SELECT finding_id, source_path, line, start_byte, end_byte, entity, severity_rank "
@@ -115,9 +140,13 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
         spans: dict[tuple[str, int], list[tuple[int, int]]] = {}
         for p in manifest["plants"]:
             spans.setdefault((p["file"], p["line"]), []).append((p["start"], p["end"]))
-        planted, missed, ttd = [], [], []
+        planted, missed, not_replayed, ttd = [], [], [], []
         by_entity: dict[str, dict[str, int]] = {}
         for p in manifest["plants"]:
+            if not was_replayed(p):
+                not_replayed.append({"file": p["file"], "line": p["line"], "entity": p["entity"],
+                                     "minute": p["minute"]})
+                continue
             hits = [f for f in by_line.get((p["file"], p["line"]), ())
                     if f[3] == p["entity"] and f[1] < p["end"] and p["start"] < f[2]]
             ent = by_entity.setdefault(p["entity"], {"planted": 0, "detected": 0})
@@ -149,23 +178,28 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
                                              "severity": SEVERITIES[rank]})
                 elif not on_plant:
                     low_bg += 1
-        n_plants = len(manifest["plants"])
+        n_plants = len(planted)  # the replayed ones: what the tool had a chance to find
         detected = n_plants - len(missed)
         detection = {
-            "planted": n_plants, "detected": detected, "recall": round(detected / n_plants, 4) if n_plants else None,
+            "planted": len(manifest["plants"]), "replayed": n_plants, "detected": detected,
+            "recall": round(detected / n_plants, 4) if n_plants else None,
             "findings_medium_or_above": tp + fp, "true_positives": tp, "false_positives": fp,
             "precision": round(tp / (tp + fp), 4) if tp + fp else None,
             "background_above_low": fp, "background_low_or_info": low_bg, "false_positive_examples": fp_items,
             "time_to_detect_min": _stats(ttd), "by_entity": dict(sorted(by_entity.items())), "missed": missed,
+            "not_replayed": not_replayed,
         }
 
         # -- incidents ----------------------------------------------------------------------
         incs = con.execute("SELECT incident_id, title, group_key, severity, opened_at FROM incidents "
                            "WHERE merged_into IS NULL ORDER BY incident_id").fetchall()
         first_evidence: dict[str, float] = {}
+        evidence_replayed: set[str] = set()
         for rec in [*manifest["plants"], *manifest["activity"]]:
             for k in rec.get("incidents") or []:
                 first_evidence[k.casefold()] = min(first_evidence.get(k.casefold(), rec["t"]), rec["t"])
+                if was_replayed(rec):
+                    evidence_replayed.add(k.casefold())
         expected = [IncidentKey(x["pattern"], x["vendor"]) for x in manifest["expect"]["incidents"]]
         inc_info: dict[int, dict[str, Any]] = {}
         for iid, title, gk, sev, opened in incs:
@@ -178,7 +212,8 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
             hits = [i for i in inc_info.values() if k.matches(i["pattern"], i["vendor"])]
             fe = first_evidence.get(str(k).casefold())
             item: dict[str, Any] = {"key": str(k), "opened": bool(hits), "incident_ids": [i["incident_id"] for i in hits],
-                                    "first_evidence_min": round(fe / 60, 2) if fe is not None else None}
+                                    "first_evidence_min": round(fe / 60, 2) if fe is not None else None,
+                                    "replayed": replayed_until is None or str(k).casefold() in evidence_replayed}
             if hits:
                 first = min(hits, key=lambda i: i["opened_min"])
                 item.update(opened_min=first["opened_min"], severity=first["severity"])
@@ -266,11 +301,12 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
             "items": items,
         }
     finally:
-        con.close()
+        store.close()
+    stopped_early = bool(run.get("stopped_early", False))
     checks = {
         "recall_1": detection["recall"] == 1.0,
         "no_background_false_positive_above_low": detection["background_above_low"] == 0,
-        "expected_incidents_opened": all(x["opened"] for x in exp_out),
+        "expected_incidents_opened": all(x["opened"] for x in exp_out if x["replayed"]),
         "notification_verified": notifications["verified"] > 0 and notifications["rejected"] == 0,
         "notifications_marked_drill": notifications["received"] == notifications["drill_marked"],
         "expected_regimes_apply": not regimes_out["missing"],
@@ -280,8 +316,10 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
         "drill": {"banner": run.get("banner"), "scenario": manifest["scenario"], "title": manifest.get("title"),
                   "seed": manifest["seed"], "speed": run.get("speed"), "start": run["start"], "end": run["end"],
                   "scenario_minutes": _minutes(end - start), "planned_minutes": manifest["minutes"],
-                  "real_seconds": run.get("real_seconds"), "stopped_early": run.get("stopped_early", False),
+                  "real_seconds": run.get("real_seconds"), "stopped_early": stopped_early,
                   "lines": sum(f["lines"] for f in manifest["files"]), "files": len(manifest["files"]),
+                  "lines_replayed": _lines_replayed(run, manifest),
+                  "replayed_until_min": round(replayed_until / 60, 2) if replayed_until is not None else None,
                   "cycles": len(cycles), "awareness_set": len(run.get("awareness") or [])},
         "detection": detection,
         "incidents": {"opened": len(inc_info), "expected": exp_out, "unexpected": unexpected},
@@ -291,9 +329,20 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
                       "note": "a headless drill has no responder: steps due within it are missed by design"},
         "outbox": {k: int(v) for k, v in sorted(outbox.items())},
         "checks": checks,
-        "passed": all(checks.values()),
+        # A drill stopped early rehearsed only part of the scenario: it cannot pass.
+        "passed": all(checks.values()) and not stopped_early,
         "notes": run.get("notes") or [],
     }
+
+
+def _lines_replayed(run: Mapping[str, Any], manifest: Mapping[str, Any]) -> int:
+    """How many lines the drill wrote to its watched files."""
+    rp = run.get("replayed")
+    if isinstance(rp, Mapping) and rp.get("lines") is not None:
+        return int(rp["lines"])
+    if run.get("stopped_early"):
+        return sum(int(c.get("lines") or 0) for c in run.get("cycles") or [])
+    return sum(f["lines"] for f in manifest["files"])
 
 
 def _fmt_min(x: float | None) -> str:
@@ -310,32 +359,42 @@ def render_markdown(score: Mapping[str, Any]) -> str:
     """``score.md``: the score as a responder reads it (masked facts only: no value appears)."""
     dr, de, inc, no, rg, pb = (score[k] for k in ("drill", "detection", "incidents", "notifications", "regimes",
                                                   "playbooks"))
+    stopped = bool(dr.get("stopped_early"))
+    until = dr.get("replayed_until_min")
+    replayed = dr.get("lines_replayed", dr["lines"])
+    lines = (f"{replayed:,} of {dr['lines']:,} lines replayed from {dr['files']} files"
+             if stopped else f"{dr['lines']:,} lines in {dr['files']} files")
     out = [f"# DRILL score: {dr['scenario']}", "", f"> {dr.get('banner') or 'DRILL: synthetic data only'}", "",
            f"{dr.get('title') or ''}", "",
            f"Seed {dr['seed']}, speed {dr['speed']:g}x: {dr['scenario_minutes']:.1f} scenario minutes in "
-           f"{dr['real_seconds'] or 0:.1f} s; {dr['lines']:,} lines in {dr['files']} files, {dr['cycles']} watch cycles."
-           + (" **Stopped early.**" if dr.get("stopped_early") else ""), "",
+           f"{dr['real_seconds'] or 0:.1f} s; {lines}, {dr['cycles']} watch cycles."
+           + (f" **Stopped early** (replayed up to T+{until or 0:.1f} of {dr['planned_minutes']} minutes): only "
+              "what was replayed is scored." if stopped else ""), "",
            f"**Result: {'PASSED' if score['passed'] else 'FAILED'}** — "
            + ", ".join(f"{k.replace('_', ' ')} {'yes' if v else 'NO'}" for k, v in score["checks"].items()), "",
            "## Detection", "",
            ("| planted | detected | recall | precision (medium+) | background > low | background low/info "
            "| time to detect (median / max) |"),
            "|---|---|---|---|---|---|---|",
-           (f"| {de['planted']} | {de['detected']} | {de['recall']} | {de['precision']} | {de['background_above_low']} "
+           (f"| {_planted_cell(de)} | {de['detected']} | {de['recall']} | {de['precision']} | {de['background_above_low']} "
            f"| {de['background_low_or_info']} | {_fmt_min(de['time_to_detect_min']['median'])} / "
            f"{_fmt_min(de['time_to_detect_min']['max'])} |"), ""]
-    out += ["| entity | planted | detected |", "|---|---|---|"]
+    out += [f"| entity | planted{' (replayed)' if de.get('not_replayed') else ''} | detected |", "|---|---|---|"]
     out += [f"| {e} | {v['planted']} | {v['detected']} |" for e, v in de["by_entity"].items()]
     if de["missed"]:
         out += ["", "Missed: " + "; ".join(f"{m['entity']} in {m['file']}:{m['line']} (T+{m['minute']:.1f})"
                                            for m in de["missed"])]
+    if de.get("not_replayed"):
+        out += ["", f"Not replayed (the drill stopped at T+{until or 0:.1f}): "
+                + "; ".join(f"{m['entity']} in {m['file']}:{m['line']} (T+{m['minute']:.1f})" for m in de["not_replayed"])]
     if de["false_positive_examples"]:
         out += ["", "False positives above low: " + "; ".join(f"{f['entity']} ({f['severity']}) in {f['file']}:{f['line']}"
                                                           for f in de["false_positive_examples"])]
     out += ["", "## Incidents", "", ("| expected | opened | incident | severity | first evidence | opened at "
             "| time to open |"), "|---|---|---|---|---|---|---|"]
     for x in inc["expected"]:
-        out.append(f"| {x['key']} | {'yes' if x['opened'] else '**no**'} | "
+        opened = "yes" if x["opened"] else ("**no**" if x.get("replayed", True) else "not replayed")
+        out.append(f"| {x['key']} | {opened} | "
                    f"{', '.join('#' + str(i) for i in x['incident_ids']) or '—'} | {x.get('severity', '—')} | "
                    f"T+{_fmt_min(x['first_evidence_min'])} | "
                    f"{'T+' + _fmt_min(x.get('opened_min')) if x['opened'] else '—'} | {_fmt_min(x.get('time_to_open_min'))} |")
@@ -374,6 +433,13 @@ def render_markdown(score: Mapping[str, Any]) -> str:
     if score.get("notes"):
         out += ["", "## Notes", ""] + [f"- {n}" for n in score["notes"]]
     return "\n".join(out) + "\n"
+
+
+def _planted_cell(de: Mapping[str, Any]) -> str:
+    """``7``, or ``3 of 7 replayed`` for a drill stopped early."""
+    if de.get("not_replayed"):
+        return f"{de.get('replayed', de['planted'])} of {de['planted']} replayed"
+    return str(de["planted"])
 
 
 def write_score(drill_dir: str | Path, score: Mapping[str, Any]) -> tuple[Path, Path]:

@@ -291,7 +291,9 @@ def score_summary(score: dict[str, Any]) -> str:
     expected incidents opened · 4 notifications verified · 2 playbook steps missed``."""
     de, inc, no, pb = score["detection"], score["incidents"], score["notifications"], score["playbooks"]
     opened = sum(1 for x in inc["expected"] if x["opened"])
-    parts = [("PASSED" if score["passed"] else "FAILED"), f"recall {de['recall']}", f"precision {de['precision']}",
+    recall = "recall n/a (nothing replayed)" if de["recall"] is None else f"recall {de['recall']}"
+    precision = "precision n/a" if de["precision"] is None else f"precision {de['precision']}"
+    parts = [("PASSED" if score["passed"] else "FAILED"), recall, precision,
              f"{opened}/{len(inc['expected'])} expected incidents opened",
              f"{no['verified']} notifications verified", f"{len(pb['missed'])} playbook steps missed"]
     if score["drill"].get("stopped_early"):
