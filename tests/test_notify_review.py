@@ -173,11 +173,30 @@ def test_an_option_of_the_wrong_type_is_refused_when_the_config_loads(tmp_path, 
         name = "t"
         kind = "{kind}"
         url = "https://example.test/"
+        credentials = {{ secret = "WH_SECRET" }}
         options = {options}
         """))
     with pytest.raises(ConfigError) as ei:
         load_config(path)
     assert f"notify.targets[0].{field}: expected {want}" in str(ei.value)
+
+
+@pytest.mark.parametrize(("target", "needle"), [
+    ('kind = "webhook"\nurl = "https://hooks.example.test/x"', "a webhook target needs credentials = { secret"),
+    ('kind = "webhook"\nurl = "http://127.0.0.1:99999/x"\ncredentials = { secret = "S" }', "is not a usable URL"),
+    ('kind = "webhook"\nurl = "http://exa mple.com/x"\ncredentials = { secret = "S" }', "holds a space"),
+    ('kind = "jira"\nurl = "https://:443/"\noptions = { project = "SEC" }', "names no host"),
+])
+def test_a_target_that_could_never_deliver_is_refused_when_the_config_loads(tmp_path, target, needle):
+    """Each of these loaded, then dead-lettered every notification at its first send (a
+    watch --once exited 0 with all of them dead)."""
+    from leakwatch.config import ConfigError
+
+    path = tmp_path / "leakwatch.toml"
+    path.write_text('[[notify.targets]]\nname = "t"\n' + target + "\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(path)
+    assert needle in str(ei.value) and "notify.targets[0]" in str(ei.value)
 
 
 def test_options_of_the_right_types_load(tmp_path):

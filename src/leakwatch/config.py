@@ -813,10 +813,18 @@ def _notify_targets(v: Any, section: str, key: str, where: _Where) -> tuple[Targ
         url = item["url"]
         if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url.strip()):
             raise ConfigError(f"{iloc}.url: expected an http:// or https:// URL, got {_tname(url)}")
+        url_problem = _url_problem(url.strip())
+        if url_problem:
+            # Found here, not at the first send in the middle of an incident.
+            raise ConfigError(f"{iloc}.url: {url_problem}")
         creds = item.get("credentials", {})
         if not isinstance(creds, dict):
             raise ConfigError(f"{iloc}.credentials: expected a table (credential name = environment variable name), "
                               f"got {_tname(creds)}")
+        if kind.strip().lower() == "webhook" and "secret" not in creds:
+            # Every webhook is signed: without its secret each notification would be dead-lettered.
+            raise ConfigError(f"{iloc}.credentials: a webhook target needs credentials = {{ secret = \"ENV_VAR_NAME\" }} "
+                              f"(the variable holding its whsec_… signing secret)")
         for cname, var in creds.items():
             # The value is never echoed: someone may have pasted the secret itself here.
             if not isinstance(var, str) or not _ENV_VAR_RE.match(var):
@@ -838,6 +846,22 @@ def _notify_targets(v: Any, section: str, key: str, where: _Where) -> tuple[Targ
         out.append(TargetConfig(name=name, kind=kind.strip().lower(), url=url.strip(), credentials=dict(creds),
                                 options=dict(options), timeout_s=float(timeout)))
     return tuple(out)
+
+
+def _url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as a target's address (None when nothing does)."""
+    import urllib.parse
+
+    if any(c.isspace() for c in url):
+        return f"{url!r} holds a space or a line break"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as e:
+        return f"{url!r} is not a usable URL: {e}"
+    if not parts.hostname:
+        return f"{url!r} names no host"
+    return None
 
 
 def _durations(v: Any, loc: str) -> tuple[timedelta, ...]:
