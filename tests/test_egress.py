@@ -346,6 +346,13 @@ def test_a_second_endpoints_list_is_an_error_not_a_silent_loss(tmp_path):
     assert (e.line, e.field) == (19, "endpoints") and "given twice in this file" in str(e)
 
 
+def test_a_yaml_alias_bomb_registry_is_refused(tmp_path):
+    from tests.test_rules_loader import BOMB
+
+    e = _error(tmp_path, BOMB + CUSTOM.replace("    certifications: [ISO 27001]", "    certifications: *i"))
+    assert "expands to more than 1,000,000 values" in str(e)
+
+
 def test_keys_given_twice_in_a_table_or_a_host_are_named(tmp_path):
     e = _error(tmp_path, CUSTOM + "  ex:\n    eu-west-2: EU\n")
     assert (e.line, e.field) == (19, "region_tables.ex") and "twice" in str(e)

@@ -190,6 +190,30 @@ def test_a_key_given_twice_deeper_in_a_rule_is_named(tmp_path, nested, field, li
     assert (e.rule_id, e.field, e.line) == ("a", field, line) and "twice" in e.message
 
 
+BOMB = "".join(
+    f"{x}: &{x} [" + ", ".join([f"*{prev}"] * 9 if prev else ['"lol"'] * 9) + "]\n"
+    for prev, x in zip([None, *"abcdefgh"], "abcdefghi"))
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    """Nine levels of nine aliases: a billion values in 500 bytes. Walking it (and quoting it in
+    an error) ran for minutes and past 4.8 GB."""
+    import time
+
+    p = write(tmp_path, "bomb.yaml", BOMB + "rules:\n  - id: x\n    entity: X\n    regex: 'abc'\n    tags: *i\n")
+    t = time.monotonic()
+    rules, (e,) = load_rules([p, write(tmp_path, "good.yaml", GOOD)])
+    assert time.monotonic() - t < 5  # generous: it takes ~0.1 s; before, minutes
+    assert [r.id for r in rules] == ["email"]  # the other file still loads
+    assert e.file == str(p) and "expands to more than 1,000,000 values through YAML aliases" in e.message
+
+
+def test_a_recursive_alias_is_not_a_hang(tmp_path):
+    p = write(tmp_path, "rec.yaml", GOOD + "    tags: &t [a, *t]\n")
+    _, errors = load_rules([p])
+    assert errors  # refused as a bad tags list, in no time
+
+
 def test_one_bad_rule_does_not_stop_the_others(tmp_path):
     text = GOOD + (
         "  - id: broken\n    entity: X\n    regex: '(x'\n"

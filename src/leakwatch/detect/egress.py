@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from leakwatch._core import PatternError, check_pattern
-from leakwatch.detect.rules import _LineLoader, _Mapping, _type_name, _unknown_key, duplicate_keys
+from leakwatch.detect.rules import _LineLoader, _Mapping, _type_name, _unknown_key, alias_bomb, duplicate_keys
 from leakwatch.errors import RuleLoadError, format_problem
 from leakwatch.rxcheck import BACKTRACK_MESSAGE, nested_unbounded
 
@@ -446,6 +446,9 @@ def read_yaml_mapping(path: Path) -> _Mapping | None:
         raise DataFileProblem(None, f"YAML error: {e}") from None
     if doc is None:
         return None
+    bomb = alias_bomb(doc)
+    if bomb:
+        raise DataFileProblem(None, bomb)
     if not isinstance(doc, _Mapping):
         raise DataFileProblem(None, f"expected a mapping at the top of {src}, got {_type_name(doc)}", 1)
     return doc

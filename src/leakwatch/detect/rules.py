@@ -187,18 +187,56 @@ class _LineLoader(_Base):  # type: ignore[misc, valid-type]
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping)
 
 
-def duplicate_keys(value: Any, path: str = ""):
+# A data file read by hand is small: past this many values once its aliases are expanded, it
+# is an alias bomb (&a [*b, *b, …] nine levels deep is a billion values in a few hundred bytes),
+# which would take minutes and gigabytes to walk or to quote in an error message.
+MAX_YAML_VALUES = 1_000_000
+
+
+def alias_bomb(doc: Any, limit: int = MAX_YAML_VALUES) -> str | None:
+    """A message when ``doc`` expands to more than ``limit`` values through YAML aliases (or
+    nests too deep to walk), else None. Shared parts are counted once per use, each only once
+    computed."""
+    memo: dict[int, int] = {}
+
+    def size(v: Any) -> int:
+        if not isinstance(v, (list, dict)):
+            return 1
+        k = id(v)
+        if k in memo:
+            return memo[k]
+        memo[k] = 1  # a recursive alias (&a [*a]) counts once
+        n = 1 + sum(size(x) for x in (v.values() if isinstance(v, dict) else v))
+        memo[k] = n
+        return n
+
+    try:
+        n = size(doc)
+    except RecursionError:
+        return "nested too deep to read"
+    if n > limit:
+        return (f"expands to more than {limit:,} values through YAML aliases (&anchor / *alias): "
+                f"not read")
+    return None
+
+
+def duplicate_keys(value: Any, path: str = "", _seen: set[int] | None = None):
     """(dotted path, key, line) of every key given twice in ``value`` or in a mapping or list
-    nested in it. YAML keeps the last of two equal keys, so whatever was under the first one
-    would be dropped without a word."""
+    nested in it (each shared or recursive alias walked once). YAML keeps the last of two equal
+    keys, so whatever was under the first one would be dropped without a word."""
+    if not isinstance(value, (dict, list)):
+        return
+    seen = set() if _seen is None else _seen
+    if id(value) in seen:
+        return
+    seen.add(id(value))
     if isinstance(value, _Mapping):
         for key, line in value.duplicates:
             yield (f"{path}.{key}" if path else str(key)), key, line
-        for key, v in value.items():
-            yield from duplicate_keys(v, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from duplicate_keys(v, f"{path}[{i}]")
+    items = value.items() if isinstance(value, dict) else ((f"[{i}]", v) for i, v in enumerate(value))
+    for key, v in items:
+        sub = f"{path}{key}" if isinstance(value, list) else (f"{path}.{key}" if path else str(key))
+        yield from duplicate_keys(v, sub, seen)
 
 
 # --- field checks ------------------------------------------------------------------------------
@@ -487,6 +525,9 @@ def _load_file(path: Path) -> tuple[list[tuple[Rule | None, _Mapping | None]], l
     errors: list[RuleError] = []
     if doc is None:
         return [], []
+    bomb = alias_bomb(doc)
+    if bomb:
+        return [], [RuleError(src, None, None, None, bomb)]
     if not isinstance(doc, dict):
         return [], [RuleError(src, 1, None, None, f"expected a mapping with 'rules:', got {_type_name(doc)}")]
     for k in doc:
