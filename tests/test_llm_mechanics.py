@@ -258,6 +258,49 @@ def test_cancel_from_another_thread_stops_within_a_token(tiny):
     assert s.text == "".join(pieces) and len(s.text) < len(LONG) // 4
 
 
+def test_cancel_before_the_model_runs_returns_the_template(tiny):
+    # Ctrl-C while the model loads: loading cannot be stopped, but no prompt is run after it.
+    cancel = threading.Event()
+    cancel.set()
+    pieces: list[str] = []
+    s = stream_summary(facts(), cfg(tiny["good"]), clocks=CLOCKS, cancel=cancel, on_token=pieces.append, env=NO_ENV)
+    assert s.cancelled and not s.verified and not s.used_model and s.label == "TEMPLATE"
+    assert s.text == "" and pieces == [] and s.tokens == 0
+    assert s.template_text == template_summary(facts(), "responder", CLOCKS)[0]
+    assert any("cancelled" in p for p in s.problems)
+
+
+class _CancelInPromptPass(threading.Event):
+    """Clear for the checks before generation (before and after loading, before the first part),
+    set from then on: the first check after those is llama.cpp's abort callback, in the middle of
+    the first part's prompt pass (thousands of byte tokens here, decoded 512 at a time)."""
+
+    def __init__(self, clear_checks: int = 3) -> None:
+        super().__init__()
+        self.calls = 0
+        self.clear_checks = clear_checks
+
+    def is_set(self) -> bool:
+        self.calls += 1
+        return self.calls > self.clear_checks
+
+
+def test_cancel_during_the_prompt_pass_aborts_llama_decode(tiny, capfd):
+    cancel = _CancelInPromptPass()
+    pieces: list[str] = []
+    s = stream_summary(facts(), cfg(tiny["good"]), clocks=CLOCKS, cancel=cancel, on_token=pieces.append, env=NO_ENV)
+    assert s.cancelled and s.used_model and not s.verified and s.tokens == 0 and s.ttft_s is None
+    assert "cancelled before the end" in s.problems
+    assert not any("the model failed" in p for p in s.problems), s.problems
+    assert s.text == "".join(pieces) == ""
+    assert "decode" not in capfd.readouterr().err   # llama.cpp's log line about the aborted batch is muted
+    llm = models.load_model(cfg(tiny["good"]), NO_ENV).llm
+    assert llm.n_tokens < s.prompt_tokens           # stopped inside the prompt pass, not after it
+    # The half-filled KV cache is dropped: the same loaded model then writes the full answer.
+    again = stream_summary(facts(), cfg(tiny["good"]), clocks=CLOCKS, env=NO_ENV)
+    assert again.label == "VERIFIED" and list(again.parts.values()) == [GOOD] * 5, again.problems
+
+
 def test_raw_values_are_withheld_while_streaming(tiny):
     pieces: list[str] = []
     s = stream_summary(facts(), cfg(tiny["raw"]), clocks=CLOCKS, on_token=pieces.append, env=NO_ENV)

@@ -3,8 +3,10 @@ themselves, headless. Nothing is sent anywhere: the model runs in this process (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import textwrap
 import threading
@@ -192,6 +194,20 @@ def _print_summary(s, *, streamed: bool) -> None:
     out.write("\nTemplate summary, from the facts alone:\n\n" + s.template_text + "\n")
 
 
+def _print_interrupted(s, *, streamed: bool) -> None:
+    """Ctrl-C stopped the model: its text so far (already on screen when streamed), marked as
+    incomplete and unverified, then the template summary."""
+    out = sys.stdout
+    if s.text.strip():
+        if not streamed:
+            out.write(s.text + "\n")
+        out.write("\n[UNVERIFIED] INTERRUPTED with Ctrl-C: the model was stopped before the end; "
+                  "its text above is incomplete and not verified.\n")
+    else:
+        out.write("[INTERRUPTED] stopped with Ctrl-C before the model wrote anything.\n")
+    out.write("\nTemplate summary, from the facts alone:\n\n" + s.template_text + "\n")
+
+
 def run_summarize(args: argparse.Namespace, argv: list[str]) -> int:
     """Run ``leakwatch summarize``."""
     from datetime import UTC, datetime
@@ -214,13 +230,17 @@ def run_summarize(args: argparse.Namespace, argv: list[str]) -> int:
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    if streamed:
-        sys.stdout.write(f"incident {args.id}: {facts.title} ({args.kind} summary, generating locally; Ctrl-C stops)\n\n")
-        sys.stdout.flush()
-    # Generation runs in a worker thread so that Ctrl-C can cancel it and still print what there is.
+    # Generation runs in a worker thread, and Ctrl-C only sets ``cancel`` (stream_summary checks
+    # it between tokens): the main thread then waits for the worker to leave llama.cpp and
+    # prints what there is. It must never return while the worker is inside llama.cpp: the
+    # interpreter would finalise (and free the model) under the native code and crash (SIGSEGV).
+    # Not ``worker.join()`` interrupted by KeyboardInterrupt either: on Python < 3.13 an
+    # interrupted join marks a running thread as finished (CPython gh-90882).
     cancel = threading.Event()
+    finished = threading.Event()
     result: list = []
     failure: list[BaseException] = []
+    interrupts: list[int] = []
 
     def work() -> None:
         try:
@@ -228,23 +248,67 @@ def run_summarize(args: argparse.Namespace, argv: list[str]) -> int:
                                          on_token=on_token if streamed else None))
         except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
             failure.append(e)
+        finally:
+            finished.set()
 
-    worker = threading.Thread(target=work, name="leakwatch-summarize", daemon=True)
-    worker.start()
-    while worker.is_alive():
+    def on_sigint(signum, frame) -> None:  # runs in the main thread, between its bytecodes
+        interrupts.append(signum)
+        cancel.set()
+        if len(interrupts) == 1:
+            return
+        # A second Ctrl-C: quit now, without waiting for the current token. os._exit, not
+        # SystemExit/KeyboardInterrupt: the worker may still be inside llama.cpp, and a normal
+        # interpreter shutdown would tear the runtime down under it (the crash described above).
+        # Nothing is lost: summarize stores nothing, and its database is already closed.
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        with contextlib.suppress(Exception):
+            sys.stderr.write("\nleakwatch: interrupted\n")
+            sys.stderr.flush()
+        os._exit(ExitCode.INTERRUPTED)
+
+    previous = signal.getsignal(signal.SIGINT)
+    installed = False
+    if previous is not signal.SIG_IGN:  # started with Ctrl-C ignored (nohup, a background job): keep it so
         try:
-            worker.join(0.1)
-        except KeyboardInterrupt:
-            cancel.set()
+            signal.signal(signal.SIGINT, on_sigint)
+            installed = True
+        except ValueError:  # not the main thread (an embedding caller): Ctrl-C cannot reach us here
+            pass
+    try:
+        if streamed:   # after the handler is in place: a Ctrl-C from now on cancels, quietly
+            sys.stdout.write(f"incident {args.id}: {facts.title} ({args.kind} summary, generating locally; "
+                             "Ctrl-C stops)\n\n")
+            sys.stdout.flush()
+        worker = threading.Thread(target=work, name="leakwatch-summarize", daemon=True)
+        worker.start()
+        while not finished.wait(0.25):
+            pass
+        worker.join()
+    finally:
+        if installed:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
     if failure:
         raise failure[0]
     summary = result[0]
+    code = ExitCode.INTERRUPTED if interrupts else ExitCode.OK
     if args.json:
-        print(json.dumps({"incident": args.id, **summary.to_json()}, indent=2, ensure_ascii=False))
-        return ExitCode.OK
-    if streamed and summary.used_model:
+        print(json.dumps({"incident": args.id, **summary.to_json(), "interrupted": bool(interrupts)},
+                         indent=2, ensure_ascii=False))
+    else:
+        _print_text(args, facts, summary, streamed=streamed, stopped=bool(interrupts) and summary.cancelled)
+    if interrupts:
+        sys.stderr.write("leakwatch: interrupted\n")
+    return code
+
+
+def _print_text(args: argparse.Namespace, facts, summary, *, streamed: bool, stopped: bool) -> None:
+    """The summary as text; ``stopped``: Ctrl-C cut the model short."""
+    if streamed and summary.used_model and (summary.text or not stopped):
         sys.stdout.write("\n")
     elif not streamed:
         sys.stdout.write(f"incident {args.id}: {facts.title} ({args.kind} summary)\n\n")
-    _print_summary(summary, streamed=streamed and summary.used_model)
-    return ExitCode.OK
+    if stopped:
+        _print_interrupted(summary, streamed=streamed and summary.used_model)
+    else:
+        _print_summary(summary, streamed=streamed and summary.used_model)

@@ -36,6 +36,7 @@ false and a problem that says how to install a model.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import threading
 import time
@@ -899,6 +900,46 @@ def _prompt_tokens(llm: Any, msgs: list[dict[str, str]]) -> int:
     return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
 
+@contextlib.contextmanager
+def _abortable(llm: Any, cancel: threading.Event | None):
+    """While active, llama.cpp checks ``cancel`` between the nodes of its compute graph, so that a
+    cancel during a long prompt pass (the first part's ~800 prompt tokens: seconds on a busy
+    small CPU, with no token to check the flag at) stops it within one node. llama_decode then
+    fails ("llama_decode returned 2"); llama-cpp-python drops the half-written KV cache cells on
+    its next eval, so the model stays usable. The callback takes the GIL once per node, which is
+    why it is used only around the prompt pass (until the first token), not for every token.
+    Does nothing when this build or object has no such hook."""
+    ctx = getattr(getattr(llm, "_ctx", None), "ctx", None)
+    if cancel is None or ctx is None:
+        yield
+        return
+    try:
+        import logging
+
+        import llama_cpp
+
+        set_cb = llama_cpp.llama_set_abort_callback
+    except (ImportError, AttributeError):
+        yield
+        return
+    log = logging.getLogger("llama-cpp-python")   # llama.cpp's own log lines go through it
+    level = log.level
+
+    def check(_data: Any) -> bool:
+        if not cancel.is_set():
+            return False
+        log.setLevel(logging.CRITICAL)   # no "decode: removing memory module entries" on stderr
+        return True
+
+    cb = llama_cpp.ggml_abort_callback(check)
+    set_cb(ctx, cb, None)
+    try:
+        yield
+    finally:
+        set_cb(ctx, llama_cpp.ggml_abort_callback(), None)   # a NULL callback: no check per node
+        log.setLevel(level)
+
+
 def stream_summary(facts: IncidentFacts, config: Any = None, *, kind: str = "responder", clocks: Iterable[Any] | None = None,
                    regimes: Any = None, now: datetime | None = None, cancel: threading.Event | None = None,
                    on_token: Callable[[str], None] | None = None, env: Mapping[str, str] | None = None) -> Summary:
@@ -907,7 +948,11 @@ def stream_summary(facts: IncidentFacts, config: Any = None, *, kind: str = "res
 
     ``clocks`` are :func:`leakwatch.incidents.clocks.incident_clocks` results; when ``None`` they
     are computed from ``regimes`` (default: the shipped ones) at ``now`` (default: now). Setting
-    ``cancel`` stops generation within one token; the summary then has ``cancelled`` true.
+    ``cancel`` stops generation within one token (a prompt pass within one graph node); the
+    summary then has ``cancelled`` true and is never verified. A cancel before or while the model
+    loads (one native call, not interruptible) returns the template summary as soon as the load
+    ends: ``cancelled`` true, ``used_model`` false. The call always returns only after llama.cpp
+    has returned: a caller that waits for it may then exit safely.
     Never raises for a missing or broken model or llama-cpp-python: the template is returned and
     ``problems`` says why. Safe to call from a worker thread; one generation runs at a time per
     loaded model. ``on_token`` receives exactly the pieces that make up ``Summary.text``.
@@ -942,12 +987,19 @@ def stream_summary(facts: IncidentFacts, config: Any = None, *, kind: str = "res
     if prompt_problems:
         return Summary(text="", verified=False,
                        problems=(f"the model was not run: the facts hold what {prompt_problems[0]}",), **base)
+    cancelled_early = Summary(text="", verified=False, cancelled=True,
+                              problems=("cancelled before the model wrote anything; template used",), **base)
+    if cancel is not None and cancel.is_set():
+        return cancelled_early
     try:
+        # Loading is one native call that cannot be stopped: a cancel during it is seen below.
         model = load_model(config, os.environ if env is None else env)
     except ModelUnavailable as e:
         return Summary(text="", verified=False, problems=(f"template used: {e}; {e.hint}",), **base)
     except ModelError as e:
         return Summary(text="", verified=False, problems=(f"template used: {e}",), **base)
+    if cancel is not None and cancel.is_set():
+        return cancelled_early
     llm_cfg = getattr(config, "llm", None)
     max_tokens = getattr(llm_cfg, "max_tokens", 96)
     temperature = getattr(llm_cfg, "temperature", 0.0)
@@ -977,7 +1029,9 @@ def stream_summary(facts: IncidentFacts, config: Any = None, *, kind: str = "res
                     repeat_penalty=1.0,  # a penalty would punish copying the facts' numbers exactly
                     stop=["\n"] if kind == "responder" else ["\n\n"])
                 try:
-                    for chunk in stream:
+                    with _abortable(model.llm, cancel):   # the prompt pass runs at the first next()
+                        first = next(stream, None)
+                    for chunk in itertools.chain([first] if first is not None else [], stream):
                         piece = chunk["choices"][0].get("delta", {}).get("content")
                         if cancel is not None and cancel.is_set():
                             cancelled = True
@@ -1003,8 +1057,11 @@ def stream_summary(facts: IncidentFacts, config: Any = None, *, kind: str = "res
             if guarded is not None and part.key not in out_parts:   # keep text == what was streamed
                 out_parts[part.key] = guarded.text
                 checked[part.key] = guarded.checked
-            hint = "; raise [llm] n_ctx" if "context window" in str(e) else ""
-            problems.append(f"the model failed: {e}{hint}")
+            if cancel is not None and cancel.is_set():   # llama_decode aborted by _abortable
+                cancelled = True
+            else:
+                hint = "; raise [llm] n_ctx" if "context window" in str(e) else ""
+                problems.append(f"the model failed: {e}{hint}")
     end = time.perf_counter()
     text = _join(kind, out_parts, headings)
     if cancelled:
