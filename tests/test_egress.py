@@ -437,3 +437,25 @@ def test_missing_or_empty_file(tmp_path):
         load_registry(tmp_path / "nope.yaml")
     e = _error(tmp_path, "endpoints: {a: 1}\n")
     assert e.field == "endpoints" and e.line == 1
+
+
+def test_an_edited_registry_copy_in_a_rules_folder_is_named_as_not_read(tmp_path):
+    """Copying rules/ and editing ai_endpoints.yaml there changed nothing, without a word: the
+    registry comes from [egress] registry."""
+    import shutil
+
+    from leakwatch.detect.rules import default_rules_dir
+    from leakwatch.pipeline import scan_paths
+
+    log = tmp_path / "app.log"
+    log.write_text('{"url": "https://api.openai.com/v1/chat/completions", "email": "jane@example.com"}\n')
+    same = tmp_path / "same"
+    shutil.copytree(default_rules_dir(), same)
+    assert not [n for n in scan_paths([str(log)], tmp_path / "a.duckdb", rules_dirs=[same]).notes if "registry" in n]
+    edited = tmp_path / "edited"
+    shutil.copytree(default_rules_dir(), edited)
+    with open(edited / "ai_endpoints.yaml", "a", encoding="utf-8") as f:
+        f.write("# our own entries\n")
+    notes = scan_paths([str(log)], tmp_path / "b.duckdb", rules_dirs=[edited]).notes
+    assert any(str(edited / "ai_endpoints.yaml") in n and "is not read" in n and "[egress] registry" in n
+               for n in notes), notes

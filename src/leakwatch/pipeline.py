@@ -431,7 +431,7 @@ def scan_paths(
             pool.shutdown(wait=True, cancel_futures=True)
             event_writer.shutdown(wait=True)
             per_thread.give_back()
-        notes = list(enricher.notes)
+        notes = list(enricher.notes) + _unread_registries(rules_dirs, enricher.config)
         if enricher.ner is not None and enricher.ner.stats["truncated"]:
             notes.append(f"NER read only the first {enricher.ner.max_chars:,} characters of "
                          f"{enricher.ner.stats['truncated']:,} long free-text value(s); regex rules read them whole")
@@ -591,6 +591,26 @@ def _make_enricher(config, store: Store, ner: bool | None):
     enricher.config = config
     enricher.notes = notes
     return enricher
+
+
+def _unread_registries(rules_dirs, config) -> list[str]:
+    """A note for each edited copy of ``ai_endpoints.yaml`` in a ``--rules`` folder: the registry
+    comes from ``[egress] registry``, so a copy edited there (a vendor marked sovereign, say)
+    would be ignored without a word."""
+    from pathlib import Path
+
+    in_use = config.egress.registry_path
+    out = []
+    for d in rules_dirs or ():
+        cand = Path(d) / "ai_endpoints.yaml"
+        try:
+            if not cand.is_file() or cand.resolve() == in_use.resolve() or cand.read_bytes() == in_use.read_bytes():
+                continue
+        except OSError:
+            continue
+        out.append(f"{cand} is not read: the AI-endpoint registry comes from [egress] registry (now {in_use}); "
+                   f"set registry = \"{cand}\" in leakwatch.toml to use this copy")
+    return out
 
 
 def _run_patterns(store: Store, config, registry, scan_id: int, now: datetime | None = None) -> list:
