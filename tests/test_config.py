@@ -244,3 +244,14 @@ def test_describe_documents_every_field():
         section, name = key.split(".")
         assert var == env_name(section, name) and var.startswith("LEAKWATCH_")
         assert len(doc) > 30, key
+
+
+def test_a_byte_order_mark_is_not_an_invalid_statement(tmp_path):
+    f = tmp_path / "leakwatch.toml"
+    f.write_bytes(b"\xef\xbb\xbf[patterns]\nbulk_min_rows = 3\n")  # as Notepad saves UTF-8
+    assert load_config(f, env={}).patterns.bulk_min_rows == 3
+
+
+def test_a_folder_given_as_the_config_is_said_to_be_one(tmp_path):
+    with pytest.raises(ConfigError, match="a folder, not a file"):
+        load_config(tmp_path, env={})

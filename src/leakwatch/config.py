@@ -1009,19 +1009,23 @@ def _env_doc(env: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[tu
     return doc, names
 
 
+def _not_a_file(p: Path) -> str:
+    return "a folder, not a file (name the leakwatch.toml in it)" if p.is_dir() else "no such file"
+
+
 def find_config_file(path: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ) -> Path | None:
     """The TOML file to read: ``path``, else ``$LEAKWATCH_CONFIG``, else ``./leakwatch.toml``
     when it exists, else ``None``. A file named by ``path`` or the variable must exist."""
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise ConfigError(f"--config {path}: no such file")
+            raise ConfigError(f"--config {path}: {_not_a_file(p)}")
         return p
     named = env.get(CONFIG_ENV)
     if named:
         p = Path(named).expanduser()
         if not p.is_file():
-            raise ConfigError(f"{CONFIG_ENV}={named}: no such file")
+            raise ConfigError(f"{CONFIG_ENV}={named}: {_not_a_file(p)}")
         return p
     p = Path(DEFAULT_FILE)
     return p if p.is_file() else None
@@ -1036,7 +1040,8 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] = 
     file = find_config_file(path, env)
     if file is not None:
         try:
-            text = file.read_text(encoding="utf-8")
+            # utf-8-sig: a byte order mark (Windows editors write one) is no "invalid statement".
+            text = file.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{file}: cannot read: {e}") from None
         try:
