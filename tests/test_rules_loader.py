@@ -214,6 +214,18 @@ def test_a_recursive_alias_is_not_a_hang(tmp_path):
     assert errors  # refused as a bad tags list, in no time
 
 
+def test_yaml_merge_keys_share_fields_between_rules(tmp_path):
+    """<<: *base was 'YAML syntax error … merge' and the whole file was skipped."""
+    text = ("rules:\n  - &base\n    id: a\n    entity: X\n    regex: 'abc-[0-9]{3}'\n    severity: high\n"
+            "  - <<: *base\n    id: b\n    regex: 'xyz-[0-9]{3}'\n")
+    rules, errors = load_rules([write(tmp_path, "m.yaml", text)])
+    assert errors == []
+    assert [(r.id, r.regex, r.severity) for r in rules] == [("a", "abc-[0-9]{3}", Severity.HIGH),
+                                                            ("b", "xyz-[0-9]{3}", Severity.HIGH)]
+    _, (e,) = load_rules([write(tmp_path, "d.yaml", text + "    regex: 'xyz-[0-9]{4}'\n")])
+    assert (e.rule_id, e.field, e.line) == ("b", "regex", 10)  # a key given twice by hand still is
+
+
 def test_one_bad_rule_does_not_stop_the_others(tmp_path):
     text = GOOD + (
         "  - id: broken\n    entity: X\n    regex: '(x'\n"

@@ -165,11 +165,19 @@ class _Mapping(dict):
 
 class _LineLoader(_Base):  # type: ignore[misc, valid-type]
     def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML hook
+        merged = 0
+        if isinstance(node, yaml.MappingNode):
+            # YAML merge keys (<<: *base), as PyYAML's own loaders take them: the merged pairs
+            # come first, and the mapping's own keys override them (no duplicate, that is the point).
+            own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+            self.flatten_mapping(node)
+            merged = len(node.value) - own
         out = _Mapping()
         out.line = node.start_mark.line + 1
         out.key_lines = {}
         out.duplicates = []
-        for key_node, value_node in node.value:
+        from_merge: set = set()
+        for i, (key_node, value_node) in enumerate(node.value):
             key = self.construct_object(key_node, deep=deep)
             try:
                 hash(key)
@@ -177,8 +185,12 @@ class _LineLoader(_Base):  # type: ignore[misc, valid-type]
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark, "found unhashable key", key_node.start_mark
                 ) from None
-            if key in out:
+            if i < merged:
+                from_merge.add(key)
+            elif key in out and key not in from_merge:
                 out.duplicates.append((key, key_node.start_mark.line + 1))
+            else:
+                from_merge.discard(key)  # its own value from here: a second own one is a duplicate
             out[key] = self.construct_object(value_node, deep=deep)
             out.key_lines[key] = key_node.start_mark.line + 1
         return out
