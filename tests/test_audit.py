@@ -135,8 +135,66 @@ def test_deleted_tail_and_head_cannot_be_resealed_by_the_next_change(trail):
 
 def test_wiped_trail_beside_incidents_is_detected(trail):
     _tamper(trail, "INSERT INTO incidents (title, origin, severity, severity_rank) VALUES ('x', 'manual', 'high', 3)")
-    assert _verify(trail).ok  # the trail itself is intact
+    # An incident added behind leakwatch's back has no 'incident.opened' row: that is named too.
+    res = _verify(trail)
+    assert not res.ok and any("have no 'incident.opened' row" in p for p in res.problems)
     _tamper(trail, "DELETE FROM audit_log")
     _tamper(trail, "DELETE FROM audit_head")
     res = _verify(trail)
     assert not res.ok and any("trail was wiped" in p for p in res.problems)
+
+
+def _append(db, action="fact.set", incident_id=1):
+    with Store.open(db) as s:
+        s.con.begin()
+        try:
+            audit.append(s.con, s.key, actor="mallory", action=action, incident_id=incident_id,
+                         at=T + timedelta(hours=1), detail={"key": "measures"})
+        except Exception:
+            s.con.rollback()
+            raise
+        s.con.commit()
+
+
+def test_a_cut_tail_with_a_copied_head_is_not_covered_by_the_next_write(trail):
+    """Delete the last row and point the head at the one before (no key needed for that): the
+    next ordinary write used to accept the head and sign a fresh one, and verify said 'intact'."""
+    from leakwatch.errors import StoreError
+
+    _tamper(trail, "DELETE FROM audit_log WHERE seq = 5")
+    _tamper(trail, "UPDATE audit_head SET n_rows = 4, last_hash = (SELECT row_hash FROM audit_log WHERE seq = 4)")
+    with pytest.raises(StoreError, match="does not match its head"):
+        _append(trail)
+    res = _verify(trail)
+    assert not res.ok and any("HMAC is wrong" in p for p in res.problems)
+
+
+def test_an_edited_last_row_is_not_covered_by_the_next_write(trail):
+    from leakwatch.errors import StoreError
+
+    _tamper(trail, "UPDATE audit_log SET actor = 'bob' WHERE seq = 5")
+    with pytest.raises(StoreError):
+        _append(trail)
+
+
+def test_a_wiped_trail_written_to_again_is_still_found(tmp_path):
+    """Both tables emptied, then one ordinary write: verify said 'intact: 1 row(s)'."""
+    from leakwatch.config import load_config
+    from leakwatch.incidents import book
+    from leakwatch.pipeline import scan_paths
+
+    log = tmp_path / "app.log"
+    log.write_text('{"url": "https://api.openai.com/v1/chat/completions", "email": "jane.doe@example.com"}\n'
+                   '{"url": "https://api.anthropic.com/v1/messages", "email": "john.roe@example.com"}\n')
+    db = tmp_path / "w.duckdb"
+    scan_paths([str(log)], db)
+    with Store.open(db) as s:
+        opened = book.group(s, load_config(None, env={}), actor="alice").opened
+    assert len(opened) >= 1 and _verify(db).ok
+    _tamper(db, "DELETE FROM audit_log")
+    _tamper(db, "DELETE FROM audit_head")
+    with Store.open(db) as s:
+        book.set_fact(s, opened[0], "measures", "rotated the key", actor="mallory")
+    res = _verify(db)
+    assert not res.ok
+    assert any(f"{len(opened)} incident(s) have no 'incident.opened' row" in p for p in res.problems), res.problems

@@ -68,11 +68,17 @@ def append(con: duckdb.DuckDBPyConnection, key: bytes, *, actor: str, action: st
     """
     at = at or datetime.now(UTC)
     detail_text = json.dumps(dict(detail or {}), sort_keys=True, ensure_ascii=False, default=str)
-    head = con.execute("SELECT n_rows, last_hash FROM audit_head WHERE id = 1").fetchone()
-    last = con.execute("SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    head = con.execute("SELECT n_rows, last_hash, mac FROM audit_head WHERE id = 1").fetchone()
+    last = con.execute('SELECT seq, "at", actor, incident_id, action, detail, reason, prev_hash, row_hash'
+                       " FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     seq = (last[0] if last else 0) + 1
-    prev = last[1] if last else GENESIS
-    if (head is None and last is not None) or (head is not None and (head[0] != seq - 1 or head[1] != prev)):
+    prev = last[-1] if last else GENESIS
+    # The head and the last row must carry this database's HMACs: a trail cut at the end with
+    # its head rewritten (the count and the last hash are easy to copy, the MAC is not) would
+    # otherwise be covered by the fresh head this append writes.
+    forged = head is not None and not hmac.compare_digest(_head_mac(key, head[0], head[1]), head[2] or "")
+    forged = forged or (last is not None and not hmac.compare_digest(_mac(key, _canonical(*last[:8])), last[8] or ""))
+    if forged or (head is None and last is not None) or (head is not None and (head[0] != seq - 1 or head[1] != prev)):
         # Appending to a damaged chain would hide the damage behind a fresh, valid head.
         from leakwatch.errors import StoreError
 
@@ -127,6 +133,14 @@ def verify(con: duckdb.DuckDBPyConnection, key: bytes) -> VerifyResult:
         expected_seq = seq + 1
     head = con.execute("SELECT n_rows, last_hash, mac FROM audit_head WHERE id = 1").fetchone()
     n_incidents = con.execute("SELECT count(*) FROM incidents").fetchone()[0]
+    # Every incident is opened with an audit row: one without it was cut from the trail (also
+    # after a wiped trail was appended to).
+    unopened = [r[0] for r in con.execute(
+        "SELECT i.incident_id FROM incidents AS i WHERE NOT EXISTS (SELECT 1 FROM audit_log AS a "
+        "WHERE a.incident_id = i.incident_id AND a.action = 'incident.opened') ORDER BY 1").fetchall()]
+    if unopened and n:
+        shown = ", ".join(str(i) for i in unopened[:10]) + (" …" if len(unopened) > 10 else "")
+        problems.append(f"{len(unopened)} incident(s) have no 'incident.opened' row (the trail was cut): {shown}")
     if head is None:
         if n:
             problems.append("the audit head is missing")
