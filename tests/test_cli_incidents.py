@@ -221,3 +221,25 @@ def test_closing_says_which_deadlines_are_not_met_and_a_closed_incident_keeps_it
     p = lw("incidents", "set-awareness", str(iid), "2026-03-11T10:00Z", "--reason", "x", "--accept-overdue",
            "--db", str(copy), check_rc=ExitCode.INPUT_ERROR)
     assert "is closed; reopen it" in p.stderr
+
+
+@pytest.mark.parametrize("name", ["lw.duckdb", "lw.duckdb.key", "app.jsonl"])
+def test_notice_out_never_replaces_the_database_its_key_or_a_scanned_log(db, name):
+    """--out lw.duckdb replaced the database with the draft (every later command: 'not a DuckDB
+    database'); the key file and the scanned evidence log the same."""
+    iid = _incident(db)
+    target = db.parent / name
+    before = target.read_bytes()
+    p = lw("notice", str(iid), "--regime", "gdpr-33", "--out", str(target), "--db", str(db),
+           check_rc=ExitCode.INPUT_ERROR)
+    assert "--out" in p.stderr and str(target) in p.stderr
+    assert target.read_bytes() == before
+    lw("incidents", "list", "--db", str(db), check_rc=ExitCode.OK)
+
+
+def test_a_notice_that_cannot_be_written_leaves_no_draft_behind(db, tmp_path):
+    iid = _incident(db)
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    lw("notice", str(iid), "--regime", "gdpr-33", "--out", str(folder), "--db", str(db), check_rc=ExitCode.INPUT_ERROR)
+    assert [p.name for p in tmp_path.iterdir()] == ["adir"] and not list(folder.iterdir())

@@ -3,6 +3,7 @@ clocks, playbooks, notice drafts and the audit trail, from the command line."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -730,8 +731,14 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
     regimes = _regimes(args)
     regime = regimes.get(args.regime)
     now = datetime.now(UTC)
+    if args.out != "-":
+        from leakwatch.export import check_not_database_files
+
+        check_not_database_files(Path(args.db), [Path(args.out)], "--out")
     with _open_store(args, write=False) as store:
         facts = book.build_facts(store.con, args.id, config, regimes)
+        if args.out != "-":
+            _refuse_scanned_file(store, args.out)
     kind = args.kind or default_kind(regime.id)
     draft = render_notice(facts, kind, fmt=args.format, regime=regime, deadlines=deadlines(regime, facts, now), now=now,
                           templates_dir=Path(args.templates) if args.templates else None)
@@ -741,6 +748,17 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
               f"its 'Still unknown' section says where each is set ('leakwatch incidents fact {args.id} KEY VALUE' "
               f"or the config's [organisation])", file=sys.stderr)
     return ExitCode.OK
+
+
+def _refuse_scanned_file(store, out: str) -> None:
+    """A notice written over a log this database scanned would replace the evidence."""
+    from leakwatch.errors import UsageError
+    from leakwatch.store.db import storable_path
+
+    names = list({storable_path(os.path.abspath(out)), storable_path(os.path.realpath(out))})
+    if os.path.exists(out) and store.con.execute("SELECT count(*) FROM sources WHERE list_contains(?, path)",
+                                                 [names]).fetchone()[0]:
+        raise UsageError(f"--out {out}: a log this database scanned (evidence); give another file name")
 
 
 def _write_out(out: str, text: str) -> None:
@@ -753,14 +771,20 @@ def _write_out(out: str, text: str) -> None:
         return
     target = os.path.abspath(out)
     d = os.path.dirname(target)
+    tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".leakwatch-notice-")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(tmp, 0o600)
         os.replace(tmp, target)
+        tmp = None
     except OSError as e:
         raise UsageError(f"--out {out}: cannot write it: {e.strerror}") from e
+    finally:
+        if tmp is not None:  # the draft must not stay behind beside a file it could not replace
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 # --- audit ------------------------------------------------------------------------------------
