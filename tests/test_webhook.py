@@ -138,6 +138,11 @@ def test_verify_function():
         verify(s, {**h, "Webhook-Signature": "v1a,abc"}, body, now=1000)
     with pytest.raises(WebhookVerifyError, match="not integer"):
         verify(s, {**h, "Webhook-Timestamp": "soon"}, body, now=1000)
+    for huge in (str(10**400), "-5"):  # 10**400 overflowed a float: exit 70
+        with pytest.raises(WebhookVerifyError, match="out of range"):
+            verify(s, {**h, "Webhook-Timestamp": huge}, body, now=1000)
+    with pytest.raises(ValueError, match="tolerance"):
+        verify(s, h, body, now=1000 + 3600, tolerance=float("nan"))  # nan let an hour-old request through
 
 
 @pytest.fixture
@@ -181,6 +186,10 @@ def test_webhook_verify_cli(tmp_path, secret, cli_run):
     assert rc == 1 and "old" in err
     rc, _, err = cli_run("webhook", "verify", "--secret-env", "LW_NO_SUCH_VAR_SET", *args, "--body", tmp_path / "body.json")
     assert rc == 2 and "LW_NO_SUCH_VAR_SET" in err
+    for opt, value in (("--tolerance", "nan"), ("--tolerance", "inf"), ("--tolerance", "-5"), ("--now", "nan")):
+        rc, _, err = cli_run("webhook", "verify", "--secret-env", SECRET_VAR, *args, "--body", tmp_path / "body.json",
+                             opt, value)
+        assert rc == 2 and opt in err, (opt, value, err)
     rc, out, _ = cli_run("webhook", "verify", "--help")
     assert rc == 0 and "exit codes:" in out and "examples:" in out
 

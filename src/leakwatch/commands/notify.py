@@ -437,6 +437,13 @@ def run_webhook(args: argparse.Namespace, argv: list[str]) -> int:
     secret = os.environ.get(args.secret_env)
     if not secret:
         raise UsageError(f"--secret-env {args.secret_env}: that environment variable is not set")
+    import math
+
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        # nan passed every timestamp: an hour-old replay verified
+        raise UsageError(f"--tolerance {args.tolerance:g}: a number of seconds from 0 (default 300)")
+    if args.now is not None and not (math.isfinite(args.now) and args.now >= 0):
+        raise UsageError(f"--now {args.now:g}: a Unix time in seconds")
     try:
         key = decode_secret(secret)
     except WebhookVerifyError as e:

@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import secrets as _secrets
 import time
 from collections.abc import Mapping
@@ -92,7 +93,14 @@ def verify(secret: str | bytes, headers: Mapping[str, str], body: bytes, now: fl
         ts = int(ts_text.strip())
     except ValueError:
         raise WebhookVerifyError(f"webhook-timestamp {ts_text[:40]!r} is not integer Unix seconds") from None
+    if not 0 <= ts < 2**40:  # 0 .. year ~36812: anything else is no send time (10**400 overflowed a float)
+        raise WebhookVerifyError(f"webhook-timestamp {ts_text[:40]!r} is out of range")
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        # nan would let every timestamp through: the replay check is the point of the timestamp.
+        raise ValueError(f"tolerance {tolerance!r}: a number of seconds from 0")
     now = time.time() if now is None else now
+    if not math.isfinite(now):
+        raise ValueError(f"now {now!r}: a Unix time")
     if ts < now - tolerance:
         raise WebhookVerifyError(f"timestamp is {now - ts:.0f} s old (more than {tolerance:g} s): a replay, or a clock off")
     if ts > now + tolerance:
