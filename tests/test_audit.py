@@ -198,3 +198,28 @@ def test_a_wiped_trail_written_to_again_is_still_found(tmp_path):
     res = _verify(db)
     assert not res.ok
     assert any(f"{len(opened)} incident(s) have no 'incident.opened' row" in p for p in res.problems), res.problems
+
+
+@pytest.mark.parametrize("table", ["audit_log", "audit_head"])
+def test_a_dropped_audit_table_is_a_broken_trail_not_a_crash(trail, table):
+    """verify, list and every write were a CatalogException (exit 70)."""
+    _tamper(trail, f"DROP TABLE {table}")
+    p = _cli(trail)
+    assert p.returncode == 5 and f"{table} are missing" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([sys.executable, "-m", "leakwatch", "audit", "list", "--db", str(trail)],
+                       capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in p.stderr
+    if table == "audit_log":  # list reads only the rows (it still lists them without the head)
+        assert p.returncode == 3 and "a table or column leakwatch needs is missing" in p.stderr
+
+
+@pytest.mark.parametrize("limit", ["-1", "0", "99999999999999999999", "ten"])
+def test_audit_list_limit_out_of_range_is_a_usage_error(trail, limit):
+    p = subprocess.run([sys.executable, "-m", "leakwatch", "audit", "list", "--db", str(trail), "--limit", limit],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "--limit" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_audit_help_lists_exit_code_5():
+    p = subprocess.run([sys.executable, "-m", "leakwatch", "audit", "--help"], capture_output=True, text=True, timeout=120)
+    assert "5  audit verify: the chain is broken" in p.stdout

@@ -192,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
             # DuckDB stops a running query at Ctrl-C with this, not with KeyboardInterrupt.
             print("leakwatch: interrupted", file=sys.stderr)
             return ExitCode.INTERRUPTED
+        if type(e).__name__ == "CatalogException" and type(e).__module__.startswith(("duckdb", "_duckdb")):
+            # A table or column leakwatch made is gone: the file was altered behind its back.
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(f"leakwatch: database error: a table or column leakwatch needs is missing (the database was "
+                  f"altered or damaged; keep a copy as evidence): {first}", file=sys.stderr)
+            return ExitCode.STORE_ERROR
 
         traceback.print_exc()
         print("leakwatch: internal error (a bug): please report it with the traceback above", file=sys.stderr)

@@ -209,8 +209,8 @@ def register(sub) -> None:
                               leakwatch audit verify          exit 0 when the chain is intact, 5 when it is not
                               leakwatch audit list --incident 3
                         """) + textwrap.dedent(COMMON_EPILOG).replace(
-                            "      3  the database", "      5  audit verify: the chain is broken (rows edited or removed)\n"
-                            "      3  the database"), formatter_class=fmt)
+                            "\n  3  the database", "\n  5  audit verify: the chain is broken (rows edited or removed)\n"
+                            "  3  the database"), formatter_class=fmt)
     ausub = au.add_subparsers(dest="action", metavar="ACTION")
     au.set_defaults(func=run_audit, action=None)
     for name, help_ in (("verify", "recompute the chain and report every break"), ("list", "print audit rows")):
@@ -218,7 +218,8 @@ def register(sub) -> None:
         _add_common(a, config=False, sub=True)
         if name == "list":
             a.add_argument("--incident", type=int, metavar="ID")
-            a.add_argument("--limit", type=int, default=200)
+            a.add_argument("--limit", type=_limit, default=200, metavar="N", help="rows to list, 1 to 1,000,000 "
+                                                                                   "(default 200)")
     _add_common(au, config=False)
 
 
@@ -283,6 +284,16 @@ def _ids(values: list[str], what: str) -> list[int]:
                 raise UsageError(f"{what}: {part!r} is not an id")
             out.append(int(part))
     return out
+
+
+def _limit(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= n <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{n} is not between 1 and 1,000,000")
+    return n
 
 
 def _open_store(args, *, write: bool):

@@ -112,6 +112,13 @@ def verify(con: duckdb.DuckDBPyConnection, key: bytes) -> VerifyResult:
     deleted or inserted rows (sequence gaps, previous-hash mismatches) and a truncated tail or
     forged head (the head's HMAC or count)."""
     problems: list[str] = []
+    present = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE table_name IN ('audit_log', 'audit_head') "
+        "AND schema_name = 'main' AND NOT temporary").fetchall()}
+    if present != {"audit_log", "audit_head"}:
+        gone = sorted({"audit_log", "audit_head"} - present)
+        return VerifyResult(ok=False, n_rows=0, last_hash="", problems=(
+            f"the audit trail's table(s) {', '.join(gone)} are missing (dropped from the database)",))
     prev = GENESIS
     expected_seq = 1
     n = 0
