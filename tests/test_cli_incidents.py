@@ -4,6 +4,7 @@ subprocess on a real database, checking exit codes, output and what was (not) st
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -243,3 +244,23 @@ def test_a_notice_that_cannot_be_written_leaves_no_draft_behind(db, tmp_path):
     folder.mkdir()
     lw("notice", str(iid), "--regime", "gdpr-33", "--out", str(folder), "--db", str(db), check_rc=ExitCode.INPUT_ERROR)
     assert [p.name for p in tmp_path.iterdir()] == ["adir"] and not list(folder.iterdir())
+
+
+def test_playbook_steps_of_a_closed_or_merged_incident_do_not_change(tmp_path, db):
+    """Steps were started and skipped on closed and merged incidents (exit 0)."""
+    import shutil
+
+    copy = tmp_path / "c.duckdb"
+    shutil.copy(db, copy)
+    shutil.copy(str(db) + ".key", str(copy) + ".key")
+    iid = _incident(copy)
+    other = lw("incidents", "open", "--title", "second look", "--scan", "1", "--db", str(copy), check_rc=0)
+    other_id = int(re.search(r"opened incident (\d+)", other.stdout).group(1))
+    assert other_id != iid, other.stdout
+    step = json.loads(lw("playbook", str(iid), "--db", str(copy), "--json", check_rc=0).stdout)["steps"][0]["step"]
+    lw("incidents", "merge", str(iid), str(other_id), "--db", str(copy), check_rc=0)  # other_id into iid
+    p = lw("playbook", str(other_id), "--step", step, "--start", "--db", str(copy), check_rc=ExitCode.INPUT_ERROR)
+    assert f"was merged into {iid}" in p.stderr
+    lw("incidents", "status", str(iid), "closed", "--reason", "false positive", "--db", str(copy), check_rc=0)
+    p = lw("playbook", str(iid), "--step", step, "--skip", "n/a", "--db", str(copy), check_rc=ExitCode.INPUT_ERROR)
+    assert "is closed; reopen it" in p.stderr

@@ -815,7 +815,14 @@ def set_step(store, incident_id: int, playbook_id: str, step_id: str, status: st
     _clean(reason, "reason")
     _clean_value(dict(evidence or {}), "evidence")
     with _tx(store, "update a playbook step") as con:
-        get(con, incident_id)
+        inc = get(con, incident_id)
+        # A merged incident's work goes on in the one it was merged into; a closed one's steps
+        # are its record (as its clocks are).
+        if inc.get("merged_into"):
+            raise IncidentError(f"incident {incident_id} was merged into {inc['merged_into']}; work on that one")
+        if inc.get("status") == "closed":
+            raise IncidentError(f"incident {incident_id} is closed; reopen it (incidents status {incident_id} "
+                                f"triaged --reason …) before changing its playbook steps")
         row = con.execute("SELECT status FROM playbook_steps WHERE incident_id = ? AND playbook_id = ? AND step_id = ?",
                           [incident_id, playbook_id, step_id]).fetchone()
         old = row[0] if row else "pending"
