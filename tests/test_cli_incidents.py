@@ -264,3 +264,17 @@ def test_playbook_steps_of_a_closed_or_merged_incident_do_not_change(tmp_path, d
     lw("incidents", "status", str(iid), "closed", "--reason", "false positive", "--db", str(copy), check_rc=0)
     p = lw("playbook", str(iid), "--step", step, "--skip", "n/a", "--db", str(copy), check_rc=ExitCode.INPUT_ERROR)
     assert "is closed; reopen it" in p.stderr
+
+
+@pytest.mark.parametrize(("regime", "kind", "rc"), [
+    ("hipaa", "gdpr-34", ExitCode.INPUT_ERROR),            # a GDPR letter under HIPAA was drafted
+    ("gdpr-33", "nis2-early-warning", ExitCode.INPUT_ERROR),
+    ("uk-gdpr", "gdpr-34", ExitCode.OK),                   # same content, the ICO's recipient
+    ("nis2", "nis2-final-report", ExitCode.OK),
+    ("hipaa", "generic", ExitCode.OK),
+])
+def test_notice_kind_must_belong_to_the_regime(db, regime, kind, rc):
+    iid = _incident(db)
+    p = lw("notice", str(iid), "--regime", regime, "--kind", kind, "--db", str(db), check_rc=rc)
+    if rc:
+        assert f"--kind {kind} is a" in p.stderr and f"not one for --regime {regime}" in p.stderr

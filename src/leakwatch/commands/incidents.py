@@ -751,6 +751,7 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
         if args.out != "-":
             _refuse_scanned_file(store, args.out)
     kind = args.kind or default_kind(regime.id)
+    _check_kind(kind, regime.id)
     draft = render_notice(facts, kind, fmt=args.format, regime=regime, deadlines=deadlines(regime, facts, now), now=now,
                           templates_dir=Path(args.templates) if args.templates else None)
     _write_out(args.out, draft.text)
@@ -759,6 +760,23 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
               f"its 'Still unknown' section says where each is set ('leakwatch incidents fact {args.id} KEY VALUE' "
               f"or the config's [organisation])", file=sys.stderr)
     return ExitCode.OK
+
+
+def _check_kind(kind: str, regime_id: str) -> None:
+    """A kind drafted under another regime (a GDPR Art. 34 letter under HIPAA) is a mix-up:
+    the notice would carry one law's items and the other's recipient and deadlines."""
+    from leakwatch.errors import UsageError
+    from leakwatch.incidents.notices import NOTICE_KINDS, default_kind
+
+    nk = NOTICE_KINDS.get(kind)
+    if nk is None or nk.regime is None:
+        return  # unknown kinds are named by render_notice; generic fits every regime
+    # UK GDPR notices are the GDPR's Art. 33 and 34 with the ICO as recipient.
+    uk_gdpr = regime_id == "uk-gdpr" and nk.regime in ("gdpr-33", "gdpr-34")
+    if nk.regime != regime_id and not uk_gdpr:
+        ok = sorted({k for k, v in NOTICE_KINDS.items() if v.regime in (regime_id, None)} | {default_kind(regime_id)})
+        raise UsageError(f"--kind {kind} is a {nk.regime} notice, not one for --regime {regime_id}; "
+                         f"for {regime_id}: {', '.join(ok)}")
 
 
 def _refuse_scanned_file(store, out: str) -> None:
