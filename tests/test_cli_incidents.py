@@ -4,11 +4,12 @@ subprocess on a real database, checking exit codes, output and what was (not) st
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -278,3 +279,20 @@ def test_notice_kind_must_belong_to_the_regime(db, regime, kind, rc):
     p = lw("notice", str(iid), "--regime", regime, "--kind", kind, "--db", str(db), check_rc=rc)
     if rc:
         assert f"--kind {kind} is a" in p.stderr and f"not one for --regime {regime}" in p.stderr
+
+
+def test_a_playbook_folder_that_gives_nothing_says_so(db, tmp_path):
+    """An empty --dir, or one whose only playbook does not apply, printed nothing with exit 0."""
+    import shutil
+
+    iid = _incident(db)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    p = lw("playbook", str(iid), "--dir", str(empty), "--db", str(db), check_rc=ExitCode.INPUT_ERROR)
+    assert f"no playbooks in {empty}" in p.stderr
+    only = tmp_path / "only"
+    only.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "playbooks" / "exposed-ai-api-key.yaml", only)
+    p = lw("playbook", str(iid), "--dir", str(only), "--db", str(db), check_rc=ExitCode.INPUT_ERROR)
+    assert f"no playbook applies to incident {iid}" in p.stderr and "--playbook" in p.stderr
+    lw("playbook", str(iid), "--dir", str(only), "--playbook", "exposed-ai-api-key", "--db", str(db), check_rc=0)

@@ -639,6 +639,8 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
     regimes = _regimes(args)
     now = datetime.now(UTC)
     playbooks = load_playbooks(Path(args.dir) if args.dir else None)
+    if not playbooks:
+        raise UsageError(f"no playbooks in {args.dir}: a playbook folder holds *.yaml files (see playbooks/README.md)")
     check_references(playbooks, regimes)
     changing = args.start or args.done or args.skip is not None
     if changing and not args.step:
@@ -653,6 +655,9 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
             chosen = [playbooks[args.playbook]]
         else:
             chosen = select_playbooks(playbooks, facts)
+            if not chosen:
+                raise UsageError(f"no playbook applies to incident {args.id} (of: {', '.join(sorted(playbooks))}); "
+                                 f"name one with --playbook")
         applies = {rc.regime.id: rc.applies for rc in incident_clocks(facts, regimes, now)}
         resolve = deadline_resolver(facts, regimes, now)
         if changing:
