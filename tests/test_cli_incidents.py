@@ -296,3 +296,23 @@ def test_a_playbook_folder_that_gives_nothing_says_so(db, tmp_path):
     p = lw("playbook", str(iid), "--dir", str(only), "--db", str(db), check_rc=ExitCode.INPUT_ERROR)
     assert f"no playbook applies to incident {iid}" in p.stderr and "--playbook" in p.stderr
     lw("playbook", str(iid), "--dir", str(only), "--playbook", "exposed-ai-api-key", "--db", str(db), check_rc=0)
+
+
+def test_a_notice_never_states_a_scan_time_as_when_the_breach_happened(tmp_path):
+    """Lines without a time of their own: the notice said 'The breach happened: on <scan time>'
+    and set-awareness refused any time before the scan."""
+    log = tmp_path / "app.log"
+    log.write_text('{"email": "jane.doe@example.com", "url": "https://api.openai.com/v1/chat/completions"}\n')
+    db = tmp_path / "n.duckdb"
+    lw("scan", str(log), "--db", str(db), "-q", check_rc=ExitCode.FINDINGS)
+    lw("incidents", "group", "--db", str(db), check_rc=0)
+    ids = [r["incident_id"] for r in json.loads(lw("incidents", "list", "--db", str(db), "--json", check_rc=0).stdout)]
+    assert len(ids) == 2  # the finding's incident, and the gateway-bypass alert's
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for iid in ids:
+        p = lw("notice", str(iid), "--regime", "gdpr-33", "--format", "json", "--db", str(db), check_rc=0)
+        assert "occurred" in json.loads(p.stdout)["missing"]
+        text = lw("notice", str(iid), "--regime", "gdpr-33", "--db", str(db), check_rc=0).stdout
+        assert "The breach happened: [STILL UNKNOWN]" in text and "The breach happened: on" not in text
+        lw("incidents", "set-awareness", str(iid), an_hour_ago, "--reason", "SOC ticket INC-9", "--db", str(db),
+           check_rc=0)

@@ -410,12 +410,27 @@ def group(store, config=None, *, now: datetime | None = None, actor: str = "leak
 # --- responder actions ----------------------------------------------------------------------
 
 
+def _times_logged(n_findings: int, n_logged: int | None, alert_counts: list[tuple]) -> bool:
+    """Whether an incident's first and last seen come from times its logs carry (its findings'
+    or alerts'), not only from when they were scanned; True for an incident with neither."""
+    n_alerts, alerts_logged = alert_counts[0] if alert_counts else (0, 0)
+    if not n_findings and not n_alerts:
+        return True
+    return bool(n_logged) or bool(alerts_logged)
+
+
 def _check_awareness(con: duckdb.DuckDBPyConnection, incident_id: int | None, at: datetime, now: datetime,
                      first_seen: datetime | None = None) -> None:
     if at > now + FUTURE_SLACK:
         raise IncidentError(f"awareness time {at.isoformat()} is in the future (now is {now.isoformat(timespec='seconds')})")
     if first_seen is None and incident_id is not None:
         first_seen = con.execute("SELECT first_seen FROM incidents WHERE incident_id = ?", [incident_id]).fetchone()[0]
+        n, logged = con.execute(
+            "SELECT count(*), count(t) FROM (SELECT f.ts AS t FROM findings AS f JOIN incident_findings AS x "
+            "USING (finding_id) WHERE x.incident_id = $id UNION ALL SELECT a.ts FROM alerts AS a "
+            "JOIN incident_alerts AS y USING (alert_id) WHERE y.incident_id = $id)", {"id": incident_id}).fetchone()
+        if n and not logged:
+            first_seen = None  # only scan times known: the leak may well be older than its discovery
     if first_seen is not None and at < first_seen.astimezone(UTC):
         raise IncidentError(
             f"awareness time {at.isoformat()} is before the incident's first finding "
@@ -894,7 +909,8 @@ def build_facts_many(con: duckdb.DuckDBPyConnection, incident_ids: Sequence[int]
                list_sort(list(DISTINCT entity)),
                list_sort(list(DISTINCT sf_object) FILTER (WHERE sf_object IS NOT NULL)),
                list_sort(list(DISTINCT sf_object || '.' || sf_field) FILTER (WHERE sf_field IS NOT NULL)),
-               list_sort(list(DISTINCT format) FILTER (WHERE format IS NOT NULL))
+               list_sort(list(DISTINCT format) FILTER (WHERE format IS NOT NULL)),
+               count(ts)
         FROM {fjoin} GROUP BY x.incident_id""", subjects)
     rule_entities = grouped(f"SELECT DISTINCT x.incident_id, rule_id, entity FROM {fjoin}")
     dest_rows = grouped(f"""
@@ -906,6 +922,9 @@ def build_facts_many(con: duckdb.DuckDBPyConnection, incident_ids: Sequence[int]
         SELECT DISTINCT x.incident_id, pattern, dest_vendor, dest_region
         FROM alerts JOIN incident_alerts AS x USING (alert_id) WHERE x.incident_id IN ({idl})
         ORDER BY ALL""")
+    alert_times = grouped(f"""
+        SELECT x.incident_id, count(*), count(ts)
+        FROM alerts JOIN incident_alerts AS x USING (alert_id) WHERE x.incident_id IN ({idl}) GROUP BY ALL""")
     masked_rows = grouped(f"""
         SELECT incident_id, masked FROM (SELECT DISTINCT x.incident_id, entity, masked FROM {fjoin} AND masked IS NOT NULL)
         QUALIFY row_number() OVER (PARTITION BY incident_id ORDER BY entity, masked) <= 5
@@ -919,8 +938,8 @@ def build_facts_many(con: duckdb.DuckDBPyConnection, incident_ids: Sequence[int]
     out: dict[int, IncidentFacts] = {}
     for iid in ids:
         inc = incs[iid]
-        n_findings, n_records, n_subjects, entities, objects, fields, formats = (
-            agg[iid][0] if agg[iid] else (0, 0, 0, None, None, None, None))
+        n_findings, n_records, n_subjects, entities, objects, fields, formats, n_logged = (
+            agg[iid][0] if agg[iid] else (0, 0, 0, None, None, None, None, None))
         categories = sorted({category_of(r, e) for r, e in rule_entities[iid]})
         dests = [Destination(vendor=v, region=r, jurisdiction=j, residency_violation=bool(rv), data_subjects=int(ds),
                              records=int(rc)) for v, r, j, rv, ds, rc in dest_rows[iid]]
@@ -966,6 +985,9 @@ def build_facts_many(con: duckdb.DuckDBPyConnection, incident_ids: Sequence[int]
             opened_at=inc["opened_at"].astimezone(UTC), clock_events=clocks,
             first_seen=inc["first_seen"].astimezone(UTC) if inc["first_seen"] else None,
             last_seen=inc["last_seen"].astimezone(UTC) if inc["last_seen"] else None,
+            # Findings whose lines carry no time of their own are placed at their scan's time:
+            # good for ordering, no evidence of when the breach happened.
+            times_logged=_times_logged(n_findings, n_logged, alert_times[iid]),
             entities=tuple(entities or ()), categories=tuple(categories), objects=tuple(objects or ()),
             fields=tuple(fields or ()), findings=int(n_findings), records=int(n_records),
             data_subjects=int(n_subjects), destinations=tuple(dests), patterns=tuple(patterns),

@@ -62,6 +62,7 @@ class IncidentFacts:
     clock_events: Mapping[str, datetime]          # always has "awareness" and "detection"
     first_seen: datetime | None = None            # earliest log time of its findings
     last_seen: datetime | None = None
+    times_logged: bool = True                     # False: no finding's line had a time, first/last seen are scan times
     entities: tuple[str, ...] = ()                # e.g. EMAIL_ADDRESS, UK_NINO
     categories: tuple[str, ...] = ()              # from CATEGORIES
     objects: tuple[str, ...] = ()                 # Salesforce objects (Contact, Lead, …)

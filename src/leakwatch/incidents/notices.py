@@ -360,7 +360,8 @@ def notice_context(facts: IncidentFacts, *, regime_id: str | None, deadlines: li
         "incident": {"id": facts.incident_id, "title": facts.title, "status": facts.status,
                      "severity": facts.severity, "opened_at": _iso(facts.opened_at)},
         "times": {**{k: _iso(v) for k, v in facts.clock_events.items()},
-                  "first_seen": _iso(facts.first_seen), "last_seen": _iso(facts.last_seen)},
+                  "first_seen": _iso(facts.first_seen), "last_seen": _iso(facts.last_seen),
+                  "logged": facts.times_logged},
         "counts": {"findings": facts.findings, "records": facts.records, "data_subjects": facts.data_subjects},
         "categories": categories,
         "entities": list(facts.entities),
@@ -424,7 +425,9 @@ def _items(ctx: Mapping[str, Any], facts: IncidentFacts, regime: Any, now: datet
         measures.append(str(r("measures")))
     measures += [f"{s['title']} (done {_display_time(s['at'], org['timezone'])})" for s in ctx["steps_done"]]
     occurred = r("occurred")
-    if occurred is None and ctx["times"]["first_seen"]:
+    # Only times the logs themselves carry say when the breach happened: a scan time is when it
+    # was found, and stated as "the breach happened" it would be invented ("Still unknown").
+    if occurred is None and ctx["times"]["first_seen"] and ctx["times"]["logged"]:
         first, last = ctx["times"]["first_seen"], ctx["times"]["last_seen"]
         occurred = (f"between {_display_time(first, org['timezone'])} and {_display_time(last, org['timezone'])}"
                     if last and last != first else f"on {_display_time(first, org['timezone'])}")
