@@ -223,3 +223,9 @@ def test_audit_list_limit_out_of_range_is_a_usage_error(trail, limit):
 def test_audit_help_lists_exit_code_5():
     p = subprocess.run([sys.executable, "-m", "leakwatch", "audit", "--help"], capture_output=True, text=True, timeout=120)
     assert "5  audit verify: the chain is broken" in p.stdout
+
+
+def test_audit_list_of_an_incident_that_does_not_exist_says_so(trail):
+    p = subprocess.run([sys.executable, "-m", "leakwatch", "audit", "list", "--db", str(trail), "--incident", "99"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "no incident 99" in p.stderr  # was an empty table, exit 0

@@ -316,3 +316,29 @@ def test_a_notice_never_states_a_scan_time_as_when_the_breach_happened(tmp_path)
         assert "The breach happened: [STILL UNKNOWN]" in text and "The breach happened: on" not in text
         lw("incidents", "set-awareness", str(iid), an_hour_ago, "--reason", "SOC ticket INC-9", "--db", str(db),
            check_rc=0)
+
+
+def test_a_done_step_is_reopened_from_the_command_line_with_a_reason(tmp_path, db):
+    """Only the console could reopen a step; --start on a done step said 'cannot be reopened
+    without a reason' and there was no option to give one."""
+    import shutil
+
+    copy = tmp_path / "r.duckdb"
+    shutil.copy(db, copy)
+    shutil.copy(str(db) + ".key", str(copy) + ".key")
+    iid = _incident(copy)
+    steps = json.loads(lw("playbook", str(iid), "--db", str(copy), "--json", check_rc=0).stdout)["steps"]
+    step = next(s for s in steps if s["evidence"] and s["state"] == "pending" and s["applies"] is not False)
+    item = step["evidence"][0]
+    p = lw("playbook", str(iid), "--step", step["step"], "--done", f"--evidence={item}=INC-1", f"--evidence={item}=INC-2",
+           *[f"--evidence={e}=x" for e in step["evidence"][1:]], "--db", str(copy), check_rc=ExitCode.INPUT_ERROR)
+    assert f"--evidence {item!r} given twice" in p.stderr  # the trail would have kept only INC-2
+    lw("playbook", str(iid), "--step", step["step"], "--done", *[f"--evidence={e}=INC-1" for e in step["evidence"]],
+       "--db", str(copy), check_rc=0)
+    p = lw("playbook", str(iid), "--step", step["step"], "--reopen", "wrong ticket", "--db", str(copy), check_rc=0)
+    assert "is now pending" in p.stdout
+    lw("playbook", str(iid), "--step", step["step"], "--start", "--db", str(copy), check_rc=0)
+    rows = json.loads(lw("audit", "list", "--incident", str(iid), "--db", str(copy), "--json", check_rc=0).stdout)
+    reopened = [r for r in rows if r["action"] == "step.pending"]
+    assert reopened and reopened[-1]["reason"] == "wrong ticket"
+    lw("audit", "verify", "--db", str(copy), check_rc=0)

@@ -178,6 +178,7 @@ def register(sub) -> None:
     g.add_argument("--start", action="store_true", help="mark the step in progress")
     g.add_argument("--done", action="store_true", help="mark the step done (give each required --evidence)")
     g.add_argument("--skip", metavar="REASON", help="skip the step, saying why")
+    g.add_argument("--reopen", metavar="REASON", help="reopen a done or skipped step (back to pending), saying why")
     pb.add_argument("--evidence", action="append", default=[], metavar="ITEM=VALUE", help="evidence for --done (repeatable)")
     pb.add_argument("--dir", metavar="DIR", help="playbooks directory (default: the shipped playbooks/)")
     _add_common(pb)
@@ -642,9 +643,9 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
     if not playbooks:
         raise UsageError(f"no playbooks in {args.dir}: a playbook folder holds *.yaml files (see playbooks/README.md)")
     check_references(playbooks, regimes)
-    changing = args.start or args.done or args.skip is not None
+    changing = args.start or args.done or args.skip is not None or args.reopen is not None
     if changing and not args.step:
-        raise UsageError("--start/--done/--skip need --step STEP_ID")
+        raise UsageError("--start/--done/--skip/--reopen need --step STEP_ID")
     if args.evidence and not args.done:
         raise UsageError("--evidence goes with --done")
     with _open_store(args, write=changing) as store:
@@ -668,19 +669,24 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
             if len(hits) > 1:
                 raise UsageError(f"step {args.step!r} is in several playbooks; say which with --playbook")
             pb, step = hits[0]
-            new = "in_progress" if args.start else "done" if args.done else "skipped"
+            new = ("in_progress" if args.start else "done" if args.done else "pending" if args.reopen is not None
+                   else "skipped")
+            reason = args.skip if args.skip is not None else args.reopen
             evidence = {}
             for e in args.evidence:
                 if "=" not in e:
                     raise UsageError(f"--evidence {e!r}: write ITEM=VALUE")
                 k, v = e.split("=", 1)
+                if k.strip() in evidence:
+                    # The audit trail would keep only the last: say which one is meant.
+                    raise UsageError(f"--evidence {k.strip()!r} given twice; give each item once")
                 evidence[k.strip()] = v.strip()
             unknown = [k for k in evidence if k not in step.evidence]
             if unknown:
                 wanted = ", ".join(repr(e) for e in step.evidence) or "none"
                 raise UsageError(f"step {step.id} asks for no evidence called {', '.join(map(repr, unknown))} "
                                  f"(it asks for: {wanted})")
-            if new != "skipped":
+            if new not in ("skipped", "pending"):
                 done_now = {s for (_pb, s), r in book.step_states(store.con, args.id).items() if r["status"] == "done"}
                 if step_applies(step, facts, done_now, lambda rid: applies.get(rid)) is False:
                     from leakwatch.errors import IncidentError
@@ -690,14 +696,14 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
 
             def check(old: str) -> None:
                 try:
-                    check_transition(step, old, new, evidence=evidence, reason=args.skip)
+                    check_transition(step, old, new, evidence=evidence, reason=reason)
                 except ValueError as e:
                     from leakwatch.errors import IncidentError
 
                     raise IncidentError(f"step {step.id}: {e}") from None
 
             book.set_step(store, args.id, pb.id, step.id, new, actor=current_actor(args.actor), evidence=evidence,
-                          reason=args.skip, now=now, check=check,
+                          reason=reason, now=now, check=check,
                           notify=_notify_hook(config, store, regimes=regimes, playbooks=playbooks))
             print(f"incident {args.id}: step {step.id} is now {new}")
             facts = book.build_facts(store.con, args.id, config, regimes)
@@ -829,7 +835,7 @@ def run_audit(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.table import Table
 
     from leakwatch.exit_codes import ExitCode
-    from leakwatch.incidents import audit
+    from leakwatch.incidents import audit, book
 
     action = args.action or "verify"
     zone = _zone(args)
@@ -845,6 +851,8 @@ def run_audit(args: argparse.Namespace, argv: list[str]) -> int:
                 for p in res.problems:
                     print(f"  {p}", file=sys.stderr)
             return ExitCode.OK if res.ok else ExitCode.AUDIT_BROKEN
+        if args.incident is not None:
+            book.get(store.con, args.incident)  # "no incident N" (exit 2), as every other command says
         rows = audit.list_rows(store.con, incident_id=args.incident, limit=args.limit)
     if args.json:
         _dump(rows)
