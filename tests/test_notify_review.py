@@ -183,7 +183,7 @@ def test_an_option_of_the_wrong_type_is_refused_when_the_config_loads(tmp_path, 
 
 @pytest.mark.parametrize(("target", "needle"), [
     ('kind = "webhook"\nurl = "https://hooks.example.test/x"', "a webhook target needs credentials = { secret"),
-    ('kind = "webhook"\nurl = "http://127.0.0.1:99999/x"\ncredentials = { secret = "S" }', "is not a usable URL"),
+    ('kind = "webhook"\nurl = "http://127.0.0.1:99999/x"\ncredentials = { secret = "S" }', "a port is 1 to 65535"),
     ('kind = "webhook"\nurl = "http://exa mple.com/x"\ncredentials = { secret = "S" }', "holds a space"),
     ('kind = "jira"\nurl = "https://:443/"\noptions = { project = "SEC" }', "names no host"),
 ])
@@ -197,6 +197,19 @@ def test_a_target_that_could_never_deliver_is_refused_when_the_config_loads(tmp_
     with pytest.raises(ConfigError) as ei:
         load_config(path)
     assert needle in str(ei.value) and "notify.targets[0]" in str(ei.value)
+
+
+def test_a_bad_target_url_is_never_quoted_in_the_error(tmp_path):
+    """The URL may carry a password or a token: the error names the problem, not the URL."""
+    from leakwatch.config import ConfigError
+
+    path = tmp_path / "leakwatch.toml"
+    path.write_text('[[notify.targets]]\nname = "t"\nkind = "webhook"\ncredentials = { secret = "S" }\n'
+                    'url = "https://bot:Sup3rS3cretPassw0rd@hooks.example.test:99999/x?token=abcdefgh12345678"\n')
+    with pytest.raises(ConfigError) as ei:
+        load_config(path)
+    msg = str(ei.value)
+    assert "notify.targets[0].url" in msg and "Sup3rS3cret" not in msg and "abcdefgh12345678" not in msg
 
 
 def test_options_of_the_right_types_load(tmp_path):

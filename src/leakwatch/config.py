@@ -849,18 +849,20 @@ def _notify_targets(v: Any, section: str, key: str, where: _Where) -> tuple[Targ
 
 
 def _url_problem(url: str) -> str | None:
-    """What makes ``url`` unusable as a target's address (None when nothing does)."""
+    """What makes ``url`` unusable as a target's address (None when nothing does). Never quotes
+    the URL: a target's URL may carry a password, a token or a Slack path secret."""
     import urllib.parse
 
-    if any(c.isspace() for c in url):
-        return f"{url!r} holds a space or a line break"
+    spaces = [i for i, c in enumerate(url) if c.isspace()]
+    if spaces:
+        return f"holds a space or a line break (character {spaces[0] + 1})"
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError as e:
-        return f"{url!r} is not a usable URL: {e}"
+    except ValueError:
+        return "is not a usable URL (its host or port cannot be read; a port is 1 to 65535)"
     if not parts.hostname:
-        return f"{url!r} names no host"
+        return "names no host"
     return None
 
 
