@@ -226,6 +226,30 @@ def test_yaml_merge_keys_share_fields_between_rules(tmp_path):
     assert (e.rule_id, e.field, e.line) == ("b", "regex", 10)  # a key given twice by hand still is
 
 
+def test_merge_keys_that_expand_past_the_key_limit_are_refused(tmp_path, monkeypatch):
+    """A merge-key bomb (older PyYAML re-expanded a merged mapping on every alias,
+    exponentially) is refused while loading, with the file named. The limit (100,000 keys) is
+    lowered here so that the file stays small."""
+    import leakwatch.detect.rules as rules_mod
+
+    monkeypatch.setattr(rules_mod, "_MAX_MAPPING_KEYS", 1_000)
+    bases = "".join(f"b{j}: &b{j} {{" + ", ".join(f"k{j}_{i}: {i}" for i in range(400)) + "}\n" for j in range(3))
+    text = bases + "big: {<<: [*b0, *b1, *b2]}\n" + GOOD
+    rules, (e,) = load_rules([write(tmp_path, "mb.yaml", text)])
+    assert rules == [] and "more than 1,000 keys" in e.message and e.file.endswith("mb.yaml")
+
+
+def test_a_mapping_merged_through_an_anchor_inside_a_merge_is_no_duplicate(tmp_path):
+    from leakwatch.detect.rules import _LineLoader, duplicate_keys
+
+    import yaml
+
+    doc = yaml.load("inner: &inner {a: 1}\ny: {<<: &base {<<: *inner, a: 2}, b: 3}\nz: *base\n", Loader=_LineLoader)
+    assert list(duplicate_keys(doc)) == []
+    assert doc == yaml.load("inner: &inner {a: 1}\ny: {<<: &base {<<: *inner, a: 2}, b: 3}\nz: *base\n",
+                            Loader=yaml.SafeLoader)  # the same values PyYAML's own loader gives
+
+
 def test_one_bad_rule_does_not_stop_the_others(tmp_path):
     text = GOOD + (
         "  - id: broken\n    entity: X\n    regex: '(x'\n"

@@ -163,15 +163,38 @@ class _Mapping(dict):
     duplicates: list
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# Keys of one mapping once its merge keys are expanded: a hand-written data file has dozens.
+_MAX_MAPPING_KEYS = 100_000
+
+
 class _LineLoader(_Base):  # type: ignore[misc, valid-type]
+    def flatten_mapping(self, node):  # noqa: D102 - PyYAML hook, also called for merged mappings
+        self._merged_count(node)
+
+    def _merged_count(self, node) -> int:
+        """Expand ``node``'s merge keys (<<: *base) once, as PyYAML's own loaders do; return how
+        many of its leading pairs came from them. Once per node: a mapping merged through many
+        aliases is not expanded again and again (older PyYAML did, exponentially: a merge-key
+        bomb), and its pairs stay told apart from its own on every use."""
+        memo = self.__dict__.setdefault("_lw_merged", {})
+        if id(node) not in memo:
+            memo[id(node)] = 0  # while it is being expanded (a merge of itself)
+            own = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
+            super().flatten_mapping(node)
+            if len(node.value) > _MAX_MAPPING_KEYS:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"merge keys expand it to more than {_MAX_MAPPING_KEYS:,} keys", node.start_mark)
+            memo[id(node)] = len(node.value) - own
+        return memo[id(node)]
+
     def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML hook
         merged = 0
         if isinstance(node, yaml.MappingNode):
-            # YAML merge keys (<<: *base), as PyYAML's own loaders take them: the merged pairs
-            # come first, and the mapping's own keys override them (no duplicate, that is the point).
-            own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
-            self.flatten_mapping(node)
-            merged = len(node.value) - own
+            # The merged pairs come first, and the mapping's own keys override them (no
+            # duplicate: that is the point of a merge).
+            merged = self._merged_count(node)
         out = _Mapping()
         out.line = node.start_mark.line + 1
         out.key_lines = {}
