@@ -441,3 +441,13 @@ def test_closed_store_is_an_error(db: Path):
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.begin_scan(["x"], "r", 1)
+
+
+def test_the_list_of_tables_is_the_migrations_own():
+    """cli names a missing leakwatch table (an altered database, exit 3) only for these."""
+    import inspect
+    import re
+
+    from leakwatch.store import migrations
+
+    assert migrations.TABLES == set(re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", inspect.getsource(migrations)))

@@ -139,6 +139,18 @@ COMMAND_MODULES = (
 )
 
 
+def _missing_table(e: BaseException) -> str | None:
+    """The name of a leakwatch table a DuckDB error says does not exist, else None."""
+    if type(e).__name__ != "CatalogException" or not type(e).__module__.startswith(("duckdb", "_duckdb")):
+        return None
+    import re
+
+    from leakwatch.store.migrations import TABLES
+
+    m = re.search(r"Table with name (\w+) does not exist", str(e))
+    return m.group(1) if m and m.group(1) in TABLES else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     os.umask(0o077)  # everything leakwatch writes (database, WAL, key, JSONL) is private to the user
@@ -192,11 +204,12 @@ def main(argv: list[str] | None = None) -> int:
             # DuckDB stops a running query at Ctrl-C with this, not with KeyboardInterrupt.
             print("leakwatch: interrupted", file=sys.stderr)
             return ExitCode.INTERRUPTED
-        if type(e).__name__ == "CatalogException" and type(e).__module__.startswith(("duckdb", "_duckdb")):
-            # A table or column leakwatch made is gone: the file was altered behind its back.
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            print(f"leakwatch: database error: a table or column leakwatch needs is missing (the database was "
-                  f"altered or damaged; keep a copy as evidence): {first}", file=sys.stderr)
+        missing = _missing_table(e)
+        if missing is not None:
+            # A table leakwatch's migrations made is gone: the file was altered behind its back.
+            # (Any other catalog error is a bug, and says so below.)
+            print(f"leakwatch: database error: its table {missing} is missing (the database was altered or "
+                  f"damaged; keep a copy as evidence)", file=sys.stderr)
             return ExitCode.STORE_ERROR
 
         traceback.print_exc()

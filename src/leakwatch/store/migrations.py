@@ -243,6 +243,13 @@ def m004_alerts(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+#: Every table the migrations create (a test keeps this list in step with them).
+TABLES: Final = frozenset({
+    "alerts", "audit_head", "audit_log", "db_meta", "events", "findings", "incident_alerts", "incident_clocks",
+    "incident_facts", "incident_findings", "incidents", "notices", "outbox", "playbook_steps", "pull_checkpoints",
+    "pulled_files", "scan_errors", "scans", "schema_migrations", "sf_prefixes", "sources", "watch_files",
+})
+
 INCIDENT_STATUSES: Final = ("detected", "triaged", "contained", "notified", "closed")
 STEP_STATUSES: Final = ("pending", "in_progress", "done", "skipped")
 
