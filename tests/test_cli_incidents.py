@@ -131,11 +131,13 @@ def test_a_fact_the_regimes_would_misread_is_refused(db, key, value, needle):
 
 def test_facts_the_regimes_read_are_recorded(db):
     iid = _incident(db)
-    lw("incidents", "fact", str(iid), "subject_jurisdictions", '["eu", "UK", "US-CA"]', "--db", str(db), check_rc=0)
+    lw("incidents", "fact", str(iid), "subject_jurisdictions", '[" eu", "UK", "US-CA"]', "--db", str(db), check_rc=0)
     lw("incidents", "fact", str(iid), "significant", "yes", "--db", str(db), check_rc=0)
     lw("incidents", "fact", str(iid), "subjects.UK", "40", "--db", str(db), check_rc=0)
-    shown = json.loads(lw("incidents", "show", str(iid), "--db", str(db), "--json", check_rc=0).stdout)
-    assert "significant" in json.dumps(shown) and "US-CA" in json.dumps(shown)
+    lw("incidents", "fact", str(iid), "subjects.us-ca", "12", "--db", str(db), check_rc=0)
+    shown = json.dumps(json.loads(lw("incidents", "show", str(iid), "--db", str(db), "--json", check_rc=0).stdout))
+    assert "significant" in shown and '"EU", "UK", "US-CA"' in shown  # " eu" stored as the regimes read it
+    assert "subjects.US-CA" in shown and "subjects.us-ca" not in shown
 
 
 def test_no_action_and_db_before_action(db):

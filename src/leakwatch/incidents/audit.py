@@ -5,7 +5,11 @@ Each row's ``row_hash`` is HMAC-SHA256, under the database key (``FILE.key``), o
 content and the previous row's ``row_hash``; ``audit_head`` holds an HMAC of the row count and
 the last hash. Without the key nobody can write a row, or a shorter chain, that verifies. With
 the key (it is on the same machine) a determined insider could rewrite the whole chain: keep a
-copy of ``leakwatch audit verify``'s head line somewhere else to detect that too.
+copy of ``leakwatch audit verify``'s head line somewhere else to detect that too. The same copy
+is what catches a roll-back without the key: putting back an earlier state of both tables (from
+a backup of the file) is a chain that verifies, only shorter than the head you kept; a write
+refuses a head or last row whose HMAC is not this database's, and verify names every incident
+whose opening row is gone, but neither can know rows that were never seen.
 """
 from __future__ import annotations
 

@@ -751,10 +751,11 @@ def _check_jurisdiction(code: Any, key: str) -> None:
         raise IncidentError(f"fact {key}: write the United Kingdom as UK (the code the regimes use), not GB")
 
 
-def check_fact(key: str, value: Any) -> None:
+def check_fact(key: str, value: Any) -> tuple[str, Any]:
     """Refuse a fact value the regimes would misread: a yes/no fact that is not true or false
     ("maybe" counted as yes), jurisdictions that are no codes ("GB" made UK GDPR not apply), a
-    count of data subjects that is not a whole number from 0."""
+    count of data subjects that is not a whole number from 0. Returns the key and value as the
+    regimes read them (jurisdiction codes trimmed and upper-cased: " fr" matched no regime)."""
     if key in YES_NO_FACTS and not isinstance(value, bool):
         raise IncidentError(f"fact {key}: expected yes or no (true or false), got {value!r}")
     if key == "subject_jurisdictions":
@@ -763,11 +764,15 @@ def check_fact(key: str, value: Any) -> None:
                                 f"'[\"EU\", \"UK\", \"US-CA\"]', got {value!r}")
         for code in value:
             _check_jurisdiction(code, key)
+        value = list(dict.fromkeys(code.strip().upper() for code in value))
     elif key.startswith("subjects."):
-        _check_jurisdiction(key.split(".", 1)[1], key)
+        code = key.split(".", 1)[1]
+        _check_jurisdiction(code, key)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_SUBJECTS:
             raise IncidentError(f"fact {key}: expected a number of data subjects (a whole number from 0), "
                                 f"got {value!r}")
+        key = f"subjects.{code.strip().upper()}"
+    return key, value
 
 
 def set_fact(store, incident_id: int, key: str, value: Any, *, actor: str, now: datetime | None = None) -> None:
@@ -776,7 +781,7 @@ def set_fact(store, incident_id: int, key: str, value: Any, *, actor: str, now: 
     now = _utc(now) or datetime.now(UTC)
     if not key or not all(c.isalnum() or c in "._-" for c in key):
         raise IncidentError(f"fact name {key!r}: letters, digits, '.', '_' and '-' only")
-    check_fact(key, value)
+    key, value = check_fact(key, value)
     _clean_value(value, f"fact {key}")
     with _tx(store, "record a fact") as con:
         get(con, incident_id)
