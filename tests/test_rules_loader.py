@@ -272,6 +272,15 @@ def test_directory_loading_order_and_extensions(tmp_path):
     assert [r.id for r in rules] == ["from_a", "from_b", "from_c"]
 
 
+def test_upper_case_extensions_are_rule_files_too(tmp_path):
+    """MINE.YAML (as Windows tools save it) was skipped without a word."""
+    write(tmp_path, "MINE.YAML", one_rule(id="from_upper"))
+    write(tmp_path, "other.Yml", one_rule(id="from_mixed"))
+    write(tmp_path, "AI_ENDPOINTS.YAML", "endpoints: []\n")  # the registry, in any case, is no rule file
+    rules, errors = load_rules(tmp_path)
+    assert errors == [] and sorted(r.id for r in rules) == ["from_mixed", "from_upper"]
+
+
 def test_disabled_rules_are_validated_but_not_returned(tmp_path):
     text = one_rule(id="disabled_ok", enabled="false")
     text += "  - id: off_bad\n    entity: X\n    regex: '(x'\n    enabled: false\n"

@@ -533,8 +533,9 @@ def _rule_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            files.extend(sorted(f for f in p.iterdir()
-                                if f.suffix in (".yaml", ".yml") and f.is_file() and f.name not in NOT_RULE_FILES))
+            # Any case: MINE.YAML written on Windows is a rule file as much as mine.yaml.
+            files.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in (".yaml", ".yml") and f.is_file()
+                                and f.name.lower() not in NOT_RULE_FILES))
         else:
             files.append(p)
     return files
