@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,14 @@ def db(tmp_path_factory):
 def _incident(db) -> int:
     rows = json.loads(lw("incidents", "list", "--db", str(db), "--json", check_rc=0).stdout)
     return next(r["incident_id"] for r in rows if r["n_findings"])
+
+
+def _copy_db(db, to):
+    """A copy of the module's database (with its key) for a test that changes it: what one test
+    records would otherwise change what a later one reads."""
+    shutil.copy(db, to)
+    shutil.copy(str(db) + ".key", str(to) + ".key")
+    return to
 
 
 def test_list_and_show_never_print_raw_values(db):
@@ -130,13 +139,8 @@ def test_a_fact_the_regimes_would_misread_is_refused(db, key, value, needle):
 
 
 def test_facts_the_regimes_read_are_recorded(tmp_path, db):
-    import shutil
-
     # On a copy: counts recorded here would change the module database's notices for later tests.
-    copy = tmp_path / "f.duckdb"
-    shutil.copy(db, copy)
-    shutil.copy(str(db) + ".key", str(copy) + ".key")
-    db = copy
+    db = _copy_db(db, tmp_path / "f.duckdb")
     iid = _incident(db)
     lw("incidents", "fact", str(iid), "subject_jurisdictions", '[" eu", "UK", "US-CA"]', "--db", str(db), check_rc=0)
     lw("incidents", "fact", str(iid), "significant", "yes", "--db", str(db), check_rc=0)
@@ -220,11 +224,7 @@ def test_raw_values_never_reach_show_or_audit(db):
 
 
 def test_closing_says_which_deadlines_are_not_met_and_a_closed_incident_keeps_its_clocks(db, tmp_path):
-    import shutil
-
-    copy = tmp_path / "lw.duckdb"
-    shutil.copy(db, copy)
-    shutil.copy(str(db) + ".key", str(copy) + ".key")
+    copy = _copy_db(db, tmp_path / "lw.duckdb")
     iid = _incident(copy)
     p = lw("incidents", "status", str(iid), "closed", "--reason", "done", "--db", str(copy), check_rc=0)
     assert f"incident {iid} is now closed" in p.stdout
@@ -258,11 +258,7 @@ def test_a_notice_that_cannot_be_written_leaves_no_draft_behind(db, tmp_path):
 
 def test_playbook_steps_of_a_closed_or_merged_incident_do_not_change(tmp_path, db):
     """Steps were started and skipped on closed and merged incidents (exit 0)."""
-    import shutil
-
-    copy = tmp_path / "c.duckdb"
-    shutil.copy(db, copy)
-    shutil.copy(str(db) + ".key", str(copy) + ".key")
+    copy = _copy_db(db, tmp_path / "c.duckdb")
     iid = _incident(copy)
     other = lw("incidents", "open", "--title", "second look", "--scan", "1", "--db", str(copy), check_rc=0)
     other_id = int(re.search(r"opened incident (\d+)", other.stdout).group(1))
@@ -292,8 +288,6 @@ def test_notice_kind_must_belong_to_the_regime(db, regime, kind, rc):
 
 def test_a_playbook_folder_that_gives_nothing_says_so(db, tmp_path):
     """An empty --dir, or one whose only playbook does not apply, printed nothing with exit 0."""
-    import shutil
-
     iid = _incident(db)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -330,11 +324,7 @@ def test_a_notice_never_states_a_scan_time_as_when_the_breach_happened(tmp_path)
 def test_a_done_step_is_reopened_from_the_command_line_with_a_reason(tmp_path, db):
     """Only the console could reopen a step; --start on a done step said 'cannot be reopened
     without a reason' and there was no option to give one."""
-    import shutil
-
-    copy = tmp_path / "r.duckdb"
-    shutil.copy(db, copy)
-    shutil.copy(str(db) + ".key", str(copy) + ".key")
+    copy = _copy_db(db, tmp_path / "r.duckdb")
     iid = _incident(copy)
     steps = json.loads(lw("playbook", str(iid), "--db", str(copy), "--json", check_rc=0).stdout)["steps"]
     step = next(s for s in steps if s["evidence"] and s["state"] == "pending" and s["applies"] is not False)

@@ -40,8 +40,8 @@ from leakwatch.sources.files import (
     CHUNK_SIZE, MAX_RECORD, SNIFF_BYTES, Chunk, InputFile, InputProblem, ReadStats, expand_paths, iter_chunks,
     close_stream, looks_binary, open_stream, read_head, split_points, text_sample,
 )
-from leakwatch.store import Store
 from leakwatch.runtime import bulk_work
+from leakwatch.store import Store
 from leakwatch.store.db import storable_path
 
 # Ranges a big file is cut into for parallel workers: small enough to keep every worker busy
