@@ -4,6 +4,7 @@ real DuckDB files, nothing patched)."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
@@ -135,14 +136,22 @@ def test_a_dead_letter_notice_goes_to_the_other_targets_not_the_one_that_failed(
     assert cfg.notify.max_attempts == 40  # the default rides out a maintenance window of hours
 
 
+def config_error(tmp_path, text: str) -> str:
+    """The ConfigError message of a leakwatch.toml holding ``text`` (it must not load)."""
+    from leakwatch.config import ConfigError
+
+    path = tmp_path / "leakwatch.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as ei:
+        load_config(path)
+    return str(ei.value)
+
+
 def test_a_misspelt_target_option_is_refused_with_a_hint(tmp_path):
     """An unknown ServiceNow option ('categroy') was ignored and tickets went out without their
     category; a Jira 'projct' passed loading and broke incident grouping later, with no file or
     line. The configuration now says where, and what was meant."""
-    from leakwatch.config import ConfigError
-
-    path = tmp_path / "leakwatch.toml"
-    path.write_text(textwrap.dedent("""\
+    msg = config_error(tmp_path, textwrap.dedent("""\
         [[notify.targets]]
         name = "sn"
         kind = "servicenow"
@@ -150,8 +159,7 @@ def test_a_misspelt_target_option_is_refused_with_a_hint(tmp_path):
         credentials = { user = "SN_USER", password = "SN_PASSWORD" }
         options = { assignment_group = "SIR", categroy = "Security" }
         """))
-    with pytest.raises(ConfigError, match=r"unknown option of a servicenow target 'categroy'.*did you mean 'category'"):
-        load_config(path)
+    assert re.search(r"unknown option of a servicenow target 'categroy'.*did you mean 'category'", msg)
 
 
 @pytest.mark.parametrize(("kind", "options", "field", "want"), [
@@ -165,10 +173,7 @@ def test_a_misspelt_target_option_is_refused_with_a_hint(tmp_path):
 def test_an_option_of_the_wrong_type_is_refused_when_the_config_loads(tmp_path, kind, options, field, want):
     """labels = 5 passed loading and made every incident grouping fail with a TypeError (exit 70,
     no incident ever opened); labels = "privacy" became one label per letter."""
-    from leakwatch.config import ConfigError
-
-    path = tmp_path / "leakwatch.toml"
-    path.write_text(textwrap.dedent(f"""\
+    msg = config_error(tmp_path, textwrap.dedent(f"""\
         [[notify.targets]]
         name = "t"
         kind = "{kind}"
@@ -176,9 +181,7 @@ def test_an_option_of_the_wrong_type_is_refused_when_the_config_loads(tmp_path, 
         credentials = {{ secret = "WH_SECRET" }}
         options = {options}
         """))
-    with pytest.raises(ConfigError) as ei:
-        load_config(path)
-    assert f"notify.targets[0].{field}: expected {want}" in str(ei.value)
+    assert f"notify.targets[0].{field}: expected {want}" in msg
 
 
 @pytest.mark.parametrize(("target", "needle"), [
@@ -190,25 +193,14 @@ def test_an_option_of_the_wrong_type_is_refused_when_the_config_loads(tmp_path, 
 def test_a_target_that_could_never_deliver_is_refused_when_the_config_loads(tmp_path, target, needle):
     """Each of these loaded, then dead-lettered every notification at its first send (a
     watch --once exited 0 with all of them dead)."""
-    from leakwatch.config import ConfigError
-
-    path = tmp_path / "leakwatch.toml"
-    path.write_text('[[notify.targets]]\nname = "t"\n' + target + "\n")
-    with pytest.raises(ConfigError) as ei:
-        load_config(path)
-    assert needle in str(ei.value) and "notify.targets[0]" in str(ei.value)
+    msg = config_error(tmp_path, '[[notify.targets]]\nname = "t"\n' + target + "\n")
+    assert needle in msg and "notify.targets[0]" in msg
 
 
 def test_a_bad_target_url_is_never_quoted_in_the_error(tmp_path):
     """The URL may carry a password or a token: the error names the problem, not the URL."""
-    from leakwatch.config import ConfigError
-
-    path = tmp_path / "leakwatch.toml"
-    path.write_text('[[notify.targets]]\nname = "t"\nkind = "webhook"\ncredentials = { secret = "S" }\n'
-                    'url = "https://bot:Sup3rS3cretPassw0rd@hooks.example.test:99999/x?token=abcdefgh12345678"\n')
-    with pytest.raises(ConfigError) as ei:
-        load_config(path)
-    msg = str(ei.value)
+    msg = config_error(tmp_path, '[[notify.targets]]\nname = "t"\nkind = "webhook"\ncredentials = { secret = "S" }\n'
+                                 'url = "https://bot:Sup3rS3cretPassw0rd@hooks.example.test:99999/x?token=abcdefgh12345678"\n')
     assert "notify.targets[0].url" in msg and "Sup3rS3cret" not in msg and "abcdefgh12345678" not in msg
 
 
