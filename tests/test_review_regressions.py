@@ -87,13 +87,37 @@ def test_file_names_are_not_read_as_markup(tmp_path, cli):
     assert "scan 1:" in r.out and "Files" in r.out
 
 
-def test_jsonl_to_a_device_does_not_chmod_it(tmp_path, cli):
-    before = os.stat("/dev/null").st_mode
+def test_jsonl_to_a_pipe_does_not_chmod_it(tmp_path, cli):
+    """--jsonl into a FIFO (or a device) writes the findings and leaves the node's mode alone.
+
+    A FIFO made here, not /dev/null: on some CI sandboxes /dev/null is a plain file, and a
+    test must neither depend on nor change the host's /dev."""
+    import json
+    import stat
+    import threading
+
+    fifo = tmp_path / "findings.pipe"
+    os.mkfifo(fifo, 0o644)
+    os.chmod(fifo, 0o644)  # mkfifo's mode is masked by the umask
+    before = os.stat(fifo).st_mode
+    assert stat.S_ISFIFO(before)
+    got: list[str] = []
+
+    def drain() -> None:
+        with open(fifo, encoding="utf-8") as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     p = tmp_path / "app.log"
     p.write_text("mail=jane@example.com\n")
-    r = cli("scan", str(p), "--db", str(tmp_path / "lw.duckdb"), "--jsonl", "/dev/null", "-q")
+    r = cli("scan", str(p), "--db", str(tmp_path / "lw.duckdb"), "--jsonl", str(fifo), "-q")
+    reader.join(timeout=30)
     assert r.rc == 1, r.err
-    assert os.stat("/dev/null").st_mode == before
+    assert os.stat(fifo).st_mode == before
+    lines = [json.loads(line) for line in got[0].splitlines()]
+    assert [x["rule"] for x in lines] == ["email"]
+    assert "jane@example.com" not in got[0]
 
 
 def test_closed_stdout_under_jsonl_dash_stops_quietly(tmp_path):
