@@ -256,6 +256,40 @@ def test_a_notice_that_cannot_be_written_leaves_no_draft_behind(db, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["adir"] and not list(folder.iterdir())
 
 
+def test_notice_out_writes_into_a_pipe_and_through_a_link_without_replacing_them(db, tmp_path):
+    """--out /dev/null (as root) renamed the draft over the device node: /dev/null became a plain
+    file. A pipe or device is written in place; a symbolic link keeps pointing at its file."""
+    import stat
+    import threading
+
+    iid = _incident(db)
+    fifo = tmp_path / "notice.pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+
+    def drain() -> None:
+        with open(fifo, encoding="utf-8") as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    lw("notice", str(iid), "--regime", "gdpr-33", "--out", str(fifo), "--db", str(db), check_rc=ExitCode.OK)
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert "Art. 33" in got[0] or "Article 33" in got[0], got[0][:300]
+
+    real = tmp_path / "drafts" / "notice.md"
+    real.parent.mkdir()
+    real.write_text("old draft\n")
+    link = tmp_path / "latest.md"
+    link.symlink_to(real)
+    lw("notice", str(iid), "--regime", "gdpr-33", "--out", str(link), "--db", str(db), check_rc=ExitCode.OK)
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_text() == got[0]
+    assert stat.S_IMODE(os.stat(real).st_mode) == 0o600
+    assert sorted(p.name for p in real.parent.iterdir()) == ["notice.md"]  # no temporary left
+
+
 def test_playbook_steps_of_a_closed_or_merged_incident_do_not_change(tmp_path, db):
     """Steps were started and skipped on closed and merged incidents (exit 0)."""
     copy = _copy_db(db, tmp_path / "c.duckdb")

@@ -3,7 +3,6 @@ clocks, playbooks, notice drafts and the audit trail, from the command line."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -802,29 +801,25 @@ def _refuse_scanned_file(store, out: str) -> None:
 
 
 def _write_out(out: str, text: str) -> None:
-    import tempfile
-
-    from leakwatch.errors import UsageError
+    """Write the draft to ``out`` whole or not at all (0600), through the export's
+    ``atomic_output``: a device, a named pipe or /dev/stdout is written in place, never
+    replaced by a file; a symbolic link keeps pointing at the file it named."""
+    from leakwatch.errors import LeakwatchError, UsageError
+    from leakwatch.export import atomic_output
 
     if out == "-":
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
-    target = os.path.abspath(out)
-    d = os.path.dirname(target)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".leakwatch-notice-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-        tmp = None
+        with atomic_output(out) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+    except UsageError:
+        raise
+    except LeakwatchError as e:  # a write that failed is the caller's path or disk: exit 2
+        raise UsageError(str(e)) from e
     except OSError as e:
         raise UsageError(f"--out {out}: cannot write it: {e.strerror}") from e
-    finally:
-        if tmp is not None:  # the draft must not stay behind beside a file it could not replace
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 # --- audit ------------------------------------------------------------------------------------
