@@ -174,7 +174,8 @@ def test_california_1798_82(rs):
     assert "the data includes national_id data" in yes.reasons
     no = verdict(rs, incident(ca, categories=("contact",)), "ca-1798.82")
     assert no.applies is False
-    assert no.reasons == ("no national_id, financial, credentials or special data (categories: contact)",)
+    assert no.reasons == ("no national_id, financial, credentials or special data (categories: contact; where the logs "
+                          "cannot show it, a responder records the fact data_categories, e.g. special)",)
     # Subjects somewhere in the US, state unknown: undecided, with the reason.
     us = verdict(rs, incident(org(), categories=("financial",)), "ca-1798.82")
     assert us.applies is None

@@ -614,6 +614,9 @@ def _convert(section: str, f: dataclasses.Field, v: Any, where: _Where) -> Any:
         for x in _str_list(v, loc):
             if not _JURISDICTION_RE.match(x):
                 raise ConfigError(f"{loc}: {x!r} is not a jurisdiction code (EU, EEA, US, UK, CH, …)")
+            if x.strip().upper() == "GB":
+                # The regimes name the United Kingdom UK: GB would make UK GDPR silently not apply.
+                raise ConfigError(f"{loc}: write the United Kingdom as \"UK\" (the code the regimes use), not {x!r}")
             out.append(x.upper())
         return tuple(dict.fromkeys(out))
     if kind == "hosts":

@@ -268,7 +268,15 @@ def _parse_time(text: str, what: str) -> datetime:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00") if text.strip().endswith("Z") else text.strip())
     except ValueError:
         raise UsageError(f"{what} {text!r}: not an ISO 8601 time (e.g. 2026-03-11T09:30Z or 2026-03-11T10:30+01:00)") from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    try:
+        in_utc = when.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or in_utc.year < 1970:
+        # Year 1 with an offset is not a time in UTC at all; anything before 1970 is a typo.
+        raise UsageError(f"{what} {text!r}: out of range (a time from 1970 on)")
+    return when
 
 
 def _ids(values: list[str], what: str) -> list[int]:

@@ -419,6 +419,13 @@ def _times_logged(n_findings: int, n_logged: int | None, alert_counts: list[tupl
     return bool(n_logged) or bool(alerts_logged)
 
 
+def _refuse_merged(inc: Mapping[str, Any], incident_id: int) -> None:
+    """A merged incident is closed into another: what is recorded on it would never reach the
+    incident that carries its findings, clocks and notices now."""
+    if inc.get("merged_into") is not None:
+        raise IncidentError(f"incident {incident_id} was merged into {inc['merged_into']}; work on that one")
+
+
 def _check_awareness(con: duckdb.DuckDBPyConnection, incident_id: int | None, at: datetime, now: datetime,
                      first_seen: datetime | None = None) -> None:
     if at > now + FUTURE_SLACK:
@@ -431,6 +438,15 @@ def _check_awareness(con: duckdb.DuckDBPyConnection, incident_id: int | None, at
             "JOIN incident_alerts AS y USING (alert_id) WHERE y.incident_id = $id)", {"id": incident_id}).fetchone()
         if n and not logged:
             first_seen = None  # only scan times known: the leak may well be older than its discovery
+        detected = con.execute("""SELECT "at" FROM incident_clocks WHERE incident_id = ? AND event = 'detection'""",
+                               [incident_id]).fetchone()
+        if first_seen is not None and detected is not None and detected[0] is not None \
+                and first_seen.astimezone(UTC) > detected[0].astimezone(UTC):
+            # A log time later than the detection (a local time without a zone read as UTC, a
+            # skewed clock) says nothing about when the leak began: no bound, as with scan times.
+            first_seen = None
+    if first_seen is not None and first_seen.astimezone(UTC) > now:
+        first_seen = None
     if first_seen is not None and at < first_seen.astimezone(UTC):
         raise IncidentError(
             f"awareness time {at.isoformat()} is before the incident's first finding "
@@ -555,6 +571,16 @@ def merge(store, target_id: int, source_ids: Sequence[int], *, actor: str, reaso
         marks = ", ".join("?" for _ in sources)
         con.execute(f"UPDATE incident_findings SET incident_id = ? WHERE incident_id IN ({marks})", [target_id, *sources])
         con.execute(f"UPDATE incident_alerts SET incident_id = ? WHERE incident_id IN ({marks})", [target_id, *sources])
+        # Work already done on a merged incident counts for the whole: notices sent, steps done,
+        # responder facts (the target's own facts win on a clash). Moved before the clocks are
+        # checked: a notice a source sent on time meets the deadline an earlier awareness sets.
+        con.execute(f"UPDATE notices SET incident_id = ? WHERE incident_id IN ({marks})", [target_id, *sources])
+        con.execute(f"""INSERT OR IGNORE INTO incident_facts (incident_id, key, value, set_by)
+                        SELECT ?, key, value, set_by FROM incident_facts WHERE incident_id IN ({marks})""", [target_id, *sources])
+        con.execute(f"""INSERT OR IGNORE INTO playbook_steps
+                        (incident_id, playbook_id, step_id, status, reason, evidence, updated_by, updated_at)
+                        SELECT ?, playbook_id, step_id, status, reason, evidence, updated_by, updated_at
+                        FROM playbook_steps WHERE incident_id IN ({marks})""", [target_id, *sources])
         # The earliest awareness (and other clock) of the merged incidents wins: the organisation
         # was aware of the whole from the moment it was aware of any part. A clock that moves is
         # audited with its old and new time, and passes ``check`` like set_clock (deadlines it
@@ -575,15 +601,6 @@ def merge(store, target_id: int, source_ids: Sequence[int], *, actor: str, reaso
             moved[event] = {"from": before.isoformat() if before else None, "to": at.isoformat()}
             con.execute("""INSERT OR REPLACE INTO incident_clocks (incident_id, event, "at", set_by, reason)
                            VALUES (?, ?, ?, ?, ?)""", [target_id, event, at, actor, f"earliest of merged incidents {sources}"])
-        # Work already done on a merged incident counts for the whole: notices sent, steps done,
-        # responder facts (the target's own facts win on a clash).
-        con.execute(f"UPDATE notices SET incident_id = ? WHERE incident_id IN ({marks})", [target_id, *sources])
-        con.execute(f"""INSERT OR IGNORE INTO incident_facts (incident_id, key, value, set_by)
-                        SELECT ?, key, value, set_by FROM incident_facts WHERE incident_id IN ({marks})""", [target_id, *sources])
-        con.execute(f"""INSERT OR IGNORE INTO playbook_steps
-                        (incident_id, playbook_id, step_id, status, reason, evidence, updated_by, updated_at)
-                        SELECT ?, playbook_id, step_id, status, reason, evidence, updated_by, updated_at
-                        FROM playbook_steps WHERE incident_id IN ({marks})""", [target_id, *sources])
         con.execute(f"UPDATE incidents SET status = 'closed', merged_into = ?, updated_at = ? WHERE incident_id IN ({marks})",
                     [target_id, now, *sources])
         _refresh(con, target_id, now)
@@ -699,6 +716,7 @@ def set_clock(store, incident_id: int, event: str, at: datetime, *, actor: str, 
     _clean(reason, "reason")
     with _tx(store, f"set the {event} time") as con:
         inc = get(con, incident_id)
+        _refuse_merged(inc, incident_id)
         if inc.get("status") == "closed":
             # A closed incident's clocks are its record: reopen it to change them.
             raise IncidentError(f"incident {incident_id} is closed; reopen it (incidents status {incident_id} "
@@ -765,6 +783,15 @@ def check_fact(key: str, value: Any) -> tuple[str, Any]:
         for code in value:
             _check_jurisdiction(code, key)
         value = list(dict.fromkeys(code.strip().upper() for code in value))
+    elif key == "data_subjects":
+        # Regimes compare it with thresholds (more than 500, at least 500): a number, not words.
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_SUBJECTS:
+            raise IncidentError(f"fact {key}: expected the approximate number of data subjects (a whole number "
+                                f"from 0, e.g. 250000), got {value!r}")
+    elif key == "data_categories":
+        if not (isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(x, str) for x in value))):
+            raise IncidentError(f"fact {key}: expected a text or a JSON list of texts such as '[\"special\", "
+                                f"\"health records\"]', got {value!r}")
     elif key.startswith("subjects."):
         code = key.split(".", 1)[1]
         _check_jurisdiction(code, key)
@@ -784,7 +811,7 @@ def set_fact(store, incident_id: int, key: str, value: Any, *, actor: str, now: 
     key, value = check_fact(key, value)
     _clean_value(value, f"fact {key}")
     with _tx(store, "record a fact") as con:
-        get(con, incident_id)
+        _refuse_merged(get(con, incident_id), incident_id)
         con.execute("INSERT OR REPLACE INTO incident_facts (incident_id, key, value, set_by) VALUES (?, ?, ?, ?)",
                     [incident_id, key, json.dumps(value), actor])
         con.execute("UPDATE incidents SET updated_at = ? WHERE incident_id = ?", [now, incident_id])
@@ -801,7 +828,7 @@ def record_notice(store, incident_id: int, regime_id: str, kind: str, *, sent_at
     if sent_at > now + FUTURE_SLACK:
         raise IncidentError(f"sent time {sent_at.isoformat()} is in the future")
     with _tx(store, "record a sent notice") as con:
-        get(con, incident_id)
+        _refuse_merged(get(con, incident_id), incident_id)
         row = con.execute("""SELECT "at" FROM incident_clocks WHERE incident_id = ? AND event = 'awareness'""",
                           [incident_id]).fetchone()
         if row is not None and row[0] is not None and sent_at < row[0].astimezone(UTC):

@@ -57,20 +57,22 @@ def deadline_resolver(facts: IncidentFacts, regimes, now: datetime):
 
 
 def overdue_with(facts: IncidentFacts, regimes, event: str, at: datetime, now: datetime) -> list[str]:
-    """Deadlines of applicable regimes that would already be past at ``now`` if clock ``event``
-    were ``at`` (and no notice for them was sent): what a responder must acknowledge before
-    back-dating awareness."""
+    """Deadlines of applicable regimes that the change would put in the past: overdue at ``now``
+    if clock ``event`` were ``at`` (and no notice for them was sent), and not overdue already
+    without the change. What a responder must acknowledge before back-dating awareness; a
+    deadline missed before (a suspicion time set while GDPR's 72 hours had long run out) is
+    not the change's doing and asks for no acknowledgement."""
     events = dict(facts.clock_events)
     events[event] = at
     changed = dataclasses.replace(facts, clock_events=events)
-    out = []
-    for c in incident_clocks(changed, regimes, now, only_applicable=True):
-        if c.applies is not True:
-            continue
-        for d in c.deadlines:
-            if d.status == "overdue":
-                out.append(f"{c.regime.id} {d.label} was due {d.due.isoformat(timespec='minutes')}")
-    return out
+
+    def overdue(f: IncidentFacts) -> dict[tuple[str, str], object]:
+        return {(c.regime.id, d.id): (c, d) for c in incident_clocks(f, regimes, now, only_applicable=True)
+                if c.applies is True for d in c.deadlines if d.status == "overdue"}
+
+    before = overdue(facts)
+    return [f"{c.regime.id} {d.label} was due {d.due.isoformat(timespec='minutes')}"
+            for k, (c, d) in overdue(changed).items() if k not in before]
 
 
 def overdue_check(config, regimes, now: datetime, accept: bool, *, how_to_accept: str = "--accept-overdue"):

@@ -86,11 +86,30 @@ class IncidentFacts:
         """When the organisation became aware (the clock start of most regimes)."""
         return self.clock_events["awareness"]
 
+    @property
+    def total_subjects(self) -> int:
+        """Data subjects in all: leakwatch's count of distinct identifying values, or the
+        responder's ``data_subjects`` when that is larger (the logs show a sample; the
+        responder may know the whole table went)."""
+        n = self.responder.get("data_subjects")
+        if isinstance(n, int) and not isinstance(n, bool) and n > self.data_subjects:
+            return n
+        return self.data_subjects
+
+    @property
+    def responder_categories(self) -> tuple[str, ...]:
+        """Data categories (codes of :data:`CATEGORIES`) a responder recorded as the fact
+        ``data_categories`` (a list, or one text with commas): health data the rules cannot
+        see is ``special``. Other words in it are notice text only."""
+        raw = self.responder.get("data_categories")
+        items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",") if raw is not None else ()
+        return tuple(dict.fromkeys(c for c in (str(x).strip().lower() for x in items) if c in CATEGORIES))
+
     def subjects_in(self, jurisdiction: str) -> int | None:
         """Data subjects in ``jurisdiction``: the responder's count when given, else the total
         when the incident's subjects are all from there, else ``None`` (unknown)."""
         if jurisdiction in self.subjects_by_jurisdiction:
             return int(self.subjects_by_jurisdiction[jurisdiction])
         if self.subject_jurisdictions and set(self.subject_jurisdictions) == {jurisdiction}:
-            return self.data_subjects
+            return self.total_subjects
         return None

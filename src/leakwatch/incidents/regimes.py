@@ -683,22 +683,28 @@ class _Context:
                 self.subjects[j] = "organisation.customer_jurisdictions"
             else:
                 self.subjects[j] = "recorded on the incident"
+        # A responder's count decides where the subjects are: 0 in UK takes UK out even when
+        # the organisation has customers there.
+        self.none_in: tuple[str, ...] = ()
         for j, n in facts.subjects_by_jurisdiction.items():
             if n and j not in self.subjects:
                 self.subjects[j] = f"a responder counted {n}"
+            elif not n:
+                self.subjects.pop(j, None)
+                self.none_in += (j,)
 
     def count(self, where: str | None) -> tuple[int | None, str]:
         """Data subjects in ``where`` (``None``: all), with how that count is known."""
         f = self.facts
         if where is None:
-            return f.data_subjects, ""
+            return f.total_subjects, ""
         if where in f.subjects_by_jurisdiction:
             return int(f.subjects_by_jurisdiction[where]), "counted by a responder"
         n = f.subjects_in(where)
         if n is not None:
             return n, "all of the incident's data subjects live there"
         if set(self.subjects) == {where}:
-            return f.data_subjects, "all of the incident's data subjects live there"
+            return f.total_subjects, "all of the incident's data subjects live there"
         if not any(_contains(where, j) or _contains(j, where) for j in self.subjects):
             return 0, "no data subjects there"
         return None, "unknown"
@@ -761,7 +767,9 @@ def _eval(c: Condition, ctx: _Context) -> tuple[bool | None, list[str]]:
         if broader:
             return None, [f"undecided: data subjects in {j} ({ctx.subjects[j]}) may include {_or_list(arg)}; "
                           f"record the jurisdictions of the data subjects" for j in broader]
-        return False, [f"no data subjects in {_or_list(arg)} (data subjects in: {_fmt_list(ctx.subjects)})"]
+        counted = [j for j in ctx.none_in if any(_contains(code, j) for code in arg)]
+        zero = f"; a responder counted 0 in {_or_list(counted)}" if counted else ""
+        return False, [f"no data subjects in {_or_list(arg)} (data subjects in: {_fmt_list(ctx.subjects)}{zero})"]
     if op in ("established_in", "org") and ctx.org is None:
         return None, ["undecided: no [organisation] settings are known"]
     if op == "established_in":
@@ -802,11 +810,17 @@ def _eval(c: Condition, ctx: _Context) -> tuple[bool | None, list[str]]:
             return None, [f"undecided: no responder has recorded {arg!r} yet"]
         return v, [f"a responder recorded {arg!r} as {'yes' if v else 'no'}"]
     if op == "category":
-        cats = ctx.facts.categories
-        hits = [x for x in arg if x in cats]
+        found = ctx.facts.categories
+        given = ctx.facts.responder_categories
+        hits = [x for x in arg if x in found]
         if hits:
             return True, [f"the data includes {_or_list(hits)} data"]
-        return False, [f"no {_or_list(arg)} data (categories: {_fmt_list(cats)})"]
+        hits = [x for x in arg if x in given]
+        if hits:
+            return True, [f"a responder recorded {_or_list(hits)} data (fact data_categories)"]
+        cats = tuple(dict.fromkeys((*found, *given)))
+        return False, [f"no {_or_list(arg)} data (categories: {_fmt_list(cats)}; where the logs cannot show it, "
+                       f"a responder records the fact data_categories, e.g. {arg[-1]})"]
     if op == "clock":
         t = ctx.facts.clock_events.get(arg)
         if t is not None:
