@@ -22,6 +22,7 @@ from leakwatch.errors import (
     SalesforceError,
     StoreError,
     UsageError,
+    printable,
 )
 from leakwatch.exit_codes import ExitCode
 
@@ -54,11 +55,17 @@ def _refuse_to_overwrite(out: str, db: str, paths: list[str]) -> None:
     """``--jsonl FILE`` must not be a file named to be scanned, the database, its WAL or its key
     file: opening it for writing would empty it before the scan reads a byte (the evidence, or
     the database, gone). Checked before anything is opened."""
+    named = [(db, "the database"), (db + ".wal", "the database's WAL"), (db + ".key", "the database's key file")]
     if not os.path.exists(out):
+        # A new file can still be where the database, its WAL or key are about to be created:
+        # an empty file there makes the database "damaged" and the key "not a leakwatch key".
+        real = os.path.realpath(out)
+        for path, what in named:
+            if os.path.realpath(path) == real:
+                raise UsageError(f"--jsonl {out} is {what}: writing it would destroy it; choose another file")
         return
     from leakwatch.sources.files import expand_paths
 
-    named = [(db, "the database"), (db + ".wal", "the database's WAL"), (db + ".key", "the database's key file")]
     # Every file the paths, folders and globs name, as the scan will list them.
     named += [(f.path, "a file to be scanned") for f in expand_paths(paths)[0]]
     for path, what in named:
@@ -168,22 +175,22 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_scan(args, argv if argv is not None else sys.argv[1:])
         return args.func(args, argv if argv is not None else sys.argv[1:])
     except UsageError as e:
-        print(f"leakwatch: error: {e}", file=sys.stderr)
+        print(f"leakwatch: error: {printable(e, lines=True)}", file=sys.stderr)
         return ExitCode.INPUT_ERROR
     except SalesforceAuthError as e:
-        print(f"leakwatch: Salesforce: {e}", file=sys.stderr)
+        print(f"leakwatch: Salesforce: {printable(e, lines=True)}", file=sys.stderr)
         return ExitCode.INPUT_ERROR
     except SalesforceError as e:
-        print(f"leakwatch: Salesforce: {e}", file=sys.stderr)
+        print(f"leakwatch: Salesforce: {printable(e, lines=True)}", file=sys.stderr)
         return ExitCode.REMOTE_ERROR
     except (IncidentError, PlaybookError) as e:
-        print(f"leakwatch: {e}", file=sys.stderr)
+        print(f"leakwatch: {printable(e, lines=True)}", file=sys.stderr)
         return ExitCode.INPUT_ERROR
     except StoreError as e:
-        print(f"leakwatch: database error: {e}", file=sys.stderr)
+        print(f"leakwatch: database error: {printable(e, lines=True)}", file=sys.stderr)
         return ExitCode.STORE_ERROR
     except LeakwatchError as e:
-        print(f"leakwatch: error: {e}", file=sys.stderr)
+        print(f"leakwatch: error: {printable(e, lines=True)}", file=sys.stderr)
         return ExitCode.INPUT_ERROR
     except KeyboardInterrupt:
         print("leakwatch: interrupted", file=sys.stderr)
@@ -278,11 +285,11 @@ def cmd_scan(args: argparse.Namespace, argv: list[str]) -> int:
             jsonl_out.close()
     # One line per problem, never wrapped at the terminal width: logs get grepped for file names.
     for e in summary.rule_errors:
-        err.print(f"leakwatch: rule error: {e}", markup=False, emoji=False, soft_wrap=True)
+        err.print(f"leakwatch: rule error: {printable(e, lines=True)}", markup=False, emoji=False, soft_wrap=True)
     for p in summary.problems:
-        err.print(f"leakwatch: input error: {p}", markup=False, emoji=False, soft_wrap=True)
+        err.print(f"leakwatch: input error: {printable(p)}", markup=False, emoji=False, soft_wrap=True)
     for note in summary.notes:
-        err.print(f"leakwatch: note: {note}", markup=False, emoji=False, soft_wrap=True)
+        err.print(f"leakwatch: note: {printable(note, lines=True)}", markup=False, emoji=False, soft_wrap=True)
     if not args.quiet:
         print_summary(summary, out, fail_on=args.fail_on)
     if summary.interrupted:

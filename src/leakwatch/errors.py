@@ -59,3 +59,18 @@ def format_problem(file: str, line: int | None, what: str, name: str | None, fld
     if fld is not None:
         parts.append(f"field {fld!r}")
     return ": ".join(parts) + ": " + message
+
+
+# C0 and C1 control characters, DEL, and the bidirectional overrides and isolates that make a
+# terminal show text in another order than it is ("Trojan Source" file names).
+_UNPRINTABLE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_UNPRINTABLE |= {c: f"\\u{c:04x}" for c in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+_UNPRINTABLE_LINES = {c: v for c, v in _UNPRINTABLE.items() if c not in (0x0A, 0x09)}
+
+
+def printable(text: object, *, lines: bool = False) -> str:
+    """``text`` safe to print on a terminal: control characters (an ESC that clears the screen or
+    retitles the window, from a hostile file name in the evidence) and bidirectional overrides
+    are shown as ``\\x1b`` / ``\\u202e`` escapes. ``lines``: newlines and tabs stay, for
+    messages of several lines."""
+    return str(text).translate(_UNPRINTABLE_LINES if lines else _UNPRINTABLE)

@@ -277,6 +277,10 @@ def scan_paths(
             # A file scanned before without NER is not "unchanged" for a scan with it: its
             # free text was never read.
             rhash = hashlib.sha256(f"{rhash}+ner".encode()).hexdigest()
+        if fmt:
+            # Nor for a scan that forces another reader (--format jsonl after a scan as text):
+            # its fields, events and destinations were never read that way.
+            rhash = hashlib.sha256(f"{rhash}+format={fmt}".encode()).hexdigest()
         scan_id = store.begin_scan(argv or [], rhash, workers)
         for err in rule_errors:
             store.add_error(scan_id, err.file, err.line, "rule", str(err))
@@ -432,6 +436,13 @@ def scan_paths(
             event_writer.shutdown(wait=True)
             per_thread.give_back()
         notes = list(enricher.notes) + _unread_registries(rules_dirs, enricher.config)
+        skipped = [fr for fr in results if fr.status == "unchanged" and fr.findings]
+        if jsonl is not None and skipped:
+            # The summary and the exit code count an unchanged file's findings; the JSON lines
+            # hold what this run read. Said, so that an empty stream is not taken for a clean run.
+            notes.append(f"{len(skipped):,} unchanged file(s) with {sum(fr.findings for fr in skipped):,} finding(s) "
+                         "were not read again, so their findings are not in --jsonl (an earlier scan wrote them; "
+                         "add --rescan to write them again, or use leakwatch export)")
         if enricher.ner is not None and enricher.ner.stats["truncated"]:
             notes.append(f"NER read only the first {enricher.ner.max_chars:,} characters of "
                          f"{enricher.ner.stats['truncated']:,} long free-text value(s); regex rules read them whole")
@@ -463,13 +474,16 @@ class _StopOnSigint:
     """Ctrl-C during a scan: stop at the next boundary between stored batches instead of
     wherever the signal lands. Raised in the middle of a DuckDB insert, KeyboardInterrupt
     becomes DuckDB's "Query interrupted" error and the scan could not be closed cleanly. A
-    second Ctrl-C interrupts at once."""
+    second Ctrl-C interrupts at once. SIGTERM (``timeout``, systemd, a cancelled CI job) stops
+    the same way: the scan and its file rows are closed, not left 'running'."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous: dict | None = None
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self._SIGNALS}
 
     def _handle(self, signum, frame):
         if self.requested:
@@ -483,7 +497,8 @@ class _StopOnSigint:
 
     def restore(self) -> None:
         if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
             self._previous = None
 
 
@@ -880,7 +895,10 @@ class _Tally:
                     "WHERE source_path IN (SELECT unnest(?)) GROUP BY ALL", [self.paths]
                 ).fetchall()
             }
-        out = [{"entity": e, "severity": s, "severity_rank": r, "findings": n, "distinct_values": distinct.get((e, s), 0)}
+        # The paths' stored findings include those of earlier versions of a file (rewritten since):
+        # never more distinct values than this run's findings.
+        out = [{"entity": e, "severity": s, "severity_rank": r, "findings": n,
+                "distinct_values": min(n, distinct.get((e, s), 0))}
                for (e, s, r), n in self.counts.items()]
         out.sort(key=lambda d: (-d["severity_rank"], -d["findings"], d["entity"]))
         return out

@@ -5,11 +5,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from leakwatch.errors import printable
 from leakwatch.pipeline import ScanSummary
 from leakwatch.store.db import storable_path
 
 MAX_ALERTS_SHOWN = 10
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+def _text(value: object) -> str:
+    """A value from the evidence (a file name, a host in an alert) as inert table text: no Rich
+    markup, no terminal control sequences."""
+    return escape(printable(value))
 
 
 def print_summary(summary: ScanSummary, console: Console, *, fail_on: str = "medium") -> None:
@@ -41,14 +48,14 @@ def print_summary(summary: ScanSummary, console: Console, *, fail_on: str = "med
         rate = fr.bytes / 1e6 / fr.seconds if fr.seconds > 0 else 0.0
         status = fr.status if fr.status == "ok" else f"[yellow]{fr.status}[/]"
         unparsed = f"[yellow]{fr.parse_problems:,}[/]" if fr.parse_problems else "0"
-        f.add_row(escape(storable_path(fr.path)), escape(fr.fmt or "-"), status, f"{fr.records:,}", f"{fr.findings:,}",
+        f.add_row(_text(storable_path(fr.path)), _text(fr.fmt or "-"), status, f"{fr.records:,}", f"{fr.findings:,}",
                   f"{fr.events:,}", unparsed, f"{fr.bytes / 1e6:.1f}", f"{rate:.0f}" if fr.seconds > 0 else "-")
     if summary.files:
         console.print(f)
     # Records that did not parse as their file's format were still scanned as text; say where.
     for fr in summary.files:
         for line, message in fr.parse_samples:
-            console.print(f"  {escape(storable_path(fr.path))}:{line}: not {escape(fr.fmt or '?')}: {escape(message)}",
+            console.print(f"  {_text(storable_path(fr.path))}:{line}: not {_text(fr.fmt or '?')}: {_text(message)}",
                           style="yellow", soft_wrap=True)
     if summary.alerts:
         # The most severe first, a screenful at most: a big export can raise thousands (one per
@@ -64,7 +71,7 @@ def print_summary(summary: ScanSummary, console: Console, *, fail_on: str = "med
         a.add_column("summary", overflow="fold")
         for alert in ranked[:MAX_ALERTS_SHOWN]:
             sev = str(alert.severity)
-            a.add_row(escape(alert.pattern), f"[{_SEVERITY_STYLE.get(sev, '')}]{sev}[/]", escape(alert.summary))
+            a.add_row(_text(alert.pattern), f"[{_SEVERITY_STYLE.get(sev, '')}]{sev}[/]", _text(alert.summary))
         console.print(a)
         if len(ranked) > MAX_ALERTS_SHOWN:
             console.print(f"  … and {len(ranked) - MAX_ALERTS_SHOWN:,} more in the database's alerts table")
@@ -76,5 +83,5 @@ def print_summary(summary: ScanSummary, console: Console, *, fail_on: str = "med
         f"scan {summary.scan_id}: {len(summary.files)} files, {summary.records:,} lines, "
         f"{summary.bytes / 1e6:.1f} MB in {summary.seconds:.2f} s ({summary.mb_per_s:.0f} MB/s); "
         f"{summary.total_findings:,} findings ({summary.new_findings:,} new), {verdict}; "
-        f"{summary.input_errors} input problem(s); database {escape(summary.db_path)}"
+        f"{summary.input_errors} input problem(s); database {_text(summary.db_path)}"
     )

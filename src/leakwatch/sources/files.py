@@ -144,8 +144,17 @@ def expand_paths(args: list[str], *, exclude: set[str] | None = None,
             continue
         if os.path.isdir(arg):
             before = len(files) + len(problems)
-            for root, dirs, names in os.walk(arg, onerror=lambda e: problems.append(InputProblem(e.filename or arg, "unreadable", _os_message(e)))):
-                dirs.sort()
+            # Linked folders are followed (evidence copied as a link to another disk must not read
+            # as "no findings"); a folder reached twice, or a link back up the tree, is walked once.
+            walked: set[str] = set()
+            for root, dirs, names in os.walk(arg, followlinks=True, onerror=lambda e: problems.append(
+                    InputProblem(e.filename or arg, "unreadable", _os_message(e)))):
+                real_root = os.path.realpath(root)
+                if real_root in walked:
+                    dirs[:] = []
+                    continue
+                walked.add(real_root)
+                dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(root, d)) not in walked)
                 for name in sorted(names):
                     add(os.path.join(root, name))
             if empty_dirs and len(files) + len(problems) == before and not _holds_excluded(arg, exclude):
@@ -247,6 +256,9 @@ class _Utf16ToUtf8(io.RawIOBase):
         self._raw = raw
         self._dec = codecs.getincrementaldecoder(encoding)(errors="replace")
         self._buf = b""
+        # read1: a gzip stream's plain read() that meets the damage of a truncated file raises
+        # and drops what it had decompressed in the same call (up to a chunk of lines).
+        self._read = getattr(raw, "read1", raw.read)
 
     def readable(self) -> bool:
         return True
@@ -259,7 +271,7 @@ class _Utf16ToUtf8(io.RawIOBase):
 
     def readinto(self, b) -> int:
         while not self._buf:
-            data = self._raw.read(len(b))
+            data = self._read(len(b))
             if not data:
                 self._buf = self._dec.decode(b"", final=True).encode("utf-8")
                 if not self._buf:
