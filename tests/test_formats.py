@@ -792,8 +792,18 @@ def csv_reference(parser, line: bytes) -> ParsedRecord:
     """A CSV row as split_row + cell_text + AttrCollector read it, cell by cell, in column order."""
     if line[-1:] == b"\r":
         line = line[:-1]
-    spans, problem = split_row(line)
     cols = parser.columns
+    header = parser._header.removeprefix(b"\xef\xbb\xbf")
+    if header.startswith(b'"') and header.count(b'"') == 2 * len(cols) and not line.startswith(b'"') \
+            and line.strip():
+        # A writer that quotes every cell: this line continues a quoted value from the line
+        # before. With a quote it closes the value and ends the row (the last columns).
+        spans, _ = split_row(line)
+        if b'"' not in line or len(spans) >= len(cols):
+            return ParsedRecord([], None, {}, None)
+        first = len(cols) - len(spans)
+        return ParsedRecord([(cols[first + k], s, e) for k, (s, e) in enumerate(spans)], None, {}, None)
+    spans, problem = split_row(line)
     fields = [(cols[k] if k < len(cols) else f"column[{k}]", s, e) for k, (s, e) in enumerate(spans)]
     if len(spans) != len(cols):
         count = f"row has {len(spans)} column{'s' if len(spans) != 1 else ''}, header has {len(cols)}"

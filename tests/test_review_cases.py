@@ -267,20 +267,19 @@ def test_a_json_url_whose_ampersands_go_wrote_as_u0026(tmp_path):
 
 def test_a_value_with_a_line_break_in_an_eventlogfile_export(tmp_path):
     """The second line of a quoted value that holds a line break is no row of the export: its
-    e-mails are found, without the header's column names (which would put them under
-    EVENT_TYPE and TIMESTAMP), and the line is counted as a parse problem."""
+    e-mails are found, not under the header's first column names (which would put them under
+    EVENT_TYPE and TIMESTAMP) but under the last ones, counted from the right: the line ends
+    the row."""
     p = tmp_path / "EventLogFile_BulkApi_2024-03-11.csv"
     p.write_text('"EVENT_TYPE","TIMESTAMP","USER_ID","MESSAGE","EMAIL"\n'
                  '"BulkApi","20240311160001.000","0055j00000AT6I1","multi line\n'
                  'value with d@example.com here","eve@example.com"\n'
                  '"BulkApi","20240311160002.000","0055j00000AT6I1","x","frank@example.com"\n')
     summary = scan_paths([str(p)], tmp_path / "lw.duckdb")
-    # Line 2 has an unterminated quote, line 3 is no row.
-    assert summary.files[0].parse_problems == 2
-    assert (3, "not a row of the export (its first value is not quoted: the continuation of a value with a line"
-               " break?); scanned as text") in summary.files[0].parse_samples
+    # Line 2 has an unterminated quote; line 3 is valid CSV, the end of line 2's row.
+    assert summary.files[0].parse_problems == 1
     assert read_rows(tmp_path / "lw.duckdb", "SELECT line, field_path, masked FROM findings ORDER BY line, start_byte") == [
-        (3, None, "d***@e******.com"), (3, None, "e***@e******.com"), (4, "EMAIL", "f***@e******.com")]
+        (3, "MESSAGE", "d***@e******.com"), (3, "EMAIL", "e***@e******.com"), (4, "EMAIL", "f***@e******.com")]
 
 
 def test_findings_of_whole_csv_cells_carry_their_rows_time(tmp_path):

@@ -141,14 +141,23 @@ _DIGIT = frozenset(b"0123456789")
 _LETTER = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
+# The name of a secret, not the secret: a lower-case path of two folders or more
+# (prod/payments/stripe-api-XyZ123 in a Secrets Manager ARN, projects/123/secrets/oauth/versions/3,
+# a Vault kv/data/prod/app). A base64 key has upper-case letters in its first parts.
+_RESOURCE_PATH = re.compile(rb"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*/")
+
+
 def _token(params: Mapping[str, Any]) -> Validator:
     threshold = float(params.get("min", 3.5))
     min_len = int(params.get("min_len", 16))
+    no_paths = bool(params.get("no_paths", False))
 
     def check(v: bytes) -> bool:
         # Identifiers like "my_application_key_name" reach 3.6 bits/byte; random keys of 16+
         # characters almost always mix in a digit (a 32-char base62 key lacks one 0.4% of the time).
         if len(v) < min_len or _c_entropy(v) < threshold:
+            return False
+        if no_paths and _RESOURCE_PATH.match(v):
             return False
         chars = set(v)
         return not chars.isdisjoint(_DIGIT) and not chars.isdisjoint(_LETTER)
@@ -563,7 +572,7 @@ VALIDATORS: dict[str, tuple[Callable[[Mapping[str, Any]], Validator], frozenset[
     "sfid": (_sfid, frozenset()),
     "us_ssn": (_us_ssn, frozenset()),
     "entropy": (_entropy, frozenset({"min", "min_len"})),
-    "token": (_token, frozenset({"min", "min_len"})),
+    "token": (_token, frozenset({"min", "min_len", "no_paths"})),
     "de_steuerid": (_stdnum(_de_idnr), frozenset()),
     "fr_nir": (_stdnum(_fr_nir), frozenset()),
     "es_dni": (_stdnum(_es_dni), frozenset()),

@@ -174,6 +174,11 @@ class CsvParser(RecordParser):
                 self._plan.append((k, url_rank, attr, rank))
         # Timestamp columns by preference (rank, then column order, as AttrCollector sorts them).
         self._ts_cols = [k for _, k in sorted(ts_cols)]
+        # A header that quotes every name is a writer that quotes every cell (Salesforce report
+        # exports, EventLogFile): a row that does not start with a quote is then the rest of a
+        # quoted value that spans lines (a Description with a line break in it).
+        self._all_quoted = self._header.removeprefix(_BOM)[:1] == b'"' and \
+            self._header.count(b'"') == 2 * len(self.columns)
 
     def _spans(self, line: bytes) -> tuple[list[tuple[str, int, int]], str | None, list[bytes] | None]:
         """``fields`` of a row, a problem of its quoting (not of its column count) and, when a
@@ -217,6 +222,8 @@ class CsvParser(RecordParser):
         return [(names[k], s, e) for k, (s, e) in enumerate(spans)], problem, None
 
     def _parse(self, line: bytes) -> ParsedRecord:
+        if self._all_quoted and line[:1] != b'"' and line.strip():
+            return self._continuation(line)
         fields, problem, cells = self._spans(line)
         nc = len(self.columns)
         ns = len(fields)
@@ -252,6 +259,25 @@ class CsvParser(RecordParser):
                     if ts is not None:
                         break
         return ParsedRecord(fields, ts, {a: v[1] for a, v in best.items()}, problem, {})
+
+
+    def _continuation(self, line: bytes) -> ParsedRecord:
+        """A physical line inside a quoted value that began on an earlier line. Counted from the
+        left its cells would take the first columns' names (an e-mail after the line break
+        filed under First Name, mapped to Contact.FirstName). A line that closes the value ends
+        the row, so its cells are the header's last columns, counted from the right; a line
+        with no quote is all inside the value, whose column is not known here: no names."""
+        nc = len(self.columns)
+        if 34 not in line:
+            return ParsedRecord([], None, {}, None, {})
+        spans, _ = split_row(line, self.sep)
+        shift = nc - len(spans)
+        if shift < 1:
+            return ParsedRecord([], None, {}, None, {})
+        fields = [(self.columns[k + shift], s, e) for k, (s, e) in enumerate(spans)]
+        # Valid CSV, not a problem to report; its time and URL cells are read with the row's
+        # first line's (the owner of those columns), not here.
+        return ParsedRecord(fields, None, {}, None, {})
 
 
 def _plain_text(raw: bytes) -> str:
