@@ -256,66 +256,122 @@ def _status(args) -> int:
     return rc
 
 
+def _credential_problems(targets, secrets, names) -> dict[str, str]:
+    """Target name → why its credentials cannot work (unset, unreadable, a webhook secret that
+    is not one), for the targets in ``names``: found before anything is sent, these are a
+    configuration error to fix, not a reason to dead-letter every notification queued for
+    them."""
+    from leakwatch.errors import LeakwatchError
+
+    out = {}
+    for name in names:
+        t = targets.get(name)
+        if t is None:
+            continue
+        try:
+            for var in (getattr(t.config, "credentials", None) or {}).values():
+                secrets.get(var, what=f"target {name}")
+            check = getattr(t, "check_credentials", None)
+            if check is not None:
+                check()
+        except LeakwatchError as e:
+            msg = str(e)
+            out[name] = msg if f"target {name}" in msg else f"target {name}: {msg}"
+    return out
+
+
 def _dispatch(args, config) -> int:
+    import math
+
     from leakwatch.errors import UsageError
     from leakwatch.exit_codes import ExitCode
-    from leakwatch.notify.outbox import Dispatcher, DispatchStats
+    from leakwatch.notify.outbox import Dispatcher
     from leakwatch.notify.secrets import SecretStore
     from leakwatch.notify.targets import build_targets
     from leakwatch.notify.triggers import fire_deadlines
 
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     secrets = SecretStore.from_config(config)
     targets = build_targets(config, secrets)
     for t in targets.values():
         if getattr(t, "duplicate_risk", None):
             print(f"leakwatch: warning: {t.duplicate_risk}", file=sys.stderr)
     stop = threading.Event()
-    old = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
+    handlers: dict[int, object] = {}
+
+    def on_signal(signum, _frame) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: at once
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C and SIGTERM stop the dispatcher the same way: what was delivered or
+        # dead-lettered is recorded and reported, a send still waiting on a silent target is
+        # left to the next dispatcher.
+        handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     last_tick = [float("-inf")]
     try:
-        with _open_store(args, write=True) as store, \
-                Dispatcher(store, targets, config, workers=args.workers) as d:
-            def tick() -> None:
-                if args.no_deadlines or time.monotonic() - last_tick[0] < DEADLINE_TICK_S:
-                    return
-                last_tick[0] = time.monotonic()
-                fire_deadlines(store, config, now=datetime.now(UTC), targets=targets, secrets=secrets)
+        with _open_store(args, write=True) as store:
+            queued = [r[0] for r in store.con.execute(
+                "SELECT DISTINCT target FROM outbox WHERE status IN ('pending', 'sending') ORDER BY 1").fetchall()]
+            broken = _credential_problems(targets, secrets, queued)
+            usable = {n: t for n, t in targets.items() if n not in broken}
+            with Dispatcher(store, usable, config, workers=args.workers) as d:
+                def tick() -> None:
+                    if args.no_deadlines or time.monotonic() - last_tick[0] < DEADLINE_TICK_S:
+                        return
+                    last_tick[0] = time.monotonic()
+                    fire_deadlines(store, config, now=datetime.now(UTC), targets=targets, secrets=secrets)
 
-            if args.once:
-                tick()
-                stats = d.run_once()
-            else:
-                try:
+                if args.once:
+                    tick()
+                    stats = d.run_once(stop=stop)
+                else:
                     stats = d.run(stop, until_empty=args.until_empty, tick=tick, timeout_s=args.timeout)
-                except KeyboardInterrupt:
-                    stats = DispatchStats()
-                    print("leakwatch: interrupted; what was delivered is recorded, the rest stays queued", file=sys.stderr)
-            left = d.pending()
-            unroutable = d.unroutable()
+                left = d.pending()
+                unroutable = {n: k for n, k in d.unroutable().items() if n not in broken}
+                held = {n: k for n, k in d.unroutable().items() if n in broken}
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
         for t in targets.values():
             close = getattr(t, "close", None)
             if close is not None:
                 close()
-    for e in stats.errors[-5:] if stats.dead else []:
-        print(f"leakwatch: {e}", file=sys.stderr)
-    for nid in stats.dead_ids:
-        print(f"leakwatch: DEAD LETTER #{nid}: not delivered; see 'leakwatch notify status', then 'leakwatch notify retry {nid}'",
-              file=sys.stderr)
-    for name, n in unroutable.items():
-        print(f"leakwatch: {n} notification(s) for target {name!r} left queued: no such target in "
-              f"{config.source or 'the configuration'} (add it back to [[notify.targets]], or check --config)",
-              file=sys.stderr)
-    print(f"delivered {stats.delivered}" + (f" ({stats.found} found already at the target)" if stats.found else "")
-          + f", retrying {stats.retried}, dead {stats.dead}; {left + sum(unroutable.values())} still queued")
+    stopped = stop.is_set()
+    if args.json:
+        _dump({"delivered": stats.delivered, "found_at_target": stats.found, "retrying": stats.retried,
+               "dead": stats.dead, "dead_ids": stats.dead_ids, "left_sending": stats.left_sending,
+               "still_queued": left + sum(unroutable.values()) + sum(held.values()),
+               "unroutable": unroutable, "credential_problems": {n: {"queued": held.get(n, 0), "error": broken[n]}
+                                                                  for n in broken},
+               "stopped": stopped, "errors": stats.errors[-5:]})
+    else:
+        for e in stats.errors[-5:] if stats.dead else []:
+            print(f"leakwatch: {e}", file=sys.stderr)
+        for nid in stats.dead_ids:
+            print(f"leakwatch: DEAD LETTER #{nid}: not delivered; see 'leakwatch notify status', then "
+                  f"'leakwatch notify retry {nid}'", file=sys.stderr)
+        for name, n in unroutable.items():
+            print(f"leakwatch: {n} notification(s) for target {name!r} left queued: no such target in "
+                  f"{config.source or 'the configuration'} (add it back to [[notify.targets]], or check --config)",
+                  file=sys.stderr)
+        for name, why in broken.items():
+            print(f"leakwatch: {held.get(name, 0)} notification(s) for target {name!r} left queued, none sent: {why}; "
+                  "fix it and dispatch again", file=sys.stderr)
+        if stats.left_sending:
+            print(f"leakwatch: stopped while {stats.left_sending} send(s) waited on a silent target; they stay "
+                  "'sending' and the next dispatch asks the target before sending them again", file=sys.stderr)
+        print(f"delivered {stats.delivered}" + (f" ({stats.found} found already at the target)" if stats.found else "")
+              + f", retrying {stats.retried}, dead {stats.dead}; {left + sum(unroutable.values()) + sum(held.values())}"
+              " still queued" + ("; stopped" if stopped else ""))
     if stats.dead or (args.until_empty and left) or unroutable:
         return ExitCode.REMOTE_ERROR
+    if broken:
+        return ExitCode.INPUT_ERROR
     return ExitCode.OK
 
 
@@ -333,6 +389,11 @@ def _test(args, config) -> int:
     for var in tcfg.credentials.values():
         secrets.get(var, what=f"target {tcfg.name}")
     targets = build_targets(config, secrets, [tcfg.name])
+    problem = _credential_problems(targets, secrets, [tcfg.name]).get(tcfg.name)
+    if problem:
+        from leakwatch.errors import UsageError
+
+        raise UsageError(f"{problem} (nothing was sent)")
     try:
         with _open_store(args, write=True) as store:
             t0 = time.perf_counter()

@@ -143,6 +143,7 @@ class DispatchStats:
     dead: int = 0
     dead_ids: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)   # redacted, one per retried/dead row (the last 20)
+    left_sending: int = 0   # sends still waiting on a silent target when the dispatcher stopped
 
     def add(self, other: DispatchStats) -> None:
         """Add ``other``'s counts to these."""
@@ -153,6 +154,7 @@ class DispatchStats:
         self.dead += other.dead
         self.dead_ids += other.dead_ids
         self.errors = (self.errors + other.errors)[-20:]
+        self.left_sending += other.left_sending
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,9 @@ class Dispatcher:
         self.workers = max(1, workers or self.config.workers)
         self.batch = max(1, batch)
         self._pool: DaemonPool | None = None
+        self._stop: threading.Event | None = None   # run/run_once's: a send in flight is not waited for
+        self._deadline: float | None = None         # run's timeout, on the monotonic clock
+        self._abandoned = False                     # a send thread still runs: close() does not join it
         self._con: duckdb.DuckDBPyConnection | None = None
         self._con_thread: int | None = None
         self.namespace = delivery_namespace(getattr(store, "key", None))
@@ -221,7 +226,7 @@ class Dispatcher:
         """Stop the send threads and release this dispatcher's name (its leases then count as
         left behind, and are taken over by the next dispatcher). Idempotent."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=not self._abandoned)
             self._pool = None
         if self._con is not None:
             with contextlib.suppress(duckdb.Error):
@@ -284,7 +289,8 @@ class Dispatcher:
             params.append(sorted(skip))
         def claim(con) -> list[tuple]:
             rows = con.execute(f"""
-                SELECT notification_id, idempotency_key, incident_id, target, kind, event, payload, attempts, status
+                SELECT notification_id, idempotency_key, incident_id, target, kind, event, payload, attempts, status,
+                       coalesce(tried, false)
                 FROM outbox
                 WHERE ((status = 'pending' AND next_attempt_at <= ?)
                     OR (status = 'sending' AND (lease_until IS NULL OR lease_until <= ?
@@ -293,14 +299,16 @@ class Dispatcher:
                   AND list_contains(?::VARCHAR[], target){extra}
                 ORDER BY next_attempt_at, notification_id LIMIT {int(n)}""", params).fetchall()
             if rows:
-                con.execute("""UPDATE outbox SET status = 'sending', lease_until = ?, lease_owner = ?, updated_at = ?
-                               WHERE list_contains(?::BIGINT[], notification_id)""",
+                con.execute("""UPDATE outbox SET status = 'sending', lease_until = ?, lease_owner = ?, updated_at = ?,
+                               tried = true WHERE list_contains(?::BIGINT[], notification_id)""",
                             [lease, self.owner, now, [r[0] for r in rows]])
             return rows
 
         rows = self._in_tx("claim notifications", claim)
         return [_Claim(int(r[0]), r[1], None if r[2] is None else int(r[2]), r[3], r[4], r[5], r[6], int(r[7]),
-                       maybe_delivered=(r[8] == "sending" or int(r[7]) > 0)) for r in rows]
+                       # A send was started before (this run of attempts, or one before a
+                       # 'notify retry'): it may have landed, so the target is asked first.
+                       maybe_delivered=(r[8] == "sending" or int(r[7]) > 0 or bool(r[9]))) for r in rows]
 
     # -- sending (worker threads; no database here) --------------------------------------------
 
@@ -332,34 +340,55 @@ class Dispatcher:
                              error=redact(res.error)[:ERROR_MAX])
         return _Result(c, res, found, self.clock())
 
+    def _should_stop(self) -> bool:
+        return (self._stop is not None and self._stop.is_set()) or \
+            (self._deadline is not None and time.monotonic() >= self._deadline)
+
     def _send_and_apply(self, claims: list[_Claim], stats: DispatchStats) -> None:
         """Send ``claims`` in the pool; write results back as they come, at least every
         :data:`FLUSH_S` or :data:`FLUSH_N` results, so that a crash mid-batch resends (to be
-        absorbed by the idempotency check) as little as possible."""
-        if len(claims) == 1 or self.workers == 1:
-            pending_results: list[_Result] = []
-            last = time.monotonic()
-            for c in claims:
-                pending_results.append(self._deliver(c))
-                if len(pending_results) >= FLUSH_N or time.monotonic() - last >= FLUSH_S:
-                    self._apply(pending_results, stats)
-                    pending_results, last = [], time.monotonic()
-            if pending_results:
-                self._apply(pending_results, stats)
-            return
+        absorbed by the idempotency check) as little as possible.
+
+        The sends run on daemon threads even one at a time, so that a stop (Ctrl-C, SIGTERM,
+        ``--timeout``) is not held up by a target that never answers: what finished is
+        recorded, sends not started go back to the queue, and one still waiting stays
+        ``sending`` — the next dispatcher asks its target before sending it again."""
         if self._pool is None:
             # Daemon threads: a send blocked on a silent target must not hold a stopped process
             # until its timeout (its row, left 'sending', is taken over by the next dispatcher).
             self._pool = DaemonPool(self.workers, "leakwatch-notify")
-        futures = {self._pool.submit(self._deliver, c) for c in claims}
+        futures = {self._pool.submit(self._deliver, c): c for c in claims}
+        waiting = set(futures)
         done_results: list[_Result] = []
         last = time.monotonic()
-        while futures:
-            finished, futures = wait(futures, timeout=FLUSH_S, return_when=FIRST_COMPLETED)
+        while waiting:
+            finished, waiting = wait(waiting, timeout=FLUSH_S, return_when=FIRST_COMPLETED)
             done_results += [f.result() for f in finished]
-            if done_results and (not futures or len(done_results) >= FLUSH_N or time.monotonic() - last >= FLUSH_S):
+            if done_results and (not waiting or len(done_results) >= FLUSH_N or time.monotonic() - last >= FLUSH_S):
                 self._apply(done_results, stats)
                 done_results, last = [], time.monotonic()
+            if waiting and self._should_stop():
+                not_started = [futures[f] for f in waiting if f.cancel()]
+                running = len(waiting) - len(not_started)
+                if done_results:
+                    self._apply(done_results, stats)
+                if not_started:
+                    self._release(not_started)
+                if running:
+                    self._abandoned = True
+                    stats.left_sending += running
+                return
+
+    def _release(self, claims: list[_Claim]) -> None:
+        """Claims whose send never started go back to ``pending``, due at once."""
+        ids = [c.notification_id for c in claims]
+
+        def release(con) -> None:
+            con.execute("""UPDATE outbox SET status = 'pending', lease_until = NULL, lease_owner = NULL
+                           WHERE list_contains(?::BIGINT[], notification_id) AND status = 'sending'
+                             AND lease_owner = ?""", [ids, self.owner])
+
+        self._in_tx("put unsent notifications back", release)
 
     # -- writing results ---------------------------------------------------------------------------
 
@@ -473,14 +502,20 @@ class Dispatcher:
         happened. Rows of targets not in ``targets`` are left alone (see :meth:`unroutable`)."""
         stats = DispatchStats()
         seen: set[int] = set()
-        while (limit is None or stats.claimed < limit) and not (stop is not None and stop.is_set()):
-            n = self.batch if limit is None else min(self.batch, limit - stats.claimed)
-            claims = self._claim(self.clock(), n, ids, seen)
-            if not claims:
-                break
-            stats.claimed += len(claims)
-            seen.update(c.notification_id for c in claims)
-            self._send_and_apply(claims, stats)
+        outer = self._stop
+        if stop is not None:
+            self._stop = stop
+        try:
+            while (limit is None or stats.claimed < limit) and not self._should_stop():
+                n = self.batch if limit is None else min(self.batch, limit - stats.claimed)
+                claims = self._claim(self.clock(), n, ids, seen)
+                if not claims:
+                    break
+                stats.claimed += len(claims)
+                seen.update(c.notification_id for c in claims)
+                self._send_and_apply(claims, stats)
+        finally:
+            self._stop = outer
         return stats
 
     def pending(self) -> int:
@@ -511,23 +546,29 @@ class Dispatcher:
         due row, at most ``poll_s``."""
         total = DispatchStats()
         started = time.monotonic()
-        while not stop.is_set():
-            if tick is not None:
-                tick()
-            total.add(self.run_once(stop=stop))
-            if until_empty and self.pending() == 0:
-                break
-            left = None if timeout_s is None else timeout_s - (time.monotonic() - started)
-            if left is not None and left <= 0:
-                break
-            nxt = self.next_due()
-            wait = poll_s if nxt is None else min(poll_s, max(0.005, (nxt - self.clock()).total_seconds()))
-            if left is not None:
-                wait = min(wait, left)
-            if self._sleep is not None:
-                self._sleep(wait)
-            else:
-                stop.wait(wait)
+        self._stop = stop
+        self._deadline = None if timeout_s is None else started + timeout_s
+        try:
+            while not stop.is_set():
+                if tick is not None:
+                    tick()
+                total.add(self.run_once(stop=stop))
+                if until_empty and self.pending() == 0:
+                    break
+                left = None if timeout_s is None else timeout_s - (time.monotonic() - started)
+                if left is not None and left <= 0:
+                    break
+                nxt = self.next_due()
+                wait = poll_s if nxt is None else min(poll_s, max(0.005, (nxt - self.clock()).total_seconds()))
+                if left is not None:
+                    wait = min(wait, left)
+                if self._sleep is not None:
+                    self._sleep(wait)
+                else:
+                    stop.wait(wait)
+        finally:
+            self._stop = None
+            self._deadline = None
         return total
 
 

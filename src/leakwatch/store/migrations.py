@@ -414,9 +414,18 @@ def m008_key_check(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE TABLE db_meta (name VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
 
 
+def m009_outbox_tried(con: duckdb.DuckDBPyConnection) -> None:
+    """``outbox.tried``: a send of the notification was ever started. ``attempts`` says so too,
+    until ``notify retry`` sets it back to 0 for a fresh run of attempts; a dead letter whose
+    last attempt timed out may have landed, and must be looked up at the target before it is
+    sent again (a second ServiceNow ticket otherwise)."""
+    con.execute("ALTER TABLE outbox ADD COLUMN tried BOOLEAN DEFAULT false")
+    con.execute("UPDATE outbox SET tried = attempts > 0 OR status IN ('sending', 'delivered')")
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     m001_initial, m002_source_entity_counts, m003_context_events_salesforce, m004_alerts,
-    m005_incidents, m006_outbox_watch, m007_watch_tail, m008_key_check,
+    m005_incidents, m006_outbox_watch, m007_watch_tail, m008_key_check, m009_outbox_tried,
 )
 
 

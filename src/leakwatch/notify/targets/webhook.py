@@ -85,6 +85,11 @@ class WebhookTarget:
                 self._key = decode_secret(value)
             return self._key, value
 
+    def check_credentials(self) -> None:
+        """Raise :class:`LeakwatchError` when the signing secret is unset or not a secret:
+        checked before a dispatch, so that such a target is a configuration error."""
+        self._signing_key()
+
     def send(self, message: Message) -> SendResult:
         """One signed POST; a new ``webhook-timestamp`` (and so signature) per attempt."""
         try:
