@@ -206,7 +206,7 @@ def test_acknowledge_from_the_list_writes_status_and_audit(tui):
             table.move_cursor(row=table.get_row_index(str(anthropic)))
             await pilot.press("a")
             await settle(pilot)
-            assert table.get_cell(str(anthropic), "status") == "triaged"  # reloaded after the change
+            assert table.get_cell(str(anthropic), "status").plain == "triaged"  # reloaded after the change
 
     run(go())
     assert read_rows(tui["db"], "SELECT status FROM incidents WHERE incident_id = ?", [anthropic]) == [("triaged",)]
@@ -536,7 +536,7 @@ def test_notify_steps_show_the_outbox_state_of_their_notification(tui):
             table = app.screen.query_one("#steps")
             nid = rows(app, "SELECT notification_id FROM outbox WHERE event = 'step.notify'")[0][0]
             assert table.get_cell(f"{pb}/{step}", "outbox").plain == f"pending #{nid}"
-            assert table.get_cell(f"{pb}/triage", "outbox") == ""    # no notify action
+            assert table.get_cell(f"{pb}/triage", "outbox").plain == ""    # no notify action
 
     run(go())
 
@@ -672,3 +672,85 @@ def test_the_fixture_is_deterministic(tmp_path):
     assert a["incidents"] == b["incidents"] and a["dead_letter"] == b["dead_letter"]
     assert ACTOR in {r[0] for r in read_rows(a["db"], "SELECT actor FROM audit_log")}
     assert Path(a["db"]).name == "tui.duckdb"
+
+
+# --- review: what responders type and logs carry is shown as text, never run ---------------------
+
+
+def test_starting_a_step_does_not_deadlock_the_console(tui):
+    """'s' took the write lock twice in one thread: the step never started, every later change
+    queued behind it and the console could not quit."""
+    openai = tui["incidents"]["openai"]
+    pb = tui["step_done"][0]
+
+    async def go():
+        app = app_for(tui)
+        async with app.run_test() as pilot:
+            app.open_playbook(openai)
+            await settle(pilot)
+            scr = app.screen
+            table = scr.query_one("#steps")
+            table.move_cursor(row=table.get_row_index(f"{pb}/stop-flow"))
+            await pilot.press("s")
+            await asyncio.wait_for(settle(pilot), 30)
+            assert scr.steps[f"{pb}/stop-flow"].state == "in_progress"
+
+    run(asyncio.wait_for(go(), 60))
+    assert read_rows(tui["db"], """SELECT status FROM playbook_steps WHERE incident_id = ?
+                                  AND step_id = 'stop-flow'""", [openai]) == [("in_progress",)]
+    assert audit_verifies(tui["db"])
+
+
+def test_markup_and_control_characters_from_responders_and_logs_are_shown_literally(tui):
+    """A split title 'Card numbers from [/checkout]', a reason 'per [/dpo] note' and a file
+    name with an ESC sequence crashed the console (MarkupError) or reached the terminal."""
+    from leakwatch.incidents import book
+    from leakwatch.store import Store
+
+    openai = tui["incidents"]["openai"]
+    with Store.open(tui["db"]) as s:
+        book.set_fact(s, openai, "likely_consequences", "phishing [/x] of [bold red]customers", actor="t")
+        fid = s.con.execute("SELECT min(finding_id) FROM incident_findings WHERE incident_id = ?", [openai]).fetchone()[0]
+        new = book.split(s, openai, title="Card numbers from [/checkout]", finding_ids=[fid], actor="t", reason="per [/dpo] note")
+        s.con.execute("UPDATE findings SET source_path = ? WHERE finding_id = ?", ["/logs/ctl\x1b]0;pwned\x07.log", fid])
+
+    async def go():
+        app = app_for(tui, size=(170, 40))
+        async with app.run_test(size=(170, 40)) as pilot:
+            await settle(pilot)
+            await open_incident(pilot, new)
+            await settle(pilot)
+            assert type(app.screen).__name__ == "IncidentScreen"
+            header = str(app.query_one("#hdr-incident").render())
+            assert "Card numbers from [/checkout]" in header
+            await open_incident(pilot, openai)
+            await settle(pilot)
+            import io
+
+            from rich.console import Console
+
+            out = io.StringIO()
+            Console(file=out, width=200, color_system=None).print(app.screen._facts_table(app.screen.view))
+            assert "[/x] of [bold red]customers" in out.getvalue()
+            app.open_findings({"incident": new})
+            await settle(pilot)
+            from leakwatch.tui.widgets.findings_table import FindingsTable
+
+            table = app.screen.query_one(FindingsTable)
+            shown = " ".join(str(c) for c in table.get_row_at(0))
+            assert "\x1b" not in shown and "\x07" not in shown and "]0;pwned\\x07.log:1" in shown
+
+    run(go())
+
+
+def test_out_of_range_times_and_clock_speeds_are_refused_not_crashes(tmp_path, capsys):
+    from leakwatch.cli import main
+    from leakwatch.incidents.book import IncidentError
+    from leakwatch.tui.incident_model import parse_time
+
+    for text in ("0001-01-01T00:00+05:00", "9999-12-31T23:59-05:00", "1969-12-31T23:59Z"):
+        with pytest.raises(IncidentError, match="out of range"):
+            parse_time(text, "awareness")
+    for speed in ("nan", "inf", "1e12", "0"):
+        assert main(["tui", "--db", str(tmp_path / "none.duckdb"), "--clock-speed", speed]) == 2
+        assert "--clock-speed" in capsys.readouterr().err

@@ -75,8 +75,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if start and not speed:
         raise UsageError("--clock-start goes with --clock-speed")
     if speed is not None:
-        if speed <= 0:
-            raise UsageError(f"--clock-speed {speed:g}: give a positive factor, e.g. 60")
+        from leakwatch.drills.run import check_speed
+
+        speed = check_speed(speed, "--clock-speed")  # nan, inf, 1e12 crashed the countdowns
         at = None
         if start:
             from leakwatch.incidents.book import IncidentError
@@ -91,4 +92,5 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     app = make_app(args.db, config=config, clock=clock,
                    theme=LIGHT_THEME if getattr(args, "theme", "dark") == "light" else DARK_THEME)
     app.run()
-    return ExitCode.OK
+    # A console that ended on an unhandled error exits 1 in Textual's terms: not a success.
+    return ExitCode.INTERNAL_ERROR if getattr(app, "return_code", 0) else ExitCode.OK

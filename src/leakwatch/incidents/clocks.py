@@ -57,11 +57,11 @@ def deadline_resolver(facts: IncidentFacts, regimes, now: datetime):
 
 
 def overdue_with(facts: IncidentFacts, regimes, event: str, at: datetime, now: datetime) -> list[str]:
-    """Deadlines of applicable regimes that the change would put in the past: overdue at ``now``
-    if clock ``event`` were ``at`` (and no notice for them was sent), and not overdue already
-    without the change. What a responder must acknowledge before back-dating awareness; a
-    deadline missed before (a suspicion time set while GDPR's 72 hours had long run out) is
-    not the change's doing and asks for no acknowledgement."""
+    """Deadlines of applicable regimes that the change puts (further) in the past: overdue at
+    ``now`` if clock ``event`` were ``at`` (and no notice for them was sent), and either not
+    overdue without the change or due earlier with it. What a responder must acknowledge
+    before back-dating awareness; a deadline the change does not move (GDPR's 72 hours, long
+    run out, when the suspicion time of another regime is set) asks for no acknowledgement."""
     events = dict(facts.clock_events)
     events[event] = at
     changed = dataclasses.replace(facts, clock_events=events)
@@ -72,7 +72,8 @@ def overdue_with(facts: IncidentFacts, regimes, event: str, at: datetime, now: d
 
     before = overdue(facts)
     return [f"{c.regime.id} {d.label} was due {d.due.isoformat(timespec='minutes')}"
-            for k, (c, d) in overdue(changed).items() if k not in before]
+            for k, (c, d) in overdue(changed).items()
+            if k not in before or (d.due is not None and before[k][1].due is not None and d.due < before[k][1].due)]
 
 
 def overdue_check(config, regimes, now: datetime, accept: bool, *, how_to_accept: str = "--accept-overdue"):

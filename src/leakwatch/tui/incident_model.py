@@ -159,7 +159,14 @@ def parse_time(text: str, what: str = "time") -> datetime:
         when = datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith(("Z", "z")) else t)
     except ValueError:
         raise IncidentError(f"{what} {t!r}: not an ISO 8601 time (e.g. 2026-03-11T09:30Z or 2026-03-11T10:30+01:00)") from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    try:
+        in_utc = when.astimezone(UTC)
+    except OverflowError:  # year 1 with an offset is no time in UTC: crashed the console
+        in_utc = None
+    if in_utc is None or in_utc.year < 1970:
+        raise IncidentError(f"{what} {t!r}: out of range (a time from 1970 on)")
+    return when
 
 
 def overdue_check(config, regimes, now: datetime, accept: bool):

@@ -36,6 +36,7 @@ from leakwatch.tui.widgets.tables import (
     clip,
     column_width,
     fit_columns,
+    plain,
     refresh_cell,
 )
 
@@ -140,23 +141,29 @@ class IncidentScreen(LwScreen):
 
     def _facts_table(self, view) -> Group:
         f = view.facts
-        t = Table.grid(padding=(0, 1))
-        t.add_column(style="bold", no_wrap=True)
-        t.add_column()
-        t.add_row("aware", self.fmt_time(f.awareness))
-        t.add_row("detected", self.fmt_time(f.clock_events.get("detection")))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column()
+
+        def row(label: str, value) -> None:
+            # Literal text: Rich reads a str cell as markup, and facts, Salesforce fields and
+            # examples hold what responders typed and logs carried.
+            grid.add_row(label, plain(value))
+
+        row("aware", self.fmt_time(f.awareness))
+        row("detected", self.fmt_time(f.clock_events.get("detection")))
         for e, at in sorted(f.clock_events.items()):
             if e not in ("awareness", "detection"):
-                t.add_row(e, self.fmt_time(at))
-        t.add_row("in logs", f"{self.fmt_time(f.first_seen, short=True)} .. {self.fmt_time(f.last_seen, short=True)}")
-        t.add_row("counts", f"{f.findings:,} findings · ~{f.records:,} records · ~{f.data_subjects:,} data subjects")
-        t.add_row("categories", ", ".join(f.categories) or "—")
-        t.add_row("entities", ", ".join(f.entities) or "—")
+                row(e, self.fmt_time(at))
+        row("in logs", f"{self.fmt_time(f.first_seen, short=True)} .. {self.fmt_time(f.last_seen, short=True)}")
+        row("counts", f"{f.findings:,} findings · ~{f.records:,} records · ~{f.data_subjects:,} data subjects")
+        row("categories", ", ".join(f.categories) or "—")
+        row("entities", ", ".join(f.entities) or "—")
         if f.fields or f.objects:
-            t.add_row("Salesforce", ", ".join(f.fields or f.objects))
+            row("Salesforce", ", ".join(f.fields or f.objects))
         if f.patterns:
-            t.add_row("patterns", ", ".join(f.patterns))
-        t.add_row("subjects in", ", ".join(f.subject_jurisdictions) or "—")
+            row("patterns", ", ".join(f.patterns))
+        row("subjects in", ", ".join(f.subject_jurisdictions) or "—")
         dests = Text()
         for i, d in enumerate(f.destinations):
             if i:
@@ -166,12 +173,12 @@ class IncidentScreen(LwScreen):
             dests.append(f" · {d.data_subjects:,} subj." if d.data_subjects else "")
             if d.residency_violation:
                 dests.append("  RESIDENCY VIOLATION", style=f"bold {semantic(self.app.theme_variables)['bad']}")
-        t.add_row("destinations", dests if f.destinations else Text("—"))
+        row("destinations", dests if f.destinations else Text("—"))
         if f.masked_examples:
-            t.add_row("examples", ", ".join(f.masked_examples))
+            row("examples", ", ".join(f.masked_examples))
         if f.responder:
-            t.add_row("facts", "; ".join(f"{k}={v}" for k, v in sorted(f.responder.items())))
-        return Group(Text("Facts", style="bold underline"), t)
+            row("facts", "; ".join(f"{k}={v}" for k, v in sorted(f.responder.items())))
+        return Group(Text("Facts", style="bold underline"), grid)
 
     def _paint_clocks(self, view) -> None:
         table = self.query_one("#regimes", DataTable)

@@ -194,7 +194,10 @@ class PlaybookScreen(LwScreen):
         else:
             self.app.open_incident(self.incident_id)
 
-    def _change(self, r, new: str, *, evidence=None, reason=None) -> str:
+    def _change(self, r, new: str, *, evidence=None, reason=None, store=None) -> str:
+        """Change the step; from a form's worker (``app.change`` takes the write lock), or with
+        ``store`` from inside ``app.write``, which holds the lock already: taking it a second
+        time in the same thread deadlocked the console for good."""
         from leakwatch.tui.incident_model import change_step, notify_hook
 
         app = self.app
@@ -204,14 +207,14 @@ class PlaybookScreen(LwScreen):
                                config=app.config, regimes=app.regimes, playbooks=app.playbooks, now=app.now(),
                                evidence=evidence, reason=reason, notify=notify_hook(app.config, store, app.clock))
 
-        old = app.change(do)
+        old = do(store) if store is not None else app.change(do)
         return f"step {r.step.id}: {old} → {new}"
 
     def action_start(self) -> None:
         r = self.selected()
         if r is None:
             return
-        self.app.write(lambda store: self._change(r, "in_progress"), f"start step {r.step.id}")
+        self.app.write(lambda store: self._change(r, "in_progress", store=store), f"start step {r.step.id}")
 
     def action_done(self) -> None:
         r = self.selected()

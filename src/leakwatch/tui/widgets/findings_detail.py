@@ -19,6 +19,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from leakwatch.errors import printable
 from leakwatch.tui.widgets.styles import semantic, severity_style
 
 #: Width of the confidence bar, in cells (one cell = 5 points of confidence).
@@ -34,7 +35,7 @@ def _kv(rows: list[tuple[str, Any]]) -> Table:
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
     for k, v in rows:
-        grid.add_row(k, v if isinstance(v, Text) else Text("—" if v is None or v == "" else str(v)))
+        grid.add_row(k, v if isinstance(v, Text) else Text("—" if v is None or v == "" else printable(v)))
     return grid
 
 
@@ -62,9 +63,9 @@ def record_view(d: Mapping[str, Any], fmt_time: Callable[[datetime | None], str]
     """Where the record is, and its findings in byte order with this one highlighted."""
     sem = semantic(theme)
     where = Text.assemble(
-        (PurePath(d["source_path"]).name, "bold"), f"  line {d['line']:,}  ·  bytes {d['start_byte']:,}–{d['end_byte']:,}",
+        (printable(PurePath(d["source_path"]).name), "bold"), f"  line {d['line']:,}  ·  bytes {d['start_byte']:,}–{d['end_byte']:,}",
         f"  ·  {d['format'] or 'unknown format'}  ·  {fmt_time(d['ts']) if d['ts'] else 'no record time'}")
-    path = Text(display_path(str(d["source_path"]), db_path), style="dim")
+    path = Text(printable(display_path(str(d["source_path"]), db_path)), style="dim")
     table = Table(box=None, padding=(0, 1), show_edge=False, expand=True)
     table.add_column("", width=1, no_wrap=True)
     table.add_column("bytes", no_wrap=True, style="dim")
@@ -75,7 +76,7 @@ def record_view(d: Mapping[str, Any], fmt_time: Callable[[datetime | None], str]
         me = r["finding_id"] == d["finding_id"]
         style = "reverse bold" if me else ""
         table.add_row(Text("▶" if me else " ", style="bold"), f"{r['start_byte']}–{r['end_byte']}",
-                      Text(r["field_path"] or "—", style=style), Text(r["masked"] or "", style=style or "bold"),
+                      Text(printable(r["field_path"] or "—"), style=style), Text(printable(r["masked"] or ""), style=style or "bold"),
                       Text(r["entity"], style=style or severity_style(r["severity"], theme)))
     n = len(d["record"])
     note = Text(f"{n} value{'s' if n != 1 else ''} found in this record, shown masked; the log line itself is "

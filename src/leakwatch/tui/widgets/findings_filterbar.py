@@ -13,12 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any, Final
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Input, Select
 
+from leakwatch.errors import printable
 from leakwatch.tui.data import SEVERITY_RANKS, FindingFilter
 from leakwatch.tui.widgets.tables import clip
 
@@ -52,24 +54,30 @@ def choice_options(field: str, values: Iterable[tuple[Any, int]], current: Any =
     out: list[tuple[str, Any]] = []
     seen = set()
     for value, n in values:
-        label = PurePath(value).name if field == "source_path" else str(value)
+        label = printable(PurePath(value).name if field == "source_path" else str(value))
         out.append((f"{clip(label, 40)} ({n:,})", value))
         seen.add(value)
     if field in NONE_LABELS:
         out.append((NONE_LABELS[field], ""))
         seen.add("")
     if current is not None and current not in seen:
-        label = PurePath(current).name if field == "source_path" else str(current)
+        label = printable(PurePath(current).name if field == "source_path" else str(current))
         out.insert(0, (clip(label, 40), current))
     return out
 
 
 def incident_options(choices: Iterable[tuple[int, str, int]], current: int | None = None) -> list[tuple[str, int]]:
     """``#7 Customer PII in AI prompts… (1,204)`` per incident; ``current`` kept."""
-    out = [(f"#{i} {clip(title, 36)} ({n:,})", i) for i, title, n in choices]
+    out = [(f"#{i} {clip(printable(title), 36)} ({n:,})", i) for i, title, n in choices]
     if current is not None and current not in {v for _, v in out}:
         out.insert(0, (f"#{current}", current))
     return out
+
+
+def _literal(options: Sequence[tuple[str, Any]]) -> list[tuple[Text, Any]]:
+    """Dropdown labels as text: a Select reads a str label as markup, and file names and
+    incident titles ('Card numbers from [/checkout]') crashed the findings screen."""
+    return [(Text(label), value) for label, value in options]
 
 
 class FilterBar(Vertical):
@@ -120,7 +128,7 @@ class FilterBar(Vertical):
                 else:
                     options = choice_options(field, (), current)
                 self._options[wid] = options
-                yield Select(options, prompt=prompt, id=wid, compact=True,
+                yield Select(_literal(options), prompt=prompt, id=wid, compact=True,
                              value=current if current is not None else Select.NULL)
 
     def options_of(self, widget_id: str) -> list[tuple[str, Any]]:
@@ -142,7 +150,7 @@ class FilterBar(Vertical):
                 else:
                     options = choice_options(field, facets.get(field, ()), current)
                 self._options[wid] = options
-                sel.set_options(options)
+                sel.set_options(_literal(options))
                 sel.value = current if current is not None else Select.NULL
 
     def set_filter(self, value: FindingFilter) -> None:

@@ -17,9 +17,10 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
 
+from leakwatch.errors import printable
 from leakwatch.tui.data import ROW_FIELDS
 from leakwatch.tui.widgets.styles import semantic, severity_style
-from leakwatch.tui.widgets.tables import clip
+from leakwatch.tui.widgets.tables import clip, plain
 
 #: (key, label, width[, shown from this many columns]); the field path takes what is left.
 #: Masked previews are short by construction (an e-mail's is ~20 characters, a key's
@@ -67,18 +68,18 @@ def row_cells(row: Sequence[Any], columns: Sequence[tuple[str, str, int]], theme
             sev = row[_IX["severity"]]
             out.append(Text(sev, style=severity_style(sev, theme)))
         elif key == "entity":
-            out.append(clip(row[_IX["entity"]], width))
+            out.append(plain(clip(row[_IX["entity"]], width)))
         elif key == "masked":
             out.append(Text(clip(row[_IX["masked"]] or "", width), style="bold"))
         elif key == "field":
-            out.append(clip(row[_IX["field_path"]] or "—", width))
+            out.append(plain(clip(row[_IX["field_path"]] or "—", width)))
         elif key == "object":
-            out.append(clip(row[_IX["sf_object"]] or "—", width))
+            out.append(plain(clip(row[_IX["sf_object"]] or "—", width)))
         elif key == "dest":
             text = clip(dest_text(row[_IX["dest_vendor"]], row[_IX["dest_region"]]), width)
             out.append(Text(text, style=sem["muted"] if text == "—" else ""))
         elif key == "where":
-            out.append(where_text(row[_IX["source_path"]], row[_IX["line"]], width))
+            out.append(plain(where_text(printable(row[_IX["source_path"]]), row[_IX["line"]], width)))
         elif key == "incident":
             iid = row[_IX["incident_id"]]
             out.append(Text(f"#{iid}" if iid is not None else "—", justify="right",

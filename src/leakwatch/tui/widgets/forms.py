@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -27,7 +28,7 @@ from textual.widgets import (
     Static,
 )
 
-from leakwatch.errors import LeakwatchError
+from leakwatch.errors import LeakwatchError, printable
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class FormModal(ModalScreen[str | None]):
         """Show why the core refused; the form stays open with what was typed."""
         self.error = text
         err = self.query_one("#dialog-error", Static)
-        err.update(text)
+        err.update(Text(printable(text, lines=True)))  # it may quote what was typed: literal text
         err.display = True
         self.query_one("#dialog-busy").display = False
         self.query_one("#dialog-submit", Button).disabled = False

@@ -18,6 +18,7 @@ from textual.containers import Horizontal
 from textual.widgets import Label
 
 from leakwatch.tui.widgets.countdown import Countdown
+from leakwatch.tui.widgets.tables import plain
 
 #: Real seconds between two refreshes of the drill banner (scenario time, progress).
 BANNER_REFRESH_S = 0.5
@@ -94,7 +95,7 @@ class LeakwatchHeader(Horizontal):
             label.update("no incident selected")
         else:
             iid, title = value
-            label.update(f"incident #{iid} {title}")
+            label.update(plain(f"incident #{iid} {title}"))  # a responder's title: literal text
 
     def _show_nearest(self, nd) -> None:
         label = self.query_one("#hdr-next", Label)

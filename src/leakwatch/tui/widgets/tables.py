@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual.widgets import DataTable
+
+from leakwatch.errors import printable
 
 #: DataTable pads each cell with one space on either side.
 CELL_PAD = 2
@@ -52,9 +55,18 @@ def has_column(table: DataTable, key: str) -> bool:
     return any(k == key for k, _l, _w in getattr(table, "_lw_columns", ()))
 
 
+def plain(value):
+    """A text cell as literal text: a ``str`` cell of a DataTable is read as Rich markup, so a
+    title, reason or file name holding ``[/x]`` crashed the console (MarkupError) and one holding
+    ``[red]`` was restyled; control characters from the evidence are shown escaped (``\\x1b``).
+    Other values (``Text`` already styled, numbers) are returned as they are."""
+    return Text(printable(value)) if isinstance(value, str) else value
+
+
 def cells(table: DataTable, values: dict) -> list:
-    """The row cells of ``values`` (column key → cell) for the columns the table shows."""
-    return [values[k] for k, _l, _w in getattr(table, "_lw_columns", ())]
+    """The row cells of ``values`` (column key → cell) for the columns the table shows, text
+    cells as literal text (see :func:`plain`)."""
+    return [plain(values[k]) for k, _l, _w in getattr(table, "_lw_columns", ())]
 
 
 def column_width(table: DataTable, key: str, default: int = 40) -> int:
@@ -72,6 +84,7 @@ def refresh_cell(table: DataTable, row_key: str, column_key: str, value) -> bool
         old = table.get_cell(row_key, column_key)
     except Exception:  # noqa: BLE001 - the row went away in a reload
         return False
+    value = plain(value)
     same = (getattr(old, "plain", old) == getattr(value, "plain", value)
             and str(getattr(old, "style", "")) == str(getattr(value, "style", "")))
     if same:
