@@ -166,3 +166,21 @@ def test_times_out_of_range_are_usage_errors(tmp_path, cli, when):
     r = cli("incidents", "--db", db, "set-awareness", iid, when, "--reason", "t")
     assert r.rc == 2, r.err
     assert "out of range" in r.err and "Traceback" not in r.err
+
+
+def test_a_split_off_part_keeps_the_responders_judgements_not_their_counts(tmp_path, cli):
+    """A split copied the clocks but not the facts: NIS2 went back to 'undecided' on the part."""
+    db = _scan(cli, tmp_path, "a.log", _iso(-1))
+    iid = _pii_incident(cli, db)
+    for key, value in (("significant", "yes"), ("likely_consequences", "phishing"), ("data_subjects", "900"),
+                       ("subjects.DE", "12")):
+        assert cli("incidents", "--db", db, "fact", iid, key, value).rc == 0
+    r = cli("incidents", "--db", db, "split", iid, "--where", "entity=CREDIT_CARD", "--title", "cards")
+    assert r.rc == 0, r.err
+    part = _pii_incident(cli, db)
+    assert part != iid
+    shown = json.loads(cli("incidents", "--db", db, "show", part, "--json").out)
+    assert shown["responder"] == {"significant": True, "likely_consequences": "phishing"}
+    assert shown["subjects_by_jurisdiction"] == {}
+    nis2 = _clocks(cli, db, part)["nis2"]
+    assert not any("undecided" in r and "significant" in r for r in nis2["reasons"]), nis2["reasons"]

@@ -655,10 +655,18 @@ def split(store, incident_id: int, *, title: str, finding_ids: Sequence[int] = (
         con.execute("""INSERT INTO incident_clocks (incident_id, event, "at", set_by, reason)
                        SELECT ?, event, "at", set_by, 'inherited from incident ' || ? FROM incident_clocks WHERE incident_id = ?""",
                     [new, incident_id, incident_id])
+        # What responders established about the incident holds for its parts too (significant,
+        # likely consequences, data categories): NIS2 read 'undecided' on the split-off part.
+        # Counts (data_subjects, records, subjects.XX) were of the whole, and are not copied.
+        facts = con.execute("""INSERT INTO incident_facts (incident_id, key, value, set_by)
+                               SELECT ?, key, value, set_by FROM incident_facts WHERE incident_id = ?
+                                 AND key NOT IN ('data_subjects', 'records') AND NOT starts_with(key, 'subjects.')
+                               RETURNING key""", [new, incident_id]).fetchall()
         _refresh(con, new, now)
         _refresh(con, incident_id, now)
         audit.append(con, store.key, actor=actor, action="incident.split", incident_id=incident_id, at=now, reason=reason,
-                     detail={"new_incident": new, "findings_moved": len(chosen), "where": where})
+                     detail={"new_incident": new, "findings_moved": len(chosen), "where": where,
+                             **({"facts_copied": sorted(k for (k,) in facts)} if facts else {})})
         audit.append(con, store.key, actor=actor, action="incident.opened", incident_id=new, at=now, reason=reason,
                      detail={"origin": "split", "from": incident_id, "findings": len(chosen)})
         if notify is not None:
