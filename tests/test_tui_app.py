@@ -754,3 +754,21 @@ def test_out_of_range_times_and_clock_speeds_are_refused_not_crashes(tmp_path, c
     for speed in ("nan", "inf", "1e12", "0"):
         assert main(["tui", "--db", str(tmp_path / "none.duckdb"), "--clock-speed", speed]) == 2
         assert "--clock-speed" in capsys.readouterr().err
+
+
+def test_an_accelerated_clock_is_refused_on_a_database_that_is_not_a_drill(tmp_path, capsys):
+    """--clock-speed on a real database dated every acknowledgement and awareness change in
+    simulated time, in its HMAC-chained audit trail."""
+    from leakwatch.cli import main
+    from leakwatch.commands.tui import drill_database
+    from leakwatch.store import Store
+
+    real, drill = tmp_path / "real.duckdb", tmp_path / "drill.duckdb"
+    with Store.open(real) as s:
+        s.begin_scan(["leakwatch", "scan", "app.log"], "h", 1)
+    with Store.open(drill) as s:
+        s.begin_scan(["leakwatch", "drill", "run", "bulk-sync-to-ai", "--seed", "1"], "h", 1)
+    assert drill_database(str(drill)) and drill_database(str(tmp_path / "new.duckdb"))
+    assert not drill_database(str(real))
+    assert main(["tui", "--db", str(real), "--clock-speed", "60"]) == 2
+    assert "--clock-speed is for drill databases" in capsys.readouterr().err

@@ -15,8 +15,10 @@ EPILOG = textwrap.dedent(
       leakwatch tui                                  the console on ./leakwatch.duckdb
       leakwatch tui --db incident.duckdb --config leakwatch.toml
       leakwatch tui --theme light                    for a bright room
-      leakwatch tui --clock-speed 60 --clock-start 2026-03-11T09:00Z
+      leakwatch tui --db drills/x/drill.duckdb --clock-speed 60 --clock-start 2026-03-11T09:00Z
                                                      a drill: one real minute is an hour
+                                                     (drill databases only: changes are
+                                                     dated in simulated time)
 
     keys:
       ? help on the current screen · ctrl+p every action by name · enter opens · escape goes back
@@ -56,9 +58,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="leakwatch.toml (default: $LEAKWATCH_CONFIG or ./leakwatch.toml)")
     p.add_argument("--theme", choices=("dark", "light"), default="dark", help="colour theme (T switches while running)")
     p.add_argument("--clock-speed", type=float, default=None, metavar="N",
-                   help="drills: run the console's clock N times faster than real time (e.g. 60)")
+                   help="drills: run the console's clock N times faster than real time (e.g. 60; "
+                        "only on a database written by 'leakwatch drill run')")
     p.add_argument("--clock-start", metavar="TIME",
                    help="drills: the simulated time to start from (ISO 8601; default now)")
+
+
+def drill_database(db: str) -> bool:
+    """Whether ``db`` holds only what drills wrote (every scan a ``leakwatch drill run``), or
+    does not exist yet. The accelerated clock dates every change it makes — acknowledgements,
+    awareness times, audit rows — in simulated time: fine in a drill, a falsified record in a
+    real incident's trail."""
+    import duckdb
+
+    if not os.path.exists(db):
+        return True
+    try:
+        con = duckdb.connect(db, read_only=True)
+    except duckdb.Error:
+        return True  # not readable here: the console says why when it opens it
+    try:
+        other = con.execute("SELECT count(*) FROM scans WHERE argv IS NULL OR NOT starts_with(argv, 'leakwatch drill ')"
+                            ).fetchone()[0]
+    except duckdb.Error:
+        return True
+    finally:
+        con.close()
+    return other == 0
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -88,6 +114,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             except IncidentError as e:
                 raise UsageError(str(e)) from None
         clock = AcceleratedClock(speed, at)
+    if clock is not None and not drill_database(args.db):
+        raise UsageError(f"--clock-speed is for drill databases (leakwatch drill run): on {args.db}, what a "
+                         "responder changes would enter its audit trail at simulated times")
     config = load_config(getattr(args, "config", None))
     app = make_app(args.db, config=config, clock=clock,
                    theme=LIGHT_THEME if getattr(args, "theme", "dark") == "light" else DARK_THEME)
