@@ -223,3 +223,42 @@ def test_dispatch_json_is_json_and_a_nan_timeout_is_refused(tmp_path):
         assert r.returncode == 0, r.stderr
         doc = json.loads(r.stdout)
         assert doc["delivered"] == n and doc["dead"] == 0 and doc["still_queued"] == 0 and doc["stopped"] is False
+
+
+def test_a_redirect_is_reported_without_the_token_its_location_carries(tmp_path):
+    import http.server
+    import threading
+
+    token = "rcv-issued-Zq8f2c0mB7tKpL1vX9"
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(302)
+            self.send_header("Location", f"https://hooks.example.net/v2/hook?sig={token}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        env = {SECRET_VAR: new_secret()}
+        cfg = tmp_path / "lw.toml"
+        webhook_toml(cfg, f"http://127.0.0.1:{srv.server_address[1]}/hook", max_attempts=1)
+        db = queued_db(tmp_path, cfg, env)
+        r = lw("notify", "--db", db, "--config", cfg, "dispatch", "--until-empty", "--timeout", "30", env=env)
+        st = lw("notify", "--db", db, "--config", cfg, "status", env=env)
+    finally:
+        srv.shutdown()
+    assert r.returncode == 4
+    assert "redirected to https://hooks.example.net/v2/hook (query left out)" in st.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        dump = json.dumps(con.execute("SELECT * FROM outbox").fetchall(), default=str)
+        dump += json.dumps(con.execute("SELECT * FROM audit_log").fetchall(), default=str)
+    finally:
+        con.close()
+    assert token not in r.stdout + r.stderr + st.stdout + dump

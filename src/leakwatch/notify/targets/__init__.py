@@ -170,10 +170,28 @@ def result_of_response(resp, *, remote_id: Callable[[Any], str | None] | None = 
         return SendResult("delivered", status=status, remote_id=None if rid is None else str(rid))
     snippet = " ".join((resp.text or "")[:ERROR_SNIPPET].split())
     if 300 <= status < 400:
-        snippet = f"redirected to {resp.headers.get('Location', '?')}: fix the target url"
+        snippet = f"redirected to {_location(resp.headers.get('Location'))}: fix the target url"
     error = redact(f"{head}HTTP {status} {resp.reason or ''}".rstrip() + (f": {snippet}" if snippet else ""), redact_values)
     retry_after = parse_retry_after(resp.headers.get("Retry-After")) if outcome == "retry" else None
     return SendResult(outcome, status=status, retry_after_s=retry_after, error=error)
+
+
+def _location(value: str | None) -> str:
+    """A redirect's target without what may be a credential the receiver issued (a query
+    string, ``user:password@``, a fragment): enough to fix the URL, nothing to leak into the
+    outbox's errors and the audit trail."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not value:
+        return "?"
+    try:
+        p = urlsplit(value.strip())
+        host = p.hostname or ""
+        netloc = host + (f":{p.port}" if p.port else "") if host else ""
+    except ValueError:
+        return "an unreadable location"
+    cut = " (query left out)" if p.query or p.fragment or p.username else ""
+    return (urlunsplit((p.scheme, netloc, p.path, "", "")) or "?") + cut
 
 
 def result_of_exception(exc: Exception, *, timeout: float | None = None, redact_values: Iterable[str] = (),
