@@ -139,11 +139,19 @@ def flow_rows(
         rows = [dict(zip(names, r)) for r in cur.fetchall()]
     except duckdb.Error as e:
         raise StoreError(f"{_db_label(con)}: cannot derive the data-flow map: {e}") from e
+    from functools import lru_cache
+
+    from leakwatch.incidents.notices_guard import mask_raw_values
+
+    # "Only counts and names": a log's file name can itself hold a customer's e-mail address
+    # (prompts_jane.doe@example.com.jsonl), which the record shows masked like a finding.
+    masked = lru_cache(maxsize=None)(mask_raw_values)
     for r in rows:
         r["first_seen"] = iso_utc(r["first_seen"])
         r["last_seen"] = iso_utc(r["last_seen"])
         r["categories"] = list(r["categories"])
-        r["source_files"] = list(r["source_files"])
+        r["source_files"] = [masked(p) for p in r["source_files"]]
+        r["system"] = masked(r["system"]) if isinstance(r["system"], str) else r["system"]
     return [{k: r[k] for k in FLOW_FIELDS} for r in rows]
 
 

@@ -638,6 +638,7 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
         check_transition,
         load_playbooks,
         select_playbooks,
+        settled_steps,
         step_applies,
         step_due,
     )
@@ -694,7 +695,7 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
                 raise UsageError(f"step {step.id} asks for no evidence called {', '.join(map(repr, unknown))} "
                                  f"(it asks for: {wanted})")
             if new not in ("skipped", "pending"):
-                done_now = {s for (_pb, s), r in book.step_states(store.con, args.id).items() if r["status"] == "done"}
+                done_now = settled_steps(book.step_states(store.con, args.id))
                 if step_applies(step, facts, done_now, lambda rid: applies.get(rid)) is False:
                     from leakwatch.errors import IncidentError
 
@@ -715,7 +716,7 @@ def run_playbook(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"incident {args.id}: step {step.id} is now {new}")
             facts = book.build_facts(store.con, args.id, config, regimes)
         states = book.step_states(store.con, args.id)
-    done = {s for (_pb, s), r in states.items() if r["status"] == "done"}
+    done = settled_steps(states)
     out = []
     for pb in chosen:
         for s in pb.steps:

@@ -94,6 +94,7 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
     from leakwatch.incidents.playbooks import (
         load_playbooks,
         select_playbooks,
+        settled_steps,
         step_applies,
         step_due,
     )
@@ -245,7 +246,7 @@ def score_drill(drill_dir: str | Path) -> dict[str, Any]:
             per_incident[iid] = {"applies": applied, "undecided": undecided, "deadlines": deadlines,
                                  "awareness_min": at_min(aware) if aware else None}
             states = book.step_states(con, iid)
-            done = {s for (_pb, s), r in states.items() if r["status"] == "done"}
+            done = settled_steps(states)
             applies = {rc.regime.id: rc.applies for rc in clocks}
             resolve = deadline_resolver(facts, regimes, end)
             def regime_applies(rid: str, applies=applies) -> bool | None:

@@ -465,6 +465,10 @@ def _clean(text: str | None, what: str) -> str | None:
 def _clean_value(value: Any, what: str) -> None:
     if isinstance(value, str):
         _clean(value, what)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        # A bare number typed as a fact (4012888888881881) is JSON, not text: it is checked as
+        # the digits it is (a notice prints it grouped, 4,012,888,888,881,881, past the guard).
+        _clean(str(value), what)
     elif isinstance(value, Mapping):
         for k, v in value.items():
             _clean(str(k), what)

@@ -89,12 +89,14 @@ class IncidentFacts:
     @property
     def total_subjects(self) -> int:
         """Data subjects in all: leakwatch's count of distinct identifying values, or the
-        responder's ``data_subjects`` when that is larger (the logs show a sample; the
-        responder may know the whole table went)."""
+        responder's ``data_subjects`` or the sum of their ``subjects.XX`` counts when larger
+        (the logs show a sample; the responder may know the whole table went)."""
         n = self.responder.get("data_subjects")
-        if isinstance(n, int) and not isinstance(n, bool) and n > self.data_subjects:
-            return n
-        return self.data_subjects
+        given = n if isinstance(n, int) and not isinstance(n, bool) else 0
+        # Never fewer than the responder's per-jurisdiction counts add up to (600 in US-CA is
+        # at least 600 in all: HIPAA's "500 or more" for HHS).
+        by_place = sum(int(v) for v in self.subjects_by_jurisdiction.values())
+        return max(self.data_subjects, given, by_place)
 
     @property
     def responder_categories(self) -> tuple[str, ...]:

@@ -311,6 +311,8 @@ def _deadline_rows(deadlines: Iterable[Any] | None, regime_id: str | None, now: 
             "label": str(_get(d, "label", "name", "title", "description") or did or "deadline"),
             "due": _iso(due),
             "overdue": bool(due and due < now and not met),
+            "met": met,
+            "status": None if _get(d, "status") is None else str(_get(d, "status")),
             "time_left": "met" if met else None if due is None else
             (("overdue by " if due < now else "") + format_delta(due - now)),
         })
@@ -435,13 +437,20 @@ def _items(ctx: Mapping[str, Any], facts: IncidentFacts, regime: Any, now: datet
     if subjects is None:
         # leakwatch's count of distinct identifying values, and never less than the responder's
         # per-country counts add up to (600 in US-CA is at least 600 in all).
-        by_country = sum(int(v) for v in facts.subjects_by_jurisdiction.values())
-        subjects = max(facts.data_subjects, by_country) or None
+        subjects = facts.total_subjects or None
     records = r("records")
     if records is None and facts.records > 0:
         records = facts.records
-    cats = [c["label"] for c in ctx["categories"]] or (
-        [str(r("data_categories"))] if r("data_categories") is not None else [])
+    cats = [c["label"] for c in ctx["categories"]]
+    if r("data_categories") is not None:
+        # What a responder recorded (health data no rule can see) belongs in the notice too,
+        # not only when the findings have no category: HIPAA applies on it.
+        given = r("data_categories")
+        for text in (given if isinstance(given, list) else [given]):
+            code = str(text).strip().lower()
+            label = CATEGORY_LABELS[code][0] if code in CATEGORY_LABELS else str(text)
+            if label not in cats:
+                cats.append(label)
     return {
         "controller": org["name"] or None,
         # GDPR Art. 33 goes to the lead supervisory authority the config names (the regime only
@@ -557,10 +566,12 @@ def _lateness(facts: IncidentFacts, regime_id: str | None, dl_rows: list[dict], 
     awareness when the regimes module gave no deadline)."""
     due: datetime | None = None
     for row in dl_rows:
-        if row["due"]:
+        # A deadline whose notice went out in time is behind us: what follows it is information
+        # given in phases (Art. 33(4)), not a late notification that owes reasons for a delay.
+        if row["due"] and not row.get("met"):
             t = datetime.fromisoformat(row["due"])
             due = t if due is None else min(due, t)
-    if due is None and regime_id in ("gdpr-33", "uk-gdpr"):
+    if due is None and regime_id in ("gdpr-33", "uk-gdpr") and not any(row.get("met") for row in dl_rows):
         due = facts.awareness + GDPR_NOTIFY_WITHIN
     is_late = bool(due and now > due)
     return {"is_late": is_late, "deadline": _iso(due), "by": format_delta(now - due) if is_late and due else None}

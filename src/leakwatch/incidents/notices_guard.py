@@ -71,6 +71,32 @@ def raw_values_in(text: str) -> list[tuple[str, int]]:
     return sorted(set(found), key=lambda f: f[1])
 
 
+def mask_raw_values(text: str) -> str:
+    """``text`` with each raw value the shipped rules find in it replaced by its masked
+    preview: a file name like ``prompts_jane.doe@example.com.jsonl`` in an Art. 30 record."""
+    if not text:
+        return text
+    from leakwatch.sources.files import Chunk
+
+    data = text.encode("utf-8")
+    if b"\n" in data:
+        return "\n".join(mask_raw_values(part) for part in text.split("\n"))
+    batch, _n = _detector().process(Chunk(data=data, first_line=0, end=len(data)))
+    spans = []
+    for i in range(len(batch.get("entity", []))):
+        if str(batch["entity"][i]) in ALLOWED_ENTITIES or int(batch["severity_rank"][i]) < MIN_RANK:
+            continue
+        spans.append((int(batch["start_byte"][i]), int(batch["end_byte"][i]), str(batch["masked"][i] or "…")))
+    out, at = [], 0
+    for start, end, masked in sorted(spans):
+        if start < at:
+            continue  # overlapping findings of one value: the first masks it
+        out += [data[at:start], masked.encode("utf-8")]
+        at = end
+    out.append(data[at:])
+    return b"".join(out).decode("utf-8", "replace")
+
+
 def _rule_values(text: str) -> list[tuple[str, int]]:
     from leakwatch.sources.files import Chunk
 

@@ -674,6 +674,13 @@ def step_due(step: Step, facts: IncidentFacts,
     return None if base is None else base + due.offset
 
 
+def settled_steps(states: Mapping) -> set[str]:
+    """Step ids ``step_done`` conditions count as finished: done, or skipped with a reason. A
+    skipped step is a decision (rotation not needed for a test key), and what waits on it —
+    revoking the key, notifying the authority — must not wait for ever behind it."""
+    return {s for (_pb, s), r in states.items() if r["status"] in ("done", "skipped")}
+
+
 def evaluate_condition(cond: Condition, facts: IncidentFacts, done_steps: set[str] | frozenset[str],
                        regime_applies: Callable[[str], bool | None]) -> bool | None:
     """Three-valued: ``None`` when it depends on something not known yet (whether a regime

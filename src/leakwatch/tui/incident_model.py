@@ -270,7 +270,7 @@ def load_playbook(con: duckdb.DuckDBPyConnection, incident_id: int, config, regi
     state, due time and, for steps with a notify action, their outbox notifications."""
     from leakwatch.incidents import book
     from leakwatch.incidents.clocks import deadline_resolver, incident_clocks
-    from leakwatch.incidents.playbooks import select_playbooks, step_applies, step_due
+    from leakwatch.incidents.playbooks import select_playbooks, settled_steps, step_applies, step_due
     from leakwatch.notify.outbox import step_notifications
 
     facts = book.build_facts(con, incident_id, config, regimes)
@@ -278,7 +278,7 @@ def load_playbook(con: duckdb.DuckDBPyConnection, incident_id: int, config, regi
     applies = {rc.regime.id: rc.applies for rc in incident_clocks(facts, regimes, now)}
     resolve = deadline_resolver(facts, regimes, now)
     states = book.step_states(con, incident_id)
-    done = {s for (_pb, s), r in states.items() if r["status"] == "done"}
+    done = settled_steps(states)
     sent = step_notifications(con, incident_id)
     out = []
     for pb in chosen:
@@ -307,7 +307,7 @@ def change_step(store, incident_id: int, playbook_id: str, step_id: str, new: st
     :class:`IncidentError` and changes nothing when refused."""
     from leakwatch.incidents import book
     from leakwatch.incidents.clocks import incident_clocks
-    from leakwatch.incidents.playbooks import check_transition, step_applies
+    from leakwatch.incidents.playbooks import check_transition, settled_steps, step_applies
 
     pb = playbooks.get(playbook_id)
     if pb is None:
@@ -326,7 +326,7 @@ def change_step(store, incident_id: int, playbook_id: str, step_id: str, new: st
         try:
             facts = book.build_facts(con, incident_id, config, regimes)
             applies = {rc.regime.id: rc.applies for rc in incident_clocks(facts, regimes, now)}
-            done_now = {s for (_pb, s), r in book.step_states(con, incident_id).items() if r["status"] == "done"}
+            done_now = settled_steps(book.step_states(con, incident_id))
         finally:
             con.close()
         if new in ("in_progress", "done") and step_applies(step, facts, done_now, lambda rid: applies.get(rid)) is False:
