@@ -569,6 +569,11 @@ class Watcher:
                       if o.kind == "text" and o.offset > 0 and o is not s]
         for c in candidates + self._truncated + self._read_before:
             path, offset, _line, head, _tail = c
+            if path == s.path:
+                # A new file under the old one's name (deleted and written again, a daily job
+                # logging the same customers) is a new file: read from its start. A copy has a
+                # name of its own (app.log.1), and a file truncated in place keeps its inode.
+                continue
             n = min(offset, HEAD_BYTES)
             if head is None or (n < HEAD_BYTES and not name.startswith(os.path.basename(path))):
                 continue
@@ -598,7 +603,8 @@ class Watcher:
         name = os.path.basename(s.path)
         k = min(size, 1 << 16)
         for o in list(self.files.values()):
-            if o is s or o.kind != "text" or o.offset <= size or not name.startswith(os.path.basename(o.path)):
+            if o is s or o.path == s.path or o.kind != "text" or o.offset <= size or \
+                    not name.startswith(os.path.basename(o.path)):
                 continue
             if os.pread(o.fd, k, 0) == os.pread(s.fd, k, 0):
                 return True
@@ -631,7 +637,15 @@ class Watcher:
             st = os.fstat(s.fd)
         changed = (st.st_size, st.st_mtime_ns) != (s.size, s.mtime_ns)
         if changed:
+            first_look = s.size == -1
             s.size, s.mtime_ns, s.changed_at = st.st_size, st.st_mtime_ns, now
+            if first_look:
+                # Idle since its last write, not since this process opened it: a file untouched
+                # for an hour has its last line without a newline, and a .gz is complete, now —
+                # 'watch --once' (cron) never waited long enough to read either.
+                age = self.now().timestamp() - st.st_mtime_ns / 1e9
+                if age > 0:
+                    s.changed_at = now - age
         idle = now - s.changed_at
         if s.gone_since is not None and idle >= self.drain_idle_s:
             self._finish_gone(s, st, rep)
@@ -649,6 +663,8 @@ class Watcher:
                 del self._truncated[:-64]
             self._reset(s)
         if s.kind == "pending" and not self._sniff(s, st.st_size, idle, rep):
+            if s.kind == "gzip":
+                self._advance_gzip(s, st, idle, rep)  # settled already (an old .gz): read it now
             return
         if s.kind != "text" or st.st_size <= s.offset:
             return

@@ -125,8 +125,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from leakwatch.exit_codes import ExitCode
     from leakwatch.watch import SalesforcePull, StopOnSignals, Watcher
 
-    if not args.interval > 0:
-        raise UsageError("--interval must be more than 0 seconds")
+    if not 0 < args.interval <= 3600:  # nan fails both; inf and 1e300 overflowed the wait (exit 70)
+        raise UsageError(f"--interval must be more than 0 and at most 3600 seconds, got {args.interval:g}")
     tui = getattr(args, "tui", False)
     if tui and args.once:
         raise UsageError("--tui follows the logs until the console closes; leave out --once")

@@ -423,8 +423,8 @@ def run_drill(scenario: Scenario, out_dir: str | Path, *, seed: int = 1, speed: 
     from leakwatch.notify.webhook_verify import new_secret
     from leakwatch.watch import Watcher
 
-    if not (interval > 0 and math.isfinite(interval)):
-        raise UsageError("--interval must be more than 0 seconds")
+    if not 0 < interval <= 3600:  # nan fails both; 1e300 overflowed the wait (exit 70)
+        raise UsageError(f"--interval must be more than 0 and at most 3600 seconds, got {interval:g}")
     # Everything the command line gives is checked before the folder is made: a mistake must not
     # leave a half-written folder that the next run with the same --out refuses.
     if clock is None:

@@ -655,6 +655,8 @@ def list_scenarios(directory: str | Path | None = None) -> list[Path]:
     """The scenario files in ``directory`` (default: the shipped ones), by name."""
     d = Path(directory) if directory is not None else default_drills_dir()
     if not d.is_dir():
+        if directory is not None:  # a mistyped --dir must not read as "no scenarios" (exit 0)
+            raise UsageError(f"--dir {directory}: " + ("not a folder" if d.exists() else "no such folder"))
         return []
     return sorted(f for f in d.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file())
 
@@ -669,4 +671,14 @@ def find_scenario(name: str, directory: str | Path | None = None) -> Scenario:
         if f.stem == name:
             return load_scenario(f)
     ids = [f.stem for f in files]
+    # 'drill list' shows each scenario's own id, which a copied file may not be named after.
+    for f in files:
+        try:
+            sc = load_scenario(f)
+        except (UsageError, OSError, ValueError):
+            continue
+        if sc.id == name:
+            return sc
+        ids.append(sc.id)
+    ids = list(dict.fromkeys(ids))
     raise UsageError(_unknown(name, ids, "scenario") + "; 'leakwatch drill list' shows them, or give a .yaml path")
