@@ -105,3 +105,13 @@ def test_the_art30_map_masks_a_customer_address_in_a_log_file_name(tmp_path, cli
     assert "jane.doe@example.com" not in text
     files = {r["source_files"] for r in csv.DictReader(text.splitlines())}
     assert any("@e" in f and "***" in f for f in files), files
+
+
+def test_notice_honours_tz_and_json_and_names_uk_gdpr(tmp_path, cli):
+    db, cfg, iid = _setup(cli, tmp_path, [_prompt(_iso(-1), "contact me at alice@example.net")])
+    r = cli("notice", iid, "--db", db, "--config", cfg, "--regime", "gdpr-33", "--tz", "America/New_York")
+    assert "EST)" in r.out and "CET)" not in r.out
+    r = cli("notice", iid, "--db", db, "--config", cfg, "--regime", "gdpr-33", "--json")
+    assert json.loads(r.out)["regime"] == "gdpr-33"
+    r = cli("notice", iid, "--db", db, "--config", cfg, "--regime", "uk-gdpr")
+    assert "(UK GDPR Art. 33)" in r.out

@@ -758,6 +758,13 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
     from leakwatch.incidents.regimes import deadlines
 
     config = _config(args)
+    if getattr(args, "tz", None):
+        # --tz shows the draft's times in that zone, as it does for clocks (was ignored).
+        import dataclasses
+
+        _zone(args, config)  # refuses a zone that does not exist
+        config = dataclasses.replace(config, organisation=dataclasses.replace(config.organisation, timezone=args.tz))
+    fmt = "json" if getattr(args, "json", False) else args.format  # --json, as on every other command
     regimes = _regimes(args)
     regime = regimes.get(args.regime)
     now = datetime.now(UTC)
@@ -771,7 +778,7 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
             _refuse_scanned_file(store, args.out)
     kind = args.kind or default_kind(regime.id)
     _check_kind(kind, regime.id)
-    draft = render_notice(facts, kind, fmt=args.format, regime=regime, deadlines=deadlines(regime, facts, now), now=now,
+    draft = render_notice(facts, kind, fmt=fmt, regime=regime, deadlines=deadlines(regime, facts, now), now=now,
                           templates_dir=Path(args.templates) if args.templates else None)
     _write_out(args.out, draft.text)
     if draft.missing:
