@@ -45,3 +45,27 @@ credentials = {{ secret = "{secret_var}" }}
 on = ["incident.opened"]
 targets = ["{name}"]
 """)
+
+
+class FifoReader:
+    """A named pipe at ``path`` (mode ``mode``) and a thread that reads it to its end: what a
+    command writes into it lands in ``text`` after :meth:`join`."""
+
+    def __init__(self, path, mode: int = 0o644) -> None:
+        import os
+        import threading
+
+        self.path = path
+        os.mkfifo(path, mode)
+        os.chmod(path, mode)  # mkfifo's mode is masked by the umask
+        self._chunks: list[str] = []
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        with open(self.path, encoding="utf-8") as f:
+            self._chunks.append(f.read())
+
+    def join(self, timeout: float = 30) -> str:
+        self._thread.join(timeout)
+        return "".join(self._chunks)

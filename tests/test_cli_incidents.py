@@ -260,21 +260,14 @@ def test_notice_out_writes_into_a_pipe_and_through_a_link_without_replacing_them
     """--out /dev/null (as root) renamed the draft over the device node: /dev/null became a plain
     file. A pipe or device is written in place; a symbolic link keeps pointing at its file."""
     import stat
-    import threading
+
+    from helpers import FifoReader
 
     iid = _incident(db)
     fifo = tmp_path / "notice.pipe"
-    os.mkfifo(fifo)
-    got: list[str] = []
-
-    def drain() -> None:
-        with open(fifo, encoding="utf-8") as f:
-            got.append(f.read())
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
+    reader = FifoReader(fifo)
     lw("notice", str(iid), "--regime", "gdpr-33", "--out", str(fifo), "--db", str(db), check_rc=ExitCode.OK)
-    reader.join(timeout=30)
+    got = [reader.join()]
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert "Art. 33" in got[0] or "Article 33" in got[0], got[0][:300]
 

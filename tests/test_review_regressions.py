@@ -94,25 +94,17 @@ def test_jsonl_to_a_pipe_does_not_chmod_it(tmp_path, cli):
     test must neither depend on nor change the host's /dev."""
     import json
     import stat
-    import threading
+
+    from helpers import FifoReader
 
     fifo = tmp_path / "findings.pipe"
-    os.mkfifo(fifo, 0o644)
-    os.chmod(fifo, 0o644)  # mkfifo's mode is masked by the umask
+    reader = FifoReader(fifo)
     before = os.stat(fifo).st_mode
     assert stat.S_ISFIFO(before)
-    got: list[str] = []
-
-    def drain() -> None:
-        with open(fifo, encoding="utf-8") as f:
-            got.append(f.read())
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
     p = tmp_path / "app.log"
     p.write_text("mail=jane@example.com\n")
     r = cli("scan", str(p), "--db", str(tmp_path / "lw.duckdb"), "--jsonl", str(fifo), "-q")
-    reader.join(timeout=30)
+    got = [reader.join()]
     assert r.rc == 1, r.err
     assert os.stat(fifo).st_mode == before
     lines = [json.loads(line) for line in got[0].splitlines()]

@@ -449,6 +449,16 @@ def test_summary_streams_from_the_local_model_and_x_cancels_it(tui):
 # --- playbook -------------------------------------------------------------------------------------
 
 
+async def select_step(pilot, incident_id: int, key: str):
+    """Open the incident's playbook and put the cursor on step ``key`` (playbook/step)."""
+    pilot.app.open_playbook(incident_id)
+    await settle(pilot)
+    scr = pilot.app.screen
+    table = scr.query_one("#steps")
+    table.move_cursor(row=table.get_row_index(key))
+    return scr
+
+
 def test_marking_a_step_done_asks_each_evidence_item_and_writes_step_and_audit(tui):
     openai = tui["incidents"]["openai"]
     pb = tui["step_done"][0]
@@ -456,11 +466,7 @@ def test_marking_a_step_done_asks_each_evidence_item_and_writes_step_and_audit(t
     async def go():
         app = app_for(tui)
         async with app.run_test() as pilot:
-            app.open_playbook(openai)
-            await settle(pilot)
-            scr = app.screen
-            table = scr.query_one("#steps")
-            table.move_cursor(row=table.get_row_index(f"{pb}/stop-flow"))
+            scr = await select_step(pilot, openai, f"{pb}/stop-flow")
             await pilot.press("d")
             await pilot.pause()
             modal = app.screen
@@ -686,11 +692,7 @@ def test_starting_a_step_does_not_deadlock_the_console(tui):
     async def go():
         app = app_for(tui)
         async with app.run_test() as pilot:
-            app.open_playbook(openai)
-            await settle(pilot)
-            scr = app.screen
-            table = scr.query_one("#steps")
-            table.move_cursor(row=table.get_row_index(f"{pb}/stop-flow"))
+            scr = await select_step(pilot, openai, f"{pb}/stop-flow")
             await pilot.press("s")
             await asyncio.wait_for(settle(pilot), 30)
             assert scr.steps[f"{pb}/stop-flow"].state == "in_progress"
