@@ -674,3 +674,66 @@ def test_an_event_type_typo_is_refused_before_any_request(sim, password_env, pat
     res = cli("pull", "--db", db, "--out", out, "--event-type", "Apex Callout")
     assert res.rc == 2 and "is not an event type name" in res.err
     assert sim.requests_to("/") == [] and not Path(out).exists()
+
+
+# --- review: two pulls, two host names, odd --since values, blobs that never scan ---------------
+
+
+def test_a_second_pull_into_the_same_folder_is_refused_while_one_runs(sim, password_env, paths, cli):
+    """Two pulls (two databases) resumed each other's .part files: a corrupt file recorded as
+    complete in one, a traceback (exit 70) in the other."""
+    import fcntl
+    import os
+
+    db, out = paths
+    sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T02:10:00Z", restapi_csv(3))
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running pull holds
+        res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-01")
+        assert res.rc == 2 and "another leakwatch pull is downloading into this folder" in res.err
+        assert not blob_gets(sim)
+    finally:
+        os.close(fd)
+    assert cli("pull", "--db", db, "--out", out, "--since", "2024-03-01").rc == 0
+
+
+def test_one_org_under_two_host_names_downloads_each_file_once(sim, password_env, paths, cli, query, monkeypatch):
+    db, out = paths
+    log_id = sim.add_event_log_file("ApexCallout", "2024-03-11", "2024-03-12T02:10:00Z", apex_csv())
+    assert cli("pull", "--db", db, "--out", out, "--since", "2024-03-01").rc == 1
+    for name in ("SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN", "SF_DOMAIN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SF_SESSION_ID", sim.issue_session())
+    monkeypatch.setenv("SF_INSTANCE_URL", f"https://localhost:{sim.port}/")
+    res = cli("pull", "--db", db, "--out", out, "--since", "2024-03-01")
+    assert res.rc == 0, res.err
+    assert len(blob_gets(sim, log_id)) == 1
+    assert query(db, "SELECT count(*) FROM findings WHERE entity = 'EMAIL_ADDRESS'") == [(1,)]
+
+
+@pytest.mark.parametrize("since", ["99999999999d", "999999999w", "0999-12-31", "0001-01-01T00:00Z"])
+def test_since_out_of_range_is_a_usage_error(sim, password_env, paths, cli, since):
+    db, out = paths
+    res = cli("pull", "--db", db, "--out", out, "--since", since)
+    assert res.rc == 2 and "out of range" in res.err and "Traceback" not in res.err, res.err
+    assert not sim.requests_to("query", "GET")
+
+
+def test_a_blob_that_never_scans_is_reported_once_not_on_every_pull(sim, password_env, paths, cli, query):
+    db, out = paths
+    sim.add_event_log_file("RestApi", "2024-03-11", "2024-03-12T02:10:00Z", bytes(range(256)) * 800)
+    first = cli("pull", "--db", db, "--out", out, "--since", "2024-03-01")
+    assert first.rc == 2 and "binary file" in first.err
+    assert query(db, "SELECT status FROM pulled_files") == [("scanned",)]
+    again = cli("pull", "--db", db, "--out", out)
+    assert again.rc == 0 and "binary" not in again.err, again.err
+
+
+def test_an_api_version_or_event_type_with_a_trailing_newline_is_refused(sim, password_env, paths, cli):
+    db, out = paths
+    res = cli("pull", "--db", db, "--out", out, "--api-version", "60.0\n")
+    assert res.rc == 2 and "SF_PASSWORD" not in res.err, res.err
+    res = cli("pull", "--db", db, "--out", out, "--event-type", "ApexCallout\n")
+    assert res.rc == 2, res.err

@@ -77,9 +77,9 @@ ELF_FIELDS: Final = ("Id", "EventType", "LogDate", "CreatedDate", "Interval", "S
 ENV_SESSION = ("SF_SESSION_ID", "SF_INSTANCE_URL")
 ENV_PASSWORD = ("SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN")
 
-_EVENT_TYPE_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
+_EVENT_TYPE_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}\Z")  # \Z: "$" let a trailing newline through
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
-_VERSION_RE: Final = re.compile(r"^\d{2,3}\.\d$")
+_VERSION_RE: Final = re.compile(r"\d{2,3}\.\d\Z")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -700,14 +700,22 @@ def parse_since(text: str, now: dt.datetime) -> dt.datetime:
     ``now`` such as ``36h``, ``7d`` or ``2w``."""
     t = text.strip()
     m = re.fullmatch(r"(\d+)\s*([hdw])", t, re.IGNORECASE)
-    if m:
-        n, unit = int(m.group(1)), m.group(2).lower()
-        return now - dt.timedelta(hours=n * {"h": 1, "d": 24, "w": 168}[unit])
     try:
-        return parse_sf_datetime(t)
+        if m:
+            n, unit = int(m.group(1)), m.group(2).lower()
+            when = now - dt.timedelta(hours=n * {"h": 1, "d": 24, "w": 168}[unit])
+        else:
+            when = parse_sf_datetime(t)
     except ValueError:
         raise UsageError(f"--since {text!r}: use an ISO date or datetime (2024-03-01, 2024-03-01T08:00:00Z) "
                          f"or a span such as 36h, 7d, 2w") from None
+    except OverflowError:  # 99999999999d
+        when = None
+    # Event Monitoring keeps a year at most; before 1970 is a typo, and a year under 1000 made a
+    # SOQL literal Salesforce refuses (reported as an outage, "rerun to resume").
+    if when is None or when.astimezone(dt.UTC).year < 1970:
+        raise UsageError(f"--since {text!r}: out of range (a time from 1970 on, or a span such as 7d)")
+    return when
 
 
 def soql_datetime(value: dt.datetime) -> str:
@@ -813,8 +821,11 @@ class PullState:
         )
 
     def known(self) -> dict[str, tuple[str, str | None]]:
-        """log_id → (status, path) of the files of this instance already recorded."""
-        rows = self._exec("SELECT log_id, status, path FROM pulled_files WHERE instance = ?", [self.instance])
+        """log_id → (status, path) of the files already recorded. Not by instance: one org is
+        reached under several host names (acme.my.salesforce.com, naNN.salesforce.com, what a
+        session login reports), and an EventLogFile id names one file whichever was used; by
+        host, every file was downloaded and its findings stored again on each switch."""
+        rows = self._exec("SELECT log_id, status, path FROM pulled_files", [])
         return {r[0]: (r[1], r[2]) for r in rows}
 
     def record(self, lf: LogFile, status: str, *, path: Path | None = None, size: int | None = None,
@@ -970,53 +981,80 @@ def pull(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--out {out}: cannot create the directory: {e.strerror}") from e
+    with _out_lock(out):
+        with Store.open(db_path) as store:
+            result = _pull_into(store, client, instance, out, event_types, since, now, workers, progress, scan)
+        if result.scanned_paths:  # the pull's Store is closed: DuckDB allows one writer per file
+            _scan(db_path, instance, result, workers, scan_progress, scan_options or {})
+    return result
 
-    with Store.open(db_path) as store:
-        state = PullState(store, instance, event_types)
-        result = PullResult(instance=instance, query_from="")
-        cp = state.checkpoint()
-        result.checkpoint_before = result.checkpoint_after = cp[0] if cp else None
-        start = since if since is not None else (parse_sf_datetime(cp[0]) if cp else now - DEFAULT_SINCE)
-        failed = state.earliest_failed() if since is None else None
-        if failed is not None and failed < start:
-            start = failed  # a file listed before but never stored: it is fetched again
-        result.query_from = soql_datetime(start)
-        # The checkpoint may only move over files listed from it on: a --since later than it
-        # leaves the files in between unlisted, and a plain run must still find them.
-        advance = not (since is not None and cp is not None and since > parse_sf_datetime(cp[0]))
-        if not advance:
-            result.warnings.append(f"--since {soql_datetime(since)} starts after the checkpoint ({cp[0]}): the "
-                                   f"checkpoint stays, so the next plain pull also lists the files in between")
+
+@contextlib.contextmanager
+def _out_lock(out: Path):
+    """One pull at a time into a folder: two (with two databases) resumed each other's
+    ``.part`` files and wrote into them at once — a corrupt file recorded as complete, and a
+    traceback in the other. The lock goes with the process."""
+    import fcntl
+
+    fd = os.open(out, os.O_RDONLY)
+    try:
         try:
-            result.prefixes_learned = learn_prefixes(store, client.describe_global(), instance)
-        except SalesforceAuthError:
-            raise
-        except (SalesforceError, InputError) as e:
-            # Prefixes only sharpen record-id findings; the logs matter more than they do.
-            result.warnings.append(f"key prefixes not learned: {e}")
-        # One entry per id: a record repeated across pages (a listing that shifted while it was
-        # paged) is one file, fetched once.
-        records = list({lf.id: lf for lf in (LogFile.from_record(r)
-                                              for r in client.query_all(build_query(start, event_types)))}.values())
-        records.sort(key=lambda lf: (lf.created_at, lf.id))
-        result.listed = len(records)
-        _download_all(client, state, records, out, result, workers, progress, advance=advance,
-                      retry_skipped=since is not None)
-        cp = state.checkpoint()
-        result.checkpoint_after = cp[0] if cp else None
-        if scan:
-            for p in state.unscanned():
-                if os.path.exists(p):
-                    result.scanned_paths.append(p)
-                else:
-                    # Deleted by hand before it was scanned; a listing that still includes it
-                    # downloads it again, an older one needs --since.
-                    state.forget_missing(p)
-                    result.warnings.append(f"{p}: stored earlier but deleted before it was scanned; "
-                                           f"use --since to fetch it again")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UsageError(f"--out {out}: another leakwatch pull is downloading into this folder; "
+                             "run one pull per --out folder (or wait for it)") from None
+        yield
+    finally:
+        os.close(fd)
 
-    if result.scanned_paths:
-        _scan(db_path, instance, result, workers, scan_progress, scan_options or {})
+
+def _pull_into(store: "Store", client: SalesforceClient, instance: str, out: Path, event_types: list[str],
+               since: dt.datetime | None, now: dt.datetime, workers: int, progress: ProgressFn | None,
+               scan: bool) -> PullResult:
+    """List, download and record what is new (the part of :func:`pull` that holds the database);
+    the files to scan are in ``scanned_paths``."""
+    state = PullState(store, instance, event_types)
+    result = PullResult(instance=instance, query_from="")
+    cp = state.checkpoint()
+    result.checkpoint_before = result.checkpoint_after = cp[0] if cp else None
+    start = since if since is not None else (parse_sf_datetime(cp[0]) if cp else now - DEFAULT_SINCE)
+    failed = state.earliest_failed() if since is None else None
+    if failed is not None and failed < start:
+        start = failed  # a file listed before but never stored: it is fetched again
+    result.query_from = soql_datetime(start)
+    # The checkpoint may only move over files listed from it on: a --since later than it
+    # leaves the files in between unlisted, and a plain run must still find them.
+    advance = not (since is not None and cp is not None and since > parse_sf_datetime(cp[0]))
+    if not advance:
+        result.warnings.append(f"--since {soql_datetime(since)} starts after the checkpoint ({cp[0]}): the "
+                               f"checkpoint stays, so the next plain pull also lists the files in between")
+    try:
+        result.prefixes_learned = learn_prefixes(store, client.describe_global(), instance)
+    except SalesforceAuthError:
+        raise
+    except (SalesforceError, InputError) as e:
+        # Prefixes only sharpen record-id findings; the logs matter more than they do.
+        result.warnings.append(f"key prefixes not learned: {e}")
+    # One entry per id: a record repeated across pages (a listing that shifted while it was
+    # paged) is one file, fetched once.
+    records = list({lf.id: lf for lf in (LogFile.from_record(r)
+                                          for r in client.query_all(build_query(start, event_types)))}.values())
+    records.sort(key=lambda lf: (lf.created_at, lf.id))
+    result.listed = len(records)
+    _download_all(client, state, records, out, result, workers, progress, advance=advance,
+                  retry_skipped=since is not None)
+    cp = state.checkpoint()
+    result.checkpoint_after = cp[0] if cp else None
+    if scan:
+        for p in state.unscanned():
+            if os.path.exists(p):
+                result.scanned_paths.append(p)
+            else:
+                # Deleted by hand before it was scanned; a listing that still includes it
+                # downloads it again, an older one needs --since.
+                state.forget_missing(p)
+                result.warnings.append(f"{p}: stored earlier but deleted before it was scanned; "
+                                       f"use --since to fetch it again")
     return result
 
 
@@ -1146,7 +1184,12 @@ def _scan(db_path: str | os.PathLike, instance: str, result: PullResult, workers
 
     summary = scan_paths(result.scanned_paths, db_path, workers=workers, progress=scan_progress, **options)
     result.scan = summary
-    ok = [fr.path for fr in summary.files if fr.status in ("ok", "unchanged")]
+    # Read as far as it can ever be: a binary or truncated blob stays what it is, and scanning
+    # it again on every pull only made every later pull exit 2 (it was reported once, and its
+    # problems are in scan_errors). Interrupted or unreadable files are scanned again.
+    lasting = {"binary", "truncated", "encoding", "long_line", "format"}
+    ok = [fr.path for fr in summary.files
+          if fr.status in ("ok", "unchanged", "skipped") or (fr.problems and all(p.kind in lasting for p in fr.problems))]
     with Store.open(db_path) as store:
         PullState(store, instance).mark_scanned(ok)
 
