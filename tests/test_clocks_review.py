@@ -184,3 +184,14 @@ def test_a_split_off_part_keeps_the_responders_judgements_not_their_counts(tmp_p
     assert shown["subjects_by_jurisdiction"] == {}
     nis2 = _clocks(cli, db, part)["nis2"]
     assert not any("undecided" in r and "significant" in r for r in nis2["reasons"]), nis2["reasons"]
+
+
+def test_no_notice_is_drafted_for_a_merged_incident(tmp_path, cli):
+    db = _scan(cli, tmp_path, "a.log", _iso(-1))
+    a = _pii_incident(cli, db)
+    _scan(cli, tmp_path, "b.log", _iso(-1), mail="zed@example.net", card="5555555555554444", url=ANTHROPIC)
+    b = _pii_incident(cli, db)
+    assert cli("incidents", "--db", db, "merge", a, b, "--reason", "same breach").rc == 0
+    r = cli("notice", b, "--db", db, "--regime", "gdpr-33", "--out", tmp_path / "n.md")
+    assert r.rc == 2 and f"was merged into {a}" in r.err
+    assert not (tmp_path / "n.md").exists()

@@ -773,6 +773,11 @@ def run_notice(args: argparse.Namespace, argv: list[str]) -> int:
 
         check_not_database_files(Path(args.db), [Path(args.out)], "--out")
     with _open_store(args, write=False) as store:
+        merged_into = book.get(store.con, args.id).get("merged_into")
+        if merged_into is not None:
+            # Its findings, clocks and notices are the other incident's now: a draft from what
+            # is left here names nobody and nothing (every required item unknown).
+            raise book.IncidentError(f"incident {args.id} was merged into {merged_into}; draft the notice for that one")
         facts = book.build_facts(store.con, args.id, config, regimes)
         if args.out != "-":
             _refuse_scanned_file(store, args.out)
