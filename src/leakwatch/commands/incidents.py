@@ -497,7 +497,8 @@ def _print_list(rows: list[dict], zone) -> None:
     from rich.table import Table
 
     if not rows:
-        print("no incidents (run 'leakwatch incidents group' after a scan)")
+        print("no incidents to list (closed ones show with --all; 'leakwatch incidents group' after a scan "
+              "opens new ones)")
         return
     t = Table(title=f"{len(rows)} incident(s)")
     for col in ("id", "severity", "status", "title", "findings", "alerts", "aware"):

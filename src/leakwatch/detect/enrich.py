@@ -791,7 +791,9 @@ def _sent_with_call(fmt: str | None, path: str | None) -> bool:
     last = normalize_field(path).rsplit(".", 1)[-1]
     if fmt == "eventlogfile":
         return last in ("url", "uri", "endpoint")
-    return last not in (_APIGW_CALLER_FIELDS if fmt == "apigw" else _CALLER_FIELDS)
+    # A combined access log's `user` is the authenticated caller (Apache's %u), like API
+    # Gateway's: it stays with the request log, it is not the prompt sent upstream.
+    return last not in (_APIGW_CALLER_FIELDS if fmt in ("apigw", "combined") else _CALLER_FIELDS)
 
 
 def marks_have(marks, kind: str) -> bool:

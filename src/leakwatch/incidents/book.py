@@ -381,6 +381,14 @@ def group(store, config=None, *, now: datetime | None = None, actor: str = "leak
             con.unregister("_lw_map")
         con.execute("DROP TABLE _lw_runs")
         con.execute("DROP TABLE _lw_cand")
+        # An alert grouped before whose severity rose since (the pattern detectors update an alert
+        # in place when it recurs: an exposed key seen again is critical) raises its incident too.
+        raised = [r[0] for r in con.execute(
+            """SELECT DISTINCT i.incident_id FROM incidents AS i JOIN incident_alerts AS x USING (incident_id)
+               JOIN alerts AS a USING (alert_id)
+               WHERE i.status <> 'closed' AND i.merged_into IS NULL AND a.severity_rank > i.severity_rank
+               ORDER BY 1""").fetchall()]
+        grown = list(grown) + [i for i in raised if i not in grown and i not in opened]
         before = {iid: con.execute("SELECT severity_rank FROM incidents WHERE incident_id = ?", [iid]).fetchone()[0]
                   for iid in grown}
         for iid in [*opened, *grown]:
@@ -522,6 +530,9 @@ def _existing(con, table: str, col: str, ids: Sequence[int]) -> list[int]:
     ids = sorted({int(i) for i in ids})
     if not ids:
         return []
+    too_big = [i for i in ids if not 0 <= i < 2**63]
+    if too_big:  # numpy's int64 would overflow (exit 70): no such row can exist
+        raise IncidentError(f"no {table[:-1]} with id {too_big[0]}")
     con.register("_lw_ids", {"id": np.array(ids, dtype=np.int64)})
     try:
         found = {r[0] for r in con.execute(f"SELECT {col} FROM {table} WHERE {col} IN (SELECT id FROM _lw_ids)").fetchall()}

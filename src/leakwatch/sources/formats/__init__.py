@@ -153,6 +153,9 @@ def _looks_like_csv_header(lines: list[bytes]) -> bool:
     n = len(names)
     if n < 3 and b" " in first:
         return False  # "Hello, world" is prose, not a two-column header
+    following = [ln.lstrip() for ln in lines[1:6] if ln.strip()]
+    if following and sum(ln[:1] == b"{" for ln in following) * 2 > len(following):
+        return False  # JSON objects after a banner with commas ("Service x, version 4.2"): JSON lines
     rows = [split_row(ln, sep)[0] for ln in lines[1:6]]
     if not rows:
         return True  # a header and no rows yet
@@ -234,6 +237,9 @@ def _sniff(head: bytes, path: str) -> str:
     if votes:
         best = max(votes, key=votes.get)
         share = votes[best] / total
-        if share >= _MAJORITY or (best == "mule" and share >= _MULE_SHARE):
+        # Mule's header line ("[processor: …; event: …]") is its own proof: a stack trace or a
+        # pretty-printed payload under a few of them must not outvote them (the whole log was read
+        # as text then: no times, no fields).
+        if share >= _MAJORITY or (best == "mule" and (share >= _MULE_SHARE or votes[best] >= 3)):
             return best
     return "mule" if mule_name else "text"

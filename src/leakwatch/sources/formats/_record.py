@@ -199,6 +199,7 @@ TS_KEYS: dict[str, int] = {
     "timestampderived": 0, "timestamp": 1, "ts": 2, "time": 2, "datetime": 2, "eventtime": 2,
     "requesttime": 2, "logtime": 3, "requesttimeepoch": 4, "date": 5, "createdat": 6, "createddate": 6,
     "edgestarttimestamp": 2, "asctime": 3,  # asctime: Python logging's JSON formatters
+    "timeunixnano": 2, "observedtimeunixnano": 3,  # OpenTelemetry log records (epoch ns)
 }
 _ABSOLUTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S")
 _EMPTY_VALUES = frozenset(("", "-", "null", "None"))
@@ -219,7 +220,9 @@ KEY_ROLES: dict[str, tuple[int | None, int | None, str | None, int]] = _key_role
 
 
 def _ts_sort_key(t: tuple[int, int, str]) -> tuple[int, int]:
-    return t[0], t[1]
+    # Shallower first: the record's own time, not a date inside a payload it logged (a ticket's
+    # "timestamp" in a body outranked the top-level "time" and became the incident's time).
+    return t[1], t[0]
 
 
 class AttrCollector:

@@ -82,7 +82,19 @@ def _parse_iso(s: str) -> datetime:
         m = _LONG_FRACTION.search(iso)
         if m is not None:
             iso = iso[:m.start() + 7] + iso[m.end():]  # keep "." and 6 digits
-    return _utc(datetime.fromisoformat(iso))
+    try:
+        return _utc(datetime.fromisoformat(iso))
+    except ValueError:
+        # log4j's "yyyy-MM-dd HH:mm:ss.SSS Z": a space before the offset, or " UTC".
+        m = _SPACED_ZONE.fullmatch(iso)
+        if m is None:
+            raise
+        zone = m.group(2)
+        zone = "+00:00" if zone.upper() in ("UTC", "GMT", "Z") else zone
+        return _utc(datetime.fromisoformat(m.group(1) + zone))
+
+
+_SPACED_ZONE = re.compile(r"(.*\d) +([+-]\d{2}:?\d{2}|Z|UTC|GMT)", re.IGNORECASE)
 
 
 # Zones of CLF offsets, built once per distinct offset (a log has one or two) rather than a
