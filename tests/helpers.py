@@ -69,3 +69,16 @@ class FifoReader:
     def join(self, timeout: float = 30) -> str:
         self._thread.join(timeout)
         return "".join(self._chunks)
+
+
+def scan_jsonl(cli, tmp_path, name: str, text: str) -> list[dict]:
+    """Write ``text`` to ``tmp_path/name``, scan it into a database of its own with ``--jsonl``
+    and return the findings as the JSON lines give them."""
+    import json
+
+    p = tmp_path / name
+    p.write_text(text)
+    out = tmp_path / f"{name}.jsonl"
+    r = cli("scan", p, "--db", tmp_path / f"{name}.duckdb", "--jsonl", out, "-q")
+    assert r.rc in (0, 1), r.err
+    return [json.loads(x) for x in out.read_text().splitlines()]

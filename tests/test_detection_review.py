@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import json
 
-
-def _scan(cli, tmp_path, name: str, text: str) -> list[dict]:
-    p = tmp_path / name
-    p.write_text(text)
-    out = tmp_path / f"{name}.jsonl"
-    r = cli("scan", p, "--db", tmp_path / f"{name}.duckdb", "--jsonl", out, "-q")
-    assert r.rc in (0, 1), r.err
-    return [json.loads(x) for x in out.read_text().splitlines()]
+from helpers import scan_jsonl
 
 
 def _by_rule(rows: list[dict], rule: str) -> list[dict]:
@@ -20,7 +13,7 @@ def _by_rule(rows: list[dict], rule: str) -> list[dict]:
 
 def test_a_url_encoded_salesforce_session_id_is_found(tmp_path, cli):
     """frontdoor.jsp?sid=00D…%21… (a client encoded the '!'): a live org session, missed."""
-    rows = _scan(cli, tmp_path, "a.log",
+    rows = scan_jsonl(cli, tmp_path, "a.log",
                  '203.0.113.5 - - [11/Mar/2024:16:00:00 +0000] "GET /secur/frontdoor.jsp?sid=00D5j000000AbCd%21AQ0AQ'
                  'Hk9bRz3Jx8Lm2Np4Qr6St8Uv0Wx2Yz4Ab6Cd8Ef0Gh2Ij4Kl6Mn8&retURL=%2Fhome HTTP/1.1" 302 0 "-" "Mozilla/5.0"\n')
     sid = _by_rule(rows, "sf_session_id")
@@ -36,7 +29,7 @@ def test_a_line_break_in_a_quoted_report_cell_keeps_the_columns_of_the_rest_of_t
                         'write to zed@example.net, phone',
                         'needs refund","jane.doe@example.com","+14155550132"',
                         '"Bob","ok","bob@example.org","+14155550199"']) + "\r\n"
-    rows = _scan(cli, tmp_path, "report.csv", text)
+    rows = scan_jsonl(cli, tmp_path, "report.csv", text)
     got = {(r["line"], r["rule"]): (r.get("field_path"), r.get("sf_object"), r.get("sf_field")) for r in rows}
     assert got[(3, "email")] == (None, None, None)  # inside the Description: column not known here
     assert got[(4, "email")] == ("Email", "Contact", "Email")
@@ -45,7 +38,7 @@ def test_a_line_break_in_a_quoted_report_cell_keeps_the_columns_of_the_rest_of_t
 
 
 def test_times_and_versions_kept_about_a_phone_are_no_phone_numbers(tmp_path, cli):
-    rows = _scan(cli, tmp_path, "a.jsonl", "\n".join([
+    rows = scan_jsonl(cli, tmp_path, "a.jsonl", "\n".join([
         '{"ts":"2024-03-11T16:00:00Z","user_id":42,"phone_verified_at":1710172800,"email_verified":true}',
         '{"ts":"2024-03-11T16:00:01Z","user_id":42,"phoneVerifiedAt":"2024-03-11 16:00:00"}',
         '{"ts":"2024-03-11T16:00:02Z","mobile_app_version":"10203040","mobile_build":"20240311"}',
@@ -58,7 +51,7 @@ def test_times_and_versions_kept_about_a_phone_are_no_phone_numbers(tmp_path, cl
 
 
 def test_names_and_paths_of_secrets_are_no_api_keys(tmp_path, cli):
-    rows = _scan(cli, tmp_path, "a.log", "\n".join([
+    rows = scan_jsonl(cli, tmp_path, "a.log", "\n".join([
         "2024-03-11T16:00:00Z INFO loaded secret arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/payments/stripe-api-XyZ123",
         '{"ts":"2024-03-11T16:00:01Z","SecretId":"arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db/credentials-AbC12d"}',
         "2024-03-11T16:00:07Z INFO client_secret: projects/123456789012/secrets/oauth-client/versions/3",
@@ -70,7 +63,7 @@ def test_names_and_paths_of_secrets_are_no_api_keys(tmp_path, cli):
 
 
 def test_signed_numbers_are_no_international_phone_numbers(tmp_path, cli):
-    rows = _scan(cli, tmp_path, "a.log", "\n".join([
+    rows = scan_jsonl(cli, tmp_path, "a.log", "\n".join([
         "2024-03-11T16:00:00Z INFO geo lat=+52.5200066 lon=+13.4049540 city=Berlin",
         "2024-03-11T16:00:03Z INFO heap delta=+104857600 bytes",
         "2024-03-11T16:00:04Z INFO balance +1500000.00 EUR credited",
@@ -85,19 +78,19 @@ def test_order_invoice_and_message_numbers_are_no_cards(tmp_path, cli):
               "4541858369492359", "4302901195203480"]
     lines = [json.dumps({"ts": "2024-03-11T16:00:00Z", k: v}) for k, v in zip(keys, values)]
     lines.append('{"ts":"2024-03-11T16:00:00Z","card":"4111111111111111"}')
-    rows = _scan(cli, tmp_path, "a.jsonl", "\n".join(lines) + "\n")
+    rows = scan_jsonl(cli, tmp_path, "a.jsonl", "\n".join(lines) + "\n")
     assert [r["line"] for r in _by_rule(rows, "payment_card")] == [7]
 
 
 def test_nested_billing_and_shipping_addresses_and_report_postcode_labels_map_to_their_fields(tmp_path, cli):
-    rows = _scan(cli, tmp_path, "a.jsonl", "\n".join([
+    rows = scan_jsonl(cli, tmp_path, "a.jsonl", "\n".join([
         '{"ts":"2024-03-11T16:00:00Z","shipping":{"address":{"line1":"1600 Amphitheatre Parkway","postal_code":"94043"}}}',
         '{"ts":"2024-03-11T16:00:01Z","billing":{"address":{"line1":"12 High Street","postal_code":"SW1A 1AA"}}}',
     ]) + "\n")
     got = sorted((r["line"], r.get("sf_object"), r.get("sf_field")) for r in rows if r["rule"] in ("street_address", "postal_code"))
     assert got == [(1, "Account", "ShippingPostalCode"), (1, "Account", "ShippingStreet"),
                    (2, "Account", "BillingPostalCode"), (2, "Account", "BillingStreet")]
-    rows = _scan(cli, tmp_path, "report.csv", '"First Name","Mailing Zip/Postal Code","Billing Zip/Postal Code"\n'
+    rows = scan_jsonl(cli, tmp_path, "report.csv", '"First Name","Mailing Zip/Postal Code","Billing Zip/Postal Code"\n'
                                               '"Jane","94105","SW1A 1AA"\n')
     got = sorted((r.get("sf_object"), r.get("sf_field")) for r in _by_rule(rows, "postal_code"))
     assert got == [("Account", "BillingPostalCode"), ("Contact", "MailingPostalCode")]

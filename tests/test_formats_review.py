@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import json
 
+from helpers import scan_jsonl
+
 from leakwatch.sources.formats import sniff
 from leakwatch.sources.formats._time import parse_timestamp
-
-
-def _scan(cli, tmp_path, name: str, text: str) -> list[dict]:
-    p = tmp_path / name
-    p.write_text(text)
-    out = tmp_path / f"{name}.jsonl"
-    r = cli("scan", p, "--db", tmp_path / f"{name}.duckdb", "--jsonl", out, "-q")
-    assert r.rc in (0, 1), r.err
-    return [json.loads(x) for x in out.read_text().splitlines()]
 
 
 def test_a_mule_log_with_a_stack_trace_is_still_a_mule_log(tmp_path, cli):
@@ -24,7 +17,7 @@ def test_a_mule_log_with_a_stack_trace_is_still_a_mule_log(tmp_path, cli):
     lines = [head.format("INFO ", i, i, i) for i in range(4)]
     lines += ["java.util.concurrent.CompletionException: boom"]
     lines += [f"\tat org.mule.Foo{k}.bar(Foo{k}.java:1) ~[mule-core-4.4.0.jar:4.4.0]" for k in range(30)]
-    rows = _scan(cli, tmp_path, "orders-api.log", "\n".join(lines) + "\n")
+    rows = scan_jsonl(cli, tmp_path, "orders-api.log", "\n".join(lines) + "\n")
     assert {r["format"] for r in rows} == {"mule"}
     assert rows[0]["ts"] == "2024-06-10T13:36:00.123000Z"
 
@@ -33,7 +26,7 @@ def test_the_records_own_time_wins_over_a_date_inside_its_payload(tmp_path, cli)
     line = {"level": 30, "time": "2024-06-10T15:36:28.250+02:00", "msg": "llm request",
             "url": "https://api.anthropic.com/v1/messages",
             "body": {"system": "Customer: jane.doe@example.com", "metadata": {"timestamp": "2019-01-01T00:00:00Z"}}}
-    rows = _scan(cli, tmp_path, "app.log", json.dumps(line) + "\n")
+    rows = scan_jsonl(cli, tmp_path, "app.log", json.dumps(line) + "\n")
     assert [r["ts"] for r in rows] == ["2024-06-10T13:36:28.250000Z"]
 
 
@@ -49,14 +42,14 @@ def test_opentelemetry_and_log4j_times_are_read(tmp_path, cli):
     otel = {"timeUnixNano": "1718026588123000000", "severityText": "INFO",
             "body": {"stringValue": "prompt sent for jane.doe@example.com"},
             "attributes": [{"key": "url.full", "value": {"stringValue": "https://api.openai.com/v1/chat/completions"}}]}
-    rows = _scan(cli, tmp_path, "otel.log", json.dumps(otel) + "\n")
+    rows = scan_jsonl(cli, tmp_path, "otel.log", json.dumps(otel) + "\n")
     assert rows[0]["ts"] == "2024-06-10T13:36:28.123000Z"
     assert parse_timestamp("2024-03-10 02:30:00.500 -0500").isoformat() == "2024-03-10T07:30:00.500000+00:00"
     assert parse_timestamp("2024-06-10 15:36:28.123 UTC").isoformat() == "2024-06-10T15:36:28.123000+00:00"
 
 
 def test_the_remote_user_of_an_access_log_is_the_caller_not_sent_to_the_vendor(tmp_path, cli):
-    rows = _scan(cli, tmp_path, "proxy.log",
+    rows = scan_jsonl(cli, tmp_path, "proxy.log",
                  '203.0.113.9 - agent.smith@example.org [10/Jun/2024:15:36:28 +0200] "POST /v1/chat/completions '
                  'HTTP/1.1" 200 1024 "-" "python-requests/2.31" upstream=https://api.openai.com/v1/chat/completions\n')
     user = [r for r in rows if r.get("field") == "user"]

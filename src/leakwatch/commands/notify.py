@@ -332,8 +332,9 @@ def _dispatch(args, config) -> int:
                 else:
                     stats = d.run(stop, until_empty=args.until_empty, tick=tick, timeout_s=args.timeout)
                 left = d.pending()
-                unroutable = {n: k for n, k in d.unroutable().items() if n not in broken}
-                held = {n: k for n, k in d.unroutable().items() if n in broken}
+                left_out = d.unroutable()  # rows of targets this dispatcher does not have
+                unroutable = {n: k for n, k in left_out.items() if n not in broken}
+                held = {n: k for n, k in left_out.items() if n in broken}
     finally:
         for sig, old in handlers.items():
             signal.signal(sig, old)

@@ -700,8 +700,7 @@ def set_status(store, incident_id: int, status: str, *, actor: str, reason: str 
     with _tx(store, "change an incident's status") as con:
         inc = get(con, incident_id)
         old = inc["status"]
-        if inc["merged_into"] is not None:
-            raise IncidentError(f"incident {incident_id} was merged into {inc['merged_into']}; work on that one")
+        _refuse_merged(inc, incident_id)
         if status == old:
             raise IncidentError(f"incident {incident_id} is already {old}")
         if _STATUS_RANK[status] < _STATUS_RANK[old]:
@@ -717,8 +716,7 @@ def acknowledge(store, incident_id: int, *, actor: str, reason: str | None = Non
     """A responder has seen the incident: ``detected`` → ``triaged`` (recorded as ``ack``)."""
     with _tx(store, "read an incident") as con:
         inc = get(con, incident_id)
-    if inc["merged_into"] is not None:
-        raise IncidentError(f"incident {incident_id} was merged into {inc['merged_into']}; work on that one")
+    _refuse_merged(inc, incident_id)
     if inc["status"] != "detected":
         raise IncidentError(f"incident {incident_id} is {inc['status']}, not detected: it was acknowledged already")
     set_status(store, incident_id, "triaged", actor=actor, reason=reason, now=now, action="incident.ack")
@@ -888,8 +886,7 @@ def set_step(store, incident_id: int, playbook_id: str, step_id: str, status: st
         inc = get(con, incident_id)
         # A merged incident's work goes on in the one it was merged into; a closed one's steps
         # are its record (as its clocks are).
-        if inc.get("merged_into"):
-            raise IncidentError(f"incident {incident_id} was merged into {inc['merged_into']}; work on that one")
+        _refuse_merged(inc, incident_id)
         if inc.get("status") == "closed":
             raise IncidentError(f"incident {incident_id} is closed; reopen it (incidents status {incident_id} "
                                 f"triaged --reason …) before changing its playbook steps")
