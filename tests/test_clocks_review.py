@@ -134,12 +134,18 @@ def test_a_clock_that_moves_no_deadline_is_not_refused_for_deadlines_missed_befo
     assert r.rc == 2 and "already past" in r.err
 
 
-def test_a_merged_incident_takes_no_notice_fact_or_clock(tmp_path, cli):
+def _merged_pair(cli, tmp_path: Path) -> tuple[Path, int, int]:
+    """Two incidents (OpenAI, Anthropic), the second merged into the first: (db, a, b)."""
     db = _scan(cli, tmp_path, "a.log", _iso(-1))
     a = _pii_incident(cli, db)
     _scan(cli, tmp_path, "b.log", _iso(-1), mail="zed@example.net", card="5555555555554444", url=ANTHROPIC)
     b = _pii_incident(cli, db)
     assert cli("incidents", "--db", db, "merge", a, b, "--reason", "same breach").rc == 0
+    return db, a, b
+
+
+def test_a_merged_incident_takes_no_notice_fact_or_clock(tmp_path, cli):
+    db, a, b = _merged_pair(cli, tmp_path)
     for args in (["notice-sent", b, "--regime", "gdpr-33", "--reference", "CNIL-1"],
                  ["fact", b, "high_risk", "yes"],
                  ["set-awareness", b, _iso(-1), "--reason", "x"]):
@@ -187,11 +193,7 @@ def test_a_split_off_part_keeps_the_responders_judgements_not_their_counts(tmp_p
 
 
 def test_no_notice_is_drafted_for_a_merged_incident(tmp_path, cli):
-    db = _scan(cli, tmp_path, "a.log", _iso(-1))
-    a = _pii_incident(cli, db)
-    _scan(cli, tmp_path, "b.log", _iso(-1), mail="zed@example.net", card="5555555555554444", url=ANTHROPIC)
-    b = _pii_incident(cli, db)
-    assert cli("incidents", "--db", db, "merge", a, b, "--reason", "same breach").rc == 0
+    db, a, b = _merged_pair(cli, tmp_path)
     r = cli("notice", b, "--db", db, "--regime", "gdpr-33", "--out", tmp_path / "n.md")
     assert r.rc == 2 and f"was merged into {a}" in r.err
     assert not (tmp_path / "n.md").exists()

@@ -385,11 +385,10 @@ def _test(args, config) -> int:
 
     tcfg = config.notify.target(args.target)
     secrets = SecretStore.from_config(config)
-    # Credentials are checked before anything is queued: a missing or unreadable one is a
-    # configuration error (exit 2, nothing sent), not a failed delivery.
-    for var in tcfg.credentials.values():
-        secrets.get(var, what=f"target {tcfg.name}")
     targets = build_targets(config, secrets, [tcfg.name])
+    # Credentials are checked before anything is queued (the check dispatch makes too): a
+    # missing, unreadable or malformed one is a configuration error (exit 2, nothing sent),
+    # not a failed delivery.
     problem = _credential_problems(targets, secrets, [tcfg.name]).get(tcfg.name)
     if problem:
         from leakwatch.errors import UsageError
